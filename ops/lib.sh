@@ -1,0 +1,61 @@
+# Shared helpers for the ops scripts. Sourced, not run.
+# Every failure prints one line "ledgerline-stack: <reason>" on stderr and exits non-zero.
+
+LEDGERLINE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+die() {
+    echo "ledgerline-stack: $*" >&2
+    exit 1
+}
+
+say() {
+    echo "ledgerline-stack: $*" >&2
+}
+
+# Reads NAME=VALUE lines (comments and blank lines allowed) and exports them; refuses anything
+# else, so a corrupt file is named instead of being executed.
+load_conf() {
+    local file="$1" n=0 line
+    [ -r "$file" ] || die "cannot read settings file $file"
+    while IFS= read -r line || [ -n "$line" ]; do
+        n=$((n + 1))
+        case "$line" in ''|'#'*) continue ;; esac
+        line="${line#export }"
+        if [[ ! "$line" =~ ^[A-Z][A-Z0-9_]*=[^[:space:]\`\$\;\&\|\<\>\(\)]*$ ]]; then
+            die "$file line $n is not NAME=VALUE: ${line:0:60}"
+        fi
+        export "${line%%=*}=${line#*=}"
+    done < "$file"
+}
+
+# Settings: ops/stack.conf, or the file named by LEDGERLINE_STACK_CONF; then the generated
+# .stack/env with connection URLs (written by `ops/stack.sh up`).
+load_settings() {
+    load_conf "${LEDGERLINE_STACK_CONF:-$LEDGERLINE_ROOT/ops/stack.conf}"
+    export LEDGERLINE_STACK_DIR="${LEDGERLINE_STACK_DIR:-$LEDGERLINE_ROOT/.stack}"
+    local key
+    for key in LEDGERLINE_PG_PORT LEDGERLINE_KAFKA_PORT; do
+        [[ "${!key:-}" =~ ^[0-9]+$ ]] && [ "${!key}" -ge 1024 ] && [ "${!key}" -le 65535 ] \
+            || die "$key=${!key:-} must be a port number between 1024 and 65535"
+    done
+    [[ "${LEDGERLINE_DB_NAME:-}" =~ ^[a-z_][a-z0-9_]*$ ]] || die "LEDGERLINE_DB_NAME=${LEDGERLINE_DB_NAME:-} must be a plain lower-case name"
+}
+
+load_env() {
+    load_settings
+    [ -f "$LEDGERLINE_STACK_DIR/env" ] || die "$LEDGERLINE_STACK_DIR/env is missing: run ops/stack.sh up first"
+    load_conf "$LEDGERLINE_STACK_DIR/env"
+}
+
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+wait_for_port() {
+    local port="$1" seconds="$2" what="$3" i
+    for ((i = 0; i < seconds * 10; i++)); do
+        port_in_use "$port" && return 0
+        sleep 0.1
+    done
+    die "$what did not start listening on 127.0.0.1:$port within ${seconds}s"
+}

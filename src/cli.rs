@@ -1,0 +1,429 @@
+//! Command-line interface: argument definitions and the administration commands.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::producer::FutureRecord;
+use sqlx::PgPool;
+
+use crate::codec::{posting_codec, Framing};
+use crate::config::{database_url, env_parse, KafkaSettings};
+use crate::domain::account::AccountSpec;
+use crate::domain::{CurrencyTable, PostingRequest};
+use crate::generator::{self, GeneratorSettings};
+use crate::store;
+
+#[derive(Debug, Parser)]
+#[command(name = "ledgerline", version, about = "Kafka to PostgreSQL general ledger, exactly once")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply database migrations (safe to repeat).
+    Migrate,
+    /// Entities (tenants).
+    #[command(subcommand)]
+    Entities(EntitiesCmd),
+    /// The chart of accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCmd),
+    /// Accounting periods.
+    #[command(subcommand)]
+    Periods(PeriodsCmd),
+    /// Create the ledger's topics on the broker (postings, balances, anomalies, rejections).
+    Topics(TopicsArgs),
+    /// Publish posting requests from a JSON-lines file or a synthetic generator.
+    Produce(ProduceArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EntitiesCmd {
+    Create { id: String, #[arg(long)] name: String },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCmd {
+    /// Create one account.
+    Create {
+        id: String,
+        #[arg(long)]
+        entity: String,
+        #[arg(long)]
+        name: String,
+        /// asset, liability, equity, income or expense.
+        #[arg(long = "type")]
+        account_type: String,
+        #[arg(long)]
+        currency: String,
+        /// D or C (default from the type).
+        #[arg(long)]
+        normal_side: Option<String>,
+        /// Refuse postings that take the balance below zero.
+        #[arg(long)]
+        no_negative: bool,
+    },
+    /// Import a chart of accounts from CSV (header: id,entity_id,name,type,currency[,normal_side,allow_negative]) or JSON (an array).
+    Import { file: PathBuf },
+    /// Create N synthetic accounts acct-00000.. (the ones `produce --count` posts to).
+    Synthetic {
+        #[arg(long)]
+        entity: String,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+    },
+    List { #[arg(long)] entity: Option<String> },
+    /// Refuse new postings to an account.
+    Deactivate { id: String },
+    Activate { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeriodsCmd {
+    /// Open a period (or reopen a closed one, with --reason).
+    Open(PeriodArgs),
+    /// Close a period: postings dated inside it are rejected (PERIOD_CLOSED).
+    Close(PeriodArgs),
+    List { #[arg(long)] entity: Option<String> },
+}
+
+#[derive(Debug, Args)]
+pub struct PeriodArgs {
+    #[arg(long)]
+    pub entity: String,
+    #[arg(long)]
+    pub start: NaiveDate,
+    /// Needed to open a new period.
+    #[arg(long)]
+    pub end: Option<NaiveDate>,
+    /// Who made the change (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// JSON-lines file of posting requests; without it, the synthetic generator runs.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    #[arg(long, default_value_t = 1000)]
+    pub count: usize,
+    #[arg(long, default_value_t = 100)]
+    pub accounts: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub hot_account_share: f64,
+    /// Lines per posting: N or N-M.
+    #[arg(long, default_value = "2")]
+    pub lines: String,
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicate_share: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub invalid_share: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value = "demo")]
+    pub entity: String,
+    #[arg(long, default_value = "2026-11-01")]
+    pub effective_date: String,
+    #[arg(long, default_value = "gen")]
+    pub key_prefix: String,
+    /// avro, json or confluent:SCHEMA_ID.
+    #[arg(long, default_value = "avro")]
+    pub framing: Framing,
+    /// Defaults to $LEDGERLINE_POSTINGS_TOPIC.
+    #[arg(long)]
+    pub topic: Option<String>,
+}
+
+/// The currency table: ISO 4217 plus `LEDGERLINE_EXTRA_CURRENCIES` (`XAU:4,BTC:8`).
+pub fn currencies() -> Result<CurrencyTable> {
+    let extra = std::env::var("LEDGERLINE_EXTRA_CURRENCIES").unwrap_or_default();
+    CurrencyTable::default().with_spec(&extra).map_err(|e| anyhow::anyhow!("LEDGERLINE_EXTRA_CURRENCIES: {e}"))
+}
+
+pub fn postings_topic() -> String {
+    std::env::var("LEDGERLINE_POSTINGS_TOPIC").unwrap_or_else(|_| "ledger.postings".into())
+}
+
+async fn pool() -> Result<PgPool> {
+    Ok(store::connect(&database_url()?, 4).await?)
+}
+
+/// Connects and applies migrations (every database command does this first).
+pub async fn migrated_pool() -> Result<PgPool> {
+    let pool = pool().await?;
+    store::migrate(&pool).await?;
+    Ok(pool)
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Migrate => {
+            migrated_pool().await?;
+            println!("migrations applied ({} known)", store::MIGRATOR.iter().count());
+        }
+        Command::Entities(cmd) => entities(cmd).await?,
+        Command::Accounts(cmd) => accounts(cmd).await?,
+        Command::Periods(cmd) => periods(cmd).await?,
+        Command::Topics(args) => topics(args).await?,
+        Command::Produce(args) => produce(args).await?,
+    }
+    Ok(())
+}
+
+async fn entities(cmd: EntitiesCmd) -> Result<()> {
+    let pool = migrated_pool().await?;
+    match cmd {
+        EntitiesCmd::Create { id, name } => {
+            crate::domain::ids::check_id("entity id", &id)?;
+            let created = store::entities::create(&pool, &id, &name).await?;
+            println!("entity {id} {}", if created { "created" } else { "already exists" });
+        }
+        EntitiesCmd::List => {
+            for e in store::entities::list(&pool).await? {
+                println!("{:<24} {}", e.id, e.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn accounts(cmd: AccountsCmd) -> Result<()> {
+    let pool = migrated_pool().await?;
+    let table = currencies()?;
+    let import = |specs: Vec<AccountSpec>| import_accounts(&pool, &table, specs);
+    match cmd {
+        AccountsCmd::Create { id, entity, name, account_type, currency, normal_side, no_negative } => {
+            import(vec![AccountSpec {
+                id,
+                entity_id: entity,
+                name,
+                account_type,
+                currency,
+                normal_side,
+                allow_negative: Some(!no_negative),
+            }])
+            .await?
+        }
+        AccountsCmd::Import { file } => import(read_chart(&file)?).await?,
+        AccountsCmd::Synthetic { entity, count, currency } => {
+            import(generator::synthetic_chart(&entity, &currency, count)).await?
+        }
+        AccountsCmd::List { entity } => {
+            println!("{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}", "ACCOUNT", "ENTITY", "TYPE", "CUR", "BALANCE", "VERSION");
+            for a in store::accounts::list(&pool, entity.as_deref()).await? {
+                println!(
+                    "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}{}",
+                    a.id, a.entity_id, a.account_type, a.currency, a.balance, a.version,
+                    if a.active { "" } else { "  (inactive)" }
+                );
+            }
+        }
+        AccountsCmd::Deactivate { id } => {
+            store::accounts::set_active(&pool, &id, false).await?;
+            println!("account {id} deactivated");
+        }
+        AccountsCmd::Activate { id } => {
+            store::accounts::set_active(&pool, &id, true).await?;
+            println!("account {id} activated");
+        }
+    }
+    Ok(())
+}
+
+async fn import_accounts(pool: &PgPool, table: &CurrencyTable, specs: Vec<AccountSpec>) -> Result<()> {
+    let checked = specs.iter().map(|s| s.check(table)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    let summary = store::accounts::import(pool, &checked).await?;
+    println!("accounts: {} created, {} already present", summary.created, summary.unchanged);
+    Ok(())
+}
+
+/// Reads a chart of accounts from `.csv` or `.json`.
+pub fn read_chart(path: &Path) -> Result<Vec<AccountSpec>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => serde_json::from_str(&text).with_context(|| format!("{} is not a JSON array of accounts", path.display())),
+        Some("csv") => csv::Reader::from_reader(text.as_bytes())
+            .deserialize()
+            .enumerate()
+            .map(|(i, row)| row.with_context(|| format!("{} row {}", path.display(), i + 2)))
+            .collect(),
+        _ => bail!("{}: use a .csv or .json file", path.display()),
+    }
+}
+
+async fn periods(cmd: PeriodsCmd) -> Result<()> {
+    let pool = migrated_pool().await?;
+    let who = |by: Option<String>| by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into());
+    match cmd {
+        PeriodsCmd::Open(a) => {
+            let end = a.end.context("--end is needed to open a period")?;
+            let action = store::periods::open(&pool, &a.entity, a.start, end, &who(a.by), &a.reason).await?;
+            println!("period {}/{}..{}: {action}", a.entity, a.start, end);
+        }
+        PeriodsCmd::Close(a) => {
+            store::periods::close(&pool, &a.entity, a.start, &who(a.by), &a.reason).await?;
+            println!("period {}/{} closed", a.entity, a.start);
+        }
+        PeriodsCmd::List { entity } => {
+            for p in store::periods::list(&pool, entity.as_deref()).await? {
+                println!("{:<16} {} .. {}  {}", p.entity_id, p.period_start, p.period_end, p.status);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The topic names, from the environment with defaults.
+pub fn ledger_topics() -> [String; 4] {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    [
+        postings_topic(),
+        var("LEDGERLINE_BALANCES_TOPIC", "ledger.balances"),
+        var("LEDGERLINE_ANOMALIES_TOPIC", "ledger.anomalies"),
+        var("LEDGERLINE_REJECTIONS_TOPIC", "ledger.rejections"),
+    ]
+}
+
+async fn topics(args: TopicsArgs) -> Result<()> {
+    let settings = KafkaSettings::from_env()?;
+    let names = ledger_topics();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    crate::kafka::create_topics(&settings, &refs, args.partitions).await?;
+    println!("topics ready: {}", refs.join(", "));
+    Ok(())
+}
+
+/// What `produce` sent.
+#[derive(Debug, Default)]
+pub struct ProduceSummary {
+    pub sent: usize,
+    pub bytes: usize,
+    pub expected_posted: usize,
+    pub expected_duplicates: usize,
+    pub expected_rejected: usize,
+}
+
+async fn produce(args: ProduceArgs) -> Result<()> {
+    let settings = KafkaSettings::from_env()?;
+    let topic = args.topic.clone().unwrap_or_else(postings_topic);
+    let messages = produce_plan(&args)?;
+    let producer = crate::kafka::producer(&settings)?;
+    let codec = posting_codec();
+    let bar = ProgressBar::new(messages.len() as u64).with_style(
+        ProgressStyle::with_template("{spinner} producing [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("static template"),
+    );
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = Instant::now();
+    let mut summary = ProduceSummary::default();
+    let mut pending = futures::stream::FuturesOrdered::new();
+    let in_flight_max = env_parse("LEDGERLINE_PRODUCE_IN_FLIGHT", 10_000usize)?;
+    for m in messages {
+        let bytes = match (&m.raw, &m.request) {
+            (Some(raw), _) => raw.clone(),
+            (None, Some(r)) => codec.encode(r, args.framing)?,
+            (None, None) => unreachable!("a message is raw bytes or a request"),
+        };
+        summary.bytes += bytes.len();
+        match m.expected {
+            generator::Expected::Posted => summary.expected_posted += 1,
+            generator::Expected::Duplicate => summary.expected_duplicates += 1,
+            generator::Expected::Rejected(_) => summary.expected_rejected += 1,
+        }
+        let producer = producer.clone();
+        let topic = topic.clone();
+        pending.push_back(async move {
+            producer
+                .send(FutureRecord::to(&topic).key(&m.key).payload(&bytes), Duration::from_secs(60))
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("publishing to {topic}: {e}"))
+        });
+        if pending.len() >= in_flight_max {
+            drain_one(&mut pending, &bar, &mut summary).await?;
+        }
+    }
+    while !pending.is_empty() {
+        drain_one(&mut pending, &bar, &mut summary).await?;
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "produced {} messages ({} bytes) to {topic} in {secs:.1} s ({:.0}/s): {} new, {} duplicates, {} invalid",
+        summary.sent, summary.bytes, summary.sent as f64 / secs.max(1e-9),
+        summary.expected_posted, summary.expected_duplicates, summary.expected_rejected
+    );
+    Ok(())
+}
+
+async fn drain_one<F, T>(pending: &mut futures::stream::FuturesOrdered<F>, bar: &ProgressBar, summary: &mut ProduceSummary) -> Result<()>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    use futures::StreamExt;
+    if let Some(result) = pending.next().await {
+        result?;
+        summary.sent += 1;
+        bar.inc(1);
+    }
+    Ok(())
+}
+
+fn produce_plan(args: &ProduceArgs) -> Result<Vec<generator::Message>> {
+    if let Some(file) = &args.file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        return text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, line)| {
+                let request: PostingRequest = serde_json::from_str(line)
+                    .with_context(|| format!("{} line {}: not a posting request", file.display(), i + 1))?;
+                Ok(generator::Message {
+                    key: request.idempotency_key.clone(),
+                    request: Some(request),
+                    raw: None,
+                    expected: generator::Expected::Posted,
+                })
+            })
+            .collect();
+    }
+    let settings = GeneratorSettings {
+        count: args.count,
+        accounts: args.accounts,
+        hot_account_share: args.hot_account_share,
+        lines: generator::parse_line_range(&args.lines).map_err(anyhow::Error::msg)?,
+        duplicate_share: args.duplicate_share,
+        invalid_share: args.invalid_share,
+        seed: args.seed,
+        entity: args.entity.clone(),
+        currency: "USD".into(),
+        effective_date: args.effective_date.clone(),
+        key_prefix: args.key_prefix.clone(),
+    };
+    for (name, share) in [("hot-account-share", settings.hot_account_share), ("duplicate-share", settings.duplicate_share), ("invalid-share", settings.invalid_share)] {
+        if !(0.0..=1.0).contains(&share) {
+            bail!("--{name} {share} is not between 0 and 1");
+        }
+    }
+    Ok(generator::generate(&settings))
+}

@@ -1,0 +1,39 @@
+//! Bytes <-> records: posting requests in, events out. See [`avro`] for the framings.
+
+pub mod avro;
+pub mod events;
+
+use std::sync::Once;
+
+pub use avro::{DecodeError, EncodeError, Framing, RecordCodec};
+pub use events::{AnomalyEvent, BalanceEvent, RejectionEvent};
+
+use crate::domain::{PostingRequest, Rejection};
+use crate::limits::{AVRO_ALLOCATION_BYTES_MAX, MESSAGE_BYTES_MAX};
+
+pub const POSTING_REQUEST_SCHEMA: &str = include_str!("../../schemas/posting_request.avsc");
+pub const BALANCE_EVENT_SCHEMA: &str = include_str!("../../schemas/balance_event.avsc");
+pub const ANOMALY_EVENT_SCHEMA: &str = include_str!("../../schemas/anomaly_event.avsc");
+pub const REJECTION_SCHEMA: &str = include_str!("../../schemas/rejection.avsc");
+
+/// The posting request codec with the ledger's message size limit.
+pub fn posting_codec() -> RecordCodec<PostingRequest> {
+    RecordCodec::new(POSTING_REQUEST_SCHEMA, MESSAGE_BYTES_MAX)
+}
+
+/// Decodes a posting request; every failure is a rejection (never a panic).
+pub fn decode_posting(codec: &RecordCodec<PostingRequest>, bytes: &[u8]) -> Result<PostingRequest, Rejection> {
+    codec.decode(bytes).map_err(|e| match e {
+        DecodeError::TooLarge { bytes, max } => Rejection::MessageTooLarge { bytes, max },
+        DecodeError::Malformed(detail) => Rejection::Malformed(detail),
+    })
+}
+
+/// Caps what the Avro decoder may allocate for one value, so a forged length prefix cannot
+/// ask for gigabytes. The crate keeps the first value set, so do it before any decoding.
+pub(crate) fn limit_avro_allocations() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        apache_avro::util::max_allocation_bytes(AVRO_ALLOCATION_BYTES_MAX);
+    });
+}

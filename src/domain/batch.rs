@@ -1,0 +1,302 @@
+//! The stateful rules of one batch, as a pure fold over state loaded inside the transaction.
+//!
+//! Phases, in offset order, for each message: idempotency (duplicate / conflict) -> entity and
+//! period -> accounts (exist, active, entity, currency) -> no-negative balances -> accept, moving
+//! the in-memory balances and versions so later messages in the batch see earlier ones.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::domain::posting::{Posting, Side};
+use crate::domain::rejection::Rejection;
+
+/// Namespace for the ledger's deterministic ids: replaying the same input yields the same ids.
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_6c69_6e65_0000_0000_0001);
+
+/// The entry id of an idempotency key.
+pub fn entry_id(key: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("entry/{key}").as_bytes())
+}
+
+/// The rejection id of a message position.
+pub fn rejection_id(topic: &str, partition: i32, offset: i64) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("rejection/{topic}/{partition}/{offset}").as_bytes())
+}
+
+/// A balance event id: one per account per entry.
+pub fn balance_event_id(entry: Uuid, account: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("balance/{entry}/{account}").as_bytes())
+}
+
+/// An anomaly event id for a cause.
+pub fn anomaly_event_id(kind: &str, cause: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("anomaly/{kind}/{cause}").as_bytes())
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountState {
+    pub entity_id: String,
+    pub currency: String,
+    pub active: bool,
+    pub allow_negative: bool,
+    pub normal_side: Side,
+    /// In the normal side's direction.
+    pub balance: Decimal,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Period {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub open: bool,
+}
+
+/// The stored outcome of an idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Posted(Uuid),
+    Rejected(Uuid),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownKey {
+    pub fingerprint: [u8; 32],
+    pub outcome: Outcome,
+}
+
+/// What the poster could make of one message before touching the database.
+#[derive(Debug, Clone)]
+pub enum Candidate {
+    Parsed(Posting),
+    /// Refused by decoding or pure validation; key and fingerprint when the request decoded.
+    Refused { key: Option<String>, fingerprint: Option<[u8; 32]>, rejection: Rejection },
+}
+
+/// The state a batch is judged against, loaded under lock.
+#[derive(Debug, Default)]
+pub struct LedgerState {
+    pub entities: HashSet<String>,
+    pub periods: HashMap<String, Vec<Period>>,
+    pub accounts: HashMap<String, AccountState>,
+    pub known_keys: HashMap<String, KnownKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceChange {
+    pub account: String,
+    pub delta: Decimal,
+    pub balance_after: Decimal,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Post { entry_id: Uuid, changes: Vec<BalanceChange> },
+    /// `record_key`: the key and fingerprint to store as this rejection's idempotency record.
+    Reject { rejection_id: Uuid, rejection: Rejection, record_key: Option<(String, [u8; 32])> },
+    Duplicate { key: String, original: Outcome },
+}
+
+/// Decides every message of a batch. `ids` gives each message's rejection id.
+pub fn decide(candidates: &[Candidate], rejection_ids: &[Uuid], state: &mut LedgerState) -> Vec<Decision> {
+    debug_assert_eq!(candidates.len(), rejection_ids.len());
+    candidates
+        .iter()
+        .zip(rejection_ids)
+        .map(|(candidate, rejection_id)| decide_one(candidate, *rejection_id, state))
+        .collect()
+}
+
+fn decide_one(candidate: &Candidate, rejection_id: Uuid, state: &mut LedgerState) -> Decision {
+    let (key, fingerprint) = match candidate {
+        Candidate::Parsed(p) => (Some(p.key.as_str().to_string()), Some(p.fingerprint())),
+        Candidate::Refused { key, fingerprint, .. } => (key.clone(), *fingerprint),
+    };
+    if let (Some(key), Some(fingerprint)) = (&key, fingerprint) {
+        if let Some(known) = state.known_keys.get(key) {
+            if known.fingerprint == fingerprint {
+                return Decision::Duplicate { key: key.clone(), original: known.outcome };
+            }
+            // A conflict is an outcome of this message, but the key keeps its first outcome.
+            return Decision::Reject {
+                rejection_id,
+                rejection: Rejection::IdempotencyConflict { key: key.clone() },
+                record_key: None,
+            };
+        }
+    }
+    let record_key = key.zip(fingerprint);
+    let verdict = match candidate {
+        Candidate::Parsed(p) => check_and_apply(p, state),
+        Candidate::Refused { rejection, .. } => Err(rejection.clone()),
+    };
+    let decision = match verdict {
+        Ok((entry_id, changes)) => Decision::Post { entry_id, changes },
+        Err(rejection) => Decision::Reject { rejection_id, rejection, record_key: record_key.clone() },
+    };
+    if let Some((key, fingerprint)) = record_key {
+        let outcome = match &decision {
+            Decision::Post { entry_id, .. } => Outcome::Posted(*entry_id),
+            _ => Outcome::Rejected(rejection_id),
+        };
+        state.known_keys.insert(key, KnownKey { fingerprint, outcome });
+    }
+    decision
+}
+
+fn check_and_apply(p: &Posting, state: &mut LedgerState) -> Result<(Uuid, Vec<BalanceChange>), Rejection> {
+    let entity = p.entity.as_str();
+    if !state.entities.contains(entity) {
+        return Err(Rejection::UnknownEntity(entity.to_string()));
+    }
+    let in_open_period = state
+        .periods
+        .get(entity)
+        .is_some_and(|ps| ps.iter().any(|x| x.open && x.start <= p.effective_date && p.effective_date <= x.end));
+    if !in_open_period {
+        return Err(Rejection::PeriodClosed { entity: entity.to_string(), date: p.effective_date.to_string() });
+    }
+    // Deltas per account in the account's normal-side direction, in first-seen line order.
+    let mut deltas: BTreeMap<&str, Decimal> = BTreeMap::new();
+    for (i, line) in p.lines.iter().enumerate() {
+        let n = i + 1;
+        let account = line.account.as_str();
+        let a = state
+            .accounts
+            .get(account)
+            .ok_or_else(|| Rejection::UnknownAccount { line: n, account: account.to_string() })?;
+        if !a.active {
+            return Err(Rejection::AccountInactive { line: n, account: account.to_string() });
+        }
+        if a.entity_id != entity {
+            return Err(Rejection::EntityMismatch {
+                line: n,
+                account: account.to_string(),
+                account_entity: a.entity_id.clone(),
+                entry_entity: entity.to_string(),
+            });
+        }
+        if a.currency != line.currency.as_str() {
+            return Err(Rejection::CurrencyMismatch {
+                line: n,
+                account: account.to_string(),
+                account_currency: a.currency.clone(),
+                line_currency: line.currency.to_string(),
+            });
+        }
+        let signed = if line.side == a.normal_side { line.amount } else { -line.amount };
+        *deltas.entry(account).or_default() += signed;
+    }
+    for (account, delta) in &deltas {
+        let a = &state.accounts[*account];
+        let after = a.balance + delta;
+        if !a.allow_negative && after < Decimal::ZERO {
+            return Err(Rejection::InsufficientFunds { account: account.to_string(), balance: after.to_string() });
+        }
+    }
+    // Checked when parsing; checked again just before the write (assert invariants twice).
+    p.check_balanced()?;
+    let entry = entry_id(p.key.as_str());
+    let changes = deltas
+        .into_iter()
+        .map(|(account, delta)| {
+            let a = state.accounts.get_mut(account).expect("checked above");
+            a.balance += delta;
+            a.version += 1;
+            BalanceChange { account: account.to_string(), delta, balance_after: a.balance, version: a.version }
+        })
+        .collect();
+    Ok((entry, changes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::posting::{LineRequest, PostingRequest};
+    use crate::domain::CurrencyTable;
+
+    fn posting(key: &str, amount: &str, debit: &str, credit: &str) -> Posting {
+        let line = |a: &str, s: &str| LineRequest { account_id: a.into(), side: s.into(), amount: amount.into(), currency: "USD".into() };
+        let r = PostingRequest {
+            idempotency_key: key.into(),
+            entity_id: "acme".into(),
+            effective_date: "2026-11-10".into(),
+            description: None,
+            source: None,
+            reverses: None,
+            metadata: Default::default(),
+            lines: vec![line(debit, "D"), line(credit, "C")],
+        };
+        Posting::parse(&r, &CurrencyTable::default()).unwrap()
+    }
+
+    fn state() -> LedgerState {
+        let account = |side, allow_negative| AccountState {
+            entity_id: "acme".into(),
+            currency: "USD".into(),
+            active: true,
+            allow_negative,
+            normal_side: side,
+            balance: Decimal::ZERO,
+            version: 0,
+        };
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        LedgerState {
+            entities: ["acme".to_string()].into(),
+            periods: [("acme".to_string(), vec![Period { start: d("2026-11-01"), end: d("2026-11-30"), open: true }])].into(),
+            accounts: [
+                ("cash".to_string(), account(Side::Debit, false)),
+                ("sales".to_string(), account(Side::Credit, true)),
+            ]
+            .into(),
+            known_keys: HashMap::new(),
+        }
+    }
+
+    fn ids(n: usize) -> Vec<Uuid> {
+        (0..n).map(|i| rejection_id("t", 0, i as i64)).collect()
+    }
+
+    #[test]
+    fn duplicates_conflicts_and_balances_within_one_batch() {
+        let mut s = state();
+        let c = vec![
+            Candidate::Parsed(posting("k1", "10.00", "cash", "sales")),
+            Candidate::Parsed(posting("k1", "10.00", "cash", "sales")),
+            Candidate::Parsed(posting("k1", "11.00", "cash", "sales")),
+            Candidate::Parsed(posting("k2", "25.00", "sales", "cash")),
+            Candidate::Parsed(posting("k3", "4.00", "sales", "cash")),
+        ];
+        let d = decide(&c, &ids(5), &mut s);
+        assert!(matches!(&d[0], Decision::Post { changes, .. } if changes[0].version == 1));
+        assert!(matches!(&d[1], Decision::Duplicate { original: Outcome::Posted(_), .. }));
+        assert!(matches!(&d[2], Decision::Reject { rejection: Rejection::IdempotencyConflict { .. }, record_key: None, .. }));
+        assert!(matches!(&d[3], Decision::Reject { rejection: Rejection::InsufficientFunds { .. }, .. }), "{:?}", d[3]);
+        assert!(matches!(&d[4], Decision::Post { .. }));
+        assert_eq!(s.accounts["cash"].balance, Decimal::new(600, 2));
+        assert_eq!(s.accounts["sales"].balance, Decimal::new(600, 2));
+        assert_eq!(s.accounts["cash"].version, 2);
+    }
+
+    #[test]
+    fn stateful_rules_each_have_their_code() {
+        let code = |p: Posting, f: &dyn Fn(&mut LedgerState)| {
+            let mut s = state();
+            f(&mut s);
+            match &decide(&[Candidate::Parsed(p)], &ids(1), &mut s)[0] {
+                Decision::Reject { rejection, .. } => rejection.code(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(code(posting("a", "1.00", "cash", "nope"), &|_| {}), "UNKNOWN_ACCOUNT");
+        assert_eq!(code(posting("a", "1.00", "cash", "sales"), &|s| s.accounts.get_mut("sales").unwrap().active = false), "ACCOUNT_INACTIVE");
+        assert_eq!(code(posting("a", "1.00", "cash", "sales"), &|s| s.accounts.get_mut("sales").unwrap().currency = "EUR".into()), "CURRENCY_MISMATCH");
+        assert_eq!(code(posting("a", "1.00", "cash", "sales"), &|s| s.accounts.get_mut("sales").unwrap().entity_id = "other".into()), "ENTITY_MISMATCH");
+        assert_eq!(code(posting("a", "1.00", "cash", "sales"), &|s| s.periods.get_mut("acme").unwrap()[0].open = false), "PERIOD_CLOSED");
+        assert_eq!(code(posting("a", "1.00", "cash", "sales"), &|s| { s.entities.clear(); }), "UNKNOWN_ENTITY");
+    }
+}

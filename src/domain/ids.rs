@@ -1,0 +1,66 @@
+//! Identifiers: accounts, entities, idempotency keys. Bounded and restricted to a plain ASCII
+//! alphabet so that look-alike Unicode keys cannot pass for each other.
+
+use crate::domain::rejection::Rejection;
+use crate::limits::ID_CHARS_MAX;
+
+/// Checks an identifier: non-empty, at most [`ID_CHARS_MAX`] characters of
+/// `A-Z a-z 0-9 - _ . : / @`.
+pub fn check_id(field: &'static str, value: &str) -> Result<(), Rejection> {
+    if value.is_empty() {
+        return Err(Rejection::MissingField(field));
+    }
+    let chars = value.chars().count();
+    if chars > ID_CHARS_MAX {
+        return Err(Rejection::FieldTooLong { field, chars, max: ID_CHARS_MAX });
+    }
+    if let Some(bad) = value.chars().find(|c| !is_id_char(*c)) {
+        return Err(Rejection::InvalidIdentifier { field, character: bad });
+    }
+    Ok(())
+}
+
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '@')
+}
+
+macro_rules! id_type {
+    ($name:ident, $field:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(value: &str) -> Result<Self, Rejection> {
+                check_id($field, value).map(|()| Self(value.to_string()))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(AccountId, "account_id");
+id_type!(EntityId, "entity_id");
+id_type!(IdempotencyKey, "idempotency_key");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_bounded_plain_ascii() {
+        assert!(AccountId::parse("cash:usd/1001").is_ok());
+        assert_eq!(AccountId::parse("").unwrap_err().code(), "MISSING_FIELD");
+        assert_eq!(AccountId::parse(&"a".repeat(129)).unwrap_err().code(), "FIELD_TOO_LONG");
+        // Cyrillic 'а' looks like Latin 'a'.
+        assert_eq!(IdempotencyKey::parse("p\u{0430}y-1").unwrap_err().code(), "INVALID_IDENTIFIER");
+        assert_eq!(IdempotencyKey::parse("a b").unwrap_err().code(), "INVALID_IDENTIFIER");
+    }
+}

@@ -1,0 +1,15 @@
+//! Pure ledger rules: identifiers, amounts, currencies, posting validation, rejection reasons.
+//! No IO here: no tokio, sqlx or rdkafka; time is passed in.
+
+pub mod account;
+pub mod amount;
+pub mod batch;
+pub mod currency;
+pub mod ids;
+pub mod posting;
+pub mod rejection;
+
+pub use currency::{Currency, CurrencyTable};
+pub use ids::{AccountId, EntityId, IdempotencyKey};
+pub use posting::{LineRequest, Posting, PostingRequest, Side};
+pub use rejection::Rejection;

@@ -1,0 +1,111 @@
+//! Why a posting request was refused: a closed set of reasons, each with a stable code.
+//!
+//! Codes appear in the `rejections` table, on the rejections topic and in metrics labels; they
+//! never change once released. The detail text is for humans and may improve over time.
+
+use thiserror::Error;
+
+/// A reason a posting request was not posted.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Rejection {
+    // --- decoding ---
+    #[error("message is {bytes} bytes, the maximum is {max}")]
+    MessageTooLarge { bytes: usize, max: usize },
+    #[error("cannot decode message: {0}")]
+    Malformed(String),
+
+    // --- structure and limits (pure) ---
+    #[error("field {field} is {chars} characters, the maximum is {max}")]
+    FieldTooLong { field: &'static str, chars: usize, max: usize },
+    #[error("field {field} contains {character:?}; identifiers use A-Z a-z 0-9 - _ . : / @")]
+    InvalidIdentifier { field: &'static str, character: char },
+    #[error("field {0} is empty")]
+    MissingField(&'static str),
+    #[error("entry has no lines")]
+    Empty,
+    #[error("entry has {count} lines, the maximum is {max}")]
+    TooManyLines { count: usize, max: usize },
+    #[error("metadata is {bytes} bytes in {entries} entries, the maximum is {max_bytes} bytes in {max_entries} entries")]
+    MetadataTooLarge { bytes: usize, entries: usize, max_bytes: usize, max_entries: usize },
+    #[error("line {line}: amount {text:?} is not a plain decimal number")]
+    InvalidAmount { line: usize, text: String },
+    #[error("line {line}: amount {amount} is not positive")]
+    NonPositiveAmount { line: usize, amount: String },
+    #[error("line {line}: amount {amount} has more than {max_integer_digits} integer digits")]
+    AmountOutOfRange { line: usize, amount: String, max_integer_digits: u32 },
+    #[error("line {line}: amount {amount} has {scale} decimals, {currency} allows {max}")]
+    ScaleExceedsCurrency { line: usize, amount: String, currency: String, scale: u32, max: u32 },
+    #[error("line {line}: unknown currency {code:?}")]
+    UnknownCurrency { line: usize, code: String },
+    #[error("line {line}: side {side:?} is neither D nor C")]
+    InvalidSide { line: usize, side: String },
+    #[error("effective date {0:?} is not a calendar date YYYY-MM-DD")]
+    InvalidDate(String),
+    #[error("debits {debits} and credits {credits} differ in {currency}")]
+    Unbalanced { currency: String, debits: String, credits: String },
+
+    // --- stateful rules (checked inside the batch transaction) ---
+    #[error("line {line}: account {account:?} does not exist")]
+    UnknownAccount { line: usize, account: String },
+    #[error("line {line}: account {account:?} is not active")]
+    AccountInactive { line: usize, account: String },
+    #[error("line {line}: account {account:?} belongs to entity {account_entity:?}, the entry to {entry_entity:?}")]
+    EntityMismatch { line: usize, account: String, account_entity: String, entry_entity: String },
+    #[error("line {line}: account {account:?} is in {account_currency}, the line in {line_currency}")]
+    CurrencyMismatch { line: usize, account: String, account_currency: String, line_currency: String },
+    #[error("entity {0:?} does not exist")]
+    UnknownEntity(String),
+    #[error("no open accounting period of entity {entity:?} contains {date}")]
+    PeriodClosed { entity: String, date: String },
+    #[error("account {account:?} would fall to {balance}, it may not go below zero")]
+    InsufficientFunds { account: String, balance: String },
+    #[error("idempotency key {key:?} was used before for a different request")]
+    IdempotencyConflict { key: String },
+
+    // --- the poster could not process this message at all ---
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Rejection {
+    /// The stable code of this reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::MessageTooLarge { .. } => "MESSAGE_TOO_LARGE",
+            Rejection::Malformed(_) => "MALFORMED",
+            Rejection::FieldTooLong { .. } => "FIELD_TOO_LONG",
+            Rejection::InvalidIdentifier { .. } => "INVALID_IDENTIFIER",
+            Rejection::MissingField(_) => "MISSING_FIELD",
+            Rejection::Empty => "EMPTY",
+            Rejection::TooManyLines { .. } => "TOO_MANY_LINES",
+            Rejection::MetadataTooLarge { .. } => "METADATA_TOO_LARGE",
+            Rejection::InvalidAmount { .. } => "INVALID_AMOUNT",
+            Rejection::NonPositiveAmount { .. } => "NON_POSITIVE_AMOUNT",
+            Rejection::AmountOutOfRange { .. } => "AMOUNT_OUT_OF_RANGE",
+            Rejection::ScaleExceedsCurrency { .. } => "SCALE_EXCEEDS_CURRENCY",
+            Rejection::UnknownCurrency { .. } => "UNKNOWN_CURRENCY",
+            Rejection::InvalidSide { .. } => "INVALID_SIDE",
+            Rejection::InvalidDate(_) => "INVALID_DATE",
+            Rejection::Unbalanced { .. } => "UNBALANCED",
+            Rejection::UnknownAccount { .. } => "UNKNOWN_ACCOUNT",
+            Rejection::AccountInactive { .. } => "ACCOUNT_INACTIVE",
+            Rejection::EntityMismatch { .. } => "ENTITY_MISMATCH",
+            Rejection::CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
+            Rejection::UnknownEntity(_) => "UNKNOWN_ENTITY",
+            Rejection::PeriodClosed { .. } => "PERIOD_CLOSED",
+            Rejection::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
+            Rejection::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
+            Rejection::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// Every code, for metrics pre-registration and documentation.
+    pub const ALL_CODES: &'static [&'static str] = &[
+        "MESSAGE_TOO_LARGE", "MALFORMED", "FIELD_TOO_LONG", "INVALID_IDENTIFIER", "MISSING_FIELD", "EMPTY",
+        "TOO_MANY_LINES", "METADATA_TOO_LARGE", "INVALID_AMOUNT", "NON_POSITIVE_AMOUNT",
+        "AMOUNT_OUT_OF_RANGE", "SCALE_EXCEEDS_CURRENCY", "UNKNOWN_CURRENCY", "INVALID_SIDE",
+        "INVALID_DATE", "UNBALANCED", "UNKNOWN_ACCOUNT", "ACCOUNT_INACTIVE", "ENTITY_MISMATCH",
+        "CURRENCY_MISMATCH", "UNKNOWN_ENTITY", "PERIOD_CLOSED", "INSUFFICIENT_FUNDS",
+        "IDEMPOTENCY_CONFLICT", "INTERNAL",
+    ];
+}

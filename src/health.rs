@@ -1,0 +1,52 @@
+//! What `/ready` reports: shared between the poster loop, the health checker and HTTP.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+pub struct Health {
+    pub db_ok: AtomicBool,
+    pub broker_ok: AtomicBool,
+    /// Partitions assigned right now (0 while waiting for an assignment).
+    pub assigned: AtomicI64,
+    /// Set while the poster cannot make progress (e.g. commits keep failing).
+    pub stalled: Mutex<Option<String>>,
+    pub shutting_down: AtomicBool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub database: bool,
+    pub broker: bool,
+    pub assigned_partitions: i64,
+    pub reason: Option<String>,
+}
+
+impl Health {
+    pub fn set_stalled(&self, reason: Option<String>) {
+        *self.stalled.lock().expect("health lock") = reason;
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let database = self.db_ok.load(Ordering::Relaxed);
+        let broker = self.broker_ok.load(Ordering::Relaxed);
+        let stalled = self.stalled.lock().expect("health lock").clone();
+        let reason = if self.shutting_down.load(Ordering::Relaxed) {
+            Some("shutting down".to_string())
+        } else if !database {
+            Some("database unreachable".into())
+        } else if !broker {
+            Some("broker unreachable".into())
+        } else {
+            stalled
+        };
+        Readiness {
+            ready: reason.is_none(),
+            database,
+            broker,
+            assigned_partitions: self.assigned.load(Ordering::Relaxed),
+            reason,
+        }
+    }
+}

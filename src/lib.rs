@@ -1,0 +1,19 @@
+//! ledgerline: a Kafka to PostgreSQL general ledger that commits each posting exactly once.
+//!
+//! The data flow reads in the module names: `codec` (bytes -> requests) -> `domain` (pure
+//! rules) -> `store` (the only SQL). `kafka` holds the client set-up shared by every command.
+
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod domain;
+pub mod generator;
+pub mod kafka;
+pub mod limits;
+pub mod store;
+pub mod telemetry;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod poster;
+pub mod replay;

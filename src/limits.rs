@@ -1,0 +1,45 @@
+//! Every bound the program relies on, in one place (TigerBeetle style).
+//!
+//! Input limits are checked before or while decoding so that hostile input is refused with a
+//! typed rejection that carries the value and the maximum. Operational limits (batch sizes,
+//! retries) are defaults that configuration may lower but never raise past the `_MAX` values.
+
+/// Largest message accepted from the postings topic, checked before any decoding.
+pub const MESSAGE_BYTES_MAX: usize = 64 * 1024;
+/// Lines in one journal entry.
+pub const LINES_PER_ENTRY_MAX: usize = 64;
+/// Bytes of all metadata keys and values of one posting request together.
+pub const METADATA_BYTES_MAX: usize = 4 * 1024;
+/// Metadata pairs in one posting request.
+pub const METADATA_ENTRIES_MAX: usize = 32;
+/// Idempotency keys, account ids, entity ids, source names.
+pub const ID_CHARS_MAX: usize = 128;
+/// Free-text description of an entry.
+pub const DESCRIPTION_CHARS_MAX: usize = 512;
+/// Characters of an amount as written on the wire ("1250.00").
+pub const AMOUNT_CHARS_MAX: usize = 40;
+/// Digits before the decimal point of one amount: amounts are below 10^18.
+pub const AMOUNT_INTEGER_DIGITS_MAX: u32 = 18;
+/// Bytes the Avro decoder may allocate for one value (guards huge array/string lengths).
+pub const AVRO_ALLOCATION_BYTES_MAX: usize = 4 * MESSAGE_BYTES_MAX;
+
+/// Postings in one poster batch (upper bound for configuration).
+pub const BATCH_POSTINGS_MAX: usize = 10_000;
+/// Bytes of message payloads in one poster batch (upper bound for configuration).
+pub const BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Longest a batch may wait to fill, in milliseconds (upper bound for configuration).
+pub const BATCH_WAIT_MS_MAX: u64 = 10_000;
+/// Retries of one batch on transient errors before it is split.
+pub const BATCH_RETRIES_MAX: usize = 8;
+/// Kafka consumer session timeout; the rebalance drain must finish well inside it.
+pub const KAFKA_SESSION_TIMEOUT_MS: u64 = 30_000;
+/// Longest the poster spends finishing a batch when partitions are revoked or on shutdown.
+pub const REVOKE_DRAIN_MS_MAX: u64 = 10_000;
+
+// How the bounds relate. A failing assertion here is a build error, not a runtime surprise.
+const _: () = assert!(REVOKE_DRAIN_MS_MAX < KAFKA_SESSION_TIMEOUT_MS);
+const _: () = assert!(BATCH_WAIT_MS_MAX <= REVOKE_DRAIN_MS_MAX);
+const _: () = assert!(MESSAGE_BYTES_MAX <= BATCH_BYTES_MAX);
+const _: () = assert!(METADATA_BYTES_MAX < MESSAGE_BYTES_MAX);
+// 64 lines of amounts below 10^18 sum below 10^20, far inside rust_decimal's 96-bit mantissa.
+const _: () = assert!(LINES_PER_ENTRY_MAX <= 100 && AMOUNT_INTEGER_DIGITS_MAX <= 26);

@@ -1,0 +1,160 @@
+//! Committing one partition's batch: retry transient errors with backoff, wait out an
+//! unreachable database (reporting not-ready), split a batch that keeps failing to isolate the
+//! one message, which is then rejected as INTERNAL. Never skips a message silently.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use backon::{BlockingRetryable, ExponentialBuilder};
+
+use super::Poster;
+use crate::domain::batch::Candidate;
+use crate::domain::Rejection;
+use crate::limits::BATCH_RETRIES_MAX;
+use crate::store::posting::{commit_batch, is_transient, BatchInput, BatchMessage, BatchOutcome, CommitError};
+
+pub(super) enum Committed {
+    /// The checkpoint moved to this offset.
+    Advanced(i64),
+    /// Another poster owns the partition now, or moved it: resume from its checkpoint.
+    Fenced(i64),
+    /// Shutting down while the database was unreachable: nothing was committed.
+    Stopped,
+}
+
+/// Accepts an offset gap only when it is seen twice at the same position (after a seek back):
+/// Kafka may legitimately skip offsets (compaction, transaction markers).
+#[derive(Default)]
+pub(super) struct GapGuard(HashMap<i32, i64>);
+
+impl GapGuard {
+    pub(super) fn accept(&mut self, partition: i32, position: i64) -> bool {
+        if self.0.get(&partition) == Some(&position) {
+            true
+        } else {
+            self.0.insert(partition, position);
+            false
+        }
+    }
+}
+
+fn unavailable(e: &CommitError) -> bool {
+    match e {
+        CommitError::Sql(sqlx::Error::Database(db)) => {
+            let code = db.code().unwrap_or_default();
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }
+        CommitError::Sql(e) => is_transient(e),
+        CommitError::Fenced { .. } => false,
+    }
+}
+
+impl Poster {
+    pub(super) fn commit(&self, partition: i32, position: i64, batch: &[BatchMessage]) -> Committed {
+        match self.commit_or_split(partition, position, batch) {
+            Ok(next) => Committed::Advanced(next),
+            Err(CommitError::Fenced { checkpoint, expected }) => {
+                self.metrics.fenced.inc();
+                tracing::warn!(partition, checkpoint, expected, "batch fenced: another poster moved this partition");
+                let reloaded = self
+                    .handle
+                    .block_on(crate::store::checkpoints::load_or_init(&self.pool, &self.settings.group, &self.settings.topic, &[partition]));
+                match reloaded {
+                    Ok(c) => Committed::Fenced(c[&partition]),
+                    Err(_) => Committed::Fenced(position),
+                }
+            }
+            Err(_) => Committed::Stopped,
+        }
+    }
+
+    /// Commits `batch`; on a persistent non-availability error, splits it in halves.
+    fn commit_or_split(&self, partition: i32, position: i64, batch: &[BatchMessage]) -> Result<i64, CommitError> {
+        match self.commit_with_retry(partition, position, batch) {
+            Ok(outcome) => Ok(outcome.next_offset),
+            Err(e @ CommitError::Fenced { .. }) => Err(e),
+            Err(e) if self.shutdown.load(Ordering::Relaxed) && unavailable(&e) => Err(e),
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(partition, size = batch.len(), error = %e, "batch keeps failing; splitting it");
+                let (left, right) = batch.split_at(batch.len() / 2);
+                let next = self.commit_or_split(partition, position, left)?;
+                self.commit_or_split(partition, next, right)
+            }
+            Err(e) => {
+                let m = &batch[0];
+                tracing::error!(partition, offset = m.offset, error = %e, "message cannot be committed; rejecting it as INTERNAL");
+                let (key, fingerprint) = match &m.candidate {
+                    Candidate::Parsed(p) => (Some(p.key.as_str().to_string()), Some(p.fingerprint())),
+                    Candidate::Refused { key, fingerprint, .. } => (key.clone(), *fingerprint),
+                };
+                let internal = BatchMessage {
+                    offset: m.offset,
+                    raw: m.raw.clone(),
+                    candidate: Candidate::Refused { key, fingerprint, rejection: Rejection::Internal(e.to_string()) },
+                };
+                self.commit_with_retry(partition, position, std::slice::from_ref(&internal)).map(|o| o.next_offset)
+            }
+        }
+    }
+
+    /// One batch, retried with exponential backoff on transient errors; while the database is
+    /// unreachable it keeps waiting (not-ready) instead of splitting or skipping.
+    fn commit_with_retry(&self, partition: i32, position: i64, batch: &[BatchMessage]) -> Result<BatchOutcome, CommitError> {
+        let input = BatchInput {
+            group: &self.settings.group,
+            topic: &self.settings.topic,
+            partition,
+            expected_next_offset: position,
+            messages: batch,
+        };
+        loop {
+            let started = Instant::now();
+            let attempt = || self.handle.block_on(commit_batch(&self.pool, &input));
+            let result = attempt
+                .retry(
+                    ExponentialBuilder::default()
+                        .with_min_delay(Duration::from_millis(20))
+                        .with_max_delay(Duration::from_secs(2))
+                        .with_max_times(BATCH_RETRIES_MAX)
+                        .with_jitter(),
+                )
+                .when(|e: &CommitError| e.is_transient() && !self.shutdown.load(Ordering::Relaxed))
+                .notify(|e: &CommitError, wait: Duration| {
+                    self.metrics.retries.inc();
+                    tracing::warn!(partition, error = %e, ?wait, "batch commit failed; retrying");
+                })
+                .call();
+            match result {
+                Ok(outcome) => {
+                    self.health.set_stalled(None);
+                    self.health.db_ok.store(true, Ordering::Relaxed);
+                    self.metrics.ready.set(1);
+                    self.record(&outcome, batch.len(), started.elapsed());
+                    return Ok(outcome);
+                }
+                Err(e) if unavailable(&e) && !self.shutdown.load(Ordering::Relaxed) => {
+                    self.health.set_stalled(Some(format!("cannot commit: {e}")));
+                    self.health.db_ok.store(false, Ordering::Relaxed);
+                    self.metrics.ready.set(0);
+                    tracing::warn!(partition, error = %e, "database unavailable; waiting before the next attempt");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn record(&self, o: &BatchOutcome, size: usize, took: Duration) {
+        let m = &self.metrics;
+        m.postings.with_label_values(&["posted"]).inc_by(o.posted as u64);
+        m.postings.with_label_values(&["duplicate"]).inc_by(o.duplicates as u64);
+        m.postings.with_label_values(&["rejected"]).inc_by(o.rejections.len() as u64);
+        for code in &o.rejections {
+            m.rejections.with_label_values(&[code]).inc();
+        }
+        m.batch_size.observe(size as f64);
+        m.commit_seconds.observe(took.as_secs_f64());
+        m.last_commit_timestamp_seconds.set(chrono::Utc::now().timestamp());
+    }
+}

@@ -1,0 +1,98 @@
+//! The consumer context: on every assignment, positions come from PostgreSQL, and the
+//! partitions are assigned at exactly those offsets. Kafka's committed offsets are never used
+//! to decide where to read.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset};
+use sqlx::PgPool;
+
+use crate::health::Health;
+
+/// Positions of the partitions this poster owns: next offset to process.
+pub type Positions = Arc<Mutex<BTreeMap<i32, i64>>>;
+
+pub struct PosterContext {
+    pub handle: tokio::runtime::Handle,
+    pub pool: PgPool,
+    pub group: String,
+    pub topic: String,
+    pub positions: Positions,
+    pub health: Arc<Health>,
+}
+
+impl ClientContext for PosterContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error");
+        if matches!(error.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)) {
+            self.health.broker_ok.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl ConsumerContext for PosterContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            _ => {
+                if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    tracing::error!(?err, "rebalance error; dropping the assignment");
+                }
+                let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                self.positions.lock().expect("positions lock").clear();
+                self.health.assigned.store(0, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(?revoked, "partitions revoked");
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "unassign failed");
+                }
+            }
+        }
+    }
+}
+
+impl PosterContext {
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let checkpoints = self.load_checkpoints(&partitions);
+        let mut assignment = TopicPartitionList::new();
+        for p in &partitions {
+            let next = checkpoints[p];
+            assignment
+                .add_partition_offset(&self.topic, *p, Offset::Offset(next))
+                .expect("valid partition offset");
+        }
+        *self.positions.lock().expect("positions lock") = checkpoints.clone();
+        self.health.assigned.store(partitions.len() as i64, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(?checkpoints, "partitions assigned at their PostgreSQL checkpoints");
+        if let Err(e) = consumer.assign(&assignment) {
+            tracing::error!(error = %e, "assign failed");
+        }
+    }
+
+    /// Reads checkpoints, retrying while the database is unreachable: assigning without them
+    /// could skip or repeat messages, so waiting is the only safe choice.
+    fn load_checkpoints(&self, partitions: &[i32]) -> BTreeMap<i32, i64> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let load = crate::store::checkpoints::load_or_init(&self.pool, &self.group, &self.topic, partitions);
+            match self.handle.block_on(load) {
+                Ok(c) => {
+                    self.health.set_stalled(None);
+                    return c;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read checkpoints; retrying");
+                    self.health.set_stalled(Some(format!("cannot read checkpoints: {e}")));
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The poster: a consumer-group member that commits each posting request exactly once.
+//!
+//! Loop phases: collect a batch (count, bytes, age) -> decode and validate (pure) -> per
+//! partition, one PostgreSQL transaction (`store::posting`) with retry, split and fencing ->
+//! advisory offset commit to Kafka -> metrics. Runs on its own thread with a blocking
+//! `BaseConsumer`, so rebalance callbacks can read checkpoints before any message is fetched.
+
+mod commit;
+mod context;
+mod serve;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::PgPool;
+
+use crate::codec::{decode_posting, posting_codec, RecordCodec};
+use crate::config::KafkaSettings;
+use crate::domain::batch::Candidate;
+use crate::domain::{CurrencyTable, Posting, PostingRequest};
+use crate::health::Health;
+use crate::limits;
+use crate::metrics::PosterMetrics;
+use crate::store::posting::BatchMessage;
+pub use context::{PosterContext, Positions};
+pub use serve::serve;
+
+#[derive(Debug, Clone)]
+pub struct PosterSettings {
+    pub group: String,
+    pub topic: String,
+    pub batch_postings_max: usize,
+    pub batch_bytes_max: usize,
+    pub batch_wait_ms: u64,
+    /// Stop once every assigned partition is caught up and nothing arrived for this long.
+    pub exit_when_idle_ms: Option<u64>,
+}
+
+impl PosterSettings {
+    /// Refuses settings beyond the bounds in `limits`.
+    pub fn check(&self) -> Result<(), String> {
+        let bound = |name: &str, v: u64, max: u64| {
+            if v == 0 || v > max {
+                Err(format!("{name}={v} must be between 1 and {max}"))
+            } else {
+                Ok(())
+            }
+        };
+        bound("batch postings", self.batch_postings_max as u64, limits::BATCH_POSTINGS_MAX as u64)?;
+        bound("batch bytes", self.batch_bytes_max as u64, limits::BATCH_BYTES_MAX as u64)?;
+        bound("batch wait ms", self.batch_wait_ms, limits::BATCH_WAIT_MS_MAX)
+    }
+}
+
+/// Everything the loop shares with HTTP and the caller.
+pub struct Poster {
+    pub settings: PosterSettings,
+    pub pool: PgPool,
+    pub metrics: Arc<PosterMetrics>,
+    pub health: Arc<Health>,
+    pub shutdown: Arc<AtomicBool>,
+    pub currencies: CurrencyTable,
+    pub handle: tokio::runtime::Handle,
+}
+
+/// A message taken from Kafka, owned.
+struct Fetched {
+    partition: i32,
+    offset: i64,
+    payload: Vec<u8>,
+}
+
+impl Poster {
+    /// Runs until shutdown (or until idle, when asked). Call from a blocking thread.
+    pub fn run(&self, kafka: &KafkaSettings) -> anyhow::Result<()> {
+        let positions: Positions = Default::default();
+        let consumer = self.consumer(kafka, positions.clone())?;
+        consumer.subscribe(&[&self.settings.topic])?;
+        let codec = posting_codec();
+        let mut last_message = Instant::now();
+        let mut last_lag_update = Instant::now();
+        let mut gaps = commit::GapGuard::default();
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let fetched = self.collect(&consumer);
+            if !fetched.is_empty() {
+                last_message = Instant::now();
+                self.health.broker_ok.store(true, Ordering::Relaxed);
+            }
+            let mut by_partition: BTreeMap<i32, Vec<Fetched>> = BTreeMap::new();
+            for f in fetched {
+                by_partition.entry(f.partition).or_default().push(f);
+            }
+            for (partition, messages) in by_partition {
+                self.post_partition(&consumer, &positions, &codec, &mut gaps, partition, messages);
+            }
+            if last_lag_update.elapsed() > Duration::from_secs(5) {
+                self.update_lag(&consumer, &positions);
+                last_lag_update = Instant::now();
+            }
+            if let Some(idle_ms) = self.settings.exit_when_idle_ms {
+                if last_message.elapsed() > Duration::from_millis(idle_ms) && self.caught_up(&consumer, &positions) {
+                    tracing::info!("all assigned partitions are caught up; exiting");
+                    break;
+                }
+            }
+        }
+        self.health.shutting_down.store(true, Ordering::Relaxed);
+        consumer.unsubscribe();
+        drop(consumer); // closes the consumer: leaves the group
+        tracing::info!("poster stopped");
+        Ok(())
+    }
+
+    fn consumer(&self, kafka: &KafkaSettings, positions: Positions) -> anyhow::Result<BaseConsumer<PosterContext>> {
+        let context = PosterContext {
+            handle: self.handle.clone(),
+            pool: self.pool.clone(),
+            group: self.settings.group.clone(),
+            topic: self.settings.topic.clone(),
+            positions,
+            health: self.health.clone(),
+        };
+        let mut config = kafka.client_config();
+        config
+            .set("group.id", &self.settings.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "roundrobin")
+            .set("session.timeout.ms", limits::KAFKA_SESSION_TIMEOUT_MS.to_string())
+            .set("heartbeat.interval.ms", "3000")
+            .set("max.poll.interval.ms", "300000")
+            .set("enable.partition.eof", "false")
+            .set("fetch.max.bytes", (limits::BATCH_BYTES_MAX.min(52_428_800)).to_string())
+            .set("message.max.bytes", (limits::MESSAGE_BYTES_MAX * 4 + 1_000_000).to_string())
+            .set("receive.message.max.bytes", "104857600");
+        Ok(config.create_with_context(context)?)
+    }
+
+    /// Polls until the batch is full by count or bytes, or its wait is over.
+    fn collect(&self, consumer: &BaseConsumer<PosterContext>) -> Vec<Fetched> {
+        let deadline = Instant::now() + Duration::from_millis(self.settings.batch_wait_ms);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while out.len() < self.settings.batch_postings_max && bytes < self.settings.batch_bytes_max {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match consumer.poll(left.min(Duration::from_millis(100))) {
+                Some(Ok(m)) => {
+                    let payload = m.payload().unwrap_or_default().to_vec();
+                    bytes += payload.len();
+                    out.push(Fetched { partition: m.partition(), offset: m.offset(), payload });
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "Kafka consume error");
+                    if !out.is_empty() {
+                        break;
+                    }
+                }
+                None if !out.is_empty() && left < Duration::from_millis(self.settings.batch_wait_ms / 2) => break,
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// Pure part of a batch: decode and validate every message.
+    fn candidates(&self, codec: &RecordCodec<PostingRequest>, messages: Vec<Fetched>) -> Vec<BatchMessage> {
+        messages
+            .into_iter()
+            .map(|f| {
+                let candidate = match decode_posting(codec, &f.payload) {
+                    Err(rejection) => Candidate::Refused { key: None, fingerprint: None, rejection },
+                    Ok(request) => match Posting::parse(&request, &self.currencies) {
+                        Ok(p) => Candidate::Parsed(p),
+                        Err(rejection) => Candidate::Refused {
+                            key: crate::domain::ids::check_id("key", &request.idempotency_key)
+                                .ok()
+                                .map(|()| request.idempotency_key.clone()),
+                            fingerprint: Some(request_fingerprint(&request)),
+                            rejection,
+                        },
+                    },
+                };
+                BatchMessage { offset: f.offset, raw: f.payload, candidate }
+            })
+            .collect()
+    }
+
+    fn post_partition(
+        &self,
+        consumer: &BaseConsumer<PosterContext>,
+        positions: &Positions,
+        codec: &RecordCodec<PostingRequest>,
+        gaps: &mut commit::GapGuard,
+        partition: i32,
+        messages: Vec<Fetched>,
+    ) {
+        let Some(position) = positions.lock().expect("positions lock").get(&partition).copied() else {
+            return; // revoked while the batch was filling: the new owner starts from PostgreSQL
+        };
+        let messages: Vec<Fetched> = messages.into_iter().filter(|m| m.offset >= position).collect();
+        let Some(first) = messages.first() else { return };
+        if first.offset > position && !gaps.accept(partition, position) {
+            tracing::warn!(partition, position, first = first.offset, "gap after the checkpoint; seeking back once");
+            self.metrics.offset_gaps.inc();
+            self.seek(consumer, partition, position);
+            return;
+        }
+        let batch = self.candidates(codec, messages);
+        match self.commit(partition, position, &batch) {
+            commit::Committed::Advanced(next) => {
+                positions.lock().expect("positions lock").entry(partition).and_modify(|p| *p = next);
+                self.metrics.checkpoint_offset.with_label_values(&[&self.settings.topic, &partition.to_string()]).set(next);
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&self.settings.topic, partition, Offset::Offset(next)).expect("valid offset");
+                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::debug!(error = %e, "advisory Kafka offset commit failed");
+                }
+            }
+            commit::Committed::Fenced(checkpoint) => {
+                positions.lock().expect("positions lock").entry(partition).and_modify(|p| *p = checkpoint);
+                self.seek(consumer, partition, checkpoint);
+            }
+            commit::Committed::Stopped => {}
+        }
+    }
+
+    fn seek(&self, consumer: &BaseConsumer<PosterContext>, partition: i32, offset: i64) {
+        if let Err(e) = consumer.seek(&self.settings.topic, partition, Offset::Offset(offset), Duration::from_secs(10)) {
+            tracing::warn!(error = %e, partition, offset, "seek failed");
+        }
+    }
+
+    /// Lag per owned partition from the broker's high watermarks; `i64::MAX` when it cannot tell.
+    fn update_lag(&self, consumer: &BaseConsumer<PosterContext>, positions: &Positions) -> i64 {
+        let owned = positions.lock().expect("positions lock").clone();
+        let mut total = 0;
+        for (partition, position) in owned {
+            let high = consumer.fetch_watermarks(&self.settings.topic, partition, Duration::from_secs(2)).map(|w| w.1);
+            if let Ok(high) = high {
+                if high >= 0 {
+                    let lag = (high - position).max(0);
+                    total += lag;
+                    let labels = [self.settings.topic.as_str(), &partition.to_string()];
+                    self.metrics.consumer_lag.with_label_values(&labels).set(lag);
+                    self.metrics.checkpoint_offset.with_label_values(&labels).set(position);
+                }
+            } else {
+                return i64::MAX;
+            }
+        }
+        total
+    }
+
+    fn caught_up(&self, consumer: &BaseConsumer<PosterContext>, positions: &Positions) -> bool {
+        !positions.lock().expect("positions lock").is_empty() && self.update_lag(consumer, positions) == 0
+    }
+}
+
+/// The fingerprint of a request that did not pass validation (it has no `Posting`).
+fn request_fingerprint(request: &PostingRequest) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(request).expect("requests serialize");
+    Sha256::digest(&json).into()
+}

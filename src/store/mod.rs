@@ -1,0 +1,60 @@
+//! The only place SQL lives. One file per table family; functions that run inside an open
+//! transaction end in `_in_tx`.
+
+pub mod accounts;
+pub mod checkpoints;
+pub mod entities;
+pub mod periods;
+pub mod posting;
+pub mod reports;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use thiserror::Error;
+
+use crate::config::Secret;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot reach PostgreSQL: {0}")]
+    Connect(String),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// The embedded migrations (files under `migrations/`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens a pool. The URL is a secret: errors name the host, never the password.
+pub async fn connect(url: &Secret, max_connections: u32) -> Result<PgPool, StoreError> {
+    let options: PgConnectOptions = url
+        .expose()
+        .parse()
+        .map_err(|_| StoreError::Connect("LEDGERLINE_DATABASE_URL is not a valid postgres:// URL".into()))?;
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|e| StoreError::Connect(format!("{target}: {}", redact_error(&e))))
+}
+
+/// Applies every migration not yet applied. Safe to run again.
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// sqlx errors do not include the URL, but keep only the first line of the text.
+fn redact_error(e: &sqlx::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}

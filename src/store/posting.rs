@@ -1,0 +1,527 @@
+//! One poster batch in one transaction.
+//!
+//! Phases: lock the partition checkpoint (fencing) -> load idempotency records, entities,
+//! periods -> lock balance rows in sorted account order -> pure fold (`domain::batch::decide`)
+//! -> bulk writes (UNNEST): batch, rejections, entries, lines, idempotency records, balances,
+//! outbox -> advance the checkpoint conditionally -> COMMIT.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgPool};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::codec::{AnomalyEvent, BalanceEvent, RejectionEvent};
+use crate::domain::batch::{
+    anomaly_event_id, balance_event_id, decide, rejection_id, AccountState, Candidate, Decision, KnownKey,
+    LedgerState, Outcome, Period,
+};
+use crate::domain::{Posting, Side};
+
+/// One message of a batch, in offset order.
+#[derive(Debug, Clone)]
+pub struct BatchMessage {
+    pub offset: i64,
+    pub raw: Vec<u8>,
+    pub candidate: Candidate,
+}
+
+#[derive(Debug)]
+pub struct BatchInput<'a> {
+    pub group: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    /// The position this poster believes the partition is at; the commit is refused otherwise.
+    pub expected_next_offset: i64,
+    pub messages: &'a [BatchMessage],
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct BatchOutcome {
+    pub batch_id: Uuid,
+    pub next_offset: i64,
+    pub posted: usize,
+    pub duplicates: usize,
+    /// Reason codes of this batch's rejections.
+    pub rejections: Vec<&'static str>,
+    pub balance_events: usize,
+}
+
+#[derive(Debug, Error)]
+pub enum CommitError {
+    /// Another poster moved this partition on: this one is a zombie or out of date.
+    #[error("partition checkpoint is at {checkpoint}, this poster expected {expected}")]
+    Fenced { checkpoint: i64, expected: i64 },
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+impl CommitError {
+    /// Worth retrying the same batch: the database was unreachable, or the transaction lost a
+    /// race (serialization failure, deadlock, a key inserted concurrently by another partition).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CommitError::Fenced { .. } => false,
+            CommitError::Sql(e) => is_transient(e),
+        }
+    }
+}
+
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            matches!(code.as_ref(), "40001" | "40P01" | "23505" | "53300" | "55P03" | "57P01" | "57P02" | "57P03")
+                || code.starts_with("08")
+        }
+        _ => false,
+    }
+}
+
+/// Commits one batch of one partition.
+pub async fn commit_batch(pool: &PgPool, input: &BatchInput<'_>) -> Result<BatchOutcome, CommitError> {
+    let mut tx = pool.begin().await?;
+    let outcome = commit_batch_in_tx(&mut tx, input).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+pub async fn commit_batch_in_tx(tx: &mut PgConnection, input: &BatchInput<'_>) -> Result<BatchOutcome, CommitError> {
+    let checkpoint = lock_checkpoint_in_tx(tx, input).await?;
+    if checkpoint != input.expected_next_offset {
+        return Err(CommitError::Fenced { checkpoint, expected: input.expected_next_offset });
+    }
+    let messages: Vec<&BatchMessage> = input.messages.iter().filter(|m| m.offset >= checkpoint).collect();
+    let Some(last) = messages.last() else {
+        return Ok(BatchOutcome { next_offset: checkpoint, ..Default::default() });
+    };
+    let next_offset = last.offset + 1;
+    let candidates: Vec<Candidate> = messages.iter().map(|m| m.candidate.clone()).collect();
+    let mut state = load_state_in_tx(tx, &candidates).await?;
+    let rejection_ids: Vec<Uuid> =
+        messages.iter().map(|m| rejection_id(input.topic, input.partition, m.offset)).collect();
+    let decisions = decide(&candidates, &rejection_ids, &mut state);
+
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await?;
+    let mut w = Writes::new(input, now);
+    for ((m, candidate), decision) in messages.iter().zip(&candidates).zip(&decisions) {
+        w.add(m, candidate, decision, &state);
+    }
+    let batch_id = Uuid::new_v4();
+    let first_offset = messages[0].offset;
+    w.flush_in_tx(tx, batch_id, first_offset, next_offset).await?;
+    advance_checkpoint_in_tx(tx, input, batch_id, next_offset).await?;
+    Ok(BatchOutcome {
+        batch_id,
+        next_offset,
+        posted: w.posted,
+        duplicates: w.duplicates,
+        rejections: w.rejection_codes,
+        balance_events: w.outbox_ids.iter().zip(&w.outbox_kinds).filter(|(_, k)| **k == "balance").count(),
+    })
+}
+
+async fn lock_checkpoint_in_tx(tx: &mut PgConnection, input: &BatchInput<'_>) -> Result<i64, CommitError> {
+    sqlx::query(
+        "INSERT INTO consumer_checkpoints (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
+         ON CONFLICT (consumer_group, topic, partition) DO NOTHING",
+    )
+    .bind(input.group)
+    .bind(input.topic)
+    .bind(input.partition)
+    .execute(&mut *tx)
+    .await?;
+    Ok(sqlx::query_scalar(
+        "SELECT next_offset FROM consumer_checkpoints
+         WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+    )
+    .bind(input.group)
+    .bind(input.topic)
+    .bind(input.partition)
+    .fetch_one(&mut *tx)
+    .await?)
+}
+
+async fn advance_checkpoint_in_tx(tx: &mut PgConnection, input: &BatchInput<'_>, batch_id: Uuid, next_offset: i64) -> Result<(), CommitError> {
+    let updated = sqlx::query(
+        "UPDATE consumer_checkpoints SET next_offset = $5, batch_id = $6, updated_at = now()
+         WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $4",
+    )
+    .bind(input.group)
+    .bind(input.topic)
+    .bind(input.partition)
+    .bind(input.expected_next_offset)
+    .bind(next_offset)
+    .bind(batch_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if updated != 1 {
+        return Err(CommitError::Fenced { checkpoint: -1, expected: input.expected_next_offset });
+    }
+    Ok(())
+}
+
+async fn load_state_in_tx(tx: &mut PgConnection, candidates: &[Candidate]) -> Result<LedgerState, sqlx::Error> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut entities: HashSet<String> = HashSet::new();
+    let mut accounts: Vec<String> = Vec::new();
+    for c in candidates {
+        match c {
+            Candidate::Parsed(p) => {
+                keys.push(p.key.as_str().to_string());
+                entities.insert(p.entity.as_str().to_string());
+                accounts.extend(p.lines.iter().map(|l| l.account.as_str().to_string()));
+            }
+            Candidate::Refused { key: Some(k), .. } => keys.push(k.clone()),
+            Candidate::Refused { .. } => {}
+        }
+    }
+    accounts.sort_unstable();
+    accounts.dedup();
+    let entities: Vec<String> = entities.into_iter().collect();
+
+    let known: Vec<(String, Vec<u8>, String, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+        "SELECT key, fingerprint, outcome, entry_id, rejection_id FROM idempotency_records WHERE key = ANY($1)",
+    )
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await?;
+    let known_keys = known
+        .into_iter()
+        .filter_map(|(key, fp, outcome, entry, rejection)| {
+            let fingerprint: [u8; 32] = fp.try_into().ok()?;
+            let outcome = match (outcome.as_str(), entry, rejection) {
+                ("posted", Some(e), _) => Outcome::Posted(e),
+                (_, _, Some(r)) => Outcome::Rejected(r),
+                _ => return None,
+            };
+            Some((key, KnownKey { fingerprint, outcome }))
+        })
+        .collect();
+
+    let existing: Vec<String> = sqlx::query_scalar("SELECT id FROM entities WHERE id = ANY($1)")
+        .bind(&entities)
+        .fetch_all(&mut *tx)
+        .await?;
+    let period_rows: Vec<(String, NaiveDate, NaiveDate, String)> = sqlx::query_as(
+        "SELECT entity_id, period_start, period_end, status FROM accounting_periods WHERE entity_id = ANY($1)",
+    )
+    .bind(&entities)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut periods: HashMap<String, Vec<Period>> = HashMap::new();
+    for (entity, start, end, status) in period_rows {
+        periods.entry(entity).or_default().push(Period { start, end, open: status == "open" });
+    }
+
+    // Balance rows locked in sorted account order: two batches touching the same accounts queue
+    // instead of deadlocking.
+    let rows: Vec<(String, String, String, bool, bool, String, Decimal, i64)> = sqlx::query_as(
+        "SELECT a.id, a.entity_id, a.currency::text, a.active, a.allow_negative, a.normal_side::text, b.balance, b.version
+         FROM account_balances b JOIN accounts a ON a.id = b.account_id
+         WHERE b.account_id = ANY($1) ORDER BY b.account_id FOR UPDATE OF b",
+    )
+    .bind(&accounts)
+    .fetch_all(&mut *tx)
+    .await?;
+    let accounts = rows
+        .into_iter()
+        .map(|(id, entity_id, currency, active, allow_negative, side, balance, version)| {
+            let normal_side = if side == "D" { Side::Debit } else { Side::Credit };
+            (id, AccountState { entity_id, currency, active, allow_negative, normal_side, balance, version })
+        })
+        .collect();
+    Ok(LedgerState { entities: existing.into_iter().collect(), periods, accounts, known_keys })
+}
+
+/// Column arrays for the bulk inserts of one batch.
+#[derive(Default)]
+struct Writes<'a> {
+    group: &'a str,
+    topic: &'a str,
+    partition: i32,
+    now: DateTime<Utc>,
+    posted: usize,
+    duplicates: usize,
+    rejection_codes: Vec<&'static str>,
+    // journal_entries
+    entry_ids: Vec<Uuid>,
+    entry_entities: Vec<String>,
+    entry_keys: Vec<String>,
+    entry_dates: Vec<NaiveDate>,
+    entry_descriptions: Vec<Option<String>>,
+    entry_sources: Vec<Option<String>>,
+    entry_metadata: Vec<String>,
+    entry_offsets: Vec<i64>,
+    // journal_lines
+    line_entries: Vec<Uuid>,
+    line_numbers: Vec<i16>,
+    line_accounts: Vec<String>,
+    line_sides: Vec<String>,
+    line_amounts: Vec<Decimal>,
+    line_currencies: Vec<String>,
+    // rejections
+    rejection_ids: Vec<Uuid>,
+    rejection_keys: Vec<Option<String>>,
+    rejection_reasons: Vec<String>,
+    rejection_details: Vec<String>,
+    rejection_raw: Vec<Vec<u8>>,
+    rejection_offsets: Vec<i64>,
+    // idempotency_records
+    key_keys: Vec<String>,
+    key_fingerprints: Vec<Vec<u8>>,
+    key_outcomes: Vec<String>,
+    key_entries: Vec<Option<Uuid>>,
+    key_rejections: Vec<Option<Uuid>>,
+    // account_balances, aggregated per account
+    balance_deltas: HashMap<String, (Decimal, i64)>,
+    // outbox
+    outbox_ids: Vec<Uuid>,
+    outbox_kinds: Vec<&'static str>,
+    outbox_keys: Vec<String>,
+    outbox_payloads: Vec<String>,
+}
+
+impl<'a> Writes<'a> {
+    fn new(input: &BatchInput<'a>, now: DateTime<Utc>) -> Self {
+        Writes { group: input.group, topic: input.topic, partition: input.partition, now, ..Default::default() }
+    }
+
+    fn add(&mut self, m: &BatchMessage, candidate: &Candidate, decision: &Decision, state: &LedgerState) {
+        match (decision, candidate) {
+            (Decision::Duplicate { .. }, _) => self.duplicates += 1,
+            (Decision::Post { entry_id, changes }, Candidate::Parsed(p)) => {
+                self.posted += 1;
+                self.add_entry(m.offset, *entry_id, p);
+                for c in changes {
+                    let slot = self.balance_deltas.entry(c.account.clone()).or_default();
+                    slot.0 += c.delta;
+                    slot.1 += 1;
+                    let a = &state.accounts[&c.account];
+                    let event = BalanceEvent {
+                        event_id: balance_event_id(*entry_id, &c.account).to_string(),
+                        account_id: c.account.clone(),
+                        entity_id: a.entity_id.clone(),
+                        currency: a.currency.clone(),
+                        balance_after: c.balance_after.to_string(),
+                        delta: c.delta.to_string(),
+                        version: c.version,
+                        entry_id: entry_id.to_string(),
+                        effective_date: p.effective_date.to_string(),
+                        recorded_at: self.now.to_rfc3339(),
+                    };
+                    self.outbox(balance_event_id(*entry_id, &c.account), "balance", c.account.clone(), &event);
+                }
+            }
+            (Decision::Reject { rejection_id, rejection, record_key }, _) => {
+                let key = match candidate {
+                    Candidate::Parsed(p) => Some(p.key.as_str().to_string()),
+                    Candidate::Refused { key, .. } => key.clone(),
+                };
+                self.rejection_codes.push(rejection.code());
+                self.rejection_ids.push(*rejection_id);
+                self.rejection_keys.push(key.clone());
+                self.rejection_reasons.push(rejection.code().to_string());
+                self.rejection_details.push(rejection.to_string());
+                self.rejection_raw.push(m.raw.clone());
+                self.rejection_offsets.push(m.offset);
+                if let Some((k, fp)) = record_key {
+                    self.key_keys.push(k.clone());
+                    self.key_fingerprints.push(fp.to_vec());
+                    self.key_outcomes.push("rejected".into());
+                    self.key_entries.push(None);
+                    self.key_rejections.push(Some(*rejection_id));
+                }
+                let event = RejectionEvent {
+                    event_id: rejection_id.to_string(),
+                    reason_code: rejection.code().to_string(),
+                    detail: rejection.to_string(),
+                    idempotency_key: key.clone(),
+                    source_topic: self.topic.to_string(),
+                    source_partition: self.partition,
+                    source_offset: m.offset,
+                    raw: m.raw.clone(),
+                    rejected_at: self.now.to_rfc3339(),
+                };
+                let event_key = key.clone().unwrap_or_else(|| format!("{}/{}/{}", self.topic, self.partition, m.offset));
+                self.outbox(*rejection_id, "rejection", event_key, &event);
+                if rejection.code() == "IDEMPOTENCY_CONFLICT" {
+                    let cause = format!("{}/{}/{}", self.topic, self.partition, m.offset);
+                    let id = anomaly_event_id("IDEMPOTENCY_CONFLICT", &cause);
+                    let event = AnomalyEvent {
+                        event_id: id.to_string(),
+                        kind: "IDEMPOTENCY_CONFLICT".into(),
+                        severity: "warning".into(),
+                        entity_id: match candidate {
+                            Candidate::Parsed(p) => Some(p.entity.as_str().to_string()),
+                            _ => None,
+                        },
+                        account_id: None,
+                        entry_id: None,
+                        detail: rejection.to_string(),
+                        detected_at: self.now.to_rfc3339(),
+                    };
+                    self.outbox(id, "anomaly", key.unwrap_or_default(), &event);
+                }
+            }
+            (Decision::Post { .. }, Candidate::Refused { .. }) => unreachable!("only parsed postings are posted"),
+        }
+    }
+
+    fn add_entry(&mut self, offset: i64, entry_id: Uuid, p: &Posting) {
+        self.entry_ids.push(entry_id);
+        self.entry_entities.push(p.entity.as_str().to_string());
+        self.entry_keys.push(p.key.as_str().to_string());
+        self.entry_dates.push(p.effective_date);
+        self.entry_descriptions.push(p.description.clone());
+        self.entry_sources.push(p.source.clone());
+        self.entry_metadata.push(serde_json::to_string(&p.metadata).expect("string map serializes"));
+        self.entry_offsets.push(offset);
+        for (i, line) in p.lines.iter().enumerate() {
+            self.line_entries.push(entry_id);
+            self.line_numbers.push(i16::try_from(i + 1).expect("lines are bounded by LINES_PER_ENTRY_MAX"));
+            self.line_accounts.push(line.account.as_str().to_string());
+            self.line_sides.push(line.side.code().to_string());
+            self.line_amounts.push(line.amount);
+            self.line_currencies.push(line.currency.to_string());
+        }
+        self.key_keys.push(p.key.as_str().to_string());
+        self.key_fingerprints.push(p.fingerprint().to_vec());
+        self.key_outcomes.push("posted".into());
+        self.key_entries.push(Some(entry_id));
+        self.key_rejections.push(None);
+    }
+
+    fn outbox<T: serde::Serialize>(&mut self, id: Uuid, kind: &'static str, key: String, event: &T) {
+        self.outbox_ids.push(id);
+        self.outbox_kinds.push(kind);
+        self.outbox_keys.push(key);
+        self.outbox_payloads.push(serde_json::to_string(event).expect("events serialize"));
+    }
+
+    async fn flush_in_tx(&self, tx: &mut PgConnection, batch_id: Uuid, first_offset: i64, next_offset: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO batches (id, consumer_group, topic, partition, first_offset, next_offset, posted, rejected, duplicates, committed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(batch_id)
+        .bind(self.group)
+        .bind(self.topic)
+        .bind(self.partition)
+        .bind(first_offset)
+        .bind(next_offset)
+        .bind(self.posted as i32)
+        .bind(self.rejection_ids.len() as i32)
+        .bind(self.duplicates as i32)
+        .bind(self.now)
+        .execute(&mut *tx)
+        .await?;
+        if !self.rejection_ids.is_empty() {
+            // A replayed offset finds its rejection already there (same deterministic id).
+            sqlx::query(
+                "INSERT INTO rejections (id, idempotency_key, reason_code, detail, raw, source_topic, source_partition, source_offset, batch_id, rejected_at)
+                 SELECT id, k, r, d, raw, $6, $7, o, $8, $9
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $10::bigint[]) AS u(id, k, r, d, raw, o)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&self.rejection_ids)
+            .bind(&self.rejection_keys)
+            .bind(&self.rejection_reasons)
+            .bind(&self.rejection_details)
+            .bind(&self.rejection_raw)
+            .bind(self.topic)
+            .bind(self.partition)
+            .bind(batch_id)
+            .bind(self.now)
+            .bind(&self.rejection_offsets)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.entry_ids.is_empty() {
+            sqlx::query(
+                "INSERT INTO journal_entries (id, entity_id, idempotency_key, effective_date, description, source, metadata,
+                                              source_topic, source_partition, source_offset, batch_id, recorded_at)
+                 SELECT id, e, k, d, descr, src, m::jsonb, $8, $9, o, $10, $11
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[], $12::bigint[])
+                      AS u(id, e, k, d, descr, src, m, o)",
+            )
+            .bind(&self.entry_ids)
+            .bind(&self.entry_entities)
+            .bind(&self.entry_keys)
+            .bind(&self.entry_dates)
+            .bind(&self.entry_descriptions)
+            .bind(&self.entry_sources)
+            .bind(&self.entry_metadata)
+            .bind(self.topic)
+            .bind(self.partition)
+            .bind(batch_id)
+            .bind(self.now)
+            .bind(&self.entry_offsets)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency)
+                 SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::numeric[], $6::text[])",
+            )
+            .bind(&self.line_entries)
+            .bind(&self.line_numbers)
+            .bind(&self.line_accounts)
+            .bind(&self.line_sides)
+            .bind(&self.line_amounts)
+            .bind(&self.line_currencies)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.key_keys.is_empty() {
+            sqlx::query(
+                "INSERT INTO idempotency_records (key, fingerprint, outcome, entry_id, rejection_id, recorded_at)
+                 SELECT k, f, o, e, r, $6 FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::uuid[], $5::uuid[]) AS u(k, f, o, e, r)",
+            )
+            .bind(&self.key_keys)
+            .bind(&self.key_fingerprints)
+            .bind(&self.key_outcomes)
+            .bind(&self.key_entries)
+            .bind(&self.key_rejections)
+            .bind(self.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.balance_deltas.is_empty() {
+            let mut accounts: Vec<&String> = self.balance_deltas.keys().collect();
+            accounts.sort_unstable();
+            let deltas: Vec<Decimal> = accounts.iter().map(|a| self.balance_deltas[*a].0).collect();
+            let versions: Vec<i64> = accounts.iter().map(|a| self.balance_deltas[*a].1).collect();
+            sqlx::query(
+                "UPDATE account_balances b SET balance = b.balance + u.delta, version = b.version + u.versions, updated_at = $4
+                 FROM UNNEST($1::text[], $2::numeric[], $3::bigint[]) AS u(account_id, delta, versions)
+                 WHERE b.account_id = u.account_id",
+            )
+            .bind(&accounts)
+            .bind(&deltas)
+            .bind(&versions)
+            .bind(self.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.outbox_ids.is_empty() {
+            sqlx::query(
+                "INSERT INTO outbox (event_id, kind, event_key, payload, created_at)
+                 SELECT id, k, ek, p::jsonb, $5 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, k, ek, p)
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(&self.outbox_ids)
+            .bind(&self.outbox_kinds)
+            .bind(&self.outbox_keys)
+            .bind(&self.outbox_payloads)
+            .bind(self.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! Wire formats: every record type round-trips in every framing; garbage never panics and
+//! always becomes a MALFORMED (or MESSAGE_TOO_LARGE) rejection.
+
+use std::collections::BTreeMap;
+
+use ledgerline::codec::{
+    decode_posting, posting_codec, AnomalyEvent, BalanceEvent, Framing, RecordCodec, RejectionEvent,
+    ANOMALY_EVENT_SCHEMA, BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
+};
+use ledgerline::domain::{LineRequest, PostingRequest};
+use proptest::prelude::*;
+
+const FRAMINGS: [Framing; 3] = [Framing::AvroSingleObject, Framing::AvroConfluent { schema_id: 7 }, Framing::Json];
+
+fn request() -> PostingRequest {
+    PostingRequest {
+        idempotency_key: "inv-2026-0001".into(),
+        entity_id: "acme".into(),
+        effective_date: "2026-11-01".into(),
+        description: Some("Invoice 1 — café".into()),
+        source: None,
+        reverses: Some("inv-2025-0099".into()),
+        metadata: BTreeMap::from([("customer".into(), "c-42".into())]),
+        lines: vec![
+            LineRequest { account_id: "ar".into(), side: "D".into(), amount: "1250.00".into(), currency: "EUR".into() },
+            LineRequest { account_id: "sales".into(), side: "C".into(), amount: "1250.00".into(), currency: "EUR".into() },
+        ],
+    }
+}
+
+fn round_trip<T>(codec: &RecordCodec<T>, record: &T)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    for framing in FRAMINGS {
+        let bytes = codec.encode(record, framing).unwrap();
+        assert_eq!(&codec.decode(&bytes).unwrap(), record, "{framing:?}");
+    }
+}
+
+#[test]
+fn every_record_type_round_trips_in_every_framing() {
+    round_trip(&posting_codec(), &request());
+    round_trip(
+        &RecordCodec::new(BALANCE_EVENT_SCHEMA, 1 << 20),
+        &BalanceEvent {
+            event_id: "e1".into(),
+            account_id: "cash".into(),
+            entity_id: "acme".into(),
+            currency: "USD".into(),
+            balance_after: "10.00".into(),
+            delta: "-2.50".into(),
+            version: 3,
+            entry_id: "x".into(),
+            effective_date: "2026-11-01".into(),
+            recorded_at: "2026-11-01T10:00:00Z".into(),
+        },
+    );
+    round_trip(
+        &RecordCodec::new(ANOMALY_EVENT_SCHEMA, 1 << 20),
+        &AnomalyEvent {
+            event_id: "a1".into(),
+            kind: "IDEMPOTENCY_CONFLICT".into(),
+            severity: "warning".into(),
+            entity_id: None,
+            account_id: Some("cash".into()),
+            entry_id: None,
+            detail: "key k reused".into(),
+            detected_at: "2026-11-01T10:00:00Z".into(),
+        },
+    );
+    round_trip(
+        &RecordCodec::new(REJECTION_SCHEMA, 1 << 20),
+        &RejectionEvent {
+            event_id: "r1".into(),
+            reason_code: "MALFORMED".into(),
+            detail: "bad".into(),
+            idempotency_key: None,
+            source_topic: "ledger.postings".into(),
+            source_partition: 2,
+            source_offset: 99,
+            raw: vec![0, 1, 2, 255],
+            rejected_at: "2026-11-01T10:00:00Z".into(),
+        },
+    );
+}
+
+#[test]
+fn single_object_header_is_the_avro_spec_one() {
+    let bytes = posting_codec().encode(&request(), Framing::AvroSingleObject).unwrap();
+    assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+    let fingerprint = posting_codec().schema().fingerprint::<apache_avro::rabin::Rabin>().bytes;
+    assert_eq!(&bytes[2..10], fingerprint.as_slice());
+}
+
+#[test]
+fn wrong_schema_trailing_bytes_and_oversize_are_named() {
+    let codec = posting_codec();
+    let other = RecordCodec::<BalanceEvent>::new(BALANCE_EVENT_SCHEMA, 1 << 20);
+    let balance = other.decode(&other.encode(&serde_json::from_str(r#"{"event_id":"e","account_id":"a","entity_id":"x","currency":"USD","balance_after":"1","delta":"1","version":1,"entry_id":"e","effective_date":"2026-01-01","recorded_at":"t"}"#).unwrap(), Framing::AvroSingleObject).unwrap()).unwrap();
+    let wrong_schema = other.encode(&balance, Framing::AvroSingleObject).unwrap();
+    let r = decode_posting(&codec, &wrong_schema).unwrap_err();
+    assert_eq!(r.code(), "MALFORMED");
+    assert!(r.to_string().contains("fingerprint"), "{r}");
+
+    let mut trailing = codec.encode(&request(), Framing::AvroSingleObject).unwrap();
+    trailing.push(0);
+    assert!(decode_posting(&codec, &trailing).unwrap_err().to_string().contains("trailing"));
+
+    let huge = vec![b' '; 10 * 1024 * 1024];
+    assert_eq!(decode_posting(&codec, &huge).unwrap_err().code(), "MESSAGE_TOO_LARGE");
+
+    let confluent_checked = posting_codec().require_confluent_schema_id(Some(8));
+    let seven = codec.encode(&request(), Framing::AvroConfluent { schema_id: 7 }).unwrap();
+    assert!(confluent_checked.decode(&seven).is_err());
+
+    let json_off = posting_codec().accept_json(false);
+    let json = codec.encode(&request(), Framing::Json).unwrap();
+    assert!(json_off.decode(&json).is_err());
+}
+
+#[test]
+fn hostile_json_is_malformed_not_a_crash() {
+    let codec = posting_codec();
+    let deep = format!("{}{}", "{\"a\":".repeat(5000), "}".repeat(5000));
+    for text in [
+        deep.as_str(),
+        r#"{"idempotency_key":"k","entity_id":"e","effective_date":"2026-01-01","lines":[{"account_id":"a","side":"D","amount":1e999,"currency":"USD"}]}"#,
+        r#"{"idempotency_key":"k","entity_id":"e","effective_date":"2026-01-01","lines":[{"account_id":"a","side":"D","amount":NaN,"currency":"USD"}]}"#,
+        "{", "{}", "{\"lines\": 5}",
+    ] {
+        assert_eq!(decode_posting(&codec, text.as_bytes()).unwrap_err().code(), "MALFORMED", "{}", &text[..text.len().min(40)]);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let codec = posting_codec();
+        if let Err(r) = decode_posting(&codec, &bytes) {
+            prop_assert_eq!(r.code(), "MALFORMED");
+        }
+    }
+
+    #[test]
+    fn truncated_or_flipped_avro_never_panics(cut in 0usize..200, flip in 0usize..200, bit in 0u8..8) {
+        let codec = posting_codec();
+        let mut bytes = codec.encode(&request(), Framing::AvroSingleObject).unwrap();
+        if flip < bytes.len() {
+            bytes[flip] ^= 1 << bit;
+        }
+        bytes.truncate(cut.min(bytes.len()));
+        let _ = decode_posting(&codec, &bytes);
+        let mut confluent = vec![0u8, 0, 0, 0, 7];
+        confluent.extend_from_slice(&bytes[bytes.len().min(10)..]);
+        let _ = decode_posting(&codec, &confluent);
+    }
+}

@@ -1,0 +1,141 @@
+//! The schema against the real PostgreSQL: migrations, append-only journal, constraints, and
+//! the administration store functions.
+
+mod common;
+
+use chrono::NaiveDate;
+use ledgerline::domain::account::AccountSpec;
+use ledgerline::domain::CurrencyTable;
+use ledgerline::store::{self, accounts, entities, periods};
+use sqlx::PgPool;
+
+async fn seed_one_entry(pool: &PgPool) -> uuid::Uuid {
+    entities::create(pool, "acme", "Acme Ltd").await.unwrap();
+    let spec = |id: &str, t: &str| AccountSpec {
+        id: id.into(),
+        entity_id: "acme".into(),
+        name: id.into(),
+        account_type: t.into(),
+        currency: "USD".into(),
+        normal_side: None,
+        allow_negative: None,
+    };
+    let table = CurrencyTable::default();
+    let chart = [spec("cash", "asset").check(&table).unwrap(), spec("sales", "income").check(&table).unwrap()];
+    accounts::import(pool, &chart).await.unwrap();
+    let entry = uuid::Uuid::new_v4();
+    sqlx::query("INSERT INTO journal_entries (id, entity_id, idempotency_key, effective_date) VALUES ($1, 'acme', 'k1', '2026-11-01')")
+        .bind(entry)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency) VALUES ($1, 1, 'cash', 'D', 10, 'USD'), ($1, 2, 'sales', 'C', 10, 'USD')")
+        .bind(entry)
+        .execute(pool)
+        .await
+        .unwrap();
+    entry
+}
+
+#[tokio::test]
+async fn migrations_apply_twice_without_error() {
+    let (pool, _) = common::fresh_db().await;
+    store::migrate(&pool).await.expect("second run is a no-op");
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name = ANY($1)",
+    )
+    .bind(vec![
+        "entities", "accounts", "accounting_periods", "journal_entries", "journal_lines", "account_balances",
+        "idempotency_records", "consumer_checkpoints", "batches", "rejections", "outbox",
+    ])
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 11);
+}
+
+#[tokio::test]
+async fn journal_rows_cannot_be_updated_deleted_or_truncated() {
+    let (pool, _) = common::fresh_db().await;
+    let entry = seed_one_entry(&pool).await;
+    for sql in [
+        "UPDATE journal_lines SET amount = 11 WHERE line_no = 1",
+        "DELETE FROM journal_lines",
+        "TRUNCATE journal_lines",
+        "UPDATE journal_entries SET description = 'x'",
+        "DELETE FROM journal_entries",
+        "TRUNCATE journal_entries CASCADE",
+    ] {
+        let err = sqlx::query(sql).execute(&pool).await.expect_err(sql).to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    let amount: rust_decimal::Decimal =
+        sqlx::query_scalar("SELECT amount FROM journal_lines WHERE entry_id = $1 AND line_no = 1")
+            .bind(entry)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(amount, rust_decimal::Decimal::from(10));
+}
+
+#[tokio::test]
+async fn database_constraints_refuse_bad_rows() {
+    let (pool, _) = common::fresh_db().await;
+    let entry = seed_one_entry(&pool).await;
+    let line = |side: &str, amount: i64, no: i16| {
+        sqlx::query("INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency) VALUES ($1, $2, 'cash', $3, $4, 'USD')")
+            .bind(entry)
+            .bind(no)
+            .bind(side.to_string())
+            .bind(amount)
+    };
+    assert!(line("D", 0, 3).execute(&pool).await.is_err(), "amount must be > 0");
+    assert!(line("D", -5, 4).execute(&pool).await.is_err(), "amount must be > 0");
+    assert!(line("X", 5, 5).execute(&pool).await.is_err(), "side must be D or C");
+    line("D", 5, 6).execute(&pool).await.expect("a good line is accepted");
+    let checkpoint = "INSERT INTO consumer_checkpoints (consumer_group, topic, partition, next_offset) VALUES ('g', 't', 0, 0)";
+    sqlx::query(checkpoint).execute(&pool).await.unwrap();
+    assert!(sqlx::query(checkpoint).execute(&pool).await.is_err(), "one checkpoint per group/topic/partition");
+}
+
+#[tokio::test]
+async fn account_import_is_idempotent_and_refuses_redefinition() {
+    let (pool, _) = common::fresh_db().await;
+    entities::create(&pool, "acme", "Acme").await.unwrap();
+    let table = CurrencyTable::default();
+    let chart: Vec<_> = ledgerline::generator::synthetic_chart("acme", "USD", 20)
+        .iter()
+        .map(|s| s.check(&table).unwrap())
+        .collect();
+    assert_eq!(accounts::import(&pool, &chart).await.unwrap().created, 20);
+    assert_eq!(accounts::import(&pool, &chart).await.unwrap().unchanged, 20);
+    let mut changed = chart.clone();
+    changed[3].currency = "EUR".into();
+    changed.push(ledgerline::generator::synthetic_chart("acme", "USD", 21)[20].check(&table).unwrap());
+    assert!(accounts::import(&pool, &changed).await.is_err());
+    assert_eq!(accounts::list(&pool, Some("acme")).await.unwrap().len(), 20, "a failed import writes nothing");
+    let unknown_entity = ledgerline::generator::synthetic_chart("nobody", "USD", 1)[0].check(&table).unwrap();
+    assert!(accounts::import(&pool, &[unknown_entity]).await.unwrap_err().to_string().contains("nobody"));
+}
+
+#[tokio::test]
+async fn periods_open_close_and_reopen_with_a_recorded_reason() {
+    let (pool, _) = common::fresh_db().await;
+    entities::create(&pool, "acme", "Acme").await.unwrap();
+    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    assert_eq!(periods::open(&pool, "acme", d("2026-11-01"), d("2026-11-30"), "ann", "").await.unwrap(), "open");
+    assert!(periods::open(&pool, "acme", d("2026-11-15"), d("2026-12-15"), "ann", "").await.is_err(), "overlap");
+    periods::close(&pool, "acme", d("2026-11-01"), "ann", "month end").await.unwrap();
+    assert!(periods::open(&pool, "acme", d("2026-11-01"), d("2026-11-30"), "bob", "").await.is_err(), "reason needed");
+    assert_eq!(periods::open(&pool, "acme", d("2026-11-01"), d("2026-11-30"), "bob", "late invoice").await.unwrap(), "reopen");
+    let changes: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT action, changed_by, reason FROM period_changes ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(
+        changes,
+        vec![
+            ("open".into(), "ann".into(), "".into()),
+            ("close".into(), "ann".into(), "month end".into()),
+            ("reopen".into(), "bob".into(), "late invoice".into()),
+        ]
+    );
+}
