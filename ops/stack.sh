@@ -23,7 +23,6 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/ledgerline"
 
 pg_bindir() {
     if [ -n "${LEDGERLINE_PG_BIN:-}" ]; then
-        [ -x "$LEDGERLINE_PG_BIN/pg_ctl" ] || die "LEDGERLINE_PG_BIN=$LEDGERLINE_PG_BIN has no pg_ctl"
         echo "$LEDGERLINE_PG_BIN"
         return
     fi
@@ -33,6 +32,9 @@ pg_bindir() {
 }
 
 ensure_postgres_installed() {
+    if [ -n "${LEDGERLINE_PG_BIN:-}" ] && [ ! -x "$LEDGERLINE_PG_BIN/pg_ctl" ]; then
+        die "LEDGERLINE_PG_BIN=$LEDGERLINE_PG_BIN has no pg_ctl"
+    fi
     [ -n "$(pg_bindir)" ] && return 0
     [ "${LEDGERLINE_NO_INSTALL:-0}" = 1 ] && die "PostgreSQL server (initdb, pg_ctl) is not installed: apt-get install postgresql"
     say "installing Debian's postgresql package (once)..."
@@ -130,7 +132,6 @@ pg_down() {
 
 tansu_bin() {
     if [ -n "${LEDGERLINE_TANSU_BIN:-}" ]; then
-        [ -x "$LEDGERLINE_TANSU_BIN" ] || die "LEDGERLINE_TANSU_BIN=$LEDGERLINE_TANSU_BIN is not an executable file"
         echo "$LEDGERLINE_TANSU_BIN"
     elif command -v tansu >/dev/null 2>&1; then
         command -v tansu
@@ -140,6 +141,9 @@ tansu_bin() {
 }
 
 ensure_tansu_installed() {
+    if [ -n "${LEDGERLINE_TANSU_BIN:-}" ] && [ ! -f "$LEDGERLINE_TANSU_BIN" -o ! -x "$LEDGERLINE_TANSU_BIN" ]; then
+        die "LEDGERLINE_TANSU_BIN=$LEDGERLINE_TANSU_BIN is not an executable file"
+    fi
     [ -n "$(tansu_bin)" ] && return 0
     [ "${LEDGERLINE_NO_INSTALL:-0}" = 1 ] && die "the tansu broker binary is not installed (cargo install tansu@$LEDGERLINE_TANSU_VERSION --locked --no-default-features --features libsql)"
     command -v cargo >/dev/null || die "cargo is needed to build the tansu broker and was not found"

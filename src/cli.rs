@@ -41,6 +41,68 @@ pub enum Command {
     Topics(TopicsArgs),
     /// Publish posting requests from a JSON-lines file or a synthetic generator.
     Produce(ProduceArgs),
+    /// Consume posting requests and commit each exactly once (long-running).
+    Poster(PosterArgs),
+    /// Move the consumer group's positions (PostgreSQL checkpoints and Kafka offsets).
+    Replay(ReplayArgs),
+    /// Ledger summaries.
+    #[command(subcommand)]
+    Report(ReportCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct PosterArgs {
+    #[arg(long, env = "LEDGERLINE_GROUP", default_value = "ledgerline-poster")]
+    pub group: String,
+    /// Defaults to $LEDGERLINE_POSTINGS_TOPIC.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Most messages in one batch (one PostgreSQL transaction per partition).
+    #[arg(long, env = "LEDGERLINE_BATCH_POSTINGS", default_value_t = 1000)]
+    pub batch_postings: usize,
+    #[arg(long, env = "LEDGERLINE_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub batch_bytes: usize,
+    /// Longest a batch waits to fill.
+    #[arg(long, env = "LEDGERLINE_BATCH_WAIT_MS", default_value_t = 100)]
+    pub batch_wait_ms: u64,
+    /// HTTP address for /health, /ready, /metrics, /recovery.
+    #[arg(long, env = "LEDGERLINE_HTTP_ADDR", default_value = "127.0.0.1:9464")]
+    pub http_addr: std::net::SocketAddr,
+    /// Exit once all assigned partitions are caught up and idle this long (demos, tests).
+    #[arg(long)]
+    pub exit_when_idle_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[arg(long, env = "LEDGERLINE_GROUP", default_value = "ledgerline-poster")]
+    pub group: String,
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Align Kafka's committed offsets with the PostgreSQL checkpoints (after a restore).
+    #[arg(long, conflicts_with_all = ["to_offset", "to_timestamp"])]
+    pub to_checkpoint: bool,
+    #[arg(long)]
+    pub to_offset: Option<i64>,
+    /// RFC 3339 time, e.g. 2026-11-01T00:00:00Z.
+    #[arg(long)]
+    pub to_timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only this partition (default: all).
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// Proceed although members are active, or although positions would move forward.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// Debits and credits per entity and currency; exit code 2 when any pair differs.
+    TrialBalance,
+    /// Rejections per reason code.
+    Rejections,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +143,13 @@ pub enum AccountsCmd {
         #[arg(long, default_value = "USD")]
         currency: String,
     },
-    List { #[arg(long)] entity: Option<String> },
+    List {
+        #[arg(long)]
+        entity: Option<String>,
+        /// Show at most this many accounts.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Refuse new postings to an account.
     Deactivate { id: String },
     Activate { id: String },
@@ -184,6 +252,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Periods(cmd) => periods(cmd).await?,
         Command::Topics(args) => topics(args).await?,
         Command::Produce(args) => produce(args).await?,
+        Command::Poster(args) => poster(args).await?,
+        Command::Replay(args) => replay(args).await?,
+        Command::Report(cmd) => report(cmd).await?,
     }
     Ok(())
 }
@@ -226,9 +297,9 @@ async fn accounts(cmd: AccountsCmd) -> Result<()> {
         AccountsCmd::Synthetic { entity, count, currency } => {
             import(generator::synthetic_chart(&entity, &currency, count)).await?
         }
-        AccountsCmd::List { entity } => {
+        AccountsCmd::List { entity, limit } => {
             println!("{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}", "ACCOUNT", "ENTITY", "TYPE", "CUR", "BALANCE", "VERSION");
-            for a in store::accounts::list(&pool, entity.as_deref()).await? {
+            for a in store::accounts::list(&pool, entity.as_deref()).await?.into_iter().take(limit.unwrap_or(usize::MAX)) {
                 println!(
                     "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}{}",
                     a.id, a.entity_id, a.account_type, a.currency, a.balance, a.version,
@@ -426,4 +497,67 @@ fn produce_plan(args: &ProduceArgs) -> Result<Vec<generator::Message>> {
         }
     }
     Ok(generator::generate(&settings))
+}
+
+async fn poster(args: PosterArgs) -> Result<()> {
+    let pool = store::connect(&database_url()?, 8).await?;
+    store::migrate(&pool).await?;
+    let settings = crate::poster::PosterSettings {
+        group: args.group,
+        topic: args.topic.unwrap_or_else(postings_topic),
+        batch_postings_max: args.batch_postings,
+        batch_bytes_max: args.batch_bytes,
+        batch_wait_ms: args.batch_wait_ms,
+        exit_when_idle_ms: args.exit_when_idle_ms,
+    };
+    crate::poster::serve(pool, KafkaSettings::from_env()?, settings, currencies()?, args.http_addr).await
+}
+
+async fn replay(args: ReplayArgs) -> Result<()> {
+    use crate::replay::{ReplayRequest, Target};
+    let target = match (args.to_checkpoint, args.to_offset, args.to_timestamp) {
+        (true, None, None) => Target::Checkpoint,
+        (false, Some(o), None) => Target::Offset(o),
+        (false, None, Some(t)) => Target::Timestamp(t.timestamp_millis()),
+        _ => bail!("give exactly one of --to-checkpoint, --to-offset, --to-timestamp"),
+    };
+    let pool = migrated_pool().await?;
+    let topic = args.topic.unwrap_or_else(postings_topic);
+    let request = ReplayRequest { group: &args.group, topic: &topic, target, partition: args.partition, force: args.force, dry_run: args.dry_run };
+    let changes = crate::replay::replay(&pool, &KafkaSettings::from_env()?, &request).await?;
+    println!("{:<10} {:>14} {:>14}", "PARTITION", "FROM", "TO");
+    for c in &changes {
+        let from = c.from.map_or("-".to_string(), |f| f.to_string());
+        println!("{:<10} {:>14} {:>14}", c.partition, from, c.to);
+    }
+    println!("{} {} partition(s) of {topic} for group {}", if args.dry_run { "would move" } else { "moved" }, changes.len(), args.group);
+    Ok(())
+}
+
+async fn report(cmd: ReportCmd) -> Result<()> {
+    let pool = migrated_pool().await?;
+    match cmd {
+        ReportCmd::TrialBalance => {
+            let rows = store::reports::trial_balance(&pool).await?;
+            println!("{:<16} {:<4} {:>22} {:>22} {:>10}", "ENTITY", "CUR", "DEBITS", "CREDITS", "ENTRIES");
+            for r in &rows {
+                println!("{:<16} {:<4} {:>22} {:>22} {:>10}", r.entity_id, r.currency, r.debits, r.credits, r.entries);
+            }
+            let drift = store::reports::balance_drift(&pool).await?;
+            if let Some(r) = rows.iter().find(|r| r.debits != r.credits) {
+                bail!("trial balance does not balance for {} {}", r.entity_id, r.currency);
+            }
+            if !drift.is_empty() {
+                bail!("{} account balance(s) differ from the sum of their lines, first: {:?}", drift.len(), drift[0]);
+            }
+            println!("balanced: debits = credits for every entity and currency; every balance = sum of its lines");
+        }
+        ReportCmd::Rejections => {
+            println!("{:<28} {:>10}", "REASON", "COUNT");
+            for (reason, n) in store::reports::rejection_counts(&pool).await? {
+                println!("{reason:<28} {n:>10}");
+            }
+        }
+    }
+    Ok(())
 }

@@ -57,8 +57,8 @@ pub fn database_url() -> Result<Secret, ConfigError> {
 }
 
 /// Kafka client settings: `LEDGERLINE_KAFKA_BROKERS`, plus every librdkafka property given as
-/// `LEDGERLINE_KAFKA_<PROPERTY>` with dots written as underscores, e.g.
-/// `LEDGERLINE_KAFKA_SECURITY_PROTOCOL=SASL_SSL`, `LEDGERLINE_KAFKA_SASL_PASSWORD_FILE=/run/pw`.
+/// `LEDGERLINE_RDKAFKA_<PROPERTY>` with dots written as underscores, e.g.
+/// `LEDGERLINE_RDKAFKA_SECURITY_PROTOCOL=SASL_SSL`, `LEDGERLINE_RDKAFKA_SASL_PASSWORD_FILE=/run/pw`.
 #[derive(Clone)]
 pub struct KafkaSettings {
     pub brokers: String,
@@ -81,7 +81,7 @@ fn is_secret_key(key: &str) -> bool {
     key.contains("password") || key.contains("secret") || key.ends_with(".pem") || key.contains("key.pem")
 }
 
-const KAFKA_PREFIX: &str = "LEDGERLINE_KAFKA_";
+const RDKAFKA_PREFIX: &str = "LEDGERLINE_RDKAFKA_";
 
 impl KafkaSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -89,10 +89,7 @@ impl KafkaSettings {
             .map_err(|_| ConfigError::Missing { name: "LEDGERLINE_KAFKA_BROKERS" })?;
         let mut properties = BTreeMap::new();
         for (name, value) in std::env::vars() {
-            let Some(rest) = name.strip_prefix(KAFKA_PREFIX) else { continue };
-            if rest == "BROKERS" {
-                continue;
-            }
+            let Some(rest) = name.strip_prefix(RDKAFKA_PREFIX) else { continue };
             let (rest, value) = match rest.strip_suffix("_FILE") {
                 Some(base) => {
                     let text = std::fs::read_to_string(&value).map_err(|e| ConfigError::SecretFile {

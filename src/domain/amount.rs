@@ -105,7 +105,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn print_then_parse_round_trips(units in 0u32..=8, mantissa in 1i64..i64::MAX) {
+        fn print_then_parse_round_trips(units in 0u32..=8, mantissa in 1i64..1_000_000_000_000_000_000) {
             let value = Decimal::new(mantissa, units);
             let text = format_amount(value, units);
             prop_assert_eq!(parse_amount(&text, units), Ok(value));

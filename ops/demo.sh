@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The main job end to end on the local stack: install and start the stack, build, migrate,
+# set up an entity, accounts and an open period, publish a sample (with duplicates and invalid
+# requests), run the poster until the topic is drained, then print the trial balance and the
+# rejection summary.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source ops/lib.sh
+
+ops/install-deps.sh
+ops/stack.sh up
+load_env
+
+echo "== building ledgerline (release)"
+cargo build --release --quiet
+LL=target/release/ledgerline
+HTTP_ADDR="${LEDGERLINE_HTTP_ADDR:-127.0.0.1:9464}"
+RUN_ID="demo-$(date +%s)"
+
+echo "== migrate, entity, chart of accounts, accounting period"
+$LL migrate
+$LL entities create demo --name "Demo Ltd"
+$LL accounts import ops/sample/chart.csv
+$LL accounts synthetic --entity demo --count 1000
+$LL periods open --entity demo --start 2026-11-01 --end 2026-11-30 --by demo >/dev/null || true
+$LL periods list --entity demo
+
+echo "== publishing: the sample file, then 20,000 synthetic requests (5% duplicates, 2% invalid)"
+sed "s/\"sample-/\"$RUN_ID-sample-/" ops/sample/postings.jsonl >"$LEDGERLINE_STACK_DIR/sample.jsonl"
+$LL produce --file "$LEDGERLINE_STACK_DIR/sample.jsonl"
+$LL produce --count 20000 --accounts 1000 --lines 2-5 --duplicate-share 0.05 --invalid-share 0.02 \
+    --hot-account-share 0.1 --seed 42 --key-prefix "$RUN_ID"
+
+echo "== poster: consuming until the topic is drained (metrics on http://$HTTP_ADDR/metrics)"
+$LL poster --http-addr "$HTTP_ADDR" --exit-when-idle-ms 3000 &
+POSTER=$!
+trap 'kill $POSTER 2>/dev/null || true' EXIT
+sleep 3
+echo "-- /ready:    $(curl -s "http://$HTTP_ADDR/ready" || echo unreachable)"
+echo "-- /recovery: $(curl -s "http://$HTTP_ADDR/recovery" | head -c 600 || echo unreachable)"
+echo "-- /metrics (excerpt):"
+curl -s "http://$HTTP_ADDR/metrics" | grep -E '^ledgerline_(postings_total|consumer_lag_messages|checkpoint_offset)' || true
+wait $POSTER
+trap - EXIT
+
+echo "== trial balance"
+$LL report trial-balance
+echo "== rejections by reason"
+$LL report rejections
+echo "== sample accounts"
+$LL accounts list --entity demo --limit 6
+echo
+echo "Where to look while a poster runs: http://$HTTP_ADDR/metrics (Prometheus), /ready, /recovery (last committed batch per partition)."
