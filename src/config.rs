@@ -108,8 +108,17 @@ impl KafkaSettings {
 
     /// A librdkafka client config with these settings applied.
     pub fn client_config(&self) -> rdkafka::ClientConfig {
+        self.client_config_with(&[])
+    }
+
+    /// A client config with the program's `defaults` first, then the operator's properties,
+    /// so that the environment can override any of them (e.g. `session.timeout.ms`).
+    pub fn client_config_with(&self, defaults: &[(&str, String)]) -> rdkafka::ClientConfig {
         let mut config = rdkafka::ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in defaults {
+            config.set(*key, value);
+        }
         for (key, value) in &self.properties {
             config.set(key, value.expose());
         }

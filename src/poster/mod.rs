@@ -125,20 +125,20 @@ impl Poster {
             positions,
             health: self.health.clone(),
         };
-        let mut config = kafka.client_config();
-        config
-            .set("group.id", &self.settings.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "roundrobin")
-            .set("session.timeout.ms", limits::KAFKA_SESSION_TIMEOUT_MS.to_string())
-            .set("heartbeat.interval.ms", "3000")
-            .set("max.poll.interval.ms", "300000")
-            .set("enable.partition.eof", "false")
-            .set("fetch.max.bytes", (limits::BATCH_BYTES_MAX.min(52_428_800)).to_string())
-            .set("message.max.bytes", (limits::MESSAGE_BYTES_MAX * 4 + 1_000_000).to_string())
-            .set("receive.message.max.bytes", "104857600");
+        let defaults = [
+            ("group.id", self.settings.group.clone()),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            ("auto.offset.reset", "earliest".into()),
+            ("partition.assignment.strategy", "roundrobin".into()),
+            ("session.timeout.ms", limits::KAFKA_SESSION_TIMEOUT_MS.to_string()),
+            ("heartbeat.interval.ms", "3000".into()),
+            ("max.poll.interval.ms", "300000".into()),
+            ("enable.partition.eof", "false".into()),
+            ("fetch.max.bytes", limits::BATCH_BYTES_MAX.min(52_428_800).to_string()),
+            ("receive.message.max.bytes", "104857600".into()),
+        ];
+        let config = kafka.client_config_with(&defaults);
         Ok(config.create_with_context(context)?)
     }
 
