@@ -18,7 +18,11 @@ use crate::generator::{self, GeneratorSettings};
 use crate::store;
 
 #[derive(Debug, Parser)]
-#[command(name = "ledgerline", version, about = "Kafka to PostgreSQL general ledger, exactly once")]
+#[command(
+    name = "ledgerline",
+    version,
+    about = "Kafka to PostgreSQL general ledger, exactly once"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -107,7 +111,11 @@ pub enum ReportCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum EntitiesCmd {
-    Create { id: String, #[arg(long)] name: String },
+    Create {
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
     List,
 }
 
@@ -133,7 +141,9 @@ pub enum AccountsCmd {
         no_negative: bool,
     },
     /// Import a chart of accounts from CSV (header: id,entity_id,name,type,currency[,normal_side,allow_negative]) or JSON (an array).
-    Import { file: PathBuf },
+    Import {
+        file: PathBuf,
+    },
     /// Create N synthetic accounts acct-00000.. (the ones `produce --count` posts to).
     Synthetic {
         #[arg(long)]
@@ -151,8 +161,12 @@ pub enum AccountsCmd {
         limit: Option<usize>,
     },
     /// Refuse new postings to an account.
-    Deactivate { id: String },
-    Activate { id: String },
+    Deactivate {
+        id: String,
+    },
+    Activate {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,7 +175,10 @@ pub enum PeriodsCmd {
     Open(PeriodArgs),
     /// Close a period: postings dated inside it are rejected (PERIOD_CLOSED).
     Close(PeriodArgs),
-    List { #[arg(long)] entity: Option<String> },
+    List {
+        #[arg(long)]
+        entity: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -223,7 +240,9 @@ pub struct ProduceArgs {
 /// The currency table: ISO 4217 plus `LEDGERLINE_EXTRA_CURRENCIES` (`XAU:4,BTC:8`).
 pub fn currencies() -> Result<CurrencyTable> {
     let extra = std::env::var("LEDGERLINE_EXTRA_CURRENCIES").unwrap_or_default();
-    CurrencyTable::default().with_spec(&extra).map_err(|e| anyhow::anyhow!("LEDGERLINE_EXTRA_CURRENCIES: {e}"))
+    CurrencyTable::default()
+        .with_spec(&extra)
+        .map_err(|e| anyhow::anyhow!("LEDGERLINE_EXTRA_CURRENCIES: {e}"))
 }
 
 pub fn postings_topic() -> String {
@@ -245,7 +264,10 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Migrate => {
             migrated_pool().await?;
-            println!("migrations applied ({} known)", store::MIGRATOR.iter().count());
+            println!(
+                "migrations applied ({} known)",
+                store::MIGRATOR.iter().count()
+            );
         }
         Command::Entities(cmd) => entities(cmd).await?,
         Command::Accounts(cmd) => accounts(cmd).await?,
@@ -265,7 +287,10 @@ async fn entities(cmd: EntitiesCmd) -> Result<()> {
         EntitiesCmd::Create { id, name } => {
             crate::domain::ids::check_id("entity id", &id)?;
             let created = store::entities::create(&pool, &id, &name).await?;
-            println!("entity {id} {}", if created { "created" } else { "already exists" });
+            println!(
+                "entity {id} {}",
+                if created { "created" } else { "already exists" }
+            );
         }
         EntitiesCmd::List => {
             for e in store::entities::list(&pool).await? {
@@ -281,7 +306,15 @@ async fn accounts(cmd: AccountsCmd) -> Result<()> {
     let table = currencies()?;
     let import = |specs: Vec<AccountSpec>| import_accounts(&pool, &table, specs);
     match cmd {
-        AccountsCmd::Create { id, entity, name, account_type, currency, normal_side, no_negative } => {
+        AccountsCmd::Create {
+            id,
+            entity,
+            name,
+            account_type,
+            currency,
+            normal_side,
+            no_negative,
+        } => {
             import(vec![AccountSpec {
                 id,
                 entity_id: entity,
@@ -294,15 +327,29 @@ async fn accounts(cmd: AccountsCmd) -> Result<()> {
             .await?
         }
         AccountsCmd::Import { file } => import(read_chart(&file)?).await?,
-        AccountsCmd::Synthetic { entity, count, currency } => {
-            import(generator::synthetic_chart(&entity, &currency, count)).await?
-        }
+        AccountsCmd::Synthetic {
+            entity,
+            count,
+            currency,
+        } => import(generator::synthetic_chart(&entity, &currency, count)).await?,
         AccountsCmd::List { entity, limit } => {
-            println!("{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}", "ACCOUNT", "ENTITY", "TYPE", "CUR", "BALANCE", "VERSION");
-            for a in store::accounts::list(&pool, entity.as_deref()).await?.into_iter().take(limit.unwrap_or(usize::MAX)) {
+            println!(
+                "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}",
+                "ACCOUNT", "ENTITY", "TYPE", "CUR", "BALANCE", "VERSION"
+            );
+            for a in store::accounts::list(&pool, entity.as_deref())
+                .await?
+                .into_iter()
+                .take(limit.unwrap_or(usize::MAX))
+            {
                 println!(
                     "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}{}",
-                    a.id, a.entity_id, a.account_type, a.currency, a.balance, a.version,
+                    a.id,
+                    a.entity_id,
+                    a.account_type,
+                    a.currency,
+                    a.balance,
+                    a.version,
                     if a.active { "" } else { "  (inactive)" }
                 );
             }
@@ -319,18 +366,31 @@ async fn accounts(cmd: AccountsCmd) -> Result<()> {
     Ok(())
 }
 
-async fn import_accounts(pool: &PgPool, table: &CurrencyTable, specs: Vec<AccountSpec>) -> Result<()> {
-    let checked = specs.iter().map(|s| s.check(table)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+async fn import_accounts(
+    pool: &PgPool,
+    table: &CurrencyTable,
+    specs: Vec<AccountSpec>,
+) -> Result<()> {
+    let checked = specs
+        .iter()
+        .map(|s| s.check(table))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
     let summary = store::accounts::import(pool, &checked).await?;
-    println!("accounts: {} created, {} already present", summary.created, summary.unchanged);
+    println!(
+        "accounts: {} created, {} already present",
+        summary.created, summary.unchanged
+    );
     Ok(())
 }
 
 /// Reads a chart of accounts from `.csv` or `.json`.
 pub fn read_chart(path: &Path) -> Result<Vec<AccountSpec>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => serde_json::from_str(&text).with_context(|| format!("{} is not a JSON array of accounts", path.display())),
+        Some("json") => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON array of accounts", path.display())),
         Some("csv") => csv::Reader::from_reader(text.as_bytes())
             .deserialize()
             .enumerate()
@@ -342,11 +402,15 @@ pub fn read_chart(path: &Path) -> Result<Vec<AccountSpec>> {
 
 async fn periods(cmd: PeriodsCmd) -> Result<()> {
     let pool = migrated_pool().await?;
-    let who = |by: Option<String>| by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into());
+    let who = |by: Option<String>| {
+        by.or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into())
+    };
     match cmd {
         PeriodsCmd::Open(a) => {
             let end = a.end.context("--end is needed to open a period")?;
-            let action = store::periods::open(&pool, &a.entity, a.start, end, &who(a.by), &a.reason).await?;
+            let action =
+                store::periods::open(&pool, &a.entity, a.start, end, &who(a.by), &a.reason).await?;
             println!("period {}/{}..{}: {action}", a.entity, a.start, end);
         }
         PeriodsCmd::Close(a) => {
@@ -355,7 +419,10 @@ async fn periods(cmd: PeriodsCmd) -> Result<()> {
         }
         PeriodsCmd::List { entity } => {
             for p in store::periods::list(&pool, entity.as_deref()).await? {
-                println!("{:<16} {} .. {}  {}", p.entity_id, p.period_start, p.period_end, p.status);
+                println!(
+                    "{:<16} {} .. {}  {}",
+                    p.entity_id, p.period_start, p.period_end, p.status
+                );
             }
         }
     }
@@ -399,8 +466,10 @@ async fn produce(args: ProduceArgs) -> Result<()> {
     let producer = crate::kafka::producer(&settings)?;
     let codec = posting_codec();
     let bar = ProgressBar::new(messages.len() as u64).with_style(
-        ProgressStyle::with_template("{spinner} producing [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
-            .expect("static template"),
+        ProgressStyle::with_template(
+            "{spinner} producing [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
+        )
+        .expect("static template"),
     );
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -425,7 +494,10 @@ async fn produce(args: ProduceArgs) -> Result<()> {
         let topic = topic.clone();
         pending.push_back(async move {
             producer
-                .send(FutureRecord::to(&topic).key(&m.key).payload(&bytes), Duration::from_secs(60))
+                .send(
+                    FutureRecord::to(&topic).key(&m.key).payload(&bytes),
+                    Duration::from_secs(60),
+                )
                 .await
                 .map_err(|(e, _)| anyhow::anyhow!("publishing to {topic}: {e}"))
         });
@@ -446,7 +518,11 @@ async fn produce(args: ProduceArgs) -> Result<()> {
     Ok(())
 }
 
-async fn drain_one<F, T>(pending: &mut futures::stream::FuturesOrdered<F>, bar: &ProgressBar, summary: &mut ProduceSummary) -> Result<()>
+async fn drain_one<F, T>(
+    pending: &mut futures::stream::FuturesOrdered<F>,
+    bar: &ProgressBar,
+    summary: &mut ProduceSummary,
+) -> Result<()>
 where
     F: std::future::Future<Output = Result<T>>,
 {
@@ -461,14 +537,16 @@ where
 
 fn produce_plan(args: &ProduceArgs) -> Result<Vec<generator::Message>> {
     if let Some(file) = &args.file {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         return text
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, line)| {
-                let request: PostingRequest = serde_json::from_str(line)
-                    .with_context(|| format!("{} line {}: not a posting request", file.display(), i + 1))?;
+                let request: PostingRequest = serde_json::from_str(line).with_context(|| {
+                    format!("{} line {}: not a posting request", file.display(), i + 1)
+                })?;
                 Ok(generator::Message {
                     key: request.idempotency_key.clone(),
                     request: Some(request),
@@ -491,7 +569,11 @@ fn produce_plan(args: &ProduceArgs) -> Result<Vec<generator::Message>> {
         effective_date: args.effective_date.clone(),
         key_prefix: args.key_prefix.clone(),
     };
-    for (name, share) in [("hot-account-share", settings.hot_account_share), ("duplicate-share", settings.duplicate_share), ("invalid-share", settings.invalid_share)] {
+    for (name, share) in [
+        ("hot-account-share", settings.hot_account_share),
+        ("duplicate-share", settings.duplicate_share),
+        ("invalid-share", settings.invalid_share),
+    ] {
         if !(0.0..=1.0).contains(&share) {
             bail!("--{name} {share} is not between 0 and 1");
         }
@@ -510,7 +592,14 @@ async fn poster(args: PosterArgs) -> Result<()> {
         batch_wait_ms: args.batch_wait_ms,
         exit_when_idle_ms: args.exit_when_idle_ms,
     };
-    crate::poster::serve(pool, KafkaSettings::from_env()?, settings, currencies()?, args.http_addr).await
+    crate::poster::serve(
+        pool,
+        KafkaSettings::from_env()?,
+        settings,
+        currencies()?,
+        args.http_addr,
+    )
+    .await
 }
 
 async fn replay(args: ReplayArgs) -> Result<()> {
@@ -523,14 +612,26 @@ async fn replay(args: ReplayArgs) -> Result<()> {
     };
     let pool = migrated_pool().await?;
     let topic = args.topic.unwrap_or_else(postings_topic);
-    let request = ReplayRequest { group: &args.group, topic: &topic, target, partition: args.partition, force: args.force, dry_run: args.dry_run };
+    let request = ReplayRequest {
+        group: &args.group,
+        topic: &topic,
+        target,
+        partition: args.partition,
+        force: args.force,
+        dry_run: args.dry_run,
+    };
     let changes = crate::replay::replay(&pool, &KafkaSettings::from_env()?, &request).await?;
     println!("{:<10} {:>14} {:>14}", "PARTITION", "FROM", "TO");
     for c in &changes {
         let from = c.from.map_or("-".to_string(), |f| f.to_string());
         println!("{:<10} {:>14} {:>14}", c.partition, from, c.to);
     }
-    println!("{} {} partition(s) of {topic} for group {}", if args.dry_run { "would move" } else { "moved" }, changes.len(), args.group);
+    println!(
+        "{} {} partition(s) of {topic} for group {}",
+        if args.dry_run { "would move" } else { "moved" },
+        changes.len(),
+        args.group
+    );
     Ok(())
 }
 
@@ -539,16 +640,30 @@ async fn report(cmd: ReportCmd) -> Result<()> {
     match cmd {
         ReportCmd::TrialBalance => {
             let rows = store::reports::trial_balance(&pool).await?;
-            println!("{:<16} {:<4} {:>22} {:>22} {:>10}", "ENTITY", "CUR", "DEBITS", "CREDITS", "ENTRIES");
+            println!(
+                "{:<16} {:<4} {:>22} {:>22} {:>10}",
+                "ENTITY", "CUR", "DEBITS", "CREDITS", "ENTRIES"
+            );
             for r in &rows {
-                println!("{:<16} {:<4} {:>22} {:>22} {:>10}", r.entity_id, r.currency, r.debits, r.credits, r.entries);
+                println!(
+                    "{:<16} {:<4} {:>22} {:>22} {:>10}",
+                    r.entity_id, r.currency, r.debits, r.credits, r.entries
+                );
             }
             let drift = store::reports::balance_drift(&pool).await?;
             if let Some(r) = rows.iter().find(|r| r.debits != r.credits) {
-                bail!("trial balance does not balance for {} {}", r.entity_id, r.currency);
+                bail!(
+                    "trial balance does not balance for {} {}",
+                    r.entity_id,
+                    r.currency
+                );
             }
             if !drift.is_empty() {
-                bail!("{} account balance(s) differ from the sum of their lines, first: {:?}", drift.len(), drift[0]);
+                bail!(
+                    "{} account balance(s) differ from the sum of their lines, first: {:?}",
+                    drift.len(),
+                    drift[0]
+                );
             }
             println!("balanced: debits = credits for every entity and currency; every balance = sum of its lines");
         }

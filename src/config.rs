@@ -12,9 +12,17 @@ pub enum ConfigError {
     #[error("{name} is not set (run `source .stack/env` after `ops/stack.sh up`, or export it)")]
     Missing { name: &'static str },
     #[error("{name}_FILE names {path}, which cannot be read: {reason}")]
-    SecretFile { name: String, path: String, reason: String },
+    SecretFile {
+        name: String,
+        path: String,
+        reason: String,
+    },
     #[error("{name}={value:?} is invalid: {reason}")]
-    Invalid { name: String, value: String, reason: String },
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+    },
 }
 
 /// A value that must never be printed.
@@ -45,15 +53,20 @@ pub fn secret_from_env(name: &'static str) -> Result<Option<Secret>, ConfigError
     match std::env::var(&file_var) {
         Ok(path) => std::fs::read_to_string(&path)
             .map(|s| Some(Secret(s.trim_end_matches(['\n', '\r']).to_string())))
-            .map_err(|e| ConfigError::SecretFile { name: name.into(), path, reason: e.to_string() }),
+            .map_err(|e| ConfigError::SecretFile {
+                name: name.into(),
+                path,
+                reason: e.to_string(),
+            }),
         Err(_) => Ok(None),
     }
 }
 
 /// The PostgreSQL connection URL from `LEDGERLINE_DATABASE_URL` (or `..._FILE`).
 pub fn database_url() -> Result<Secret, ConfigError> {
-    secret_from_env("LEDGERLINE_DATABASE_URL")?
-        .ok_or(ConfigError::Missing { name: "LEDGERLINE_DATABASE_URL" })
+    secret_from_env("LEDGERLINE_DATABASE_URL")?.ok_or(ConfigError::Missing {
+        name: "LEDGERLINE_DATABASE_URL",
+    })
 }
 
 /// Kafka client settings: `LEDGERLINE_KAFKA_BROKERS`, plus every librdkafka property given as
@@ -71,39 +84,58 @@ impl std::fmt::Debug for KafkaSettings {
         let shown: BTreeMap<&str, &str> = self
             .properties
             .iter()
-            .map(|(k, v)| (k.as_str(), if is_secret_key(k) { "***" } else { v.expose() }))
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if is_secret_key(k) { "***" } else { v.expose() },
+                )
+            })
             .collect();
-        f.debug_struct("KafkaSettings").field("brokers", &self.brokers).field("properties", &shown).finish()
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("properties", &shown)
+            .finish()
     }
 }
 
 fn is_secret_key(key: &str) -> bool {
-    key.contains("password") || key.contains("secret") || key.ends_with(".pem") || key.contains("key.pem")
+    key.contains("password")
+        || key.contains("secret")
+        || key.ends_with(".pem")
+        || key.contains("key.pem")
 }
 
 const RDKAFKA_PREFIX: &str = "LEDGERLINE_RDKAFKA_";
 
 impl KafkaSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let brokers = std::env::var("LEDGERLINE_KAFKA_BROKERS")
-            .map_err(|_| ConfigError::Missing { name: "LEDGERLINE_KAFKA_BROKERS" })?;
+        let brokers =
+            std::env::var("LEDGERLINE_KAFKA_BROKERS").map_err(|_| ConfigError::Missing {
+                name: "LEDGERLINE_KAFKA_BROKERS",
+            })?;
         let mut properties = BTreeMap::new();
         for (name, value) in std::env::vars() {
-            let Some(rest) = name.strip_prefix(RDKAFKA_PREFIX) else { continue };
+            let Some(rest) = name.strip_prefix(RDKAFKA_PREFIX) else {
+                continue;
+            };
             let (rest, value) = match rest.strip_suffix("_FILE") {
                 Some(base) => {
-                    let text = std::fs::read_to_string(&value).map_err(|e| ConfigError::SecretFile {
-                        name: name.clone(),
-                        path: value.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    let text =
+                        std::fs::read_to_string(&value).map_err(|e| ConfigError::SecretFile {
+                            name: name.clone(),
+                            path: value.clone(),
+                            reason: e.to_string(),
+                        })?;
                     (base, text.trim_end_matches(['\n', '\r']).to_string())
                 }
                 None => (rest, value),
             };
             properties.insert(rest.to_ascii_lowercase().replace('_', "."), Secret(value));
         }
-        Ok(KafkaSettings { brokers, properties })
+        Ok(KafkaSettings {
+            brokers,
+            properties,
+        })
     }
 
     /// A librdkafka client config with these settings applied.

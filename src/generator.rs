@@ -68,7 +68,11 @@ impl Default for GeneratorSettings {
 /// Parses `2` or `2-5`.
 pub fn parse_line_range(text: &str) -> Result<RangeInclusive<usize>, String> {
     let (lo, hi) = text.split_once('-').unwrap_or((text, text));
-    let parse = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("line count {text:?} is not N or N-M"));
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("line count {text:?} is not N or N-M"))
+    };
     let (lo, hi) = (parse(lo)?, parse(hi)?);
     if lo < 2 || hi < lo || hi > crate::limits::LINES_PER_ENTRY_MAX {
         return Err(format!(
@@ -108,7 +112,10 @@ pub fn generate(s: &GeneratorSettings) -> Vec<Message> {
         let roll: f64 = rng.gen();
         if roll < s.duplicate_share && !valid_indexes.is_empty() {
             let original = &out[valid_indexes[rng.gen_range(0..valid_indexes.len())]];
-            out.push(Message { expected: Expected::Duplicate, ..original.clone() });
+            out.push(Message {
+                expected: Expected::Duplicate,
+                ..original.clone()
+            });
             continue;
         }
         let key = format!("{}-{}-{i}", s.key_prefix, s.seed);
@@ -117,7 +124,12 @@ pub fn generate(s: &GeneratorSettings) -> Vec<Message> {
             out.push(spoil(request, &mut rng));
         } else {
             valid_indexes.push(out.len());
-            out.push(Message { key, request: Some(request), raw: None, expected: Expected::Posted });
+            out.push(Message {
+                key,
+                request: Some(request),
+                raw: None,
+                expected: Expected::Posted,
+            });
         }
     }
     out
@@ -181,12 +193,21 @@ fn split(total: i64, parts: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
     cuts.dedup();
     while cuts.len() + 1 < parts {
         // Collisions are rare; fill with distinct cuts deterministically.
-        let c = (1..total).find(|c| !cuts.contains(c)).expect("total exceeds parts");
+        let c = (1..total)
+            .find(|c| !cuts.contains(c))
+            .expect("total exceeds parts");
         cuts.push(c);
         cuts.sort_unstable();
     }
     let mut prev = 0;
-    let mut out: Vec<i64> = cuts.iter().map(|c| { let d = c - prev; prev = *c; d }).collect();
+    let mut out: Vec<i64> = cuts
+        .iter()
+        .map(|c| {
+            let d = c - prev;
+            prev = *c;
+            d
+        })
+        .collect();
     out.push(total - prev);
     out
 }
@@ -215,10 +236,20 @@ fn spoil(mut r: PostingRequest, rng: &mut ChaCha8Rng) -> Message {
         _ => {
             let mut garbage = vec![0xC3, 0x01];
             garbage.extend((0..rng.gen_range(1..64)).map(|_| rng.gen::<u8>()));
-            return Message { key, request: None, raw: Some(garbage), expected: Expected::Rejected("MALFORMED") };
+            return Message {
+                key,
+                request: None,
+                raw: Some(garbage),
+                expected: Expected::Rejected("MALFORMED"),
+            };
         }
     };
-    Message { key, request: Some(r), raw: None, expected: Expected::Rejected(expected) }
+    Message {
+        key,
+        request: Some(r),
+        raw: None,
+        expected: Expected::Rejected(expected),
+    }
 }
 
 fn bump(amount: &str) -> String {
@@ -258,10 +289,16 @@ mod tests {
                 (e, p) => panic!("{e:?} {p:?}"),
             }
         }
-        let dups = messages.iter().filter(|m| m.expected == Expected::Duplicate).count();
+        let dups = messages
+            .iter()
+            .filter(|m| m.expected == Expected::Duplicate)
+            .count();
         assert!((60..140).contains(&dups), "{dups}");
         assert!(hot > 700, "{hot}");
         assert_eq!(generate(&s).len(), messages.len());
-        assert_eq!(format!("{:?}", generate(&s)[7]), format!("{:?}", messages[7]));
+        assert_eq!(
+            format!("{:?}", generate(&s)[7]),
+            format!("{:?}", messages[7])
+        );
     }
 }

@@ -19,7 +19,11 @@ pub enum KafkaError {
     #[error("creating topic {topic}: {code}")]
     CreateTopic { topic: String, code: String },
     #[error("broker {brokers} did not answer within {seconds} s: {reason}")]
-    Unreachable { brokers: String, seconds: u64, reason: String },
+    Unreachable {
+        brokers: String,
+        seconds: u64,
+        reason: String,
+    },
 }
 
 /// An idempotent producer (acks=all, no duplicates on retry).
@@ -43,13 +47,20 @@ pub fn consumer(settings: &KafkaSettings, group: &str) -> Result<StreamConsumer,
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", crate::limits::KAFKA_SESSION_TIMEOUT_MS.to_string())
+        .set(
+            "session.timeout.ms",
+            crate::limits::KAFKA_SESSION_TIMEOUT_MS.to_string(),
+        )
         .set("enable.partition.eof", "false");
     Ok(config.create()?)
 }
 
 /// Creates topics that do not exist yet (the local broker does not auto-create them).
-pub async fn create_topics(settings: &KafkaSettings, topics: &[&str], partitions: i32) -> Result<(), KafkaError> {
+pub async fn create_topics(
+    settings: &KafkaSettings,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
     let new: Vec<NewTopic> = topics
         .iter()
@@ -60,18 +71,34 @@ pub async fn create_topics(settings: &KafkaSettings, topics: &[&str], partitions
         match result {
             Ok(_) => {}
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, code: code.to_string() }),
+            Err((topic, code)) => {
+                return Err(KafkaError::CreateTopic {
+                    topic,
+                    code: code.to_string(),
+                })
+            }
         }
     }
     Ok(())
 }
 
 /// Partition count of `topic`, asking the broker (fails clearly when it does not answer).
-pub fn partition_count(consumer: &StreamConsumer, brokers: &str, topic: &str, timeout: Duration) -> Result<usize, KafkaError> {
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| KafkaError::Unreachable {
-        brokers: brokers.to_string(),
-        seconds: timeout.as_secs(),
-        reason: e.to_string(),
-    })?;
-    Ok(metadata.topics().first().map_or(0, |t| t.partitions().len()))
+pub fn partition_count(
+    consumer: &StreamConsumer,
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<usize, KafkaError> {
+    let metadata =
+        consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| KafkaError::Unreachable {
+                brokers: brokers.to_string(),
+                seconds: timeout.as_secs(),
+                reason: e.to_string(),
+            })?;
+    Ok(metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len()))
 }

@@ -1,9 +1,10 @@
 //! Prometheus metrics of the poster. Base units, `_total` for counters, no account ids in labels.
 
 use prometheus::{
-    register_histogram_with_registry, register_int_counter_vec_with_registry, register_int_counter_with_registry,
-    register_int_gauge_vec_with_registry, register_int_gauge_with_registry, Encoder, Histogram, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
+    register_histogram_with_registry, register_int_counter_vec_with_registry,
+    register_int_counter_with_registry, register_int_gauge_vec_with_registry,
+    register_int_gauge_with_registry, Encoder, Histogram, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Registry, TextEncoder,
 };
 
 use crate::domain::Rejection;
@@ -28,18 +29,84 @@ impl PosterMetrics {
     pub fn new() -> Self {
         let r = Registry::new_custom(Some("ledgerline".into()), None).expect("valid prefix");
         let m = PosterMetrics {
-            postings: register_int_counter_vec_with_registry!("postings_total", "Messages by outcome: posted, duplicate, rejected.", &["outcome"], r).unwrap(),
-            rejections: register_int_counter_vec_with_registry!("rejections_total", "Rejected messages by reason code.", &["reason"], r).unwrap(),
-            batch_size: register_histogram_with_registry!("batch_size", "Messages per committed batch.", vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0], r).unwrap(),
-            commit_seconds: register_histogram_with_registry!("batch_commit_seconds", "Time to commit one batch to PostgreSQL.", vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0], r).unwrap(),
-            consumer_lag: register_int_gauge_vec_with_registry!("consumer_lag_messages", "High watermark minus committed position, per partition.", &["topic", "partition"], r).unwrap(),
-            checkpoint_offset: register_int_gauge_vec_with_registry!("checkpoint_offset", "Next offset to process, from the PostgreSQL checkpoint.", &["topic", "partition"], r).unwrap(),
-            retries: register_int_counter_with_registry!("batch_retries_total", "Batch commit attempts retried after a transient error.", r).unwrap(),
-            fenced: register_int_counter_with_registry!("batches_fenced_total", "Batches refused because another poster moved the partition.", r).unwrap(),
-            offset_gaps: register_int_counter_with_registry!("offset_gaps_total", "Times a partition's next message was beyond the checkpoint.", r).unwrap(),
-            ready: register_int_gauge_with_registry!("ready", "1 when the poster can make progress.", r).unwrap(),
-            last_commit_timestamp_seconds: register_int_gauge_with_registry!("last_batch_commit_timestamp_seconds", "Unix time of the last committed batch.", r).unwrap(),
-            assigned_partitions: register_int_gauge_with_registry!("assigned_partitions", "Partitions assigned to this poster.", r).unwrap(),
+            postings: register_int_counter_vec_with_registry!(
+                "postings_total",
+                "Messages by outcome: posted, duplicate, rejected.",
+                &["outcome"],
+                r
+            )
+            .unwrap(),
+            rejections: register_int_counter_vec_with_registry!(
+                "rejections_total",
+                "Rejected messages by reason code.",
+                &["reason"],
+                r
+            )
+            .unwrap(),
+            batch_size: register_histogram_with_registry!(
+                "batch_size",
+                "Messages per committed batch.",
+                vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0],
+                r
+            )
+            .unwrap(),
+            commit_seconds: register_histogram_with_registry!(
+                "batch_commit_seconds",
+                "Time to commit one batch to PostgreSQL.",
+                vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                r
+            )
+            .unwrap(),
+            consumer_lag: register_int_gauge_vec_with_registry!(
+                "consumer_lag_messages",
+                "High watermark minus committed position, per partition.",
+                &["topic", "partition"],
+                r
+            )
+            .unwrap(),
+            checkpoint_offset: register_int_gauge_vec_with_registry!(
+                "checkpoint_offset",
+                "Next offset to process, from the PostgreSQL checkpoint.",
+                &["topic", "partition"],
+                r
+            )
+            .unwrap(),
+            retries: register_int_counter_with_registry!(
+                "batch_retries_total",
+                "Batch commit attempts retried after a transient error.",
+                r
+            )
+            .unwrap(),
+            fenced: register_int_counter_with_registry!(
+                "batches_fenced_total",
+                "Batches refused because another poster moved the partition.",
+                r
+            )
+            .unwrap(),
+            offset_gaps: register_int_counter_with_registry!(
+                "offset_gaps_total",
+                "Times a partition's next message was beyond the checkpoint.",
+                r
+            )
+            .unwrap(),
+            ready: register_int_gauge_with_registry!(
+                "ready",
+                "1 when the poster can make progress.",
+                r
+            )
+            .unwrap(),
+            last_commit_timestamp_seconds: register_int_gauge_with_registry!(
+                "last_batch_commit_timestamp_seconds",
+                "Unix time of the last committed batch.",
+                r
+            )
+            .unwrap(),
+            assigned_partitions: register_int_gauge_with_registry!(
+                "assigned_partitions",
+                "Partitions assigned to this poster.",
+                r
+            )
+            .unwrap(),
             registry: r,
         };
         for outcome in ["posted", "duplicate", "rejected"] {
@@ -53,7 +120,9 @@ impl PosterMetrics {
 
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
 }

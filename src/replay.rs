@@ -41,19 +41,32 @@ pub struct ReplayRequest<'a> {
     pub dry_run: bool,
 }
 
-pub async fn replay(pool: &PgPool, kafka: &KafkaSettings, r: &ReplayRequest<'_>) -> Result<Vec<Change>> {
+pub async fn replay(
+    pool: &PgPool,
+    kafka: &KafkaSettings,
+    r: &ReplayRequest<'_>,
+) -> Result<Vec<Change>> {
     let mut config = kafka.client_config();
-    config.set("group.id", r.group).set("enable.auto.commit", "false");
+    config
+        .set("group.id", r.group)
+        .set("enable.auto.commit", "false");
     let consumer: BaseConsumer = config.create()?;
     let timeout = Duration::from_secs(10);
-    let members = active_members(&consumer, r.group, timeout)?;
+    let members = active_members(pool, &consumer, r.group, timeout).await?;
     if members > 0 && !r.force {
-        bail!("group {} has {members} active member(s): stop the posters first, or pass --force", r.group);
+        bail!(
+            "group {} has {members} active member(s): stop the posters first, or pass --force",
+            r.group
+        );
     }
     let metadata = consumer
         .fetch_metadata(Some(r.topic), timeout)
         .with_context(|| format!("broker did not describe topic {}", r.topic))?;
-    let mut partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
     if let Some(p) = r.partition {
         if !partitions.contains(&p) {
             bail!("topic {} has no partition {p}", r.topic);
@@ -65,8 +78,18 @@ pub async fn replay(pool: &PgPool, kafka: &KafkaSettings, r: &ReplayRequest<'_>)
     }
     let current = checkpoints::all(pool, r.group, r.topic).await?;
     let targets = resolve(&consumer, r, &partitions, &current, timeout)?;
-    let changes: Vec<Change> = partitions.iter().map(|p| Change { partition: *p, from: current.get(p).copied(), to: targets[p] }).collect();
-    if let Some(c) = changes.iter().find(|c| c.from.is_some_and(|from| c.to > from)) {
+    let changes: Vec<Change> = partitions
+        .iter()
+        .map(|p| Change {
+            partition: *p,
+            from: current.get(p).copied(),
+            to: targets[p],
+        })
+        .collect();
+    if let Some(c) = changes
+        .iter()
+        .find(|c| c.from.is_some_and(|from| c.to > from))
+    {
         if !r.force {
             bail!(
                 "partition {} would move forward from {} to {}: messages in between would never be posted (pass --force if that is intended)",
@@ -84,18 +107,43 @@ pub async fn replay(pool: &PgPool, kafka: &KafkaSettings, r: &ReplayRequest<'_>)
         }
         tpl.add_partition_offset(r.topic, c.partition, Offset::Offset(c.to))?;
     }
-    consumer.commit(&tpl, CommitMode::Sync).context("committing offsets to Kafka")?;
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .context("committing offsets to Kafka")?;
     Ok(changes)
 }
 
-fn active_members(consumer: &BaseConsumer, group: &str, timeout: Duration) -> Result<usize> {
-    let groups = consumer
-        .fetch_group_list(Some(group), timeout)
-        .context("cannot list the group's members (is the broker reachable?)")?;
-    Ok(groups.groups().iter().filter(|g| g.name() == group).map(|g| g.members().len()).sum())
+/// Live members: posters with a recent heartbeat in PostgreSQL, or any member the broker
+/// reports (brokers without the group-listing API, such as Tansu, report nothing).
+async fn active_members(
+    pool: &PgPool,
+    consumer: &BaseConsumer,
+    group: &str,
+    timeout: Duration,
+) -> Result<usize> {
+    let posters = crate::store::instances::alive(pool, group).await? as usize;
+    let kafka_members = match consumer.fetch_group_list(Some(group), timeout) {
+        Ok(groups) => groups
+            .groups()
+            .iter()
+            .filter(|g| g.name() == group)
+            .map(|g| g.members().len())
+            .sum(),
+        Err(e) => {
+            tracing::debug!(error = %e, "broker cannot list group members; relying on poster heartbeats");
+            0
+        }
+    };
+    Ok(posters.max(kafka_members))
 }
 
-fn resolve(consumer: &BaseConsumer, r: &ReplayRequest<'_>, partitions: &[i32], current: &BTreeMap<i32, i64>, timeout: Duration) -> Result<BTreeMap<i32, i64>> {
+fn resolve(
+    consumer: &BaseConsumer,
+    r: &ReplayRequest<'_>,
+    partitions: &[i32],
+    current: &BTreeMap<i32, i64>,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, i64>> {
     let mut out = BTreeMap::new();
     match r.target {
         Target::Checkpoint => {
@@ -122,7 +170,11 @@ fn resolve(consumer: &BaseConsumer, r: &ReplayRequest<'_>, partitions: &[i32], c
                 let offset = match e.offset() {
                     Offset::Offset(o) => o,
                     // No message at or after the time: the end of the partition.
-                    _ => consumer.fetch_watermarks(r.topic, e.partition(), timeout)?.1,
+                    _ => {
+                        consumer
+                            .fetch_watermarks(r.topic, e.partition(), timeout)?
+                            .1
+                    }
                 };
                 out.insert(e.partition(), offset);
             }

@@ -4,13 +4,17 @@
 use std::collections::BTreeMap;
 
 use ledgerline::codec::{
-    decode_posting, posting_codec, AnomalyEvent, BalanceEvent, Framing, RecordCodec, RejectionEvent,
-    ANOMALY_EVENT_SCHEMA, BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
+    decode_posting, posting_codec, AnomalyEvent, BalanceEvent, Framing, RecordCodec,
+    RejectionEvent, ANOMALY_EVENT_SCHEMA, BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
 };
 use ledgerline::domain::{LineRequest, PostingRequest};
 use proptest::prelude::*;
 
-const FRAMINGS: [Framing; 3] = [Framing::AvroSingleObject, Framing::AvroConfluent { schema_id: 7 }, Framing::Json];
+const FRAMINGS: [Framing; 3] = [
+    Framing::AvroSingleObject,
+    Framing::AvroConfluent { schema_id: 7 },
+    Framing::Json,
+];
 
 fn request() -> PostingRequest {
     PostingRequest {
@@ -22,8 +26,18 @@ fn request() -> PostingRequest {
         reverses: Some("inv-2025-0099".into()),
         metadata: BTreeMap::from([("customer".into(), "c-42".into())]),
         lines: vec![
-            LineRequest { account_id: "ar".into(), side: "D".into(), amount: "1250.00".into(), currency: "EUR".into() },
-            LineRequest { account_id: "sales".into(), side: "C".into(), amount: "1250.00".into(), currency: "EUR".into() },
+            LineRequest {
+                account_id: "ar".into(),
+                side: "D".into(),
+                amount: "1250.00".into(),
+                currency: "EUR".into(),
+            },
+            LineRequest {
+                account_id: "sales".into(),
+                side: "C".into(),
+                amount: "1250.00".into(),
+                currency: "EUR".into(),
+            },
         ],
     }
 }
@@ -87,9 +101,14 @@ fn every_record_type_round_trips_in_every_framing() {
 
 #[test]
 fn single_object_header_is_the_avro_spec_one() {
-    let bytes = posting_codec().encode(&request(), Framing::AvroSingleObject).unwrap();
+    let bytes = posting_codec()
+        .encode(&request(), Framing::AvroSingleObject)
+        .unwrap();
     assert_eq!(&bytes[..2], &[0xC3, 0x01]);
-    let fingerprint = posting_codec().schema().fingerprint::<apache_avro::rabin::Rabin>().bytes;
+    let fingerprint = posting_codec()
+        .schema()
+        .fingerprint::<apache_avro::rabin::Rabin>()
+        .bytes;
     assert_eq!(&bytes[2..10], fingerprint.as_slice());
 }
 
@@ -105,13 +124,21 @@ fn wrong_schema_trailing_bytes_and_oversize_are_named() {
 
     let mut trailing = codec.encode(&request(), Framing::AvroSingleObject).unwrap();
     trailing.push(0);
-    assert!(decode_posting(&codec, &trailing).unwrap_err().to_string().contains("trailing"));
+    assert!(decode_posting(&codec, &trailing)
+        .unwrap_err()
+        .to_string()
+        .contains("trailing"));
 
     let huge = vec![b' '; 10 * 1024 * 1024];
-    assert_eq!(decode_posting(&codec, &huge).unwrap_err().code(), "MESSAGE_TOO_LARGE");
+    assert_eq!(
+        decode_posting(&codec, &huge).unwrap_err().code(),
+        "MESSAGE_TOO_LARGE"
+    );
 
     let confluent_checked = posting_codec().require_confluent_schema_id(Some(8));
-    let seven = codec.encode(&request(), Framing::AvroConfluent { schema_id: 7 }).unwrap();
+    let seven = codec
+        .encode(&request(), Framing::AvroConfluent { schema_id: 7 })
+        .unwrap();
     assert!(confluent_checked.decode(&seven).is_err());
 
     let json_off = posting_codec().accept_json(false);
@@ -127,9 +154,16 @@ fn hostile_json_is_malformed_not_a_crash() {
         deep.as_str(),
         r#"{"idempotency_key":"k","entity_id":"e","effective_date":"2026-01-01","lines":[{"account_id":"a","side":"D","amount":1e999,"currency":"USD"}]}"#,
         r#"{"idempotency_key":"k","entity_id":"e","effective_date":"2026-01-01","lines":[{"account_id":"a","side":"D","amount":NaN,"currency":"USD"}]}"#,
-        "{", "{}", "{\"lines\": 5}",
+        "{",
+        "{}",
+        "{\"lines\": 5}",
     ] {
-        assert_eq!(decode_posting(&codec, text.as_bytes()).unwrap_err().code(), "MALFORMED", "{}", &text[..text.len().min(40)]);
+        assert_eq!(
+            decode_posting(&codec, text.as_bytes()).unwrap_err().code(),
+            "MALFORMED",
+            "{}",
+            &text[..text.len().min(40)]
+        );
     }
 }
 

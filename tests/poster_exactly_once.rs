@@ -10,9 +10,13 @@ use ledgerline::generator::{generate, GeneratorSettings, Message};
 use rand::{Rng, SeedableRng};
 
 fn workload(count: usize, seed: u64) -> Vec<Message> {
+    workload_over(count, seed, 1000)
+}
+
+fn workload_over(count: usize, seed: u64, accounts: usize) -> Vec<Message> {
     generate(&GeneratorSettings {
         count,
-        accounts: 1000,
+        accounts,
         lines: 2..=5,
         duplicate_share: 0.05,
         invalid_share: 0.02,
@@ -26,7 +30,10 @@ fn workload(count: usize, seed: u64) -> Vec<Message> {
 fn stop(mut child: std::process::Child) {
     signal(&child, "TERM");
     let status = child.wait().unwrap();
-    assert!(status.success(), "poster exits cleanly on SIGTERM: {status}");
+    assert!(
+        status.success(),
+        "poster exits cleanly on SIGTERM: {status}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +65,10 @@ async fn sigkilled_poster_restarts_converge_to_exactly_once() {
         signal(&poster, "KILL");
         poster.wait().unwrap();
         let done: i64 = ledger.checkpoints().await.values().sum();
-        assert!(done < messages.len() as i64, "the kill loop must end while messages remain");
+        assert!(
+            done < messages.len() as i64,
+            "the kill loop must end while messages remain"
+        );
         kills_mid_stream += 1;
         poster = ledger.poster(port, &args);
     }
@@ -66,5 +76,192 @@ async fn sigkilled_poster_restarts_converge_to_exactly_once() {
     ledger.wait_drained(Duration::from_secs(240)).await;
     stop(poster);
     let facts = ledger.assert_invariants(&messages).await;
-    println!("kill loop: {} messages, {kills_mid_stream} SIGKILLs mid-stream, {} entries, {} rejections", messages.len(), facts.entries, facts.rejections);
+    println!(
+        "kill loop: {} messages, {kills_mid_stream} SIGKILLs mid-stream, {} entries, {} rejections",
+        messages.len(),
+        facts.entries,
+        facts.rejections
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_joining_and_leaving_keep_exactly_once() {
+    let ledger = Ledger::new(1000, 4).await;
+    let messages = workload(12_000, 11);
+    let slices: Vec<Vec<Message>> = messages.chunks(1_000).map(<[Message]>::to_vec).collect();
+    let producing = {
+        let topic = ledger.topic.clone();
+        tokio::spawn(async move {
+            let publisher = common::Publisher::new(&topic);
+            for slice in slices {
+                publisher.produce(&slice).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let args = ["--batch-postings", "100"];
+    let a = ledger.poster(free_port(), &args);
+    let b = ledger.poster(free_port(), &args);
+    for _ in 0..5 {
+        let before: i64 = ledger.checkpoints().await.values().sum();
+        let third = ledger.poster(free_port(), &args);
+        ledger.wait_progress(before, Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop(third); // leaves the group: its partitions move back to the other two
+    }
+    producing.await.unwrap();
+    ledger.wait_drained(Duration::from_secs(240)).await;
+    stop(a);
+    stop(b);
+    let facts = ledger.assert_invariants(&messages).await;
+    println!(
+        "rebalance: {} messages, 5 joins and leaves, {} entries",
+        messages.len(),
+        facts.entries
+    );
+}
+
+/// A poster that lost its partition (a zombie) still holds a batch; when it tries to commit,
+/// the conditional checkpoint refuses it and nothing of the batch is written.
+#[tokio::test]
+async fn zombie_consumer_cannot_commit_overlapping_batch() {
+    use ledgerline::codec::posting_codec;
+    use ledgerline::domain::batch::Candidate;
+    use ledgerline::domain::{CurrencyTable, Posting};
+    use ledgerline::store::posting::{commit_batch, BatchInput, BatchMessage, CommitError};
+
+    let ledger = Ledger::new(50, 1).await;
+    let table = CurrencyTable::default();
+    let messages = generate(&GeneratorSettings {
+        count: 20,
+        accounts: 50,
+        key_prefix: common::unique("z"),
+        ..Default::default()
+    });
+    let codec = posting_codec();
+    let batch: Vec<BatchMessage> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let r = m.request.clone().unwrap();
+            BatchMessage {
+                offset: i as i64,
+                raw: codec.encode(&r, ledgerline::codec::Framing::Json).unwrap(),
+                candidate: Candidate::Parsed(Posting::parse(&r, &table).unwrap()),
+            }
+        })
+        .collect();
+    let input = |expected: i64, range: std::ops::Range<usize>| BatchInput {
+        group: &ledger.group,
+        topic: &ledger.topic,
+        partition: 0,
+        expected_next_offset: expected,
+        messages: &batch[range],
+    };
+    // The new owner commits offsets 0..15.
+    let owner = commit_batch(&ledger.pool, &input(0, 0..15)).await.unwrap();
+    assert_eq!((owner.next_offset, owner.posted), (15, 15));
+    // The zombie still believes the partition is at 0 and holds 0..10, or 5..20.
+    for (expected, range) in [(0, 0..10), (0, 5..20), (10, 10..20)] {
+        match commit_batch(&ledger.pool, &input(expected, range)).await {
+            Err(CommitError::Fenced { checkpoint: 15, .. }) => {}
+            other => panic!("zombie batch must be fenced, got {other:?}"),
+        }
+    }
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
+        .fetch_one(&ledger.pool)
+        .await
+        .unwrap();
+    let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM batches")
+        .fetch_one(&ledger.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        (entries, batches),
+        (15, 1),
+        "nothing of a fenced batch is written"
+    );
+    assert_eq!(ledger.checkpoints().await[&0], 15);
+    // The rightful owner continues from its position.
+    let next = commit_batch(&ledger.pool, &input(15, 15..20))
+        .await
+        .unwrap();
+    assert_eq!((next.next_offset, next.posted), (20, 5));
+}
+
+/// Replaying a whole topic after it was posted changes nothing: every message is a duplicate
+/// or an already-recorded rejection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_zero_changes_nothing() {
+    let ledger = Ledger::new(200, 2).await;
+    let messages = workload_over(3_000, 5, 200);
+    ledger.produce(&messages).await;
+    let run = || async {
+        let poster = ledger.poster(free_port(), &["--exit-when-idle-ms", "1500"]);
+        let status = tokio::task::spawn_blocking(move || {
+            let mut p = poster;
+            p.wait().unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(status.success());
+    };
+    run().await;
+    ledger.wait_drained(Duration::from_secs(60)).await;
+    let before = common::ledger_content(&ledger.pool).await;
+    let facts_before = ledger.assert_invariants(&messages).await;
+
+    let replay = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+            .args([
+                "replay",
+                "--group",
+                &ledger.group,
+                "--topic",
+                &ledger.topic,
+                "--to-offset",
+                "0",
+            ])
+            .env("LEDGERLINE_DATABASE_URL", &ledger.db_url)
+            .output()
+            .unwrap()
+    };
+    // Refused while a poster of the group is running.
+    let port = free_port();
+    let live = ledger.poster(port, &[]);
+    common::wait_ready(port, true, Duration::from_secs(30)).await;
+    let refused = replay();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("active member"),
+        "{stderr}"
+    );
+    stop(live);
+
+    let out = replay();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("moved 2 partition(s)"), "{stdout}");
+    assert!(ledger.checkpoints().await.values().all(|o| *o == 0));
+
+    run().await;
+    ledger.wait_drained(Duration::from_secs(60)).await;
+    assert_eq!(
+        common::ledger_content(&ledger.pool).await,
+        before,
+        "replay changed the ledger"
+    );
+    assert_eq!(ledger.assert_invariants(&messages).await, facts_before);
+    let batches: i64 = sqlx::query_scalar("SELECT sum(duplicates) FROM batches")
+        .fetch_one(&ledger.pool)
+        .await
+        .unwrap();
+    assert!(
+        batches as usize >= messages.len() - facts_before.rejections as usize - 200,
+        "the replay saw duplicates"
+    );
 }

@@ -5,10 +5,16 @@ use std::io::Write;
 use std::process::{Command, Output};
 
 fn stack_up(conf: &str, extra_env: &[(&str, &str)]) -> Output {
-    let dir = std::env::temp_dir().join(format!("ledgerline-stack-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "ledgerline-stack-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let conf_path = dir.join("stack.conf");
-    std::fs::File::create(&conf_path).unwrap().write_all(conf.as_bytes()).unwrap();
+    std::fs::File::create(&conf_path)
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
     let mut cmd = Command::new("bash");
     cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/stack.sh"))
         .arg("up")
@@ -33,7 +39,8 @@ fn assert_one_line_failure(out: &Output, needle: &str) {
 }
 
 fn conf(pg_port: u16, kafka_port: u16) -> String {
-    let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/stack.conf")).unwrap();
+    let base =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/stack.conf")).unwrap();
     base.lines()
         .map(|l| match l.split_once('=') {
             Some(("LEDGERLINE_PG_PORT", _)) => format!("LEDGERLINE_PG_PORT={pg_port}"),
@@ -45,7 +52,11 @@ fn conf(pg_port: u16, kafka_port: u16) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -68,7 +79,10 @@ fn busy_port_is_refused() {
 
 #[test]
 fn missing_broker_binary_is_refused() {
-    let out = stack_up(&conf(free_port(), free_port()), &[("LEDGERLINE_TANSU_BIN", "/nonexistent/tansu")]);
+    let out = stack_up(
+        &conf(free_port(), free_port()),
+        &[("LEDGERLINE_TANSU_BIN", "/nonexistent/tansu")],
+    );
     assert_one_line_failure(&out, "/nonexistent/tansu is not an executable file");
 }
 
@@ -83,5 +97,8 @@ fn missing_settings_make_the_binary_fail_in_one_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("LEDGERLINE_DATABASE_URL is not set"), "{stderr}");
+    assert!(
+        stderr.contains("LEDGERLINE_DATABASE_URL is not set"),
+        "{stderr}"
+    );
 }

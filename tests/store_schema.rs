@@ -21,7 +21,10 @@ async fn seed_one_entry(pool: &PgPool) -> uuid::Uuid {
         allow_negative: None,
     };
     let table = CurrencyTable::default();
-    let chart = [spec("cash", "asset").check(&table).unwrap(), spec("sales", "income").check(&table).unwrap()];
+    let chart = [
+        spec("cash", "asset").check(&table).unwrap(),
+        spec("sales", "income").check(&table).unwrap(),
+    ];
     accounts::import(pool, &chart).await.unwrap();
     let entry = uuid::Uuid::new_v4();
     sqlx::query("INSERT INTO journal_entries (id, entity_id, idempotency_key, effective_date) VALUES ($1, 'acme', 'k1', '2026-11-01')")
@@ -66,7 +69,11 @@ async fn journal_rows_cannot_be_updated_deleted_or_truncated() {
         "DELETE FROM journal_entries",
         "TRUNCATE journal_entries CASCADE",
     ] {
-        let err = sqlx::query(sql).execute(&pool).await.expect_err(sql).to_string();
+        let err = sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .expect_err(sql)
+            .to_string();
         assert!(err.contains("append-only"), "{sql}: {err}");
     }
     let amount: rust_decimal::Decimal =
@@ -89,13 +96,28 @@ async fn database_constraints_refuse_bad_rows() {
             .bind(side.to_string())
             .bind(amount)
     };
-    assert!(line("D", 0, 3).execute(&pool).await.is_err(), "amount must be > 0");
-    assert!(line("D", -5, 4).execute(&pool).await.is_err(), "amount must be > 0");
-    assert!(line("X", 5, 5).execute(&pool).await.is_err(), "side must be D or C");
-    line("D", 5, 6).execute(&pool).await.expect("a good line is accepted");
+    assert!(
+        line("D", 0, 3).execute(&pool).await.is_err(),
+        "amount must be > 0"
+    );
+    assert!(
+        line("D", -5, 4).execute(&pool).await.is_err(),
+        "amount must be > 0"
+    );
+    assert!(
+        line("X", 5, 5).execute(&pool).await.is_err(),
+        "side must be D or C"
+    );
+    line("D", 5, 6)
+        .execute(&pool)
+        .await
+        .expect("a good line is accepted");
     let checkpoint = "INSERT INTO consumer_checkpoints (consumer_group, topic, partition, next_offset) VALUES ('g', 't', 0, 0)";
     sqlx::query(checkpoint).execute(&pool).await.unwrap();
-    assert!(sqlx::query(checkpoint).execute(&pool).await.is_err(), "one checkpoint per group/topic/partition");
+    assert!(
+        sqlx::query(checkpoint).execute(&pool).await.is_err(),
+        "one checkpoint per group/topic/partition"
+    );
 }
 
 #[tokio::test]
@@ -111,11 +133,25 @@ async fn account_import_is_idempotent_and_refuses_redefinition() {
     assert_eq!(accounts::import(&pool, &chart).await.unwrap().unchanged, 20);
     let mut changed = chart.clone();
     changed[3].currency = "EUR".into();
-    changed.push(ledgerline::generator::synthetic_chart("acme", "USD", 21)[20].check(&table).unwrap());
+    changed.push(
+        ledgerline::generator::synthetic_chart("acme", "USD", 21)[20]
+            .check(&table)
+            .unwrap(),
+    );
     assert!(accounts::import(&pool, &changed).await.is_err());
-    assert_eq!(accounts::list(&pool, Some("acme")).await.unwrap().len(), 20, "a failed import writes nothing");
-    let unknown_entity = ledgerline::generator::synthetic_chart("nobody", "USD", 1)[0].check(&table).unwrap();
-    assert!(accounts::import(&pool, &[unknown_entity]).await.unwrap_err().to_string().contains("nobody"));
+    assert_eq!(
+        accounts::list(&pool, Some("acme")).await.unwrap().len(),
+        20,
+        "a failed import writes nothing"
+    );
+    let unknown_entity = ledgerline::generator::synthetic_chart("nobody", "USD", 1)[0]
+        .check(&table)
+        .unwrap();
+    assert!(accounts::import(&pool, &[unknown_entity])
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("nobody"));
 }
 
 #[tokio::test]
@@ -123,13 +159,45 @@ async fn periods_open_close_and_reopen_with_a_recorded_reason() {
     let (pool, _) = common::fresh_db().await;
     entities::create(&pool, "acme", "Acme").await.unwrap();
     let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    assert_eq!(periods::open(&pool, "acme", d("2026-11-01"), d("2026-11-30"), "ann", "").await.unwrap(), "open");
-    assert!(periods::open(&pool, "acme", d("2026-11-15"), d("2026-12-15"), "ann", "").await.is_err(), "overlap");
-    periods::close(&pool, "acme", d("2026-11-01"), "ann", "month end").await.unwrap();
-    assert!(periods::open(&pool, "acme", d("2026-11-01"), d("2026-11-30"), "bob", "").await.is_err(), "reason needed");
-    assert_eq!(periods::open(&pool, "acme", d("2026-11-01"), d("2026-11-30"), "bob", "late invoice").await.unwrap(), "reopen");
+    assert_eq!(
+        periods::open(&pool, "acme", d("2026-11-01"), d("2026-11-30"), "ann", "")
+            .await
+            .unwrap(),
+        "open"
+    );
+    assert!(
+        periods::open(&pool, "acme", d("2026-11-15"), d("2026-12-15"), "ann", "")
+            .await
+            .is_err(),
+        "overlap"
+    );
+    periods::close(&pool, "acme", d("2026-11-01"), "ann", "month end")
+        .await
+        .unwrap();
+    assert!(
+        periods::open(&pool, "acme", d("2026-11-01"), d("2026-11-30"), "bob", "")
+            .await
+            .is_err(),
+        "reason needed"
+    );
+    assert_eq!(
+        periods::open(
+            &pool,
+            "acme",
+            d("2026-11-01"),
+            d("2026-11-30"),
+            "bob",
+            "late invoice"
+        )
+        .await
+        .unwrap(),
+        "reopen"
+    );
     let changes: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT action, changed_by, reason FROM period_changes ORDER BY id").fetch_all(&pool).await.unwrap();
+        sqlx::query_as("SELECT action, changed_by, reason FROM period_changes ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(
         changes,
         vec![

@@ -22,7 +22,9 @@ use thiserror::Error;
 pub enum Framing {
     AvroSingleObject,
     /// Confluent framing with the given registry schema id.
-    AvroConfluent { schema_id: u32 },
+    AvroConfluent {
+        schema_id: u32,
+    },
     Json,
 }
 
@@ -128,7 +130,10 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
 
     pub fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
         if bytes.len() > self.max_bytes {
-            return Err(DecodeError::TooLarge { bytes: bytes.len(), max: self.max_bytes });
+            return Err(DecodeError::TooLarge {
+                bytes: bytes.len(),
+                max: self.max_bytes,
+            });
         }
         match bytes {
             [0xC3, 0x01, ..] => {
@@ -150,7 +155,9 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
             _ if self.accept_json && first_non_space(bytes) == Some(b'{') => {
                 serde_json::from_slice(bytes).map_err(|e| malformed(&format!("JSON: {e}")))
             }
-            _ => Err(malformed("unknown framing: not Avro single-object, Confluent or JSON")),
+            _ => Err(malformed(
+                "unknown framing: not Avro single-object, Confluent or JSON",
+            )),
         }
     }
 

@@ -22,7 +22,10 @@ pub fn posting_codec() -> RecordCodec<PostingRequest> {
 }
 
 /// Decodes a posting request; every failure is a rejection (never a panic).
-pub fn decode_posting(codec: &RecordCodec<PostingRequest>, bytes: &[u8]) -> Result<PostingRequest, Rejection> {
+pub fn decode_posting(
+    codec: &RecordCodec<PostingRequest>,
+    bytes: &[u8],
+) -> Result<PostingRequest, Rejection> {
     codec.decode(bytes).map_err(|e| match e {
         DecodeError::TooLarge { bytes, max } => Rejection::MessageTooLarge { bytes, max },
         DecodeError::Malformed(detail) => Rejection::Malformed(detail),

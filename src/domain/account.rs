@@ -47,15 +47,27 @@ impl AccountSpec {
         }
         let account_type = self.account_type.to_ascii_lowercase();
         if !ACCOUNT_TYPES.contains(&account_type.as_str()) {
-            return Err(at(format!("type {:?} is not one of {ACCOUNT_TYPES:?}", self.account_type)));
+            return Err(at(format!(
+                "type {:?} is not one of {ACCOUNT_TYPES:?}",
+                self.account_type
+            )));
         }
         if currencies.lookup(&self.currency).is_none() {
             return Err(at(format!("unknown currency {:?}", self.currency)));
         }
-        let default_side = if matches!(account_type.as_str(), "asset" | "expense") { "D" } else { "C" };
-        let normal_side = self.normal_side.clone().unwrap_or_else(|| default_side.into());
+        let default_side = if matches!(account_type.as_str(), "asset" | "expense") {
+            "D"
+        } else {
+            "C"
+        };
+        let normal_side = self
+            .normal_side
+            .clone()
+            .unwrap_or_else(|| default_side.into());
         if normal_side != "D" && normal_side != "C" {
-            return Err(at(format!("normal side {normal_side:?} is neither D nor C")));
+            return Err(at(format!(
+                "normal side {normal_side:?} is neither D nor C"
+            )));
         }
         Ok(Account {
             id: self.id.clone(),

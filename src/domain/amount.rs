@@ -25,7 +25,11 @@ pub enum AmountError {
 pub fn parse_amount(text: &str, minor_units: u32) -> Result<Decimal, AmountError> {
     if text.len() > AMOUNT_CHARS_MAX {
         // Checked before looking at digits: bounds the work done on hostile input.
-        return Err(if is_decimal_grammar(text) { AmountError::OutOfRange } else { AmountError::NotDecimal });
+        return Err(if is_decimal_grammar(text) {
+            AmountError::OutOfRange
+        } else {
+            AmountError::NotDecimal
+        });
     }
     if !is_decimal_grammar(text) {
         return Err(AmountError::NotDecimal);
@@ -40,7 +44,9 @@ pub fn parse_amount(text: &str, minor_units: u32) -> Result<Decimal, AmountError
     // Up to 18 + 40 chars: the scale may exceed what rust_decimal holds (28) only when it also
     // exceeds any currency's minor units, so this check comes first.
     if significant_scale > minor_units {
-        return Err(AmountError::ScaleExceeds { scale: significant_scale });
+        return Err(AmountError::ScaleExceeds {
+            scale: significant_scale,
+        });
     }
     let trimmed_frac = &frac_part[..significant_scale as usize];
     let canonical = if trimmed_frac.is_empty() {
@@ -86,21 +92,58 @@ mod tests {
         assert_eq!(parse_amount("12.5", 2).unwrap().to_string(), "12.50");
         assert_eq!(parse_amount("0012.500", 2).unwrap().to_string(), "12.50");
         assert_eq!(parse_amount("7", 0).unwrap().to_string(), "7");
-        assert_eq!(parse_amount("999999999999999999.99", 2).unwrap().to_string(), "999999999999999999.99");
+        assert_eq!(
+            parse_amount("999999999999999999.99", 2)
+                .unwrap()
+                .to_string(),
+            "999999999999999999.99"
+        );
     }
 
     #[test]
     fn refuses_what_is_not_a_plain_positive_decimal() {
-        for bad in ["", "1e5", "NaN", "Infinity", "-Infinity", "+1", " 1", "1.", ".5", "1,00", "0x10", "１"] {
-            assert_eq!(parse_amount(bad, 2), Err(AmountError::NotDecimal), "{bad:?}");
+        for bad in [
+            "",
+            "1e5",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "+1",
+            " 1",
+            "1.",
+            ".5",
+            "1,00",
+            "0x10",
+            "１",
+        ] {
+            assert_eq!(
+                parse_amount(bad, 2),
+                Err(AmountError::NotDecimal),
+                "{bad:?}"
+            );
         }
         assert_eq!(parse_amount("0.00", 2), Err(AmountError::NotPositive));
         assert_eq!(parse_amount("-5.00", 2), Err(AmountError::NotPositive));
-        assert_eq!(parse_amount("1.001", 2), Err(AmountError::ScaleExceeds { scale: 3 }));
-        assert_eq!(parse_amount("1.5", 0), Err(AmountError::ScaleExceeds { scale: 1 }));
-        assert_eq!(parse_amount("1000000000000000000", 2), Err(AmountError::OutOfRange));
-        assert_eq!(parse_amount(&"9".repeat(40), 2), Err(AmountError::OutOfRange));
-        assert_eq!(parse_amount(&"9".repeat(41), 2), Err(AmountError::OutOfRange));
+        assert_eq!(
+            parse_amount("1.001", 2),
+            Err(AmountError::ScaleExceeds { scale: 3 })
+        );
+        assert_eq!(
+            parse_amount("1.5", 0),
+            Err(AmountError::ScaleExceeds { scale: 1 })
+        );
+        assert_eq!(
+            parse_amount("1000000000000000000", 2),
+            Err(AmountError::OutOfRange)
+        );
+        assert_eq!(
+            parse_amount(&"9".repeat(40), 2),
+            Err(AmountError::OutOfRange)
+        );
+        assert_eq!(
+            parse_amount(&"9".repeat(41), 2),
+            Err(AmountError::OutOfRange)
+        );
     }
 
     proptest! {

@@ -23,12 +23,18 @@ pub fn entry_id(key: &str) -> Uuid {
 
 /// The rejection id of a message position.
 pub fn rejection_id(topic: &str, partition: i32, offset: i64) -> Uuid {
-    Uuid::new_v5(&ID_NAMESPACE, format!("rejection/{topic}/{partition}/{offset}").as_bytes())
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("rejection/{topic}/{partition}/{offset}").as_bytes(),
+    )
 }
 
 /// A balance event id: one per account per entry.
 pub fn balance_event_id(entry: Uuid, account: &str) -> Uuid {
-    Uuid::new_v5(&ID_NAMESPACE, format!("balance/{entry}/{account}").as_bytes())
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("balance/{entry}/{account}").as_bytes(),
+    )
 }
 
 /// An anomaly event id for a cause.
@@ -73,7 +79,11 @@ pub struct KnownKey {
 pub enum Candidate {
     Parsed(Posting),
     /// Refused by decoding or pure validation; key and fingerprint when the request decoded.
-    Refused { key: Option<String>, fingerprint: Option<[u8; 32]>, rejection: Rejection },
+    Refused {
+        key: Option<String>,
+        fingerprint: Option<[u8; 32]>,
+        rejection: Rejection,
+    },
 }
 
 /// The state a batch is judged against, loaded under lock.
@@ -95,14 +105,28 @@ pub struct BalanceChange {
 
 #[derive(Debug, Clone)]
 pub enum Decision {
-    Post { entry_id: Uuid, changes: Vec<BalanceChange> },
+    Post {
+        entry_id: Uuid,
+        changes: Vec<BalanceChange>,
+    },
     /// `record_key`: the key and fingerprint to store as this rejection's idempotency record.
-    Reject { rejection_id: Uuid, rejection: Rejection, record_key: Option<(String, [u8; 32])> },
-    Duplicate { key: String, original: Outcome },
+    Reject {
+        rejection_id: Uuid,
+        rejection: Rejection,
+        record_key: Option<(String, [u8; 32])>,
+    },
+    Duplicate {
+        key: String,
+        original: Outcome,
+    },
 }
 
 /// Decides every message of a batch. `ids` gives each message's rejection id.
-pub fn decide(candidates: &[Candidate], rejection_ids: &[Uuid], state: &mut LedgerState) -> Vec<Decision> {
+pub fn decide(
+    candidates: &[Candidate],
+    rejection_ids: &[Uuid],
+    state: &mut LedgerState,
+) -> Vec<Decision> {
     debug_assert_eq!(candidates.len(), rejection_ids.len());
     candidates
         .iter()
@@ -114,12 +138,17 @@ pub fn decide(candidates: &[Candidate], rejection_ids: &[Uuid], state: &mut Ledg
 fn decide_one(candidate: &Candidate, rejection_id: Uuid, state: &mut LedgerState) -> Decision {
     let (key, fingerprint) = match candidate {
         Candidate::Parsed(p) => (Some(p.key.as_str().to_string()), Some(p.fingerprint())),
-        Candidate::Refused { key, fingerprint, .. } => (key.clone(), *fingerprint),
+        Candidate::Refused {
+            key, fingerprint, ..
+        } => (key.clone(), *fingerprint),
     };
     if let (Some(key), Some(fingerprint)) = (&key, fingerprint) {
         if let Some(known) = state.known_keys.get(key) {
             if known.fingerprint == fingerprint {
-                return Decision::Duplicate { key: key.clone(), original: known.outcome };
+                return Decision::Duplicate {
+                    key: key.clone(),
+                    original: known.outcome,
+                };
             }
             // A conflict is an outcome of this message, but the key keeps its first outcome.
             return Decision::Reject {
@@ -136,29 +165,45 @@ fn decide_one(candidate: &Candidate, rejection_id: Uuid, state: &mut LedgerState
     };
     let decision = match verdict {
         Ok((entry_id, changes)) => Decision::Post { entry_id, changes },
-        Err(rejection) => Decision::Reject { rejection_id, rejection, record_key: record_key.clone() },
+        Err(rejection) => Decision::Reject {
+            rejection_id,
+            rejection,
+            record_key: record_key.clone(),
+        },
     };
     if let Some((key, fingerprint)) = record_key {
         let outcome = match &decision {
             Decision::Post { entry_id, .. } => Outcome::Posted(*entry_id),
             _ => Outcome::Rejected(rejection_id),
         };
-        state.known_keys.insert(key, KnownKey { fingerprint, outcome });
+        state.known_keys.insert(
+            key,
+            KnownKey {
+                fingerprint,
+                outcome,
+            },
+        );
     }
     decision
 }
 
-fn check_and_apply(p: &Posting, state: &mut LedgerState) -> Result<(Uuid, Vec<BalanceChange>), Rejection> {
+fn check_and_apply(
+    p: &Posting,
+    state: &mut LedgerState,
+) -> Result<(Uuid, Vec<BalanceChange>), Rejection> {
     let entity = p.entity.as_str();
     if !state.entities.contains(entity) {
         return Err(Rejection::UnknownEntity(entity.to_string()));
     }
-    let in_open_period = state
-        .periods
-        .get(entity)
-        .is_some_and(|ps| ps.iter().any(|x| x.open && x.start <= p.effective_date && p.effective_date <= x.end));
+    let in_open_period = state.periods.get(entity).is_some_and(|ps| {
+        ps.iter()
+            .any(|x| x.open && x.start <= p.effective_date && p.effective_date <= x.end)
+    });
     if !in_open_period {
-        return Err(Rejection::PeriodClosed { entity: entity.to_string(), date: p.effective_date.to_string() });
+        return Err(Rejection::PeriodClosed {
+            entity: entity.to_string(),
+            date: p.effective_date.to_string(),
+        });
     }
     // Deltas per account in the account's normal-side direction, in first-seen line order.
     let mut deltas: BTreeMap<&str, Decimal> = BTreeMap::new();
@@ -168,9 +213,15 @@ fn check_and_apply(p: &Posting, state: &mut LedgerState) -> Result<(Uuid, Vec<Ba
         let a = state
             .accounts
             .get(account)
-            .ok_or_else(|| Rejection::UnknownAccount { line: n, account: account.to_string() })?;
+            .ok_or_else(|| Rejection::UnknownAccount {
+                line: n,
+                account: account.to_string(),
+            })?;
         if !a.active {
-            return Err(Rejection::AccountInactive { line: n, account: account.to_string() });
+            return Err(Rejection::AccountInactive {
+                line: n,
+                account: account.to_string(),
+            });
         }
         if a.entity_id != entity {
             return Err(Rejection::EntityMismatch {
@@ -188,14 +239,21 @@ fn check_and_apply(p: &Posting, state: &mut LedgerState) -> Result<(Uuid, Vec<Ba
                 line_currency: line.currency.to_string(),
             });
         }
-        let signed = if line.side == a.normal_side { line.amount } else { -line.amount };
+        let signed = if line.side == a.normal_side {
+            line.amount
+        } else {
+            -line.amount
+        };
         *deltas.entry(account).or_default() += signed;
     }
     for (account, delta) in &deltas {
         let a = &state.accounts[*account];
         let after = a.balance + delta;
         if !a.allow_negative && after < Decimal::ZERO {
-            return Err(Rejection::InsufficientFunds { account: account.to_string(), balance: after.to_string() });
+            return Err(Rejection::InsufficientFunds {
+                account: account.to_string(),
+                balance: after.to_string(),
+            });
         }
     }
     // Checked when parsing; checked again just before the write (assert invariants twice).
@@ -207,7 +265,12 @@ fn check_and_apply(p: &Posting, state: &mut LedgerState) -> Result<(Uuid, Vec<Ba
             let a = state.accounts.get_mut(account).expect("checked above");
             a.balance += delta;
             a.version += 1;
-            BalanceChange { account: account.to_string(), delta, balance_after: a.balance, version: a.version }
+            BalanceChange {
+                account: account.to_string(),
+                delta,
+                balance_after: a.balance,
+                version: a.version,
+            }
         })
         .collect();
     Ok((entry, changes))
@@ -220,7 +283,12 @@ mod tests {
     use crate::domain::CurrencyTable;
 
     fn posting(key: &str, amount: &str, debit: &str, credit: &str) -> Posting {
-        let line = |a: &str, s: &str| LineRequest { account_id: a.into(), side: s.into(), amount: amount.into(), currency: "USD".into() };
+        let line = |a: &str, s: &str| LineRequest {
+            account_id: a.into(),
+            side: s.into(),
+            amount: amount.into(),
+            currency: "USD".into(),
+        };
         let r = PostingRequest {
             idempotency_key: key.into(),
             entity_id: "acme".into(),
@@ -247,7 +315,15 @@ mod tests {
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         LedgerState {
             entities: ["acme".to_string()].into(),
-            periods: [("acme".to_string(), vec![Period { start: d("2026-11-01"), end: d("2026-11-30"), open: true }])].into(),
+            periods: [(
+                "acme".to_string(),
+                vec![Period {
+                    start: d("2026-11-01"),
+                    end: d("2026-11-30"),
+                    open: true,
+                }],
+            )]
+            .into(),
             accounts: [
                 ("cash".to_string(), account(Side::Debit, false)),
                 ("sales".to_string(), account(Side::Credit, true)),
@@ -273,9 +349,32 @@ mod tests {
         ];
         let d = decide(&c, &ids(5), &mut s);
         assert!(matches!(&d[0], Decision::Post { changes, .. } if changes[0].version == 1));
-        assert!(matches!(&d[1], Decision::Duplicate { original: Outcome::Posted(_), .. }));
-        assert!(matches!(&d[2], Decision::Reject { rejection: Rejection::IdempotencyConflict { .. }, record_key: None, .. }));
-        assert!(matches!(&d[3], Decision::Reject { rejection: Rejection::InsufficientFunds { .. }, .. }), "{:?}", d[3]);
+        assert!(matches!(
+            &d[1],
+            Decision::Duplicate {
+                original: Outcome::Posted(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &d[2],
+            Decision::Reject {
+                rejection: Rejection::IdempotencyConflict { .. },
+                record_key: None,
+                ..
+            }
+        ));
+        assert!(
+            matches!(
+                &d[3],
+                Decision::Reject {
+                    rejection: Rejection::InsufficientFunds { .. },
+                    ..
+                }
+            ),
+            "{:?}",
+            d[3]
+        );
         assert!(matches!(&d[4], Decision::Post { .. }));
         assert_eq!(s.accounts["cash"].balance, Decimal::new(600, 2));
         assert_eq!(s.accounts["sales"].balance, Decimal::new(600, 2));
@@ -292,11 +391,51 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         };
-        assert_eq!(code(posting("a", "1.00", "cash", "nope"), &|_| {}), "UNKNOWN_ACCOUNT");
-        assert_eq!(code(posting("a", "1.00", "cash", "sales"), &|s| s.accounts.get_mut("sales").unwrap().active = false), "ACCOUNT_INACTIVE");
-        assert_eq!(code(posting("a", "1.00", "cash", "sales"), &|s| s.accounts.get_mut("sales").unwrap().currency = "EUR".into()), "CURRENCY_MISMATCH");
-        assert_eq!(code(posting("a", "1.00", "cash", "sales"), &|s| s.accounts.get_mut("sales").unwrap().entity_id = "other".into()), "ENTITY_MISMATCH");
-        assert_eq!(code(posting("a", "1.00", "cash", "sales"), &|s| s.periods.get_mut("acme").unwrap()[0].open = false), "PERIOD_CLOSED");
-        assert_eq!(code(posting("a", "1.00", "cash", "sales"), &|s| { s.entities.clear(); }), "UNKNOWN_ENTITY");
+        assert_eq!(
+            code(posting("a", "1.00", "cash", "nope"), &|_| {}),
+            "UNKNOWN_ACCOUNT"
+        );
+        assert_eq!(
+            code(posting("a", "1.00", "cash", "sales"), &|s| s
+                .accounts
+                .get_mut("sales")
+                .unwrap()
+                .active =
+                false),
+            "ACCOUNT_INACTIVE"
+        );
+        assert_eq!(
+            code(posting("a", "1.00", "cash", "sales"), &|s| s
+                .accounts
+                .get_mut("sales")
+                .unwrap()
+                .currency =
+                "EUR".into()),
+            "CURRENCY_MISMATCH"
+        );
+        assert_eq!(
+            code(posting("a", "1.00", "cash", "sales"), &|s| s
+                .accounts
+                .get_mut("sales")
+                .unwrap()
+                .entity_id =
+                "other".into()),
+            "ENTITY_MISMATCH"
+        );
+        assert_eq!(
+            code(posting("a", "1.00", "cash", "sales"), &|s| s
+                .periods
+                .get_mut("acme")
+                .unwrap()[0]
+                .open =
+                false),
+            "PERIOD_CLOSED"
+        );
+        assert_eq!(
+            code(posting("a", "1.00", "cash", "sales"), &|s| {
+                s.entities.clear();
+            }),
+            "UNKNOWN_ENTITY"
+        );
     }
 }

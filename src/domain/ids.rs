@@ -12,10 +12,17 @@ pub fn check_id(field: &'static str, value: &str) -> Result<(), Rejection> {
     }
     let chars = value.chars().count();
     if chars > ID_CHARS_MAX {
-        return Err(Rejection::FieldTooLong { field, chars, max: ID_CHARS_MAX });
+        return Err(Rejection::FieldTooLong {
+            field,
+            chars,
+            max: ID_CHARS_MAX,
+        });
     }
     if let Some(bad) = value.chars().find(|c| !is_id_char(*c)) {
-        return Err(Rejection::InvalidIdentifier { field, character: bad });
+        return Err(Rejection::InvalidIdentifier {
+            field,
+            character: bad,
+        });
     }
     Ok(())
 }
@@ -58,9 +65,18 @@ mod tests {
     fn ids_are_bounded_plain_ascii() {
         assert!(AccountId::parse("cash:usd/1001").is_ok());
         assert_eq!(AccountId::parse("").unwrap_err().code(), "MISSING_FIELD");
-        assert_eq!(AccountId::parse(&"a".repeat(129)).unwrap_err().code(), "FIELD_TOO_LONG");
+        assert_eq!(
+            AccountId::parse(&"a".repeat(129)).unwrap_err().code(),
+            "FIELD_TOO_LONG"
+        );
         // Cyrillic 'а' looks like Latin 'a'.
-        assert_eq!(IdempotencyKey::parse("p\u{0430}y-1").unwrap_err().code(), "INVALID_IDENTIFIER");
-        assert_eq!(IdempotencyKey::parse("a b").unwrap_err().code(), "INVALID_IDENTIFIER");
+        assert_eq!(
+            IdempotencyKey::parse("p\u{0430}y-1").unwrap_err().code(),
+            "INVALID_IDENTIFIER"
+        );
+        assert_eq!(
+            IdempotencyKey::parse("a b").unwrap_err().code(),
+            "INVALID_IDENTIFIER"
+        );
     }
 }

@@ -108,7 +108,11 @@ impl Posting {
             .ok()
             .filter(|_| raw.effective_date.len() == 10)
             .ok_or_else(|| Rejection::InvalidDate(truncate(&raw.effective_date, 32)))?;
-        check_text("description", raw.description.as_deref(), DESCRIPTION_CHARS_MAX)?;
+        check_text(
+            "description",
+            raw.description.as_deref(),
+            DESCRIPTION_CHARS_MAX,
+        )?;
         if let Some(source) = &raw.source {
             check_id("source", source)?;
         }
@@ -189,22 +193,44 @@ fn parse_lines(raw: &[LineRequest], currencies: &CurrencyTable) -> Result<Vec<Li
         return Err(Rejection::Empty);
     }
     if raw.len() > LINES_PER_ENTRY_MAX {
-        return Err(Rejection::TooManyLines { count: raw.len(), max: LINES_PER_ENTRY_MAX });
+        return Err(Rejection::TooManyLines {
+            count: raw.len(),
+            max: LINES_PER_ENTRY_MAX,
+        });
     }
-    raw.iter().enumerate().map(|(i, l)| parse_line(i + 1, l, currencies)).collect()
+    raw.iter()
+        .enumerate()
+        .map(|(i, l)| parse_line(i + 1, l, currencies))
+        .collect()
 }
 
-fn parse_line(line: usize, raw: &LineRequest, currencies: &CurrencyTable) -> Result<Line, Rejection> {
+fn parse_line(
+    line: usize,
+    raw: &LineRequest,
+    currencies: &CurrencyTable,
+) -> Result<Line, Rejection> {
     let account = AccountId::parse(&raw.account_id)?;
-    let side = Side::parse(&raw.side)
-        .ok_or_else(|| Rejection::InvalidSide { line, side: truncate(&raw.side, 8) })?;
-    let (currency, minor_units) = currencies
-        .lookup(&raw.currency)
-        .ok_or_else(|| Rejection::UnknownCurrency { line, code: truncate(&raw.currency, 8) })?;
+    let side = Side::parse(&raw.side).ok_or_else(|| Rejection::InvalidSide {
+        line,
+        side: truncate(&raw.side, 8),
+    })?;
+    let (currency, minor_units) =
+        currencies
+            .lookup(&raw.currency)
+            .ok_or_else(|| Rejection::UnknownCurrency {
+                line,
+                code: truncate(&raw.currency, 8),
+            })?;
     let shown = || truncate(&raw.amount, 48);
     let amount = parse_amount(&raw.amount, minor_units).map_err(|e| match e {
-        AmountError::NotDecimal => Rejection::InvalidAmount { line, text: shown() },
-        AmountError::NotPositive => Rejection::NonPositiveAmount { line, amount: shown() },
+        AmountError::NotDecimal => Rejection::InvalidAmount {
+            line,
+            text: shown(),
+        },
+        AmountError::NotPositive => Rejection::NonPositiveAmount {
+            line,
+            amount: shown(),
+        },
         AmountError::OutOfRange => Rejection::AmountOutOfRange {
             line,
             amount: shown(),
@@ -218,7 +244,13 @@ fn parse_line(line: usize, raw: &LineRequest, currencies: &CurrencyTable) -> Res
             max: minor_units,
         },
     })?;
-    Ok(Line { account, side, amount, currency, minor_units })
+    Ok(Line {
+        account,
+        side,
+        amount,
+        currency,
+        minor_units,
+    })
 }
 
 fn check_text(field: &'static str, value: Option<&str>, max: usize) -> Result<(), Rejection> {
@@ -281,7 +313,9 @@ mod tests {
     }
 
     fn code(r: &PostingRequest) -> &'static str {
-        Posting::parse(r, &CurrencyTable::default()).unwrap_err().code()
+        Posting::parse(r, &CurrencyTable::default())
+            .unwrap_err()
+            .code()
     }
 
     #[test]
@@ -300,14 +334,41 @@ mod tests {
     #[test]
     fn each_structural_problem_has_its_code() {
         assert_eq!(code(&request(vec![])), "EMPTY");
-        assert_eq!(code(&request(vec![line("a", "D", "1", "USD"); 65])), "TOO_MANY_LINES");
-        assert_eq!(code(&request(vec![line("a", "D", "1", "USD"), line("b", "C", "2", "USD")])), "UNBALANCED");
-        assert_eq!(code(&request(vec![line("a", "D", "0", "USD")])), "NON_POSITIVE_AMOUNT");
-        assert_eq!(code(&request(vec![line("a", "D", "1.234", "USD")])), "SCALE_EXCEEDS_CURRENCY");
-        assert_eq!(code(&request(vec![line("a", "D", &"9".repeat(40), "USD")])), "AMOUNT_OUT_OF_RANGE");
-        assert_eq!(code(&request(vec![line("a", "D", "1e3", "USD")])), "INVALID_AMOUNT");
-        assert_eq!(code(&request(vec![line("a", "X", "1", "USD")])), "INVALID_SIDE");
-        assert_eq!(code(&request(vec![line("a", "D", "1", "XXX")])), "UNKNOWN_CURRENCY");
+        assert_eq!(
+            code(&request(vec![line("a", "D", "1", "USD"); 65])),
+            "TOO_MANY_LINES"
+        );
+        assert_eq!(
+            code(&request(vec![
+                line("a", "D", "1", "USD"),
+                line("b", "C", "2", "USD")
+            ])),
+            "UNBALANCED"
+        );
+        assert_eq!(
+            code(&request(vec![line("a", "D", "0", "USD")])),
+            "NON_POSITIVE_AMOUNT"
+        );
+        assert_eq!(
+            code(&request(vec![line("a", "D", "1.234", "USD")])),
+            "SCALE_EXCEEDS_CURRENCY"
+        );
+        assert_eq!(
+            code(&request(vec![line("a", "D", &"9".repeat(40), "USD")])),
+            "AMOUNT_OUT_OF_RANGE"
+        );
+        assert_eq!(
+            code(&request(vec![line("a", "D", "1e3", "USD")])),
+            "INVALID_AMOUNT"
+        );
+        assert_eq!(
+            code(&request(vec![line("a", "X", "1", "USD")])),
+            "INVALID_SIDE"
+        );
+        assert_eq!(
+            code(&request(vec![line("a", "D", "1", "XXX")])),
+            "UNKNOWN_CURRENCY"
+        );
         let mut r = request(vec![line("a", "D", "1", "USD"), line("b", "C", "1", "USD")]);
         r.description = Some("x".repeat(513));
         assert_eq!(code(&r), "FIELD_TOO_LONG");
@@ -322,9 +383,30 @@ mod tests {
     #[test]
     fn fingerprint_ignores_amount_spelling_but_not_meaning() {
         let t = CurrencyTable::default();
-        let a = Posting::parse(&request(vec![line("a", "D", "10.5", "USD"), line("b", "C", "10.5", "USD")]), &t).unwrap();
-        let b = Posting::parse(&request(vec![line("a", "D", "10.50", "USD"), line("b", "C", "10.50", "USD")]), &t).unwrap();
-        let c = Posting::parse(&request(vec![line("a", "D", "10.51", "USD"), line("b", "C", "10.51", "USD")]), &t).unwrap();
+        let a = Posting::parse(
+            &request(vec![
+                line("a", "D", "10.5", "USD"),
+                line("b", "C", "10.5", "USD"),
+            ]),
+            &t,
+        )
+        .unwrap();
+        let b = Posting::parse(
+            &request(vec![
+                line("a", "D", "10.50", "USD"),
+                line("b", "C", "10.50", "USD"),
+            ]),
+            &t,
+        )
+        .unwrap();
+        let c = Posting::parse(
+            &request(vec![
+                line("a", "D", "10.51", "USD"),
+                line("b", "C", "10.51", "USD"),
+            ]),
+            &t,
+        )
+        .unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());
     }

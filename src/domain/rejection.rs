@@ -16,9 +16,16 @@ pub enum Rejection {
 
     // --- structure and limits (pure) ---
     #[error("field {field} is {chars} characters, the maximum is {max}")]
-    FieldTooLong { field: &'static str, chars: usize, max: usize },
+    FieldTooLong {
+        field: &'static str,
+        chars: usize,
+        max: usize,
+    },
     #[error("field {field} contains {character:?}; identifiers use A-Z a-z 0-9 - _ . : / @")]
-    InvalidIdentifier { field: &'static str, character: char },
+    InvalidIdentifier {
+        field: &'static str,
+        character: char,
+    },
     #[error("field {0} is empty")]
     MissingField(&'static str),
     #[error("entry has no lines")]
@@ -26,15 +33,30 @@ pub enum Rejection {
     #[error("entry has {count} lines, the maximum is {max}")]
     TooManyLines { count: usize, max: usize },
     #[error("metadata is {bytes} bytes in {entries} entries, the maximum is {max_bytes} bytes in {max_entries} entries")]
-    MetadataTooLarge { bytes: usize, entries: usize, max_bytes: usize, max_entries: usize },
+    MetadataTooLarge {
+        bytes: usize,
+        entries: usize,
+        max_bytes: usize,
+        max_entries: usize,
+    },
     #[error("line {line}: amount {text:?} is not a plain decimal number")]
     InvalidAmount { line: usize, text: String },
     #[error("line {line}: amount {amount} is not positive")]
     NonPositiveAmount { line: usize, amount: String },
     #[error("line {line}: amount {amount} has more than {max_integer_digits} integer digits")]
-    AmountOutOfRange { line: usize, amount: String, max_integer_digits: u32 },
+    AmountOutOfRange {
+        line: usize,
+        amount: String,
+        max_integer_digits: u32,
+    },
     #[error("line {line}: amount {amount} has {scale} decimals, {currency} allows {max}")]
-    ScaleExceedsCurrency { line: usize, amount: String, currency: String, scale: u32, max: u32 },
+    ScaleExceedsCurrency {
+        line: usize,
+        amount: String,
+        currency: String,
+        scale: u32,
+        max: u32,
+    },
     #[error("line {line}: unknown currency {code:?}")]
     UnknownCurrency { line: usize, code: String },
     #[error("line {line}: side {side:?} is neither D nor C")]
@@ -42,7 +64,11 @@ pub enum Rejection {
     #[error("effective date {0:?} is not a calendar date YYYY-MM-DD")]
     InvalidDate(String),
     #[error("debits {debits} and credits {credits} differ in {currency}")]
-    Unbalanced { currency: String, debits: String, credits: String },
+    Unbalanced {
+        currency: String,
+        debits: String,
+        credits: String,
+    },
 
     // --- stateful rules (checked inside the batch transaction) ---
     #[error("line {line}: account {account:?} does not exist")]
@@ -50,9 +76,21 @@ pub enum Rejection {
     #[error("line {line}: account {account:?} is not active")]
     AccountInactive { line: usize, account: String },
     #[error("line {line}: account {account:?} belongs to entity {account_entity:?}, the entry to {entry_entity:?}")]
-    EntityMismatch { line: usize, account: String, account_entity: String, entry_entity: String },
-    #[error("line {line}: account {account:?} is in {account_currency}, the line in {line_currency}")]
-    CurrencyMismatch { line: usize, account: String, account_currency: String, line_currency: String },
+    EntityMismatch {
+        line: usize,
+        account: String,
+        account_entity: String,
+        entry_entity: String,
+    },
+    #[error(
+        "line {line}: account {account:?} is in {account_currency}, the line in {line_currency}"
+    )]
+    CurrencyMismatch {
+        line: usize,
+        account: String,
+        account_currency: String,
+        line_currency: String,
+    },
     #[error("entity {0:?} does not exist")]
     UnknownEntity(String),
     #[error("no open accounting period of entity {entity:?} contains {date}")]
@@ -101,11 +139,30 @@ impl Rejection {
 
     /// Every code, for metrics pre-registration and documentation.
     pub const ALL_CODES: &'static [&'static str] = &[
-        "MESSAGE_TOO_LARGE", "MALFORMED", "FIELD_TOO_LONG", "INVALID_IDENTIFIER", "MISSING_FIELD", "EMPTY",
-        "TOO_MANY_LINES", "METADATA_TOO_LARGE", "INVALID_AMOUNT", "NON_POSITIVE_AMOUNT",
-        "AMOUNT_OUT_OF_RANGE", "SCALE_EXCEEDS_CURRENCY", "UNKNOWN_CURRENCY", "INVALID_SIDE",
-        "INVALID_DATE", "UNBALANCED", "UNKNOWN_ACCOUNT", "ACCOUNT_INACTIVE", "ENTITY_MISMATCH",
-        "CURRENCY_MISMATCH", "UNKNOWN_ENTITY", "PERIOD_CLOSED", "INSUFFICIENT_FUNDS",
-        "IDEMPOTENCY_CONFLICT", "INTERNAL",
+        "MESSAGE_TOO_LARGE",
+        "MALFORMED",
+        "FIELD_TOO_LONG",
+        "INVALID_IDENTIFIER",
+        "MISSING_FIELD",
+        "EMPTY",
+        "TOO_MANY_LINES",
+        "METADATA_TOO_LARGE",
+        "INVALID_AMOUNT",
+        "NON_POSITIVE_AMOUNT",
+        "AMOUNT_OUT_OF_RANGE",
+        "SCALE_EXCEEDS_CURRENCY",
+        "UNKNOWN_CURRENCY",
+        "INVALID_SIDE",
+        "INVALID_DATE",
+        "UNBALANCED",
+        "UNKNOWN_ACCOUNT",
+        "ACCOUNT_INACTIVE",
+        "ENTITY_MISMATCH",
+        "CURRENCY_MISMATCH",
+        "UNKNOWN_ENTITY",
+        "PERIOD_CLOSED",
+        "INSUFFICIENT_FUNDS",
+        "IDEMPOTENCY_CONFLICT",
+        "INTERNAL",
     ];
 }

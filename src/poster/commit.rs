@@ -12,7 +12,9 @@ use super::Poster;
 use crate::domain::batch::Candidate;
 use crate::domain::Rejection;
 use crate::limits::BATCH_RETRIES_MAX;
-use crate::store::posting::{commit_batch, is_transient, BatchInput, BatchMessage, BatchOutcome, CommitError};
+use crate::store::posting::{
+    commit_batch, is_transient, BatchInput, BatchMessage, BatchOutcome, CommitError,
+};
 
 pub(super) enum Committed {
     /// The checkpoint moved to this offset.
@@ -51,15 +53,33 @@ fn unavailable(e: &CommitError) -> bool {
 }
 
 impl Poster {
-    pub(super) fn commit(&self, partition: i32, position: i64, batch: &[BatchMessage]) -> Committed {
+    pub(super) fn commit(
+        &self,
+        partition: i32,
+        position: i64,
+        batch: &[BatchMessage],
+    ) -> Committed {
         match self.commit_or_split(partition, position, batch) {
             Ok(next) => Committed::Advanced(next),
-            Err(CommitError::Fenced { checkpoint, expected }) => {
+            Err(CommitError::Fenced {
+                checkpoint,
+                expected,
+            }) => {
                 self.metrics.fenced.inc();
-                tracing::warn!(partition, checkpoint, expected, "batch fenced: another poster moved this partition");
+                tracing::warn!(
+                    partition,
+                    checkpoint,
+                    expected,
+                    "batch fenced: another poster moved this partition"
+                );
                 let reloaded = self
                     .handle
-                    .block_on(crate::store::checkpoints::load_or_init(&self.pool, &self.settings.group, &self.settings.topic, &[partition]));
+                    .block_on(crate::store::checkpoints::load_or_init(
+                        &self.pool,
+                        &self.settings.group,
+                        &self.settings.topic,
+                        &[partition],
+                    ));
                 match reloaded {
                     Ok(c) => Committed::Fenced(c[&partition]),
                     Err(_) => Committed::Fenced(position),
@@ -70,7 +90,12 @@ impl Poster {
     }
 
     /// Commits `batch`; on a persistent non-availability error, splits it in halves.
-    fn commit_or_split(&self, partition: i32, position: i64, batch: &[BatchMessage]) -> Result<i64, CommitError> {
+    fn commit_or_split(
+        &self,
+        partition: i32,
+        position: i64,
+        batch: &[BatchMessage],
+    ) -> Result<i64, CommitError> {
         match self.commit_with_retry(partition, position, batch) {
             Ok(outcome) => Ok(outcome.next_offset),
             Err(e @ CommitError::Fenced { .. }) => Err(e),
@@ -85,22 +110,36 @@ impl Poster {
                 let m = &batch[0];
                 tracing::error!(partition, offset = m.offset, error = %e, "message cannot be committed; rejecting it as INTERNAL");
                 let (key, fingerprint) = match &m.candidate {
-                    Candidate::Parsed(p) => (Some(p.key.as_str().to_string()), Some(p.fingerprint())),
-                    Candidate::Refused { key, fingerprint, .. } => (key.clone(), *fingerprint),
+                    Candidate::Parsed(p) => {
+                        (Some(p.key.as_str().to_string()), Some(p.fingerprint()))
+                    }
+                    Candidate::Refused {
+                        key, fingerprint, ..
+                    } => (key.clone(), *fingerprint),
                 };
                 let internal = BatchMessage {
                     offset: m.offset,
                     raw: m.raw.clone(),
-                    candidate: Candidate::Refused { key, fingerprint, rejection: Rejection::Internal(e.to_string()) },
+                    candidate: Candidate::Refused {
+                        key,
+                        fingerprint,
+                        rejection: Rejection::Internal(e.to_string()),
+                    },
                 };
-                self.commit_with_retry(partition, position, std::slice::from_ref(&internal)).map(|o| o.next_offset)
+                self.commit_with_retry(partition, position, std::slice::from_ref(&internal))
+                    .map(|o| o.next_offset)
             }
         }
     }
 
     /// One batch, retried with exponential backoff on transient errors; while the database is
     /// unreachable it keeps waiting (not-ready) instead of splitting or skipping.
-    fn commit_with_retry(&self, partition: i32, position: i64, batch: &[BatchMessage]) -> Result<BatchOutcome, CommitError> {
+    fn commit_with_retry(
+        &self,
+        partition: i32,
+        position: i64,
+        batch: &[BatchMessage],
+    ) -> Result<BatchOutcome, CommitError> {
         let input = BatchInput {
             group: &self.settings.group,
             topic: &self.settings.topic,
@@ -147,14 +186,21 @@ impl Poster {
 
     fn record(&self, o: &BatchOutcome, size: usize, took: Duration) {
         let m = &self.metrics;
-        m.postings.with_label_values(&["posted"]).inc_by(o.posted as u64);
-        m.postings.with_label_values(&["duplicate"]).inc_by(o.duplicates as u64);
-        m.postings.with_label_values(&["rejected"]).inc_by(o.rejections.len() as u64);
+        m.postings
+            .with_label_values(&["posted"])
+            .inc_by(o.posted as u64);
+        m.postings
+            .with_label_values(&["duplicate"])
+            .inc_by(o.duplicates as u64);
+        m.postings
+            .with_label_values(&["rejected"])
+            .inc_by(o.rejections.len() as u64);
         for code in &o.rejections {
             m.rejections.with_label_values(&[code]).inc();
         }
         m.batch_size.observe(size as f64);
         m.commit_seconds.observe(took.as_secs_f64());
-        m.last_commit_timestamp_seconds.set(chrono::Utc::now().timestamp());
+        m.last_commit_timestamp_seconds
+            .set(chrono::Utc::now().timestamp());
     }
 }

@@ -30,14 +30,24 @@ pub struct PosterContext {
 impl ClientContext for PosterContext {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "Kafka client error");
-        if matches!(error.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)) {
-            self.health.broker_ok.store(false, std::sync::atomic::Ordering::Relaxed);
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.health
+                .broker_ok
+                .store(false, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
 
 impl ConsumerContext for PosterContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
             _ => {
@@ -46,7 +56,9 @@ impl ConsumerContext for PosterContext {
                 }
                 let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 self.positions.lock().expect("positions lock").clear();
-                self.health.assigned.store(0, std::sync::atomic::Ordering::Relaxed);
+                self.health
+                    .assigned
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(?revoked, "partitions revoked");
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "unassign failed");
@@ -68,8 +80,14 @@ impl PosterContext {
                 .expect("valid partition offset");
         }
         *self.positions.lock().expect("positions lock") = checkpoints.clone();
-        self.health.assigned.store(partitions.len() as i64, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(?checkpoints, "partitions assigned at their PostgreSQL checkpoints");
+        self.health.assigned.store(
+            partitions.len() as i64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        tracing::info!(
+            ?checkpoints,
+            "partitions assigned at their PostgreSQL checkpoints"
+        );
         if let Err(e) = consumer.assign(&assignment) {
             tracing::error!(error = %e, "assign failed");
         }
@@ -80,7 +98,12 @@ impl PosterContext {
     fn load_checkpoints(&self, partitions: &[i32]) -> BTreeMap<i32, i64> {
         let mut delay = Duration::from_millis(100);
         loop {
-            let load = crate::store::checkpoints::load_or_init(&self.pool, &self.group, &self.topic, partitions);
+            let load = crate::store::checkpoints::load_or_init(
+                &self.pool,
+                &self.group,
+                &self.topic,
+                partitions,
+            );
             match self.handle.block_on(load) {
                 Ok(c) => {
                     self.health.set_stalled(None);
@@ -88,7 +111,8 @@ impl PosterContext {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read checkpoints; retrying");
-                    self.health.set_stalled(Some(format!("cannot read checkpoints: {e}")));
+                    self.health
+                        .set_stalled(Some(format!("cannot read checkpoints: {e}")));
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }

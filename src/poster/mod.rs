@@ -27,7 +27,7 @@ use crate::health::Health;
 use crate::limits;
 use crate::metrics::PosterMetrics;
 use crate::store::posting::BatchMessage;
-pub use context::{PosterContext, Positions};
+pub use context::{Positions, PosterContext};
 pub use serve::serve;
 
 #[derive(Debug, Clone)]
@@ -51,9 +51,21 @@ impl PosterSettings {
                 Ok(())
             }
         };
-        bound("batch postings", self.batch_postings_max as u64, limits::BATCH_POSTINGS_MAX as u64)?;
-        bound("batch bytes", self.batch_bytes_max as u64, limits::BATCH_BYTES_MAX as u64)?;
-        bound("batch wait ms", self.batch_wait_ms, limits::BATCH_WAIT_MS_MAX)
+        bound(
+            "batch postings",
+            self.batch_postings_max as u64,
+            limits::BATCH_POSTINGS_MAX as u64,
+        )?;
+        bound(
+            "batch bytes",
+            self.batch_bytes_max as u64,
+            limits::BATCH_BYTES_MAX as u64,
+        )?;
+        bound(
+            "batch wait ms",
+            self.batch_wait_ms,
+            limits::BATCH_WAIT_MS_MAX,
+        )
     }
 }
 
@@ -96,14 +108,18 @@ impl Poster {
                 by_partition.entry(f.partition).or_default().push(f);
             }
             for (partition, messages) in by_partition {
-                self.post_partition(&consumer, &positions, &codec, &mut gaps, partition, messages);
+                self.post_partition(
+                    &consumer, &positions, &codec, &mut gaps, partition, messages,
+                );
             }
             if last_lag_update.elapsed() > Duration::from_secs(5) {
                 self.update_lag(&consumer, &positions);
                 last_lag_update = Instant::now();
             }
             if let Some(idle_ms) = self.settings.exit_when_idle_ms {
-                if last_message.elapsed() > Duration::from_millis(idle_ms) && self.caught_up(&consumer, &positions) {
+                if last_message.elapsed() > Duration::from_millis(idle_ms)
+                    && self.caught_up(&consumer, &positions)
+                {
                     tracing::info!("all assigned partitions are caught up; exiting");
                     break;
                 }
@@ -116,7 +132,11 @@ impl Poster {
         Ok(())
     }
 
-    fn consumer(&self, kafka: &KafkaSettings, positions: Positions) -> anyhow::Result<BaseConsumer<PosterContext>> {
+    fn consumer(
+        &self,
+        kafka: &KafkaSettings,
+        positions: Positions,
+    ) -> anyhow::Result<BaseConsumer<PosterContext>> {
         let context = PosterContext {
             handle: self.handle.clone(),
             pool: self.pool.clone(),
@@ -131,11 +151,17 @@ impl Poster {
             ("enable.auto.offset.store", "false".into()),
             ("auto.offset.reset", "earliest".into()),
             ("partition.assignment.strategy", "roundrobin".into()),
-            ("session.timeout.ms", limits::KAFKA_SESSION_TIMEOUT_MS.to_string()),
+            (
+                "session.timeout.ms",
+                limits::KAFKA_SESSION_TIMEOUT_MS.to_string(),
+            ),
             ("heartbeat.interval.ms", "3000".into()),
             ("max.poll.interval.ms", "300000".into()),
             ("enable.partition.eof", "false".into()),
-            ("fetch.max.bytes", limits::BATCH_BYTES_MAX.min(52_428_800).to_string()),
+            (
+                "fetch.max.bytes",
+                limits::BATCH_BYTES_MAX.min(52_428_800).to_string(),
+            ),
             ("receive.message.max.bytes", "104857600".into()),
         ];
         let config = kafka.client_config_with(&defaults);
@@ -147,7 +173,8 @@ impl Poster {
         let deadline = Instant::now() + Duration::from_millis(self.settings.batch_wait_ms);
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        while out.len() < self.settings.batch_postings_max && bytes < self.settings.batch_bytes_max {
+        while out.len() < self.settings.batch_postings_max && bytes < self.settings.batch_bytes_max
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -156,7 +183,11 @@ impl Poster {
                 Some(Ok(m)) => {
                     let payload = m.payload().unwrap_or_default().to_vec();
                     bytes += payload.len();
-                    out.push(Fetched { partition: m.partition(), offset: m.offset(), payload });
+                    out.push(Fetched {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        payload,
+                    });
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "Kafka consume error");
@@ -164,7 +195,11 @@ impl Poster {
                         break;
                     }
                 }
-                None if !out.is_empty() && left < Duration::from_millis(self.settings.batch_wait_ms / 2) => break,
+                None if !out.is_empty()
+                    && left < Duration::from_millis(self.settings.batch_wait_ms / 2) =>
+                {
+                    break
+                }
                 None => {}
             }
         }
@@ -172,12 +207,20 @@ impl Poster {
     }
 
     /// Pure part of a batch: decode and validate every message.
-    fn candidates(&self, codec: &RecordCodec<PostingRequest>, messages: Vec<Fetched>) -> Vec<BatchMessage> {
+    fn candidates(
+        &self,
+        codec: &RecordCodec<PostingRequest>,
+        messages: Vec<Fetched>,
+    ) -> Vec<BatchMessage> {
         messages
             .into_iter()
             .map(|f| {
                 let candidate = match decode_posting(codec, &f.payload) {
-                    Err(rejection) => Candidate::Refused { key: None, fingerprint: None, rejection },
+                    Err(rejection) => Candidate::Refused {
+                        key: None,
+                        fingerprint: None,
+                        rejection,
+                    },
                     Ok(request) => match Posting::parse(&request, &self.currencies) {
                         Ok(p) => Candidate::Parsed(p),
                         Err(rejection) => Candidate::Refused {
@@ -189,7 +232,11 @@ impl Poster {
                         },
                     },
                 };
-                BatchMessage { offset: f.offset, raw: f.payload, candidate }
+                BatchMessage {
+                    offset: f.offset,
+                    raw: f.payload,
+                    candidate,
+                }
             })
             .collect()
     }
@@ -203,13 +250,28 @@ impl Poster {
         partition: i32,
         messages: Vec<Fetched>,
     ) {
-        let Some(position) = positions.lock().expect("positions lock").get(&partition).copied() else {
+        let Some(position) = positions
+            .lock()
+            .expect("positions lock")
+            .get(&partition)
+            .copied()
+        else {
             return; // revoked while the batch was filling: the new owner starts from PostgreSQL
         };
-        let messages: Vec<Fetched> = messages.into_iter().filter(|m| m.offset >= position).collect();
-        let Some(first) = messages.first() else { return };
+        let messages: Vec<Fetched> = messages
+            .into_iter()
+            .filter(|m| m.offset >= position)
+            .collect();
+        let Some(first) = messages.first() else {
+            return;
+        };
         if first.offset > position && !gaps.accept(partition, position) {
-            tracing::warn!(partition, position, first = first.offset, "gap after the checkpoint; seeking back once");
+            tracing::warn!(
+                partition,
+                position,
+                first = first.offset,
+                "gap after the checkpoint; seeking back once"
+            );
             self.metrics.offset_gaps.inc();
             self.seek(consumer, partition, position);
             return;
@@ -217,16 +279,28 @@ impl Poster {
         let batch = self.candidates(codec, messages);
         match self.commit(partition, position, &batch) {
             commit::Committed::Advanced(next) => {
-                positions.lock().expect("positions lock").entry(partition).and_modify(|p| *p = next);
-                self.metrics.checkpoint_offset.with_label_values(&[&self.settings.topic, &partition.to_string()]).set(next);
+                positions
+                    .lock()
+                    .expect("positions lock")
+                    .entry(partition)
+                    .and_modify(|p| *p = next);
+                self.metrics
+                    .checkpoint_offset
+                    .with_label_values(&[&self.settings.topic, &partition.to_string()])
+                    .set(next);
                 let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(&self.settings.topic, partition, Offset::Offset(next)).expect("valid offset");
+                tpl.add_partition_offset(&self.settings.topic, partition, Offset::Offset(next))
+                    .expect("valid offset");
                 if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
                     tracing::debug!(error = %e, "advisory Kafka offset commit failed");
                 }
             }
             commit::Committed::Fenced(checkpoint) => {
-                positions.lock().expect("positions lock").entry(partition).and_modify(|p| *p = checkpoint);
+                positions
+                    .lock()
+                    .expect("positions lock")
+                    .entry(partition)
+                    .and_modify(|p| *p = checkpoint);
                 self.seek(consumer, partition, checkpoint);
             }
             commit::Committed::Stopped => {}
@@ -234,7 +308,12 @@ impl Poster {
     }
 
     fn seek(&self, consumer: &BaseConsumer<PosterContext>, partition: i32, offset: i64) {
-        if let Err(e) = consumer.seek(&self.settings.topic, partition, Offset::Offset(offset), Duration::from_secs(10)) {
+        if let Err(e) = consumer.seek(
+            &self.settings.topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(10),
+        ) {
             tracing::warn!(error = %e, partition, offset, "seek failed");
         }
     }
@@ -244,14 +323,22 @@ impl Poster {
         let owned = positions.lock().expect("positions lock").clone();
         let mut total = 0;
         for (partition, position) in owned {
-            let high = consumer.fetch_watermarks(&self.settings.topic, partition, Duration::from_secs(2)).map(|w| w.1);
+            let high = consumer
+                .fetch_watermarks(&self.settings.topic, partition, Duration::from_secs(2))
+                .map(|w| w.1);
             if let Ok(high) = high {
                 if high >= 0 {
                     let lag = (high - position).max(0);
                     total += lag;
                     let labels = [self.settings.topic.as_str(), &partition.to_string()];
-                    self.metrics.consumer_lag.with_label_values(&labels).set(lag);
-                    self.metrics.checkpoint_offset.with_label_values(&labels).set(position);
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&labels)
+                        .set(lag);
+                    self.metrics
+                        .checkpoint_offset
+                        .with_label_values(&labels)
+                        .set(position);
                 }
             } else {
                 return i64::MAX;
@@ -261,7 +348,8 @@ impl Poster {
     }
 
     fn caught_up(&self, consumer: &BaseConsumer<PosterContext>, positions: &Positions) -> bool {
-        !positions.lock().expect("positions lock").is_empty() && self.update_lag(consumer, positions) == 0
+        !positions.lock().expect("positions lock").is_empty()
+            && self.update_lag(consumer, positions) == 0
     }
 }
 

@@ -34,10 +34,11 @@ pub async fn import(pool: &PgPool, accounts: &[Account]) -> Result<ImportSummary
     let mut tx = pool.begin().await?;
     let mut summary = ImportSummary::default();
     for a in accounts {
-        let entity_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM entities WHERE id = $1)")
-            .bind(&a.entity_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let entity_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM entities WHERE id = $1)")
+                .bind(&a.entity_id)
+                .fetch_one(&mut *tx)
+                .await?;
         if !entity_exists {
             return Err(StoreError::NotFound(format!(
                 "account {:?}: entity {:?} does not exist (create it first: ledgerline entities create)",
@@ -114,7 +115,9 @@ pub async fn set_active(pool: &PgPool, id: &str, active: bool) -> Result<(), Sto
         .await?
         .rows_affected();
     if n == 0 {
-        return Err(StoreError::NotFound(format!("account {id:?} does not exist")));
+        return Err(StoreError::NotFound(format!(
+            "account {id:?} does not exist"
+        )));
     }
     Ok(())
 }

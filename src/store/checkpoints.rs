@@ -8,7 +8,12 @@ use sqlx::PgPool;
 use crate::store::StoreError;
 
 /// Positions for `partitions`, creating a checkpoint at offset 0 for a partition never seen.
-pub async fn load_or_init(pool: &PgPool, group: &str, topic: &str, partitions: &[i32]) -> Result<BTreeMap<i32, i64>, StoreError> {
+pub async fn load_or_init(
+    pool: &PgPool,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, i64>, StoreError> {
     sqlx::query(
         "INSERT INTO consumer_checkpoints (consumer_group, topic, partition, next_offset)
          SELECT $1, $2, p, 0 FROM UNNEST($3::int[]) AS p
@@ -32,7 +37,11 @@ pub async fn load_or_init(pool: &PgPool, group: &str, topic: &str, partitions: &
 }
 
 /// Every checkpoint of a group and topic.
-pub async fn all(pool: &PgPool, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError> {
+pub async fn all(
+    pool: &PgPool,
+    group: &str,
+    topic: &str,
+) -> Result<BTreeMap<i32, i64>, StoreError> {
     let rows: Vec<(i32, i64)> = sqlx::query_as(
         "SELECT partition, next_offset FROM consumer_checkpoints WHERE consumer_group = $1 AND topic = $2",
     )
@@ -71,7 +80,13 @@ pub async fn recovery(pool: &PgPool, group: &str) -> Result<Vec<RecoveryRow>, St
 }
 
 /// Sets a partition's position (operator replay). Returns the previous position.
-pub async fn set_position(pool: &PgPool, group: &str, topic: &str, partition: i32, next_offset: i64) -> Result<Option<i64>, StoreError> {
+pub async fn set_position(
+    pool: &PgPool,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    next_offset: i64,
+) -> Result<Option<i64>, StoreError> {
     let mut tx = pool.begin().await?;
     let previous: Option<i64> = sqlx::query_scalar(
         "SELECT next_offset FROM consumer_checkpoints WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",

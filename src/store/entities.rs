@@ -12,12 +12,13 @@ pub struct EntityRow {
 
 /// Creates an entity; creating the same entity with the same name again is a no-op.
 pub async fn create(pool: &PgPool, id: &str, name: &str) -> Result<bool, StoreError> {
-    let inserted = sqlx::query("INSERT INTO entities (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-        .bind(id)
-        .bind(name)
-        .execute(pool)
-        .await?
-        .rows_affected();
+    let inserted =
+        sqlx::query("INSERT INTO entities (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(name)
+            .execute(pool)
+            .await?
+            .rows_affected();
     if inserted == 0 {
         let existing: String = sqlx::query_scalar("SELECT name FROM entities WHERE id = $1")
             .bind(id)
@@ -33,5 +34,7 @@ pub async fn create(pool: &PgPool, id: &str, name: &str) -> Result<bool, StoreEr
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<EntityRow>, StoreError> {
-    Ok(sqlx::query_as("SELECT id, name FROM entities ORDER BY id").fetch_all(pool).await?)
+    Ok(sqlx::query_as("SELECT id, name FROM entities ORDER BY id")
+        .fetch_all(pool)
+        .await?)
 }

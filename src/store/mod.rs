@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod checkpoints;
 pub mod entities;
+pub mod instances;
 pub mod periods;
 pub mod posting;
 pub mod reports;
@@ -35,10 +36,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a pool. The URL is a secret: errors name the host, never the password.
 pub async fn connect(url: &Secret, max_connections: u32) -> Result<PgPool, StoreError> {
-    let options: PgConnectOptions = url
-        .expose()
-        .parse()
-        .map_err(|_| StoreError::Connect("LEDGERLINE_DATABASE_URL is not a valid postgres:// URL".into()))?;
+    let options: PgConnectOptions = url.expose().parse().map_err(|_| {
+        StoreError::Connect("LEDGERLINE_DATABASE_URL is not a valid postgres:// URL".into())
+    })?;
     let target = format!("{}:{}", options.get_host(), options.get_port());
     PgPoolOptions::new()
         .max_connections(max_connections)

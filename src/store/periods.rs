@@ -23,7 +23,9 @@ pub async fn open(
     reason: &str,
 ) -> Result<&'static str, StoreError> {
     if end < start {
-        return Err(StoreError::Conflict(format!("period end {end} is before its start {start}")));
+        return Err(StoreError::Conflict(format!(
+            "period end {end} is before its start {start}"
+        )));
     }
     let mut tx = pool.begin().await?;
     let existing: Option<(NaiveDate, String)> = sqlx::query_as(
@@ -41,7 +43,9 @@ pub async fn open(
             )))
         }
         Some(_) if reason.trim().is_empty() => {
-            return Err(StoreError::Conflict("reopening a closed period needs --reason".into()))
+            return Err(StoreError::Conflict(
+                "reopening a closed period needs --reason".into(),
+            ))
         }
         Some(_) => {
             sqlx::query("UPDATE accounting_periods SET status = 'open' WHERE entity_id = $1 AND period_start = $2")
@@ -83,7 +87,13 @@ pub async fn open(
 }
 
 /// Closes an open period: postings dated inside it are rejected from then on.
-pub async fn close(pool: &PgPool, entity: &str, start: NaiveDate, by: &str, reason: &str) -> Result<(), StoreError> {
+pub async fn close(
+    pool: &PgPool,
+    entity: &str,
+    start: NaiveDate,
+    by: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     let n = sqlx::query(
         "UPDATE accounting_periods SET status = 'closed' WHERE entity_id = $1 AND period_start = $2 AND status = 'open'",
@@ -94,7 +104,9 @@ pub async fn close(pool: &PgPool, entity: &str, start: NaiveDate, by: &str, reas
     .await?
     .rows_affected();
     if n == 0 {
-        return Err(StoreError::NotFound(format!("no open period of {entity:?} starts on {start}")));
+        return Err(StoreError::NotFound(format!(
+            "no open period of {entity:?} starts on {start}"
+        )));
     }
     record_change_in_tx(&mut tx, entity, start, "close", by, reason).await?;
     tx.commit().await?;

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::codec::{AnomalyEvent, BalanceEvent, RejectionEvent};
 use crate::domain::batch::{
-    anomaly_event_id, balance_event_id, decide, rejection_id, AccountState, Candidate, Decision, KnownKey,
-    LedgerState, Outcome, Period,
+    anomaly_event_id, balance_event_id, decide, rejection_id, AccountState, Candidate, Decision,
+    KnownKey, LedgerState, Outcome, Period,
 };
 use crate::domain::{Posting, Side};
 
@@ -71,49 +71,75 @@ impl CommitError {
 
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            matches!(code.as_ref(), "40001" | "40P01" | "23505" | "53300" | "55P03" | "57P01" | "57P02" | "57P03")
-                || code.starts_with("08")
+            matches!(
+                code.as_ref(),
+                "40001" | "40P01" | "23505" | "53300" | "55P03" | "57P01" | "57P02" | "57P03"
+            ) || code.starts_with("08")
         }
         _ => false,
     }
 }
 
 /// Commits one batch of one partition.
-pub async fn commit_batch(pool: &PgPool, input: &BatchInput<'_>) -> Result<BatchOutcome, CommitError> {
+pub async fn commit_batch(
+    pool: &PgPool,
+    input: &BatchInput<'_>,
+) -> Result<BatchOutcome, CommitError> {
     let mut tx = pool.begin().await?;
     let outcome = commit_batch_in_tx(&mut tx, input).await?;
     tx.commit().await?;
     Ok(outcome)
 }
 
-pub async fn commit_batch_in_tx(tx: &mut PgConnection, input: &BatchInput<'_>) -> Result<BatchOutcome, CommitError> {
+pub async fn commit_batch_in_tx(
+    tx: &mut PgConnection,
+    input: &BatchInput<'_>,
+) -> Result<BatchOutcome, CommitError> {
     let checkpoint = lock_checkpoint_in_tx(tx, input).await?;
     if checkpoint != input.expected_next_offset {
-        return Err(CommitError::Fenced { checkpoint, expected: input.expected_next_offset });
+        return Err(CommitError::Fenced {
+            checkpoint,
+            expected: input.expected_next_offset,
+        });
     }
-    let messages: Vec<&BatchMessage> = input.messages.iter().filter(|m| m.offset >= checkpoint).collect();
+    let messages: Vec<&BatchMessage> = input
+        .messages
+        .iter()
+        .filter(|m| m.offset >= checkpoint)
+        .collect();
     let Some(last) = messages.last() else {
-        return Ok(BatchOutcome { next_offset: checkpoint, ..Default::default() });
+        return Ok(BatchOutcome {
+            next_offset: checkpoint,
+            ..Default::default()
+        });
     };
     let next_offset = last.offset + 1;
     let candidates: Vec<Candidate> = messages.iter().map(|m| m.candidate.clone()).collect();
     let mut state = load_state_in_tx(tx, &candidates).await?;
-    let rejection_ids: Vec<Uuid> =
-        messages.iter().map(|m| rejection_id(input.topic, input.partition, m.offset)).collect();
+    let rejection_ids: Vec<Uuid> = messages
+        .iter()
+        .map(|m| rejection_id(input.topic, input.partition, m.offset))
+        .collect();
     let decisions = decide(&candidates, &rejection_ids, &mut state);
 
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await?;
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await?;
     let mut w = Writes::new(input, now);
     for ((m, candidate), decision) in messages.iter().zip(&candidates).zip(&decisions) {
         w.add(m, candidate, decision, &state);
     }
     let batch_id = Uuid::new_v4();
     let first_offset = messages[0].offset;
-    w.flush_in_tx(tx, batch_id, first_offset, next_offset).await?;
+    w.flush_in_tx(tx, batch_id, first_offset, next_offset)
+        .await?;
     advance_checkpoint_in_tx(tx, input, batch_id, next_offset).await?;
     Ok(BatchOutcome {
         batch_id,
@@ -121,11 +147,19 @@ pub async fn commit_batch_in_tx(tx: &mut PgConnection, input: &BatchInput<'_>) -
         posted: w.posted,
         duplicates: w.duplicates,
         rejections: w.rejection_codes,
-        balance_events: w.outbox_ids.iter().zip(&w.outbox_kinds).filter(|(_, k)| **k == "balance").count(),
+        balance_events: w
+            .outbox_ids
+            .iter()
+            .zip(&w.outbox_kinds)
+            .filter(|(_, k)| **k == "balance")
+            .count(),
     })
 }
 
-async fn lock_checkpoint_in_tx(tx: &mut PgConnection, input: &BatchInput<'_>) -> Result<i64, CommitError> {
+async fn lock_checkpoint_in_tx(
+    tx: &mut PgConnection,
+    input: &BatchInput<'_>,
+) -> Result<i64, CommitError> {
     sqlx::query(
         "INSERT INTO consumer_checkpoints (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
          ON CONFLICT (consumer_group, topic, partition) DO NOTHING",
@@ -146,7 +180,12 @@ async fn lock_checkpoint_in_tx(tx: &mut PgConnection, input: &BatchInput<'_>) ->
     .await?)
 }
 
-async fn advance_checkpoint_in_tx(tx: &mut PgConnection, input: &BatchInput<'_>, batch_id: Uuid, next_offset: i64) -> Result<(), CommitError> {
+async fn advance_checkpoint_in_tx(
+    tx: &mut PgConnection,
+    input: &BatchInput<'_>,
+    batch_id: Uuid,
+    next_offset: i64,
+) -> Result<(), CommitError> {
     let updated = sqlx::query(
         "UPDATE consumer_checkpoints SET next_offset = $5, batch_id = $6, updated_at = now()
          WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $4",
@@ -161,12 +200,18 @@ async fn advance_checkpoint_in_tx(tx: &mut PgConnection, input: &BatchInput<'_>,
     .await?
     .rows_affected();
     if updated != 1 {
-        return Err(CommitError::Fenced { checkpoint: -1, expected: input.expected_next_offset });
+        return Err(CommitError::Fenced {
+            checkpoint: -1,
+            expected: input.expected_next_offset,
+        });
     }
     Ok(())
 }
 
-async fn load_state_in_tx(tx: &mut PgConnection, candidates: &[Candidate]) -> Result<LedgerState, sqlx::Error> {
+async fn load_state_in_tx(
+    tx: &mut PgConnection,
+    candidates: &[Candidate],
+) -> Result<LedgerState, sqlx::Error> {
     let mut keys: Vec<String> = Vec::new();
     let mut entities: HashSet<String> = HashSet::new();
     let mut accounts: Vec<String> = Vec::new();
@@ -185,7 +230,7 @@ async fn load_state_in_tx(tx: &mut PgConnection, candidates: &[Candidate]) -> Re
     accounts.dedup();
     let entities: Vec<String> = entities.into_iter().collect();
 
-    let known: Vec<(String, Vec<u8>, String, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+    let known: Vec<KeyRow> = sqlx::query_as(
         "SELECT key, fingerprint, outcome, entry_id, rejection_id FROM idempotency_records WHERE key = ANY($1)",
     )
     .bind(&keys)
@@ -193,14 +238,20 @@ async fn load_state_in_tx(tx: &mut PgConnection, candidates: &[Candidate]) -> Re
     .await?;
     let known_keys = known
         .into_iter()
-        .filter_map(|(key, fp, outcome, entry, rejection)| {
-            let fingerprint: [u8; 32] = fp.try_into().ok()?;
-            let outcome = match (outcome.as_str(), entry, rejection) {
+        .filter_map(|r| {
+            let (key, fingerprint) = (r.key, r.fingerprint.try_into().ok()?);
+            let outcome = match (r.outcome.as_str(), r.entry_id, r.rejection_id) {
                 ("posted", Some(e), _) => Outcome::Posted(e),
                 (_, _, Some(r)) => Outcome::Rejected(r),
                 _ => return None,
             };
-            Some((key, KnownKey { fingerprint, outcome }))
+            Some((
+                key,
+                KnownKey {
+                    fingerprint,
+                    outcome,
+                },
+            ))
         })
         .collect();
 
@@ -216,13 +267,18 @@ async fn load_state_in_tx(tx: &mut PgConnection, candidates: &[Candidate]) -> Re
     .await?;
     let mut periods: HashMap<String, Vec<Period>> = HashMap::new();
     for (entity, start, end, status) in period_rows {
-        periods.entry(entity).or_default().push(Period { start, end, open: status == "open" });
+        periods.entry(entity).or_default().push(Period {
+            start,
+            end,
+            open: status == "open",
+        });
     }
 
     // Balance rows locked in sorted account order: two batches touching the same accounts queue
     // instead of deadlocking.
-    let rows: Vec<(String, String, String, bool, bool, String, Decimal, i64)> = sqlx::query_as(
-        "SELECT a.id, a.entity_id, a.currency::text, a.active, a.allow_negative, a.normal_side::text, b.balance, b.version
+    let rows: Vec<AccountRow> = sqlx::query_as(
+        "SELECT a.id, a.entity_id, a.currency::text AS currency, a.active, a.allow_negative,
+                a.normal_side::text AS normal_side, b.balance, b.version
          FROM account_balances b JOIN accounts a ON a.id = b.account_id
          WHERE b.account_id = ANY($1) ORDER BY b.account_id FOR UPDATE OF b",
     )
@@ -231,12 +287,51 @@ async fn load_state_in_tx(tx: &mut PgConnection, candidates: &[Candidate]) -> Re
     .await?;
     let accounts = rows
         .into_iter()
-        .map(|(id, entity_id, currency, active, allow_negative, side, balance, version)| {
-            let normal_side = if side == "D" { Side::Debit } else { Side::Credit };
-            (id, AccountState { entity_id, currency, active, allow_negative, normal_side, balance, version })
+        .map(|r| {
+            let normal_side = if r.normal_side == "D" {
+                Side::Debit
+            } else {
+                Side::Credit
+            };
+            let state = AccountState {
+                entity_id: r.entity_id,
+                currency: r.currency,
+                active: r.active,
+                allow_negative: r.allow_negative,
+                normal_side,
+                balance: r.balance,
+                version: r.version,
+            };
+            (r.id, state)
         })
         .collect();
-    Ok(LedgerState { entities: existing.into_iter().collect(), periods, accounts, known_keys })
+    Ok(LedgerState {
+        entities: existing.into_iter().collect(),
+        periods,
+        accounts,
+        known_keys,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    key: String,
+    fingerprint: Vec<u8>,
+    outcome: String,
+    entry_id: Option<Uuid>,
+    rejection_id: Option<Uuid>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: String,
+    entity_id: String,
+    currency: String,
+    active: bool,
+    allow_negative: bool,
+    normal_side: String,
+    balance: Decimal,
+    version: i64,
 }
 
 /// Column arrays for the bulk inserts of one batch.
@@ -289,10 +384,22 @@ struct Writes<'a> {
 
 impl<'a> Writes<'a> {
     fn new(input: &BatchInput<'a>, now: DateTime<Utc>) -> Self {
-        Writes { group: input.group, topic: input.topic, partition: input.partition, now, ..Default::default() }
+        Writes {
+            group: input.group,
+            topic: input.topic,
+            partition: input.partition,
+            now,
+            ..Default::default()
+        }
     }
 
-    fn add(&mut self, m: &BatchMessage, candidate: &Candidate, decision: &Decision, state: &LedgerState) {
+    fn add(
+        &mut self,
+        m: &BatchMessage,
+        candidate: &Candidate,
+        decision: &Decision,
+        state: &LedgerState,
+    ) {
         match (decision, candidate) {
             (Decision::Duplicate { .. }, _) => self.duplicates += 1,
             (Decision::Post { entry_id, changes }, Candidate::Parsed(p)) => {
@@ -315,10 +422,22 @@ impl<'a> Writes<'a> {
                         effective_date: p.effective_date.to_string(),
                         recorded_at: self.now.to_rfc3339(),
                     };
-                    self.outbox(balance_event_id(*entry_id, &c.account), "balance", c.account.clone(), &event);
+                    self.outbox(
+                        balance_event_id(*entry_id, &c.account),
+                        "balance",
+                        c.account.clone(),
+                        &event,
+                    );
                 }
             }
-            (Decision::Reject { rejection_id, rejection, record_key }, _) => {
+            (
+                Decision::Reject {
+                    rejection_id,
+                    rejection,
+                    record_key,
+                },
+                _,
+            ) => {
                 let key = match candidate {
                     Candidate::Parsed(p) => Some(p.key.as_str().to_string()),
                     Candidate::Refused { key, .. } => key.clone(),
@@ -348,7 +467,9 @@ impl<'a> Writes<'a> {
                     raw: m.raw.clone(),
                     rejected_at: self.now.to_rfc3339(),
                 };
-                let event_key = key.clone().unwrap_or_else(|| format!("{}/{}/{}", self.topic, self.partition, m.offset));
+                let event_key = key
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/{}/{}", self.topic, self.partition, m.offset));
                 self.outbox(*rejection_id, "rejection", event_key, &event);
                 if rejection.code() == "IDEMPOTENCY_CONFLICT" {
                     let cause = format!("{}/{}/{}", self.topic, self.partition, m.offset);
@@ -369,7 +490,9 @@ impl<'a> Writes<'a> {
                     self.outbox(id, "anomaly", key.unwrap_or_default(), &event);
                 }
             }
-            (Decision::Post { .. }, Candidate::Refused { .. }) => unreachable!("only parsed postings are posted"),
+            (Decision::Post { .. }, Candidate::Refused { .. }) => {
+                unreachable!("only parsed postings are posted")
+            }
         }
     }
 
@@ -380,11 +503,13 @@ impl<'a> Writes<'a> {
         self.entry_dates.push(p.effective_date);
         self.entry_descriptions.push(p.description.clone());
         self.entry_sources.push(p.source.clone());
-        self.entry_metadata.push(serde_json::to_string(&p.metadata).expect("string map serializes"));
+        self.entry_metadata
+            .push(serde_json::to_string(&p.metadata).expect("string map serializes"));
         self.entry_offsets.push(offset);
         for (i, line) in p.lines.iter().enumerate() {
             self.line_entries.push(entry_id);
-            self.line_numbers.push(i16::try_from(i + 1).expect("lines are bounded by LINES_PER_ENTRY_MAX"));
+            self.line_numbers
+                .push(i16::try_from(i + 1).expect("lines are bounded by LINES_PER_ENTRY_MAX"));
             self.line_accounts.push(line.account.as_str().to_string());
             self.line_sides.push(line.side.code().to_string());
             self.line_amounts.push(line.amount);
@@ -397,14 +522,27 @@ impl<'a> Writes<'a> {
         self.key_rejections.push(None);
     }
 
-    fn outbox<T: serde::Serialize>(&mut self, id: Uuid, kind: &'static str, key: String, event: &T) {
+    fn outbox<T: serde::Serialize>(
+        &mut self,
+        id: Uuid,
+        kind: &'static str,
+        key: String,
+        event: &T,
+    ) {
         self.outbox_ids.push(id);
         self.outbox_kinds.push(kind);
         self.outbox_keys.push(key);
-        self.outbox_payloads.push(serde_json::to_string(event).expect("events serialize"));
+        self.outbox_payloads
+            .push(serde_json::to_string(event).expect("events serialize"));
     }
 
-    async fn flush_in_tx(&self, tx: &mut PgConnection, batch_id: Uuid, first_offset: i64, next_offset: i64) -> Result<(), sqlx::Error> {
+    async fn flush_in_tx(
+        &self,
+        tx: &mut PgConnection,
+        batch_id: Uuid,
+        first_offset: i64,
+        next_offset: i64,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO batches (id, consumer_group, topic, partition, first_offset, next_offset, posted, rejected, duplicates, committed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",

@@ -31,9 +31,13 @@ pub async fn trial_balance(pool: &PgPool) -> Result<Vec<TrialBalanceRow>, StoreE
 
 /// Rejections per reason code.
 pub async fn rejection_counts(pool: &PgPool) -> Result<Vec<(String, i64)>, StoreError> {
-    Ok(sqlx::query_as("SELECT reason_code, count(*) FROM rejections GROUP BY 1 ORDER BY 2 DESC, 1")
+    Ok(
+        sqlx::query_as(
+            "SELECT reason_code, count(*) FROM rejections GROUP BY 1 ORDER BY 2 DESC, 1",
+        )
         .fetch_all(pool)
-        .await?)
+        .await?,
+    )
 }
 
 /// Accounts whose stored balance differs from the sum of their lines (normal-side direction),

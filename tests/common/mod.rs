@@ -19,13 +19,24 @@ pub fn unique(prefix: &str) -> String {
 /// A new, migrated database of its own; dropped with the test machine, not per test.
 pub async fn fresh_db() -> (PgPool, String) {
     let admin_url = required_env("LEDGERLINE_ADMIN_DATABASE_URL");
-    let admin = PgPoolOptions::new().max_connections(1).connect(&admin_url).await.expect("admin connection");
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await
+        .expect("admin connection");
     let name = unique("test");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create database");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create database");
     admin.close().await;
     let url = db_url(&name);
-    let pool = ledgerline::store::connect(&Secret::new(url.clone()), 8).await.expect("connect to test database");
-    ledgerline::store::migrate(&pool).await.expect("migrations apply");
+    let pool = ledgerline::store::connect(&Secret::new(url.clone()), 8)
+        .await
+        .expect("connect to test database");
+    ledgerline::store::migrate(&pool)
+        .await
+        .expect("migrations apply");
     (pool, url)
 }
 
@@ -37,7 +48,10 @@ pub fn db_url(name: &str) -> String {
 }
 
 pub fn kafka() -> KafkaSettings {
-    KafkaSettings { brokers: required_env("LEDGERLINE_KAFKA_BROKERS"), properties: Default::default() }
+    KafkaSettings {
+        brokers: required_env("LEDGERLINE_KAFKA_BROKERS"),
+        properties: Default::default(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -66,17 +80,38 @@ impl Ledger {
     pub async fn new(accounts: usize, partitions: i32) -> Ledger {
         let (pool, db_url) = fresh_db().await;
         let table = ledgerline::domain::CurrencyTable::default();
-        ledgerline::store::entities::create(&pool, "demo", "Demo").await.unwrap();
+        ledgerline::store::entities::create(&pool, "demo", "Demo")
+            .await
+            .unwrap();
         let chart: Vec<_> = ledgerline::generator::synthetic_chart("demo", "USD", accounts)
             .iter()
             .map(|s| s.check(&table).unwrap())
             .collect();
-        ledgerline::store::accounts::import(&pool, &chart).await.unwrap();
+        ledgerline::store::accounts::import(&pool, &chart)
+            .await
+            .unwrap();
         let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        ledgerline::store::periods::open(&pool, "demo", d("2026-11-01"), d("2026-11-30"), "test", "").await.unwrap();
+        ledgerline::store::periods::open(
+            &pool,
+            "demo",
+            d("2026-11-01"),
+            d("2026-11-30"),
+            "test",
+            "",
+        )
+        .await
+        .unwrap();
         let topic = unique("postings");
-        ledgerline::kafka::create_topics(&kafka(), &[&topic], partitions).await.unwrap();
-        Ledger { pool, db_url, topic, group: unique("posters"), partitions }
+        ledgerline::kafka::create_topics(&kafka(), &[&topic], partitions)
+            .await
+            .unwrap();
+        Ledger {
+            pool,
+            db_url,
+            topic,
+            group: unique("posters"),
+            partitions,
+        }
     }
 
     pub async fn produce(&self, messages: &[Message]) {
@@ -87,17 +122,26 @@ impl Ledger {
         Publisher::new(&self.topic).produce_raw(messages).await;
     }
 
-
     /// High watermark per partition.
     pub fn end_offsets(&self) -> BTreeMap<i32, i64> {
         let consumer: BaseConsumer = kafka().client_config().create().unwrap();
         (0..self.partitions)
-            .map(|p| (p, consumer.fetch_watermarks(&self.topic, p, Duration::from_secs(10)).unwrap().1))
+            .map(|p| {
+                (
+                    p,
+                    consumer
+                        .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                        .unwrap()
+                        .1,
+                )
+            })
             .collect()
     }
 
     pub async fn checkpoints(&self) -> BTreeMap<i32, i64> {
-        ledgerline::store::checkpoints::all(&self.pool, &self.group, &self.topic).await.unwrap()
+        ledgerline::store::checkpoints::all(&self.pool, &self.group, &self.topic)
+            .await
+            .unwrap()
     }
 
     /// Waits until every partition's checkpoint reaches its end offset.
@@ -106,10 +150,16 @@ impl Ledger {
         let started = Instant::now();
         loop {
             let cp = self.checkpoints().await;
-            if end.iter().all(|(p, e)| cp.get(p).copied().unwrap_or(0) >= *e) {
+            if end
+                .iter()
+                .all(|(p, e)| cp.get(p).copied().unwrap_or(0) >= *e)
+            {
                 return;
             }
-            assert!(started.elapsed() < timeout, "not drained after {timeout:?}: checkpoints {cp:?}, ends {end:?}");
+            assert!(
+                started.elapsed() < timeout,
+                "not drained after {timeout:?}: checkpoints {cp:?}, ends {end:?}"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -118,7 +168,10 @@ impl Ledger {
     pub async fn wait_progress(&self, before: i64, timeout: Duration) {
         let started = Instant::now();
         while self.checkpoints().await.values().sum::<i64>() <= before {
-            assert!(started.elapsed() < timeout, "no batch committed within {timeout:?}");
+            assert!(
+                started.elapsed() < timeout,
+                "no batch committed within {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -134,19 +187,43 @@ impl Ledger {
             .filter(|m| m.expected == Expected::Posted)
             .map(|m| m.key.as_str())
             .collect();
-        let invalid = messages.iter().filter(|m| matches!(m.expected, Expected::Rejected(_))).count() as i64;
+        let invalid = messages
+            .iter()
+            .filter(|m| matches!(m.expected, Expected::Rejected(_)))
+            .count() as i64;
         let facts = LedgerFacts::read(&self.pool).await;
-        assert_eq!(facts.entries, posted_keys.len() as i64, "committed entries = distinct valid keys");
+        assert_eq!(
+            facts.entries,
+            posted_keys.len() as i64,
+            "committed entries = distinct valid keys"
+        );
         assert_eq!(facts.distinct_keys, facts.entries, "no duplicate entries");
-        assert_eq!(facts.rejections, invalid, "every invalid request rejected exactly once");
-        assert_eq!(facts.rejection_positions, facts.rejections, "one rejection per message position");
+        assert_eq!(
+            facts.rejections, invalid,
+            "every invalid request rejected exactly once"
+        );
+        assert_eq!(
+            facts.rejection_positions, facts.rejections,
+            "one rejection per message position"
+        );
         for (currency, d, c) in &facts.trial_balance {
             assert_eq!(d, c, "trial balance is zero in {currency}");
         }
-        assert!(facts.drift.is_empty(), "every balance = sum of its lines: {:?}", &facts.drift[..facts.drift.len().min(3)]);
-        assert_eq!(facts.version_mismatches, 0, "every account version = entries touching it");
+        assert!(
+            facts.drift.is_empty(),
+            "every balance = sum of its lines: {:?}",
+            &facts.drift[..facts.drift.len().min(3)]
+        );
+        assert_eq!(
+            facts.version_mismatches, 0,
+            "every account version = entries touching it"
+        );
         let ends = self.end_offsets();
-        assert_eq!(self.checkpoints().await, ends, "every checkpoint = end offset");
+        assert_eq!(
+            self.checkpoints().await,
+            ends,
+            "every checkpoint = end offset"
+        );
         facts
     }
 }
@@ -166,7 +243,12 @@ pub struct LedgerFacts {
 
 impl LedgerFacts {
     pub async fn read(pool: &PgPool) -> LedgerFacts {
-        let one = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap() };
+        let one = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        };
         LedgerFacts {
             entries: one("SELECT count(*) FROM journal_entries").await,
             distinct_keys: one("SELECT count(DISTINCT idempotency_key) FROM journal_entries").await,
@@ -209,7 +291,13 @@ pub async fn ledger_content(pool: &PgPool) -> (Vec<String>, Vec<String>) {
     (entries, balances)
 }
 
-pub fn spawn_poster(db_url: &str, topic: &str, group: &str, http_port: u16, extra: &[&str]) -> Child {
+pub fn spawn_poster(
+    db_url: &str,
+    topic: &str,
+    group: &str,
+    http_port: u16,
+    extra: &[&str],
+) -> Child {
     let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("poster-logs");
     std::fs::create_dir_all(&log_dir).unwrap();
     let log = std::fs::OpenOptions::new()
@@ -218,7 +306,15 @@ pub fn spawn_poster(db_url: &str, topic: &str, group: &str, http_port: u16, extr
         .open(log_dir.join(format!("{group}.log")))
         .unwrap();
     Command::new(env!("CARGO_BIN_EXE_ledgerline"))
-        .args(["poster", "--group", group, "--topic", topic, "--http-addr", &format!("127.0.0.1:{http_port}")])
+        .args([
+            "poster",
+            "--group",
+            group,
+            "--topic",
+            topic,
+            "--http-addr",
+            &format!("127.0.0.1:{http_port}"),
+        ])
         .args(extra)
         .env("LEDGERLINE_DATABASE_URL", db_url)
         .env("RUST_LOG", "info,ledgerline=info")
@@ -232,24 +328,45 @@ pub fn spawn_poster(db_url: &str, topic: &str, group: &str, http_port: u16, extr
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success(), "kill -{sig} {}", child.id());
 }
 
 /// GET http://127.0.0.1:port/path, returning (status, body); None when nothing answers.
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(("127.0.0.1", port))).await.ok()?.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.ok()?;
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.ok()?.ok()?;
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
     let text = String::from_utf8_lossy(&buf).to_string();
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -262,7 +379,10 @@ pub async fn wait_ready(port: u16, ready: bool, timeout: Duration) {
                 return;
             }
         }
-        assert!(started.elapsed() < timeout, "/ready did not become {ready} within {timeout:?}");
+        assert!(
+            started.elapsed() < timeout,
+            "/ready did not become {ready} within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -274,7 +394,9 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(topic: &str) -> Self {
-        Publisher { topic: topic.to_string() }
+        Publisher {
+            topic: topic.to_string(),
+        }
     }
 
     pub async fn produce(&self, messages: &[Message]) {
@@ -295,14 +417,19 @@ impl Publisher {
 
     pub async fn produce_raw(&self, messages: &[(String, Vec<u8>)]) {
         let mut config = kafka().client_config();
-        config.set("enable.idempotence", "true").set("acks", "all").set("message.max.bytes", "20000000");
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.max.bytes", "20000000");
         let producer: rdkafka::producer::FutureProducer = config.create().unwrap();
         let sends = messages.iter().map(|(k, b)| {
-            producer.send(FutureRecord::to(&self.topic).key(k).payload(b), Duration::from_secs(60))
+            producer.send(
+                FutureRecord::to(&self.topic).key(k).payload(b),
+                Duration::from_secs(60),
+            )
         });
         for r in futures::future::join_all(sends).await {
             r.map_err(|(e, _)| e).expect("message acknowledged");
         }
     }
-
 }
