@@ -157,7 +157,10 @@ ensure_tansu_installed() {
 tansu_pid() {
     local pid
     pid=$(cat "$TANSU_DIR/broker.pid" 2>/dev/null || true)
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
+    # A killed broker can linger as a zombie when nothing reaps it: that is not running.
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid" | cut -c1)" != Z ]; then
+        echo "$pid"
+    fi
 }
 
 tansu_up() {
