@@ -155,7 +155,9 @@ impl KafkaSettings {
             config.set(key, value.expose());
         }
         // librdkafka logs its config at debug level; never let that include secrets.
-        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+        if !self.properties.contains_key("debug") {
+            config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+        }
         config
     }
 }

@@ -31,6 +31,10 @@ pub const BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub const BATCH_WAIT_MS_MAX: u64 = 10_000;
 /// Retries of one batch on transient errors before it is split.
 pub const BATCH_RETRIES_MAX: usize = 8;
+/// Per-partition fetch size: the largest message the poster can read (and reject).
+pub const FETCH_PARTITION_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// A poster with lag that fetched nothing for this long reports itself not ready.
+pub const STALL_SECONDS: u64 = 60;
 /// Kafka consumer session timeout; the rebalance drain must finish well inside it.
 pub const KAFKA_SESSION_TIMEOUT_MS: u64 = 30_000;
 /// Longest the poster spends finishing a batch when partitions are revoked or on shutdown.

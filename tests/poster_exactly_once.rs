@@ -27,7 +27,7 @@ fn workload_over(count: usize, seed: u64, accounts: usize) -> Vec<Message> {
     })
 }
 
-fn stop(mut child: std::process::Child) {
+fn stop(mut child: common::PosterProcess) {
     signal(&child, "TERM");
     let status = child.wait().unwrap();
     assert!(

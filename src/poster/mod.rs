@@ -113,7 +113,8 @@ impl Poster {
                 );
             }
             if last_lag_update.elapsed() > Duration::from_secs(5) {
-                self.update_lag(&consumer, &positions);
+                let lag = self.update_lag(&consumer, &positions);
+                self.report_stall(lag, last_message.elapsed());
                 last_lag_update = Instant::now();
             }
             if let Some(idle_ms) = self.settings.exit_when_idle_ms {
@@ -345,6 +346,25 @@ impl Poster {
             }
         }
         total
+    }
+
+    /// Messages wait but none arrive: say so on /ready instead of looking healthy.
+    fn report_stall(&self, lag: i64, since_last_message: Duration) {
+        let stalled = lag > 0
+            && lag != i64::MAX
+            && since_last_message > Duration::from_secs(limits::STALL_SECONDS);
+        let mut reason = self.health.stalled.lock().expect("health lock");
+        if stalled {
+            *reason = Some(format!(
+                "no progress: {lag} messages behind, none fetched for {} s",
+                since_last_message.as_secs()
+            ));
+        } else if reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("no progress"))
+        {
+            *reason = None;
+        }
     }
 
     fn caught_up(&self, consumer: &BaseConsumer<PosterContext>, positions: &Positions) -> bool {

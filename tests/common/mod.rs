@@ -59,6 +59,7 @@ pub fn kafka() -> KafkaSettings {
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use ledgerline::codec::{posting_codec, Framing};
@@ -176,7 +177,7 @@ impl Ledger {
         }
     }
 
-    pub fn poster(&self, http_port: u16, extra: &[&str]) -> Child {
+    pub fn poster(&self, http_port: u16, extra: &[&str]) -> PosterProcess {
         spawn_poster(&self.db_url, &self.topic, &self.group, http_port, extra)
     }
 
@@ -291,13 +292,38 @@ pub async fn ledger_content(pool: &PgPool) -> (Vec<String>, Vec<String>) {
     (entries, balances)
 }
 
+/// A poster process that is killed if the test ends (or panics) while it still runs.
+pub struct PosterProcess(pub Child);
+
+impl std::ops::Deref for PosterProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PosterProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for PosterProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 pub fn spawn_poster(
     db_url: &str,
     topic: &str,
     group: &str,
     http_port: u16,
     extra: &[&str],
-) -> Child {
+) -> PosterProcess {
     let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("poster-logs");
     std::fs::create_dir_all(&log_dir).unwrap();
     let log = std::fs::OpenOptions::new()
@@ -324,6 +350,7 @@ pub fn spawn_poster(
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
+        .map(PosterProcess)
         .expect("poster starts")
 }
 
