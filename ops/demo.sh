@@ -2,7 +2,8 @@
 # The main job end to end on the local stack: install and start the stack, build, migrate,
 # set up an entity, accounts and an open period, publish a sample (with duplicates and invalid
 # requests), run the poster until the topic is drained, then print the trial balance and the
-# rejection summary.
+# rejection summary, and run the reporter to publish and show balance, anomaly and rejection
+# events.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source ops/lib.sh
@@ -42,6 +43,15 @@ echo "-- /metrics (excerpt):"
 curl -s "http://$HTTP_ADDR/metrics" | grep -E '^ledgerline_(postings_total|consumer_lag_messages|checkpoint_offset)' || true
 wait $POSTER
 trap - EXIT
+
+echo "== reporter: publishing balance, anomaly and rejection events until the outbox is drained"
+$LL reporter --http-addr "${LEDGERLINE_REPORTER_HTTP_ADDR:-127.0.0.1:9465}" --exit-when-idle-ms 3000
+echo "-- a few balance events (ledgerline tail balances):"
+$LL tail balances --max 5
+echo "-- a few anomaly events (ledgerline tail anomalies):"
+$LL tail anomalies --max 5
+echo "-- a few rejections (ledgerline tail rejections):"
+$LL tail rejections --max 3
 
 echo "== trial balance"
 $LL report trial-balance

@@ -52,6 +52,60 @@ pub enum Command {
     /// Ledger summaries.
     #[command(subcommand)]
     Report(ReportCmd),
+    /// Publish outbox events (balances, anomalies, rejections) to Kafka (long-running).
+    Reporter(ReporterArgs),
+    /// Print downstream events for humans, one line each, from the start of the topic.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReporterArgs {
+    #[arg(
+        long,
+        env = "LEDGERLINE_REPORTER_HTTP_ADDR",
+        default_value = "127.0.0.1:9465"
+    )]
+    pub http_addr: std::net::SocketAddr,
+    /// Outbox rows published per round.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_rows: i64,
+    /// Exit once the outbox stays empty this long (demos, tests).
+    #[arg(long)]
+    pub exit_when_idle_ms: Option<u64>,
+    /// Anomaly detectors to run: all, none, or a list such as LARGE_AMOUNT,VELOCITY_SPIKE.
+    #[arg(long, env = "LEDGERLINE_DETECTORS", default_value = "all")]
+    pub detectors: String,
+    #[arg(long, default_value_t = 5000)]
+    pub detect_interval_ms: u64,
+    /// How often the integrity check recomputes every balance from its lines.
+    #[arg(long, default_value_t = 60_000)]
+    pub integrity_interval_ms: u64,
+    /// Seconds of recent activity the per-entry detectors look at.
+    #[arg(long, default_value_t = 600)]
+    pub window_seconds: i64,
+    #[arg(long, default_value = "10")]
+    pub large_amount_factor: rust_decimal::Decimal,
+    #[arg(long, default_value_t = 5)]
+    pub large_amount_history_min: i64,
+    #[arg(long, default_value_t = 120)]
+    pub velocity_lines_per_minute_max: i64,
+    #[arg(long, default_value_t = 30)]
+    pub backdated_days_max: i64,
+    #[arg(long, default_value_t = 0.25)]
+    pub rejection_rate_max: f64,
+    #[arg(long, default_value_t = 20)]
+    pub rejection_rate_messages_min: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    pub stream: crate::tail::Stream,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub max: Option<usize>,
+    /// Stop when nothing arrives for this long.
+    #[arg(long, default_value_t = 3000)]
+    pub idle_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +331,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Poster(args) => poster(args).await?,
         Command::Replay(args) => replay(args).await?,
         Command::Report(cmd) => report(cmd).await?,
+        Command::Reporter(args) => reporter(args).await?,
+        Command::Tail(args) => tail(args).await?,
     }
     Ok(())
 }
@@ -674,5 +730,60 @@ async fn report(cmd: ReportCmd) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+async fn reporter(args: ReporterArgs) -> Result<()> {
+    let pool = store::connect(&database_url()?, 4).await?;
+    store::migrate(&pool).await?;
+    let [_, balances_topic, anomalies_topic, rejections_topic] = ledger_topics();
+    let settings = crate::reporter::ReporterSettings {
+        balances_topic,
+        anomalies_topic,
+        rejections_topic,
+        batch_rows: args.batch_rows.clamp(1, 10_000),
+        idle_wait: std::time::Duration::from_millis(200),
+        exit_when_idle: args.exit_when_idle_ms.map(std::time::Duration::from_millis),
+    };
+    let detectors =
+        crate::reporter::detect::parse_detectors(&args.detectors).map_err(anyhow::Error::msg)?;
+    let thresholds = crate::domain::anomaly::DetectorSettings {
+        window_seconds: args.window_seconds,
+        large_amount_factor: args.large_amount_factor,
+        large_amount_history_min: args.large_amount_history_min,
+        velocity_lines_per_minute_max: args.velocity_lines_per_minute_max,
+        backdated_days_max: args.backdated_days_max,
+        rejection_rate_max: args.rejection_rate_max,
+        rejection_rate_messages_min: args.rejection_rate_messages_min,
+    };
+    let detection = crate::reporter::detect::Detection::new(
+        thresholds,
+        detectors,
+        Duration::from_millis(args.detect_interval_ms),
+        Duration::from_millis(args.integrity_interval_ms),
+    );
+    crate::reporter::serve::serve(
+        pool,
+        KafkaSettings::from_env()?,
+        settings,
+        detection,
+        args.http_addr,
+    )
+    .await
+}
+
+async fn tail(args: TailArgs) -> Result<()> {
+    let [_, balances, anomalies, rejections] = ledger_topics();
+    let topic = match args.stream {
+        crate::tail::Stream::Balances => balances,
+        crate::tail::Stream::Anomalies => anomalies,
+        crate::tail::Stream::Rejections => rejections,
+    };
+    let kafka = KafkaSettings::from_env()?;
+    let idle = Duration::from_millis(args.idle_ms);
+    tokio::task::spawn_blocking(move || {
+        crate::tail::tail(&kafka, args.stream, &topic, args.max, idle)
+    })
+    .await??;
     Ok(())
 }

@@ -12,23 +12,30 @@ use axum::{Json, Router};
 use sqlx::PgPool;
 
 use crate::health::Health;
-use crate::metrics::PosterMetrics;
+
+/// Anything that can show its metrics in the Prometheus text format.
+pub trait MetricsText: Send + Sync {
+    fn render(&self) -> String;
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub health: Arc<Health>,
-    pub metrics: Arc<PosterMetrics>,
+    pub metrics: Arc<dyn MetricsText>,
     pub pool: PgPool,
-    pub group: String,
+    /// The poster's consumer group: enables `/recovery`.
+    pub group: Option<String>,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/recovery", get(recovery))
-        .with_state(state)
+        .route("/metrics", get(metrics));
+    if state.group.is_some() {
+        router = router.route("/recovery", get(recovery));
+    }
+    router.with_state(state)
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
@@ -50,7 +57,8 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 async fn recovery(State(s): State<AppState>) -> Response {
-    match crate::store::checkpoints::recovery(&s.pool, &s.group).await {
+    let group = s.group.as_deref().unwrap_or_default();
+    match crate::store::checkpoints::recovery(&s.pool, group).await {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -117,13 +117,20 @@ impl PosterMetrics {
         }
         m
     }
+}
 
-    pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding");
-        String::from_utf8(buf).expect("prometheus text is UTF-8")
+/// The Prometheus text format of a registry.
+pub fn render(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buf)
+        .expect("text encoding");
+    String::from_utf8(buf).expect("prometheus text is UTF-8")
+}
+
+impl crate::http::MetricsText for PosterMetrics {
+    fn render(&self) -> String {
+        render(&self.registry)
     }
 }
 

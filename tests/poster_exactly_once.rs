@@ -125,32 +125,16 @@ async fn members_joining_and_leaving_keep_exactly_once() {
 /// the conditional checkpoint refuses it and nothing of the batch is written.
 #[tokio::test]
 async fn zombie_consumer_cannot_commit_overlapping_batch() {
-    use ledgerline::codec::posting_codec;
-    use ledgerline::domain::batch::Candidate;
-    use ledgerline::domain::{CurrencyTable, Posting};
-    use ledgerline::store::posting::{commit_batch, BatchInput, BatchMessage, CommitError};
+    use ledgerline::store::posting::{commit_batch, BatchInput, CommitError};
 
     let ledger = Ledger::new(50, 1).await;
-    let table = CurrencyTable::default();
     let messages = generate(&GeneratorSettings {
         count: 20,
         accounts: 50,
         key_prefix: common::unique("z"),
         ..Default::default()
     });
-    let codec = posting_codec();
-    let batch: Vec<BatchMessage> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let r = m.request.clone().unwrap();
-            BatchMessage {
-                offset: i as i64,
-                raw: codec.encode(&r, ledgerline::codec::Framing::Json).unwrap(),
-                candidate: Candidate::Parsed(Posting::parse(&r, &table).unwrap()),
-            }
-        })
-        .collect();
+    let batch = common::parsed_batch(&messages);
     let input = |expected: i64, range: std::ops::Range<usize>| BatchInput {
         group: &ledger.group,
         topic: &ledger.topic,

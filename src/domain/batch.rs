@@ -78,12 +78,23 @@ pub struct KnownKey {
 #[derive(Debug, Clone)]
 pub enum Candidate {
     Parsed(Posting),
-    /// Refused by decoding or pure validation; key and fingerprint when the request decoded.
+    /// Refused by decoding or pure validation; key, fingerprint and source when it decoded.
     Refused {
         key: Option<String>,
         fingerprint: Option<[u8; 32]>,
+        source: Option<String>,
         rejection: Rejection,
     },
+}
+
+impl Candidate {
+    /// The upstream system named by the request, when it decoded.
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Candidate::Parsed(p) => p.source.as_deref(),
+            Candidate::Refused { source, .. } => source.as_deref(),
+        }
+    }
 }
 
 /// The state a batch is judged against, loaded under lock.

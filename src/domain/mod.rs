@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod amount;
+pub mod anomaly;
 pub mod batch;
 pub mod currency;
 pub mod ids;

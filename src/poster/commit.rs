@@ -123,6 +123,7 @@ impl Poster {
                     candidate: Candidate::Refused {
                         key,
                         fingerprint,
+                        source: m.candidate.source().map(str::to_string),
                         rejection: Rejection::Internal(e.to_string()),
                     },
                 };

@@ -220,6 +220,7 @@ impl Poster {
                     Err(rejection) => Candidate::Refused {
                         key: None,
                         fingerprint: None,
+                        source: None,
                         rejection,
                     },
                     Ok(request) => match Posting::parse(&request, &self.currencies) {
@@ -229,6 +230,7 @@ impl Poster {
                                 .ok()
                                 .map(|()| request.idempotency_key.clone()),
                             fingerprint: Some(request_fingerprint(&request)),
+                            source: request.source.clone(),
                             rejection,
                         },
                     },

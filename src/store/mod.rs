@@ -2,9 +2,11 @@
 //! transaction end in `_in_tx`.
 
 pub mod accounts;
+pub mod anomalies;
 pub mod checkpoints;
 pub mod entities;
 pub mod instances;
+pub mod outbox;
 pub mod periods;
 pub mod posting;
 pub mod reports;

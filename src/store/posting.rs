@@ -367,6 +367,7 @@ struct Writes<'a> {
     rejection_details: Vec<String>,
     rejection_raw: Vec<Vec<u8>>,
     rejection_offsets: Vec<i64>,
+    rejection_sources: Vec<Option<String>>,
     // idempotency_records
     key_keys: Vec<String>,
     key_fingerprints: Vec<Vec<u8>>,
@@ -449,6 +450,8 @@ impl<'a> Writes<'a> {
                 self.rejection_details.push(rejection.to_string());
                 self.rejection_raw.push(m.raw.clone());
                 self.rejection_offsets.push(m.offset);
+                self.rejection_sources
+                    .push(candidate.source().map(str::to_string));
                 if let Some((k, fp)) = record_key {
                     self.key_keys.push(k.clone());
                     self.key_fingerprints.push(fp.to_vec());
@@ -562,9 +565,9 @@ impl<'a> Writes<'a> {
         if !self.rejection_ids.is_empty() {
             // A replayed offset finds its rejection already there (same deterministic id).
             sqlx::query(
-                "INSERT INTO rejections (id, idempotency_key, reason_code, detail, raw, source_topic, source_partition, source_offset, batch_id, rejected_at)
-                 SELECT id, k, r, d, raw, $6, $7, o, $8, $9
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $10::bigint[]) AS u(id, k, r, d, raw, o)
+                "INSERT INTO rejections (id, idempotency_key, reason_code, detail, raw, source_topic, source_partition, source_offset, batch_id, rejected_at, source)
+                 SELECT id, k, r, d, raw, $6, $7, o, $8, $9, src
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $10::bigint[], $11::text[]) AS u(id, k, r, d, raw, o, src)
                  ON CONFLICT DO NOTHING",
             )
             .bind(&self.rejection_ids)
@@ -577,6 +580,7 @@ impl<'a> Writes<'a> {
             .bind(batch_id)
             .bind(self.now)
             .bind(&self.rejection_offsets)
+            .bind(&self.rejection_sources)
             .execute(&mut *tx)
             .await?;
         }

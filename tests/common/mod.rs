@@ -324,34 +324,41 @@ pub fn spawn_poster(
     http_port: u16,
     extra: &[&str],
 ) -> PosterProcess {
+    let http = format!("127.0.0.1:{http_port}");
+    let mut args = vec![
+        "poster",
+        "--group",
+        group,
+        "--topic",
+        topic,
+        "--http-addr",
+        &http,
+    ];
+    args.extend_from_slice(extra);
+    spawn_ledgerline(group, &args, &[("LEDGERLINE_DATABASE_URL", db_url)])
+}
+
+/// Runs the ledgerline binary with its output appended to target/tmp/poster-logs/LOG.log.
+pub fn spawn_ledgerline(log: &str, args: &[&str], env: &[(&str, &str)]) -> PosterProcess {
     let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("poster-logs");
     std::fs::create_dir_all(&log_dir).unwrap();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(log_dir.join(format!("{group}.log")))
+        .open(log_dir.join(format!("{log}.log")))
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_ledgerline"))
-        .args([
-            "poster",
-            "--group",
-            group,
-            "--topic",
-            topic,
-            "--http-addr",
-            &format!("127.0.0.1:{http_port}"),
-        ])
-        .args(extra)
-        .env("LEDGERLINE_DATABASE_URL", db_url)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledgerline"));
+    cmd.args(args)
         .env("RUST_LOG", "info,ledgerline=info")
         // A short session timeout, so that a SIGKILLed member's partitions move on quickly.
         .env("LEDGERLINE_RDKAFKA_SESSION_TIMEOUT_MS", "6000")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .map(PosterProcess)
-        .expect("poster starts")
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().map(PosterProcess).expect("ledgerline starts")
 }
 
 pub fn free_port() -> u16 {
@@ -459,4 +466,24 @@ impl Publisher {
             r.map_err(|(e, _)| e).expect("message acknowledged");
         }
     }
+}
+
+/// Generated valid requests as one batch of parsed postings at offsets 0.. (for tests that
+/// commit through the store directly).
+pub fn parsed_batch(messages: &[Message]) -> Vec<ledgerline::store::posting::BatchMessage> {
+    let table = ledgerline::domain::CurrencyTable::default();
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let r = m.request.clone().expect("a request, not raw bytes");
+            ledgerline::store::posting::BatchMessage {
+                offset: i as i64,
+                raw: serde_json::to_vec(&r).unwrap(),
+                candidate: ledgerline::domain::batch::Candidate::Parsed(
+                    ledgerline::domain::Posting::parse(&r, &table).unwrap(),
+                ),
+            }
+        })
+        .collect()
 }

@@ -1,0 +1,65 @@
+//! Prometheus metrics of the reporter.
+
+use std::time::Duration;
+
+use prometheus::{
+    register_histogram_with_registry, register_int_counter_vec_with_registry,
+    register_int_gauge_with_registry, Histogram, IntCounterVec, IntGauge, Registry,
+};
+
+use crate::store::outbox::OutboxRow;
+
+pub struct ReporterMetrics {
+    pub registry: Registry,
+    pub published: IntCounterVec,
+    pub anomalies: IntCounterVec,
+    pub publish_seconds: Histogram,
+    pub backlog: IntGauge,
+    pub oldest_unpublished_age_seconds: IntGauge,
+    pub leader: IntGauge,
+    pub drifted_accounts: IntGauge,
+}
+
+impl ReporterMetrics {
+    pub fn new() -> Self {
+        let r =
+            Registry::new_custom(Some("ledgerline_reporter".into()), None).expect("valid prefix");
+        ReporterMetrics {
+            published: register_int_counter_vec_with_registry!("events_published_total", "Events published, by kind.", &["kind"], r).unwrap(),
+            anomalies: register_int_counter_vec_with_registry!("anomalies_published_total", "Anomaly events published, by anomaly kind.", &["anomaly"], r).unwrap(),
+            publish_seconds: register_histogram_with_registry!("publish_round_seconds", "Time to publish and mark one round of outbox rows.", vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0], r).unwrap(),
+            backlog: register_int_gauge_with_registry!("outbox_backlog", "Unpublished outbox rows.", r).unwrap(),
+            oldest_unpublished_age_seconds: register_int_gauge_with_registry!("outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row.", r).unwrap(),
+            leader: register_int_gauge_with_registry!("leader", "1 while this reporter is the active publisher.", r).unwrap(),
+            drifted_accounts: register_int_gauge_with_registry!("integrity_drifted_accounts", "Accounts whose balance differed from the sum of their lines at the last integrity check.", r).unwrap(),
+            registry: r,
+        }
+    }
+
+    pub fn observe_round(&self, rows: &[OutboxRow], took: Duration) {
+        for row in rows {
+            self.published.with_label_values(&[&row.kind]).inc();
+            if row.kind == "anomaly" {
+                let kind = row
+                    .payload
+                    .get("kind")
+                    .and_then(|k| k.as_str())
+                    .unwrap_or("unknown");
+                self.anomalies.with_label_values(&[kind]).inc();
+            }
+        }
+        self.publish_seconds.observe(took.as_secs_f64());
+    }
+}
+
+impl Default for ReporterMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl crate::http::MetricsText for ReporterMetrics {
+    fn render(&self) -> String {
+        crate::metrics::render(&self.registry)
+    }
+}

@@ -1,0 +1,216 @@
+//! The reporter: publishes outbox rows to Kafka with an idempotent producer, then marks them.
+//!
+//! Phases: become leader (advisory lock; others wait as standby) -> read the oldest unpublished
+//! rows in id order -> encode (Avro single-object) and enqueue them in that order -> wait for
+//! every acknowledgement -> mark them published. A crash between publish and mark re-publishes
+//! the same events (same ids, same bytes): consumers drop duplicates by event id.
+
+pub mod detect;
+pub mod metrics;
+pub mod serve;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgPool;
+
+use crate::codec::{
+    AnomalyEvent, BalanceEvent, Framing, RecordCodec, RejectionEvent, ANOMALY_EVENT_SCHEMA,
+    BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
+};
+use crate::health::Health;
+use crate::store::outbox::{self, OutboxRow};
+pub use metrics::ReporterMetrics;
+
+#[derive(Debug, Clone)]
+pub struct ReporterSettings {
+    pub balances_topic: String,
+    pub anomalies_topic: String,
+    pub rejections_topic: String,
+    /// Rows read and published per round.
+    pub batch_rows: i64,
+    pub idle_wait: Duration,
+    /// Stop once the outbox is empty and stays so this long (tests, demos).
+    pub exit_when_idle: Option<Duration>,
+}
+
+struct Codecs {
+    balance: RecordCodec<BalanceEvent>,
+    anomaly: RecordCodec<AnomalyEvent>,
+    rejection: RecordCodec<RejectionEvent>,
+}
+
+const EVENT_BYTES_MAX: usize = 1 << 20;
+
+impl Codecs {
+    fn new() -> Self {
+        Codecs {
+            balance: RecordCodec::new(BALANCE_EVENT_SCHEMA, EVENT_BYTES_MAX),
+            anomaly: RecordCodec::new(ANOMALY_EVENT_SCHEMA, EVENT_BYTES_MAX),
+            rejection: RecordCodec::new(REJECTION_SCHEMA, EVENT_BYTES_MAX),
+        }
+    }
+
+    /// The Avro bytes of one outbox row.
+    fn encode(&self, row: &OutboxRow) -> Result<Vec<u8>> {
+        let framing = Framing::AvroSingleObject;
+        let payload = row.payload.clone();
+        let bytes = match row.kind.as_str() {
+            "balance" => self
+                .balance
+                .encode(&serde_json::from_value(payload)?, framing)?,
+            "anomaly" => self
+                .anomaly
+                .encode(&serde_json::from_value(payload)?, framing)?,
+            "rejection" => self
+                .rejection
+                .encode(&serde_json::from_value(payload)?, framing)?,
+            other => anyhow::bail!("outbox row {} has unknown kind {other:?}", row.id),
+        };
+        Ok(bytes)
+    }
+}
+
+pub struct Reporter {
+    pub settings: ReporterSettings,
+    pub pool: PgPool,
+    pub producer: FutureProducer,
+    pub metrics: Arc<ReporterMetrics>,
+    pub health: Arc<Health>,
+    pub shutdown: Arc<AtomicBool>,
+    pub detection: tokio::sync::Mutex<detect::Detection>,
+}
+
+impl Reporter {
+    pub async fn run(&self) -> Result<()> {
+        let codecs = Codecs::new();
+        let mut idle_since: Option<Instant> = None;
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let Some(mut lead) = self.lead().await else {
+                continue;
+            };
+            tracing::info!("this reporter is the active publisher");
+            self.metrics.leader.set(1);
+            while !self.shutdown.load(Ordering::Relaxed) && outbox::still_leading(&mut lead).await {
+                self.detect().await;
+                match self.publish_round(&codecs).await {
+                    Ok(0) => {
+                        let since = *idle_since.get_or_insert_with(Instant::now);
+                        if self
+                            .settings
+                            .exit_when_idle
+                            .is_some_and(|d| since.elapsed() >= d)
+                        {
+                            tracing::info!("outbox drained; exiting");
+                            return Ok(());
+                        }
+                        tokio::time::sleep(self.settings.idle_wait).await;
+                    }
+                    Ok(_) => idle_since = None,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "publishing failed; retrying");
+                        self.health
+                            .set_stalled(Some(format!("publishing failed: {e:#}")));
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            self.metrics.leader.set(0);
+        }
+        Ok(())
+    }
+
+    async fn detect(&self) {
+        match self.detection.lock().await.run_due(&self.pool).await {
+            Ok((raised, drift)) => {
+                if raised > 0 {
+                    tracing::info!(raised, "anomalies detected");
+                }
+                if let Some(accounts) = drift {
+                    self.metrics.drifted_accounts.set(accounts as i64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "anomaly detection failed; will retry"),
+        }
+    }
+
+    /// Waits as standby until this reporter holds the lock (or shutdown).
+    async fn lead(&self) -> Option<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        match outbox::try_lead(&self.pool).await {
+            Ok(Some(conn)) => {
+                self.health.set_stalled(None);
+                Some(conn)
+            }
+            Ok(None) => {
+                self.metrics.leader.set(0);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                None
+            }
+            Err(e) => {
+                self.health
+                    .set_stalled(Some(format!("cannot reach the outbox: {e}")));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                None
+            }
+        }
+    }
+
+    /// Publishes the oldest unpublished rows; returns how many.
+    async fn publish_round(&self, codecs: &Codecs) -> Result<usize> {
+        let rows = outbox::unpublished(&self.pool, self.settings.batch_rows).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let started = Instant::now();
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let bytes = codecs.encode(row)?;
+            let topic = self.topic(&row.kind);
+            // `send_result` enqueues at once, so enqueue order is row order; with idempotence
+            // librdkafka keeps that order per partition through retries.
+            let delivery = loop {
+                match self
+                    .producer
+                    .send_result(FutureRecord::to(topic).key(&row.event_key).payload(&bytes))
+                {
+                    Ok(d) => break d,
+                    Err((e, _)) if is_queue_full(&e) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await
+                    }
+                    Err((e, _)) => return Err(e).context("enqueueing an event"),
+                }
+            };
+            deliveries.push(delivery);
+        }
+        for (row, delivery) in rows.iter().zip(deliveries) {
+            delivery
+                .await
+                .context("producer dropped the event")?
+                .map_err(|(e, _)| e)
+                .with_context(|| format!("publishing outbox row {}", row.id))?;
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        outbox::mark_published(&self.pool, &ids).await?;
+        self.health.set_stalled(None);
+        self.metrics.observe_round(&rows, started.elapsed());
+        Ok(rows.len())
+    }
+
+    fn topic(&self, kind: &str) -> &str {
+        match kind {
+            "balance" => &self.settings.balances_topic,
+            "anomaly" => &self.settings.anomalies_topic,
+            _ => &self.settings.rejections_topic,
+        }
+    }
+}
+
+fn is_queue_full(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+    )
+}

@@ -1,0 +1,252 @@
+//! The reporter against the real broker and PostgreSQL: crash loops and two instances keep
+//! every account's balance events in version order, and a downstream consumer group rebuilds
+//! every balance from the balances topic alone.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::{signal, spawn_ledgerline, Ledger, PosterProcess};
+use ledgerline::codec::{BalanceEvent, RecordCodec, BALANCE_EVENT_SCHEMA};
+use ledgerline::generator::{generate, GeneratorSettings};
+use ledgerline::store::posting::{commit_batch, BatchInput};
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
+
+struct Downstream {
+    ledger: Ledger,
+    balances: String,
+    anomalies: String,
+    rejections: String,
+}
+
+impl Downstream {
+    /// A ledger whose outbox holds the balance changes of `postings` committed postings.
+    async fn with_outbox(postings: usize, accounts: usize) -> Downstream {
+        let ledger = Ledger::new(accounts, 1).await;
+        let messages = generate(&GeneratorSettings {
+            count: postings,
+            accounts,
+            lines: 3..=3,
+            hot_account_share: 0.2,
+            key_prefix: common::unique("r"),
+            ..Default::default()
+        });
+        let batch = common::parsed_batch(&messages);
+        for (k, chunk) in batch.chunks(500).enumerate() {
+            let input = BatchInput {
+                group: &ledger.group,
+                topic: &ledger.topic,
+                partition: 0,
+                expected_next_offset: (k * 500) as i64,
+                messages: chunk,
+            };
+            commit_batch(&ledger.pool, &input).await.unwrap();
+        }
+        let (balances, anomalies, rejections) = (
+            common::unique("balances"),
+            common::unique("anomalies"),
+            common::unique("rejections"),
+        );
+        ledgerline::kafka::create_topics(
+            &common::kafka(),
+            &[&balances, &anomalies, &rejections],
+            4,
+        )
+        .await
+        .unwrap();
+        Downstream {
+            ledger,
+            balances,
+            anomalies,
+            rejections,
+        }
+    }
+
+    fn reporter(&self, extra: &[&str]) -> PosterProcess {
+        let http = format!("127.0.0.1:{}", common::free_port());
+        let mut args = vec!["reporter", "--http-addr", &http, "--batch-rows", "500"];
+        args.extend_from_slice(extra);
+        spawn_ledgerline(
+            &format!("reporter-{}", self.balances),
+            &args,
+            &[
+                ("LEDGERLINE_DATABASE_URL", &self.ledger.db_url),
+                ("LEDGERLINE_BALANCES_TOPIC", &self.balances),
+                ("LEDGERLINE_ANOMALIES_TOPIC", &self.anomalies),
+                ("LEDGERLINE_REJECTIONS_TOPIC", &self.rejections),
+            ],
+        )
+    }
+
+    async fn published(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+            .fetch_one(&self.ledger.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn balance_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE kind = 'balance'")
+            .fetch_one(&self.ledger.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn wait_published(&self, timeout: Duration) {
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.ledger.pool)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        while self.published().await < total {
+            assert!(
+                started.elapsed() < timeout,
+                "outbox not drained within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A real consumer group reads the whole balances topic; returns, per account, the events
+    /// in the order received after dropping duplicates by event id.
+    fn consume_balances(
+        &self,
+        expected_distinct: usize,
+    ) -> (BTreeMap<String, Vec<BalanceEvent>>, usize) {
+        let consumer: BaseConsumer = common::kafka()
+            .client_config_with(&[
+                ("group.id", common::unique("downstream")),
+                ("auto.offset.reset", "earliest".into()),
+                ("enable.auto.commit", "false".into()),
+            ])
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&self.balances]).unwrap();
+        let codec = RecordCodec::<BalanceEvent>::new(BALANCE_EVENT_SCHEMA, 1 << 20);
+        let mut seen = HashSet::new();
+        let mut per_account: BTreeMap<String, Vec<BalanceEvent>> = BTreeMap::new();
+        let mut received = 0;
+        let started = Instant::now();
+        while seen.len() < expected_distinct {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "only {} of {expected_distinct} events arrived",
+                seen.len()
+            );
+            let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+                continue;
+            };
+            let m = m.unwrap();
+            received += 1;
+            let e = codec.decode(m.payload().unwrap()).unwrap();
+            assert_eq!(
+                m.key(),
+                Some(e.account_id.as_bytes()),
+                "balance events are keyed by account"
+            );
+            if seen.insert(e.event_id.clone()) {
+                per_account.entry(e.account_id.clone()).or_default().push(e);
+            }
+        }
+        (per_account, received)
+    }
+
+    /// Versions contiguous from 1 in arrival order, and the last balance equals PostgreSQL's.
+    async fn assert_rebuilt(&self, per_account: &BTreeMap<String, Vec<BalanceEvent>>) {
+        let stored: HashMap<String, (rust_decimal::Decimal, i64)> =
+            sqlx::query_as::<_, (String, rust_decimal::Decimal, i64)>(
+                "SELECT account_id, balance, version FROM account_balances WHERE version > 0",
+            )
+            .fetch_all(&self.ledger.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(a, b, v)| (a, (b, v)))
+            .collect();
+        assert_eq!(
+            per_account.len(),
+            stored.len(),
+            "every account with postings has events"
+        );
+        for (account, events) in per_account {
+            let versions: Vec<i64> = events.iter().map(|e| e.version).collect();
+            let expected: Vec<i64> = (1..=events.len() as i64).collect();
+            assert_eq!(
+                versions, expected,
+                "versions of {account} arrive contiguous from 1"
+            );
+            let (balance, version) = stored[account];
+            let last = events.last().unwrap();
+            assert_eq!(
+                last.balance_after.parse::<rust_decimal::Decimal>().unwrap(),
+                balance,
+                "{account}"
+            );
+            assert_eq!(last.version, version);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_reporter_publishes_every_balance_change_in_version_order() {
+    let d = Downstream::with_outbox(8_000, 400).await;
+    let balance_rows = d.balance_rows().await;
+    assert!(balance_rows >= 20_000, "{balance_rows}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut reporter = d.reporter(&[]);
+    let mut kills = 0;
+    while kills < 10 {
+        let before = d.published().await;
+        let started = Instant::now();
+        while d.published().await <= before {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "reporter made no progress"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..150))).await;
+        signal(&reporter, "KILL");
+        reporter.wait().unwrap();
+        assert!(
+            d.published().await < balance_rows,
+            "kill loop must end before the outbox drains"
+        );
+        kills += 1;
+        reporter = d.reporter(&[]);
+    }
+    d.wait_published(Duration::from_secs(180)).await;
+    signal(&reporter, "TERM");
+    assert!(reporter.wait().unwrap().success());
+    let (per_account, received) = d.consume_balances(balance_rows as usize);
+    d.assert_rebuilt(&per_account).await;
+    println!("reporter kill loop: {balance_rows} balance events, {kills} SIGKILLs, {received} received ({} re-published)", received as i64 - balance_rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reporters_keep_per_account_order() {
+    let d = Downstream::with_outbox(3_000, 200).await;
+    let balance_rows = d.balance_rows().await;
+    // The first one leads once it publishes; the second waits as standby.
+    let mut first = d.reporter(&[]);
+    let started = Instant::now();
+    while d.published().await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = d.reporter(&[]);
+    // Kill the leader a third of the way in: the standby takes over mid-stream.
+    while d.published().await < balance_rows / 3 {
+        assert!(started.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&first, "KILL");
+    first.wait().unwrap();
+    d.wait_published(Duration::from_secs(120)).await;
+    drop(second);
+    let (per_account, _) = d.consume_balances(balance_rows as usize);
+    d.assert_rebuilt(&per_account).await;
+}
