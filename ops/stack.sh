@@ -187,14 +187,18 @@ tansu_up() {
         say "Tansu started on 127.0.0.1:$port (storage: $TANSU_DIR/tansu.db)"
     fi
     local topic
-    for topic in "$LEDGERLINE_POSTINGS_TOPIC" "$LEDGERLINE_BALANCES_TOPIC" "$LEDGERLINE_ANOMALIES_TOPIC" "$LEDGERLINE_REJECTIONS_TOPIC"; do
+    for topic in "$LEDGERLINE_POSTINGS_TOPIC" "$LEDGERLINE_ANOMALIES_TOPIC" "$LEDGERLINE_REJECTIONS_TOPIC"; do
         create_topic "$bin" "$url" "$topic"
     done
+    # Balance events are keyed by account and carry the full balance: compaction keeps the
+    # latest per account, from which every balance can be rebuilt.
+    create_topic "$bin" "$url" "$LEDGERLINE_BALANCES_TOPIC" --config cleanup.policy=compact
 }
 
 create_topic() {
     local bin="$1" url="$2" topic="$3" out
-    if ! out=$("$bin" topic create "$topic" --partitions "$LEDGERLINE_TOPIC_PARTITIONS" --broker "$url" 2>&1); then
+    shift 3
+    if ! out=$("$bin" topic create "$topic" --partitions "$LEDGERLINE_TOPIC_PARTITIONS" --broker "$url" "$@" 2>&1); then
         case "$out" in
             *[Ee]xist*) ;;
             *) die "cannot create topic $topic: $(echo "$out" | tail -n 1)" ;;

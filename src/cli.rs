@@ -498,9 +498,28 @@ pub fn ledger_topics() -> [String; 4] {
 
 async fn topics(args: TopicsArgs) -> Result<()> {
     let settings = KafkaSettings::from_env()?;
-    let names = ledger_topics();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    crate::kafka::create_topics(&settings, &refs, args.partitions).await?;
+    let [postings, balances, anomalies, rejections] = ledger_topics();
+    let kafka = &settings;
+    crate::kafka::create_topics(
+        kafka,
+        &[&postings, &anomalies, &rejections],
+        args.partitions,
+    )
+    .await?;
+    // Compaction keeps the latest balance per account: enough to rebuild every balance.
+    crate::kafka::create_topics_with(
+        kafka,
+        &[&balances],
+        args.partitions,
+        &[("cleanup.policy", "compact")],
+    )
+    .await?;
+    let refs = [
+        postings.as_str(),
+        balances.as_str(),
+        anomalies.as_str(),
+        rejections.as_str(),
+    ];
     println!("topics ready: {}", refs.join(", "));
     Ok(())
 }

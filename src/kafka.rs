@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use thiserror::Error;
@@ -18,12 +18,6 @@ pub enum KafkaError {
     Client(#[from] rdkafka::error::KafkaError),
     #[error("creating topic {topic}: {code}")]
     CreateTopic { topic: String, code: String },
-    #[error("broker {brokers} did not answer within {seconds} s: {reason}")]
-    Unreachable {
-        brokers: String,
-        seconds: u64,
-        reason: String,
-    },
 }
 
 /// An idempotent producer (acks=all, no duplicates on retry).
@@ -61,10 +55,23 @@ pub async fn create_topics(
     topics: &[&str],
     partitions: i32,
 ) -> Result<(), KafkaError> {
+    create_topics_with(settings, topics, partitions, &[]).await
+}
+
+/// Creates topics with topic configuration, e.g. `[("cleanup.policy", "compact")]`.
+pub async fn create_topics_with(
+    settings: &KafkaSettings,
+    topics: &[&str],
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .map(|t| {
+            let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(1));
+            config.iter().fold(topic, |topic, (k, v)| topic.set(k, v))
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&new, &options).await? {
@@ -80,25 +87,4 @@ pub async fn create_topics(
         }
     }
     Ok(())
-}
-
-/// Partition count of `topic`, asking the broker (fails clearly when it does not answer).
-pub fn partition_count(
-    consumer: &StreamConsumer,
-    brokers: &str,
-    topic: &str,
-    timeout: Duration,
-) -> Result<usize, KafkaError> {
-    let metadata =
-        consumer
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(|e| KafkaError::Unreachable {
-                brokers: brokers.to_string(),
-                seconds: timeout.as_secs(),
-                reason: e.to_string(),
-            })?;
-    Ok(metadata
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len()))
 }
