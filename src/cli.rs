@@ -56,6 +56,12 @@ pub enum Command {
     Reporter(ReporterArgs),
     /// Print downstream events for humans, one line each, from the start of the topic.
     Tail(TailArgs),
+    /// Check the ledger's integrity: balanced entries, zero trial balance, balances = lines,
+    /// unbroken hash chains, monotonic checkpoints, no orphans. Exit code 1 on any violation.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -155,10 +161,56 @@ pub struct ReplayArgs {
     pub dry_run: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct AsOf {
+    /// Valid time: only entries effective on or before this date.
+    #[arg(long)]
+    pub as_of_date: Option<NaiveDate>,
+    /// Transaction time: only what the ledger had recorded at this moment (RFC 3339).
+    #[arg(long)]
+    pub as_of_time: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::output::Format,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ReportCmd {
-    /// Debits and credits per entity and currency; exit code 2 when any pair differs.
-    TrialBalance,
+    /// Debits and credits per entity and currency; fails when any pair differs or a stored
+    /// balance differs from its lines.
+    TrialBalance {
+        #[arg(long)]
+        entity: Option<String>,
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// Assets, liabilities and equity (with current earnings) of an entity.
+    BalanceSheet {
+        #[arg(long)]
+        entity: String,
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// Income and expenses of an entity over a period of effective dates.
+    IncomeStatement {
+        #[arg(long)]
+        entity: String,
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// One account's lines with a running balance.
+    Statement {
+        account: String,
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// One account's balance as of a valid time and/or a transaction time.
+    Balance {
+        account: String,
+        #[command(flatten)]
+        as_of: AsOf,
+    },
     /// Rejections per reason code.
     Rejections,
 }
@@ -333,6 +385,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Report(cmd) => report(cmd).await?,
         Command::Reporter(args) => reporter(args).await?,
         Command::Tail(args) => tail(args).await?,
+        Command::Verify { json } => verify(json).await?,
     }
     Ok(())
 }
@@ -711,21 +764,31 @@ async fn replay(args: ReplayArgs) -> Result<()> {
 }
 
 async fn report(cmd: ReportCmd) -> Result<()> {
+    use crate::output::print;
     let pool = migrated_pool().await?;
     match cmd {
-        ReportCmd::TrialBalance => {
-            let rows = store::reports::trial_balance(&pool).await?;
-            println!(
-                "{:<16} {:<4} {:>22} {:>22} {:>10}",
-                "ENTITY", "CUR", "DEBITS", "CREDITS", "ENTRIES"
-            );
-            for r in &rows {
-                println!(
-                    "{:<16} {:<4} {:>22} {:>22} {:>10}",
-                    r.entity_id, r.currency, r.debits, r.credits, r.entries
-                );
-            }
-            let drift = store::reports::balance_drift(&pool).await?;
+        ReportCmd::TrialBalance { entity, as_of } => {
+            let rows = store::reports::trial_balance(
+                &pool,
+                entity.as_deref(),
+                as_of.as_of_date,
+                as_of.as_of_time,
+            )
+            .await?;
+            print(
+                as_of.format,
+                &["entity", "currency", "debits", "credits", "entries"],
+                &rows,
+                |r| {
+                    vec![
+                        r.entity_id.clone(),
+                        r.currency.clone(),
+                        r.debits.to_string(),
+                        r.credits.to_string(),
+                        r.entries.to_string(),
+                    ]
+                },
+            )?;
             if let Some(r) = rows.iter().find(|r| r.debits != r.credits) {
                 bail!(
                     "trial balance does not balance for {} {}",
@@ -733,21 +796,175 @@ async fn report(cmd: ReportCmd) -> Result<()> {
                     r.currency
                 );
             }
-            if !drift.is_empty() {
-                bail!(
-                    "{} account balance(s) differ from the sum of their lines, first: {:?}",
-                    drift.len(),
-                    drift[0]
-                );
+            let drift = store::reports::balance_drift(&pool).await?;
+            if let Some((account, stored, lines)) = drift.first() {
+                bail!("{} account balance(s) differ from the sum of their lines, first {account}: {stored} vs {lines}", drift.len());
             }
-            println!("balanced: debits = credits for every entity and currency; every balance = sum of its lines");
+            if as_of.format == crate::output::Format::Table {
+                println!("balanced: debits = credits for every entity and currency; every balance = sum of its lines");
+            }
+        }
+        ReportCmd::BalanceSheet { entity, as_of } => {
+            let rows = store::reports::account_balances(
+                &pool,
+                &entity,
+                None,
+                as_of.as_of_date,
+                as_of.as_of_time,
+            )
+            .await?;
+            let earnings: rust_decimal::Decimal = rows
+                .iter()
+                .map(|r| match r.account_type.as_str() {
+                    "income" => r.balance,
+                    "expense" => -r.balance,
+                    _ => rust_decimal::Decimal::ZERO,
+                })
+                .sum();
+            let mut sheet: Vec<_> = rows
+                .into_iter()
+                .filter(|r| matches!(r.account_type.as_str(), "asset" | "liability" | "equity"))
+                .collect();
+            let currency = sheet
+                .first()
+                .map(|r| r.currency.clone())
+                .unwrap_or_default();
+            sheet.push(store::reports::AccountBalanceRow {
+                account_id: "(current earnings)".into(),
+                name: "income less expenses".into(),
+                account_type: "equity".into(),
+                currency,
+                balance: earnings,
+            });
+            print(
+                as_of.format,
+                &["type", "account", "name", "currency", "balance"],
+                &sheet,
+                |r| {
+                    vec![
+                        r.account_type.clone(),
+                        r.account_id.clone(),
+                        r.name.clone(),
+                        r.currency.clone(),
+                        r.balance.to_string(),
+                    ]
+                },
+            )?;
+        }
+        ReportCmd::IncomeStatement {
+            entity,
+            from,
+            as_of,
+        } => {
+            let rows = store::reports::account_balances(
+                &pool,
+                &entity,
+                from,
+                as_of.as_of_date,
+                as_of.as_of_time,
+            )
+            .await?;
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|r| matches!(r.account_type.as_str(), "income" | "expense"))
+                .collect();
+            print(
+                as_of.format,
+                &["type", "account", "name", "currency", "amount"],
+                &rows,
+                |r| {
+                    vec![
+                        r.account_type.clone(),
+                        r.account_id.clone(),
+                        r.name.clone(),
+                        r.currency.clone(),
+                        r.balance.to_string(),
+                    ]
+                },
+            )?;
+            if as_of.format == crate::output::Format::Table {
+                let net: rust_decimal::Decimal = rows
+                    .iter()
+                    .map(|r| {
+                        if r.account_type == "income" {
+                            r.balance
+                        } else {
+                            -r.balance
+                        }
+                    })
+                    .sum();
+                println!("net income: {net}");
+            }
+        }
+        ReportCmd::Statement { account, as_of } => {
+            let rows =
+                store::reports::statement(&pool, &account, as_of.as_of_date, as_of.as_of_time)
+                    .await?;
+            print(
+                as_of.format,
+                &[
+                    "effective",
+                    "recorded",
+                    "entry",
+                    "side",
+                    "amount",
+                    "balance",
+                    "description",
+                ],
+                &rows,
+                |r| {
+                    vec![
+                        r.effective_date.to_string(),
+                        r.recorded_at.to_rfc3339(),
+                        r.entry_id.to_string(),
+                        r.side.clone(),
+                        r.amount.to_string(),
+                        r.balance.to_string(),
+                        r.description.clone().unwrap_or_default(),
+                    ]
+                },
+            )?;
+        }
+        ReportCmd::Balance { account, as_of } => {
+            let balance =
+                store::reports::balance_as_of(&pool, &account, as_of.as_of_date, as_of.as_of_time)
+                    .await?;
+            let row = serde_json::json!({ "account": account, "balance": balance.to_string(),
+                "as_of_date": as_of.as_of_date, "as_of_time": as_of.as_of_time });
+            print(as_of.format, &["account", "balance"], &[row], |_| {
+                vec![account.clone(), balance.to_string()]
+            })?;
         }
         ReportCmd::Rejections => {
-            println!("{:<28} {:>10}", "REASON", "COUNT");
-            for (reason, n) in store::reports::rejection_counts(&pool).await? {
-                println!("{reason:<28} {n:>10}");
-            }
+            let rows = store::reports::rejection_counts(&pool).await?;
+            print(
+                crate::output::Format::Table,
+                &["reason", "count"],
+                &rows,
+                |(r, n)| vec![r.clone(), n.to_string()],
+            )?;
         }
+    }
+    Ok(())
+}
+
+async fn verify(json: bool) -> Result<()> {
+    let pool = migrated_pool().await?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = crate::verify::run(&pool, interactive && !json).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::verify::render_table(&report));
+    }
+    if !report.ok {
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.check)
+            .collect();
+        bail!("integrity violations in: {}", failed.join(", "));
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,7 +31,11 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/integrity", get(integrity))
+        .route("/reports/trial-balance", get(trial_balance))
+        .route("/reports/balance", get(balance))
+        .route("/reports/statement", get(statement));
     if state.group.is_some() {
         router = router.route("/recovery", get(recovery));
     }
@@ -66,6 +70,89 @@ async fn recovery(State(s): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+async fn integrity(State(s): State<AppState>) -> Response {
+    match crate::verify::run(&s.pool, false).await {
+        Ok(report) => {
+            let status = if report.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::CONFLICT
+            };
+            (status, Json(report)).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Query parameters of the report endpoints.
+#[derive(Debug, serde::Deserialize)]
+struct ReportQuery {
+    entity: Option<String>,
+    account: Option<String>,
+    as_of_date: Option<chrono::NaiveDate>,
+    as_of_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+async fn trial_balance(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
+    match crate::store::reports::trial_balance(
+        &s.pool,
+        q.entity.as_deref(),
+        q.as_of_date,
+        q.as_of_time,
+    )
+    .await
+    {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn balance(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
+    let Some(account) = q.account else {
+        return missing("account");
+    };
+    match crate::store::reports::balance_as_of(&s.pool, &account, q.as_of_date, q.as_of_time).await
+    {
+        Ok(b) => Json(
+            serde_json::json!({ "account": account, "balance": b.to_string(),
+            "as_of_date": q.as_of_date, "as_of_time": q.as_of_time }),
+        )
+        .into_response(),
+        Err(crate::store::StoreError::NotFound(m)) => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": m })),
+        )
+            .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn statement(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
+    let Some(account) = q.account else {
+        return missing("account");
+    };
+    match crate::store::reports::statement(&s.pool, &account, q.as_of_date, q.as_of_time).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+fn missing(parameter: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({ "error": format!("query parameter {parameter} is required") })),
+    )
+        .into_response()
+}
+
+fn unavailable(e: crate::store::StoreError) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({ "error": e.to_string() })),
+    )
+        .into_response()
 }
 
 /// Binds and serves until `shutdown` resolves. Fails clearly when the address is taken.

@@ -5,6 +5,7 @@ pub mod account;
 pub mod amount;
 pub mod anomaly;
 pub mod batch;
+pub mod chain;
 pub mod currency;
 pub mod ids;
 pub mod posting;

@@ -79,7 +79,8 @@ pub async fn recovery(pool: &PgPool, group: &str) -> Result<Vec<RecoveryRow>, St
     .await?)
 }
 
-/// Sets a partition's position (operator replay). Returns the previous position.
+/// Sets a partition's position (operator replay), recording the change. Returns the previous
+/// position.
 pub async fn set_position(
     pool: &PgPool,
     group: &str,
@@ -103,6 +104,16 @@ pub async fn set_position(
     .bind(group)
     .bind(topic)
     .bind(partition)
+    .bind(next_offset)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO position_changes (consumer_group, topic, partition, from_offset, to_offset) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(partition)
+    .bind(previous)
     .bind(next_offset)
     .execute(&mut *tx)
     .await?;

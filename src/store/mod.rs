@@ -10,6 +10,7 @@ pub mod outbox;
 pub mod periods;
 pub mod posting;
 pub mod reports;
+pub mod verify;
 
 use std::time::Duration;
 

@@ -18,6 +18,7 @@ use crate::domain::batch::{
     anomaly_event_id, balance_event_id, decide, rejection_id, AccountState, Candidate, Decision,
     KnownKey, LedgerState, Outcome, Period,
 };
+use crate::domain::chain::{CanonicalEntry, CanonicalLine, GENESIS};
 use crate::domain::{Posting, Side};
 
 /// One message of a batch, in offset order.
@@ -132,7 +133,8 @@ pub async fn commit_batch_in_tx(
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
         .fetch_one(&mut *tx)
         .await?;
-    let mut w = Writes::new(input, now);
+    let chain = lock_chain_in_tx(tx, input).await?;
+    let mut w = Writes::new(input, now, chain);
     for ((m, candidate), decision) in messages.iter().zip(&candidates).zip(&decisions) {
         w.add(m, candidate, decision, &state);
     }
@@ -178,6 +180,32 @@ async fn lock_checkpoint_in_tx(
     .bind(input.partition)
     .fetch_one(&mut *tx)
     .await?)
+}
+
+/// The head of this source partition's hash chain, locked until the batch commits.
+async fn lock_chain_in_tx(
+    tx: &mut PgConnection,
+    input: &BatchInput<'_>,
+) -> Result<[u8; 32], CommitError> {
+    sqlx::query(
+        "INSERT INTO hash_chains (source_topic, source_partition, head, entries) VALUES ($1, $2, $3, 0)
+         ON CONFLICT (source_topic, source_partition) DO NOTHING",
+    )
+    .bind(input.topic)
+    .bind(input.partition)
+    .bind(GENESIS.to_vec())
+    .execute(&mut *tx)
+    .await?;
+    let head: Vec<u8> = sqlx::query_scalar(
+        "SELECT head FROM hash_chains WHERE source_topic = $1 AND source_partition = $2 FOR UPDATE",
+    )
+    .bind(input.topic)
+    .bind(input.partition)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(head
+        .try_into()
+        .expect("the schema keeps chain heads at 32 bytes"))
 }
 
 async fn advance_checkpoint_in_tx(
@@ -353,6 +381,11 @@ struct Writes<'a> {
     entry_sources: Vec<Option<String>>,
     entry_metadata: Vec<String>,
     entry_offsets: Vec<i64>,
+    entry_hashes: Vec<Vec<u8>>,
+    entry_prev_hashes: Vec<Vec<u8>>,
+    /// The hash chain of this source partition: its head before and after this batch.
+    chain_start: [u8; 32],
+    chain_head: [u8; 32],
     // journal_lines
     line_entries: Vec<Uuid>,
     line_numbers: Vec<i16>,
@@ -384,12 +417,14 @@ struct Writes<'a> {
 }
 
 impl<'a> Writes<'a> {
-    fn new(input: &BatchInput<'a>, now: DateTime<Utc>) -> Self {
+    fn new(input: &BatchInput<'a>, now: DateTime<Utc>, chain_head: [u8; 32]) -> Self {
         Writes {
             group: input.group,
             topic: input.topic,
             partition: input.partition,
             now,
+            chain_start: chain_head,
+            chain_head,
             ..Default::default()
         }
     }
@@ -509,6 +544,34 @@ impl<'a> Writes<'a> {
         self.entry_metadata
             .push(serde_json::to_string(&p.metadata).expect("string map serializes"));
         self.entry_offsets.push(offset);
+        let canonical = CanonicalEntry {
+            id: entry_id,
+            entity: p.entity.as_str().to_string(),
+            key: p.key.as_str().to_string(),
+            effective_date: p.effective_date,
+            recorded_at: self.now,
+            description: p.description.clone(),
+            source_topic: self.topic.to_string(),
+            source_partition: self.partition,
+            source_offset: offset,
+            reverses: None,
+            lines: p
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| CanonicalLine {
+                    line_no: i as i16 + 1,
+                    account: l.account.as_str().to_string(),
+                    side: l.side.code().to_string(),
+                    amount: l.amount,
+                    currency: l.currency.to_string(),
+                })
+                .collect(),
+        };
+        let hash = canonical.hash(&self.chain_head);
+        self.entry_prev_hashes.push(self.chain_head.to_vec());
+        self.entry_hashes.push(hash.to_vec());
+        self.chain_head = hash;
         for (i, line) in p.lines.iter().enumerate() {
             self.line_entries.push(entry_id);
             self.line_numbers
@@ -587,10 +650,11 @@ impl<'a> Writes<'a> {
         if !self.entry_ids.is_empty() {
             sqlx::query(
                 "INSERT INTO journal_entries (id, entity_id, idempotency_key, effective_date, description, source, metadata,
-                                              source_topic, source_partition, source_offset, batch_id, recorded_at)
-                 SELECT id, e, k, d, descr, src, m::jsonb, $8, $9, o, $10, $11
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[], $12::bigint[])
-                      AS u(id, e, k, d, descr, src, m, o)",
+                                              source_topic, source_partition, source_offset, batch_id, recorded_at, hash, prev_hash)
+                 SELECT id, e, k, d, descr, src, m::jsonb, $8, $9, o, $10, $11, h, ph
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[], $12::bigint[],
+                             $13::bytea[], $14::bytea[])
+                      AS u(id, e, k, d, descr, src, m, o, h, ph)",
             )
             .bind(&self.entry_ids)
             .bind(&self.entry_entities)
@@ -604,11 +668,16 @@ impl<'a> Writes<'a> {
             .bind(batch_id)
             .bind(self.now)
             .bind(&self.entry_offsets)
+            .bind(&self.entry_hashes)
+            .bind(&self.entry_prev_hashes)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency)
-                 SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::numeric[], $6::text[])",
+                "INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at)
+                 SELECT l.*, e.effective_date, $7
+                 FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::numeric[], $6::text[])
+                      AS l(entry_id, line_no, account_id, side, amount, currency)
+                 JOIN UNNEST($8::uuid[], $9::date[]) AS e(id, effective_date) ON e.id = l.entry_id",
             )
             .bind(&self.line_entries)
             .bind(&self.line_numbers)
@@ -616,6 +685,20 @@ impl<'a> Writes<'a> {
             .bind(&self.line_sides)
             .bind(&self.line_amounts)
             .bind(&self.line_currencies)
+            .bind(self.now)
+            .bind(&self.entry_ids)
+            .bind(&self.entry_dates)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE hash_chains SET head = $3, entries = entries + $4
+                 WHERE source_topic = $1 AND source_partition = $2 AND head = $5",
+            )
+            .bind(self.topic)
+            .bind(self.partition)
+            .bind(self.chain_head.to_vec())
+            .bind(self.entry_ids.len() as i64)
+            .bind(self.chain_start.to_vec())
             .execute(&mut *tx)
             .await?;
         }

@@ -1,5 +1,7 @@
-//! Read-only ledger summaries: trial balance and rejection counts.
+//! Read-only ledger reports, all answerable as of a valid time (effective date), a transaction
+//! time (what the ledger showed at a past moment), or both.
 
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 
@@ -14,17 +16,127 @@ pub struct TrialBalanceRow {
     pub entries: i64,
 }
 
-/// Debits and credits per entity and currency over the whole journal. Balanced when every row
-/// has debits = credits.
-pub async fn trial_balance(pool: &PgPool) -> Result<Vec<TrialBalanceRow>, StoreError> {
+/// Debits and credits per entity and currency. Balanced when every row has debits = credits.
+pub async fn trial_balance(
+    pool: &PgPool,
+    entity: Option<&str>,
+    as_of_date: Option<NaiveDate>,
+    as_of_time: Option<DateTime<Utc>>,
+) -> Result<Vec<TrialBalanceRow>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT e.entity_id, l.currency::text AS currency,
+        "SELECT a.entity_id, l.currency::text AS currency,
                 COALESCE(sum(l.amount) FILTER (WHERE l.side = 'D'), 0) AS debits,
                 COALESCE(sum(l.amount) FILTER (WHERE l.side = 'C'), 0) AS credits,
-                count(DISTINCT e.id) AS entries
-         FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id
-         GROUP BY e.entity_id, l.currency ORDER BY 1, 2",
+                count(DISTINCT l.entry_id) AS entries
+         FROM journal_lines l JOIN accounts a ON a.id = l.account_id
+         WHERE ($1::text IS NULL OR a.entity_id = $1)
+           AND ($2::date IS NULL OR l.effective_date <= $2)
+           AND ($3::timestamptz IS NULL OR l.recorded_at <= $3)
+         GROUP BY a.entity_id, l.currency ORDER BY 1, 2",
     )
+    .bind(entity)
+    .bind(as_of_date)
+    .bind(as_of_time)
+    .fetch_all(pool)
+    .await?)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, PartialEq, Eq)]
+pub struct AccountBalanceRow {
+    pub account_id: String,
+    pub name: String,
+    pub account_type: String,
+    pub currency: String,
+    /// In the account's normal-side direction.
+    pub balance: Decimal,
+}
+
+/// Every account's balance (normal-side direction) as of the given times, by type.
+pub async fn account_balances(
+    pool: &PgPool,
+    entity: &str,
+    from_date: Option<NaiveDate>,
+    as_of_date: Option<NaiveDate>,
+    as_of_time: Option<DateTime<Utc>>,
+) -> Result<Vec<AccountBalanceRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT a.id AS account_id, a.name, a.account_type, a.currency::text AS currency,
+                COALESCE(sum(CASE WHEN l.side = a.normal_side THEN l.amount ELSE -l.amount END), 0) AS balance
+         FROM accounts a
+         LEFT JOIN journal_lines l ON l.account_id = a.id
+              AND ($2::date IS NULL OR l.effective_date >= $2)
+              AND ($3::date IS NULL OR l.effective_date <= $3)
+              AND ($4::timestamptz IS NULL OR l.recorded_at <= $4)
+         WHERE a.entity_id = $1
+         GROUP BY a.id ORDER BY a.account_type, a.id",
+    )
+    .bind(entity)
+    .bind(from_date)
+    .bind(as_of_date)
+    .bind(as_of_time)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One account's balance (normal-side direction) as of a valid time and/or a transaction time,
+/// answered from the journal through the (account, effective date, recorded at) index.
+pub async fn balance_as_of(
+    pool: &PgPool,
+    account: &str,
+    as_of_date: Option<NaiveDate>,
+    as_of_time: Option<DateTime<Utc>>,
+) -> Result<Decimal, StoreError> {
+    let normal: Option<String> =
+        sqlx::query_scalar("SELECT normal_side::text FROM accounts WHERE id = $1")
+            .bind(account)
+            .fetch_optional(pool)
+            .await?;
+    let normal = normal
+        .ok_or_else(|| StoreError::NotFound(format!("account {account:?} does not exist")))?;
+    Ok(sqlx::query_scalar(
+        "SELECT COALESCE(sum(CASE WHEN side = $2 THEN amount ELSE -amount END), 0) FROM journal_lines
+         WHERE account_id = $1 AND ($3::date IS NULL OR effective_date <= $3)
+           AND ($4::timestamptz IS NULL OR recorded_at <= $4)",
+    )
+    .bind(account)
+    .bind(normal)
+    .bind(as_of_date)
+    .bind(as_of_time)
+    .fetch_one(pool)
+    .await?)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, PartialEq, Eq)]
+pub struct StatementRow {
+    pub effective_date: NaiveDate,
+    pub recorded_at: DateTime<Utc>,
+    pub entry_id: uuid::Uuid,
+    pub description: Option<String>,
+    pub side: String,
+    pub amount: Decimal,
+    /// Running balance in the account's normal-side direction, in effective-date order.
+    pub balance: Decimal,
+}
+
+/// An account's lines with a running balance, in valid-time order.
+pub async fn statement(
+    pool: &PgPool,
+    account: &str,
+    as_of_date: Option<NaiveDate>,
+    as_of_time: Option<DateTime<Utc>>,
+) -> Result<Vec<StatementRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT l.effective_date, l.recorded_at, l.entry_id, e.description, l.side::text AS side, l.amount,
+                sum(CASE WHEN l.side = a.normal_side THEN l.amount ELSE -l.amount END)
+                    OVER (ORDER BY l.effective_date, l.recorded_at, l.entry_id, l.line_no) AS balance
+         FROM journal_lines l JOIN accounts a ON a.id = l.account_id JOIN journal_entries e ON e.id = l.entry_id
+         WHERE l.account_id = $1 AND ($2::date IS NULL OR l.effective_date <= $2)
+           AND ($3::timestamptz IS NULL OR l.recorded_at <= $3)
+         ORDER BY l.effective_date, l.recorded_at, l.entry_id, l.line_no",
+    )
+    .bind(account)
+    .bind(as_of_date)
+    .bind(as_of_time)
     .fetch_all(pool)
     .await?)
 }
@@ -44,12 +156,12 @@ pub async fn rejection_counts(pool: &PgPool) -> Result<Vec<(String, i64)>, Store
 /// with both figures. Empty when the ledger is consistent.
 pub async fn balance_drift(pool: &PgPool) -> Result<Vec<(String, Decimal, Decimal)>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT a.id, b.balance,
-                COALESCE(sum(CASE WHEN l.side = a.normal_side THEN l.amount ELSE -l.amount END), 0) AS from_lines
+        "SELECT a.id, b.balance, COALESCE(s.total, 0)
          FROM accounts a JOIN account_balances b ON b.account_id = a.id
-         LEFT JOIN journal_lines l ON l.account_id = a.id
-         GROUP BY a.id, b.balance
-         HAVING b.balance <> COALESCE(sum(CASE WHEN l.side = a.normal_side THEN l.amount ELSE -l.amount END), 0)
+         LEFT JOIN (SELECT l.account_id, sum(CASE WHEN l.side = a2.normal_side THEN l.amount ELSE -l.amount END) AS total
+                    FROM journal_lines l JOIN accounts a2 ON a2.id = l.account_id GROUP BY l.account_id) s
+                ON s.account_id = a.id
+         WHERE b.balance <> COALESCE(s.total, 0)
          ORDER BY a.id",
     )
     .fetch_all(pool)

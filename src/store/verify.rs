@@ -1,0 +1,258 @@
+//! The integrity checks behind `ledgerline verify` and `/integrity`. Each returns the
+//! violations it found; an empty list means the check holds.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use rust_decimal::Decimal;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::chain::{CanonicalEntry, CanonicalLine, GENESIS};
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    pub entry_id: Option<Uuid>,
+    pub detail: String,
+}
+
+fn violation(entry_id: Option<Uuid>, detail: String) -> Violation {
+    Violation { entry_id, detail }
+}
+
+/// Entries whose debits and credits differ in some currency.
+pub async fn unbalanced_entries(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
+    let rows: Vec<(Uuid, String, Decimal, Decimal)> = sqlx::query_as(
+        "SELECT entry_id, currency::text,
+                COALESCE(sum(amount) FILTER (WHERE side = 'D'), 0), COALESCE(sum(amount) FILTER (WHERE side = 'C'), 0)
+         FROM journal_lines GROUP BY entry_id, currency
+         HAVING COALESCE(sum(amount) FILTER (WHERE side = 'D'), 0) <> COALESCE(sum(amount) FILTER (WHERE side = 'C'), 0)",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(e, c, d, cr)| {
+            violation(
+                Some(e),
+                format!("debits {d} and credits {cr} differ in {c}"),
+            )
+        })
+        .collect())
+}
+
+/// Entity and currency pairs whose debits and credits differ over the whole journal.
+pub async fn trial_balance(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
+    Ok(crate::store::reports::trial_balance(pool, None, None, None)
+        .await?
+        .into_iter()
+        .filter(|r| r.debits != r.credits)
+        .map(|r| {
+            violation(
+                None,
+                format!(
+                    "entity {} {}: debits {} credits {}",
+                    r.entity_id, r.currency, r.debits, r.credits
+                ),
+            )
+        })
+        .collect())
+}
+
+/// Accounts whose stored balance is not the sum of their lines.
+pub async fn balances(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
+    Ok(crate::store::reports::balance_drift(pool)
+        .await?
+        .into_iter()
+        .map(|(a, stored, lines)| {
+            violation(
+                None,
+                format!("account {a}: stored balance {stored}, lines sum to {lines}"),
+            )
+        })
+        .collect())
+}
+
+/// Lines without an entry, entries without lines.
+pub async fn orphans(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
+    let lines: Vec<(Uuid, i16)> = sqlx::query_as(
+        "SELECT l.entry_id, l.line_no FROM journal_lines l LEFT JOIN journal_entries e ON e.id = l.entry_id WHERE e.id IS NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    let entries: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT e.id FROM journal_entries e WHERE NOT EXISTS (SELECT 1 FROM journal_lines l WHERE l.entry_id = e.id)",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(lines
+        .into_iter()
+        .map(|(e, n)| violation(Some(e), format!("line {n} belongs to no entry")))
+        .chain(
+            entries
+                .into_iter()
+                .map(|e| violation(Some(e), "entry has no lines".into())),
+        )
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct ChainRow {
+    id: Uuid,
+    entity_id: String,
+    idempotency_key: String,
+    effective_date: NaiveDate,
+    recorded_at: DateTime<Utc>,
+    description: Option<String>,
+    source_topic: Option<String>,
+    source_partition: Option<i32>,
+    source_offset: Option<i64>,
+    reverses: Option<Uuid>,
+    hash: Option<Vec<u8>>,
+    prev_hash: Option<Vec<u8>>,
+    line_nos: Vec<i16>,
+    accounts: Vec<String>,
+    sides: Vec<String>,
+    amounts: Vec<Decimal>,
+    currencies: Vec<String>,
+}
+
+/// Walks every hash chain in commit order, recomputing each hash; `progress` is called with the
+/// number of entries checked so far.
+pub async fn hash_chains(
+    pool: &PgPool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Violation>, StoreError> {
+    let mut rows = sqlx::query_as::<_, ChainRow>(
+        "SELECT e.id, e.entity_id, e.idempotency_key, e.effective_date, e.recorded_at, e.description,
+                e.source_topic, e.source_partition, e.source_offset, e.reverses, e.hash, e.prev_hash,
+                array_agg(l.line_no ORDER BY l.line_no) AS line_nos,
+                array_agg(l.account_id ORDER BY l.line_no) AS accounts,
+                array_agg(l.side::text ORDER BY l.line_no) AS sides,
+                array_agg(l.amount ORDER BY l.line_no) AS amounts,
+                array_agg(l.currency::text ORDER BY l.line_no) AS currencies
+         FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id
+         GROUP BY e.id
+         ORDER BY e.source_topic, e.source_partition, e.source_offset",
+    )
+    .fetch(pool);
+    let mut violations = Vec::new();
+    let mut heads: BTreeMap<(String, i32), [u8; 32]> = BTreeMap::new();
+    let mut checked = 0u64;
+    while let Some(r) = rows.try_next().await? {
+        checked += 1;
+        if checked % 10_000 == 0 {
+            progress(checked);
+        }
+        let (Some(topic), Some(partition), Some(offset)) =
+            (r.source_topic.clone(), r.source_partition, r.source_offset)
+        else {
+            violations.push(violation(
+                Some(r.id),
+                "entry has no source position, so no place in a chain".into(),
+            ));
+            continue;
+        };
+        let prev = heads
+            .get(&(topic.clone(), partition))
+            .copied()
+            .unwrap_or(GENESIS);
+        let entry = CanonicalEntry {
+            id: r.id,
+            entity: r.entity_id,
+            key: r.idempotency_key,
+            effective_date: r.effective_date,
+            recorded_at: r.recorded_at,
+            description: r.description,
+            source_topic: topic.clone(),
+            source_partition: partition,
+            source_offset: offset,
+            reverses: r.reverses,
+            lines: (0..r.line_nos.len())
+                .map(|i| CanonicalLine {
+                    line_no: r.line_nos[i],
+                    account: r.accounts[i].clone(),
+                    side: r.sides[i].clone(),
+                    amount: r.amounts[i],
+                    currency: r.currencies[i].clone(),
+                })
+                .collect(),
+        };
+        let computed = entry.hash(&prev);
+        if r.prev_hash.as_deref() != Some(prev.as_slice()) {
+            violations.push(violation(Some(r.id), format!("chain {topic}/{partition} broken before offset {offset}: previous hash differs")));
+        }
+        if r.hash.as_deref() != Some(computed.as_slice()) {
+            violations.push(violation(Some(r.id), format!("entry at {topic}/{partition}/{offset} does not match its hash: content altered")));
+        }
+        // Continue from the stored hash so that one altered entry is reported once.
+        let next = r
+            .hash
+            .as_deref()
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+            .unwrap_or(computed);
+        heads.insert((topic, partition), next);
+    }
+    progress(checked);
+    let stored: Vec<(String, i32, Vec<u8>)> =
+        sqlx::query_as("SELECT source_topic, source_partition, head FROM hash_chains")
+            .fetch_all(pool)
+            .await?;
+    for (topic, partition, head) in stored {
+        let walked = heads
+            .get(&(topic.clone(), partition))
+            .copied()
+            .unwrap_or(GENESIS);
+        if head != walked {
+            violations.push(violation(None, format!("chain {topic}/{partition}: its recorded head is not the hash of its last entry (entries removed or added)")));
+        }
+    }
+    Ok(violations)
+}
+
+/// Batch history per partition moves forward, except where a recorded replay moved it back, and
+/// every checkpoint points at the batch that set it.
+pub async fn checkpoints(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
+    let batches: Vec<(String, String, i32, i64, i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT consumer_group, topic, partition, first_offset, next_offset, committed_at FROM batches
+         ORDER BY consumer_group, topic, partition, committed_at, first_offset",
+    )
+    .fetch_all(pool)
+    .await?;
+    let replays: Vec<(String, String, i32, DateTime<Utc>)> =
+        sqlx::query_as("SELECT consumer_group, topic, partition, changed_at FROM position_changes")
+            .fetch_all(pool)
+            .await?;
+    let mut violations = Vec::new();
+    let mut previous: Option<(String, String, i32, i64, DateTime<Utc>)> = None;
+    for (g, t, p, first, next, at) in batches {
+        if let Some((pg, pt, pp, pnext, pat)) = &previous {
+            let same = (pg, pt, *pp) == (&g, &t, p);
+            let replayed = replays
+                .iter()
+                .any(|(rg, rt, rp, rat)| (rg, rt, *rp) == (&g, &t, p) && rat >= pat && *rat <= at);
+            if same && first < *pnext && !replayed {
+                violations.push(violation(None, format!("{g}/{t}/{p}: batch from offset {first} overlaps the previous one ending at {pnext} with no recorded replay")));
+            }
+        }
+        previous = Some((g, t, p, next, at));
+    }
+    let dangling: Vec<(String, String, i32, i64, i64)> = sqlx::query_as(
+        "SELECT c.consumer_group, c.topic, c.partition, c.next_offset, b.next_offset
+         FROM consumer_checkpoints c JOIN batches b ON b.id = c.batch_id
+         WHERE c.next_offset <> b.next_offset
+           AND NOT EXISTS (SELECT 1 FROM position_changes x WHERE (x.consumer_group, x.topic, x.partition) = (c.consumer_group, c.topic, c.partition)
+                           AND x.changed_at >= b.committed_at)",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (g, t, p, cp, bn) in dangling {
+        violations.push(violation(
+            None,
+            format!("{g}/{t}/{p}: checkpoint {cp} is not where its last batch left it ({bn})"),
+        ));
+    }
+    Ok(violations)
+}

@@ -1,0 +1,99 @@
+//! `ledgerline verify` and `/integrity`: run every integrity check and report the violations,
+//! naming each offending entry.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use sqlx::PgPool;
+
+use crate::store::verify::{self, Violation};
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckResult {
+    pub check: &'static str,
+    pub ok: bool,
+    pub violations: Vec<Violation>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IntegrityReport {
+    pub ok: bool,
+    pub entries: i64,
+    pub checks: Vec<CheckResult>,
+}
+
+/// Runs every check. `show_progress` draws a progress bar for the hash-chain walk.
+pub async fn run(pool: &PgPool, show_progress: bool) -> Result<IntegrityReport, StoreError> {
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
+        .fetch_one(pool)
+        .await?;
+    let bar = if show_progress {
+        ProgressBar::new(entries as u64).with_style(
+            ProgressStyle::with_template(
+                "verifying hash chains [{bar:40}] {pos}/{len} entries {per_sec}",
+            )
+            .expect("static template"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let progress = |n: u64| bar.set_position(n);
+    let mut checks = Vec::new();
+    let mut add = |check: &'static str, violations: Vec<Violation>| {
+        checks.push(CheckResult {
+            check,
+            ok: violations.is_empty(),
+            violations,
+        });
+    };
+    add("entries_balanced", verify::unbalanced_entries(pool).await?);
+    add("trial_balance_zero", verify::trial_balance(pool).await?);
+    add("balances_equal_lines", verify::balances(pool).await?);
+    add("no_orphans", verify::orphans(pool).await?);
+    add("hash_chains", verify::hash_chains(pool, &progress).await?);
+    add("checkpoints_monotonic", verify::checkpoints(pool).await?);
+    bar.finish_and_clear();
+    Ok(IntegrityReport {
+        ok: checks.iter().all(|c| c.ok),
+        entries,
+        checks,
+    })
+}
+
+/// The report as a table for humans.
+pub fn render_table(r: &IntegrityReport) -> String {
+    let mut out = format!("{:<24} {:<6} {:>10}\n", "CHECK", "STATUS", "VIOLATIONS");
+    for c in &r.checks {
+        out.push_str(&format!(
+            "{:<24} {:<6} {:>10}\n",
+            c.check,
+            if c.ok { "ok" } else { "FAILED" },
+            c.violations.len()
+        ));
+    }
+    for c in r.checks.iter().filter(|c| !c.ok) {
+        for v in c.violations.iter().take(50) {
+            let entry = v
+                .entry_id
+                .map(|e| format!("entry {e}: "))
+                .unwrap_or_default();
+            out.push_str(&format!("{}: {entry}{}\n", c.check, v.detail));
+        }
+        if c.violations.len() > 50 {
+            out.push_str(&format!(
+                "{}: ... and {} more\n",
+                c.check,
+                c.violations.len() - 50
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "{} entries checked: {}\n",
+        r.entries,
+        if r.ok {
+            "the ledger is intact"
+        } else {
+            "VIOLATIONS FOUND"
+        }
+    ));
+    out
+}

@@ -1,0 +1,332 @@
+//! Integrity: verify passes on an honest ledger and names any tampered entry; the application
+//! roles cannot rewrite the journal; as-of balances answer both time axes correctly.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use common::Ledger;
+use ledgerline::domain::batch::{entry_id, Candidate};
+use ledgerline::domain::{CurrencyTable, LineRequest, Posting, PostingRequest};
+use ledgerline::generator::{generate, GeneratorSettings};
+use ledgerline::store::posting::{commit_batch, BatchInput, BatchMessage};
+use ledgerline::store::reports::{balance_as_of, statement};
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use sqlx::PgPool;
+
+async fn post_all(ledger: &Ledger, batch: &[BatchMessage], chunk: usize) {
+    for (k, part) in batch.chunks(chunk).enumerate() {
+        let input = BatchInput {
+            group: &ledger.group,
+            topic: &ledger.topic,
+            partition: 0,
+            expected_next_offset: (k * chunk) as i64,
+            messages: part,
+        };
+        commit_batch(&ledger.pool, &input).await.unwrap();
+    }
+}
+
+/// Runs `sql` as the superuser with the append-only triggers lifted, like an attacker with
+/// database access would.
+async fn tamper(pool: &PgPool, sql: &str) {
+    let mut tx = pool.begin().await.unwrap();
+    for t in ["journal_entries", "journal_lines"] {
+        sqlx::query(&format!("ALTER TABLE {t} DISABLE TRIGGER {t}_append_only"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    for t in ["journal_entries", "journal_lines"] {
+        sqlx::query(&format!("ALTER TABLE {t} ENABLE TRIGGER {t}_append_only"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn verify_names_every_tampered_entry_and_passes_once_repaired() {
+    let ledger = Ledger::new(100, 1).await;
+    let messages = generate(&GeneratorSettings {
+        count: 600,
+        accounts: 100,
+        lines: 2..=4,
+        key_prefix: common::unique("v"),
+        ..Default::default()
+    });
+    post_all(&ledger, &common::parsed_batch(&messages), 100).await;
+    let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
+    assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
+    assert_eq!(report.entries, 600);
+
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM journal_entries ORDER BY source_offset")
+            .fetch_all(&ledger.pool)
+            .await
+            .unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    // (tamper, repair) for one entry: each changes one field, most by a single byte.
+    let cases: [(&str, &str); 8] = [
+        ("UPDATE journal_lines SET amount = amount + 0.01 WHERE entry_id = '{id}' AND line_no = 1", "UPDATE journal_lines SET amount = amount - 0.01 WHERE entry_id = '{id}' AND line_no = 1"),
+        ("UPDATE journal_lines SET side = CASE side WHEN 'D' THEN 'C' ELSE 'D' END WHERE entry_id = '{id}' AND line_no = 2", "UPDATE journal_lines SET side = CASE side WHEN 'D' THEN 'C' ELSE 'D' END WHERE entry_id = '{id}' AND line_no = 2"),
+        ("UPDATE journal_lines SET account_id = 'acct-00099' WHERE entry_id = '{id}' AND line_no = 1 AND account_id <> 'acct-00099'", ""),
+        ("UPDATE journal_entries SET description = 'synthetiC' WHERE id = '{id}'", "UPDATE journal_entries SET description = 'synthetic' WHERE id = '{id}'"),
+        ("UPDATE journal_entries SET effective_date = effective_date + 1 WHERE id = '{id}'", "UPDATE journal_entries SET effective_date = effective_date - 1 WHERE id = '{id}'"),
+        ("UPDATE journal_entries SET recorded_at = recorded_at + interval '1 microsecond' WHERE id = '{id}'", "UPDATE journal_entries SET recorded_at = recorded_at - interval '1 microsecond' WHERE id = '{id}'"),
+        ("UPDATE journal_entries SET idempotency_key = idempotency_key || 'x' WHERE id = '{id}'", "UPDATE journal_entries SET idempotency_key = left(idempotency_key, -1) WHERE id = '{id}'"),
+        ("UPDATE journal_entries SET source_offset = source_offset + 1000000 WHERE id = '{id}'", "UPDATE journal_entries SET source_offset = source_offset - 1000000 WHERE id = '{id}'"),
+    ];
+    for (i, (attack, repair)) in cases.iter().enumerate() {
+        let id = ids[rng.gen_range(0..ids.len())];
+        let before = snapshot(&ledger.pool, id).await;
+        tamper(&ledger.pool, &attack.replace("{id}", &id.to_string())).await;
+        let changed = snapshot(&ledger.pool, id).await != before;
+        let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
+        let named = report
+            .checks
+            .iter()
+            .find(|c| c.check == "hash_chains")
+            .unwrap()
+            .violations
+            .iter()
+            .any(|v| v.entry_id == Some(id));
+        if changed {
+            assert!(
+                !report.ok && named,
+                "case {i}: tampering {id} went unnoticed:\n{}",
+                ledgerline::verify::render_table(&report)
+            );
+        } else {
+            assert!(report.ok, "case {i}: a no-op change must not be reported");
+        }
+        if !repair.is_empty() {
+            tamper(&ledger.pool, &repair.replace("{id}", &id.to_string())).await;
+        } else if changed {
+            restore(&ledger.pool, id, &before).await;
+        }
+        let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
+        assert!(
+            report.ok,
+            "case {i}: repaired ledger must verify:\n{}",
+            ledgerline::verify::render_table(&report)
+        );
+    }
+
+    // The command names the entry and exits non-zero.
+    let id = ids[7];
+    tamper(
+        &ledger.pool,
+        &format!("UPDATE journal_lines SET amount = amount * 2 WHERE entry_id = '{id}'"),
+    )
+    .await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+        .arg("verify")
+        .env("LEDGERLINE_DATABASE_URL", &ledger.db_url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains(&id.to_string()) && stdout.contains("hash_chains"),
+        "{stdout}"
+    );
+}
+
+/// Every column of an entry and its lines, as text.
+async fn snapshot(pool: &PgPool, id: uuid::Uuid) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT row_to_json(e)::text FROM journal_entries e WHERE id = $1
+         UNION ALL SELECT row_to_json(l)::text FROM (SELECT * FROM journal_lines WHERE entry_id = $1 ORDER BY line_no) l",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Puts back the lines' accounts of an entry (the one change without a simple inverse).
+async fn restore(pool: &PgPool, id: uuid::Uuid, before: &[String]) {
+    for line in &before[1..] {
+        let l: serde_json::Value = serde_json::from_str(line).unwrap();
+        tamper(pool, &format!("UPDATE journal_lines SET account_id = '{}' WHERE entry_id = '{id}' AND line_no = {}", l["account_id"].as_str().unwrap(), l["line_no"])).await;
+    }
+    assert_eq!(snapshot(pool, id).await, before);
+}
+
+#[tokio::test]
+async fn application_roles_cannot_rewrite_the_journal() {
+    let ledger = Ledger::new(10, 1).await;
+    let messages = generate(&GeneratorSettings {
+        count: 5,
+        accounts: 10,
+        key_prefix: common::unique("g"),
+        ..Default::default()
+    });
+    post_all(&ledger, &common::parsed_batch(&messages), 5).await;
+    // Lift the triggers so that only the grants stand in the way.
+    for t in ["journal_entries", "journal_lines"] {
+        sqlx::query(&format!("ALTER TABLE {t} DISABLE TRIGGER {t}_append_only"))
+            .execute(&ledger.pool)
+            .await
+            .unwrap();
+    }
+    for (role, sql) in [
+        ("ledgerline_writer", "UPDATE journal_lines SET amount = 1"),
+        ("ledgerline_writer", "DELETE FROM journal_lines"),
+        ("ledgerline_writer", "TRUNCATE journal_lines"),
+        (
+            "ledgerline_writer",
+            "UPDATE journal_entries SET description = 'x'",
+        ),
+        (
+            "ledgerline_writer",
+            "ALTER TABLE journal_lines DISABLE TRIGGER journal_lines_append_only",
+        ),
+        (
+            "ledgerline_reader",
+            "INSERT INTO entities (id, name) VALUES ('x', 'x')",
+        ),
+        (
+            "ledgerline_reader",
+            "UPDATE account_balances SET balance = 0",
+        ),
+    ] {
+        let mut tx = ledger.pool.begin().await.unwrap();
+        sqlx::query(&format!("SET LOCAL ROLE {role}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let err = sqlx::query(sql)
+            .execute(&mut *tx)
+            .await
+            .expect_err(sql)
+            .to_string();
+        assert!(
+            err.contains("permission denied") || err.contains("must be owner"),
+            "{role}: {sql}: {err}"
+        );
+        tx.rollback().await.unwrap();
+    }
+    // The writer can do its job.
+    let mut tx = ledger.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE ledgerline_writer")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE account_balances SET updated_at = now()")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("SELECT count(*) FROM journal_lines")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn as_of_balances_answer_valid_time_and_transaction_time() {
+    let ledger = Ledger::new(10, 1).await;
+    let table = CurrencyTable::default();
+    let request = |key: &str, date: &str, amount: &str| {
+        let line = |a: &str, side: &str| LineRequest {
+            account_id: a.into(),
+            side: side.into(),
+            amount: amount.into(),
+            currency: "USD".into(),
+        };
+        PostingRequest {
+            idempotency_key: format!("{}-{key}", ledger.group),
+            entity_id: "demo".into(),
+            effective_date: date.into(),
+            description: Some(key.into()),
+            source: None,
+            reverses: None,
+            metadata: Default::default(),
+            lines: vec![line("acct-00000", "D"), line("acct-00002", "C")],
+        }
+    };
+    let mut times: Vec<DateTime<Utc>> = Vec::new();
+    for (offset, (key, date, amount)) in (0i64..).zip([
+        ("e1", "2026-11-05", "100.00"),
+        ("e2", "2026-11-10", "50.00"),
+        ("e3-backdated", "2026-11-03", "7.00"),
+    ]) {
+        let r = request(key, date, amount);
+        let m = BatchMessage {
+            offset,
+            raw: vec![],
+            candidate: Candidate::Parsed(Posting::parse(&r, &table).unwrap()),
+        };
+        let input = BatchInput {
+            group: &ledger.group,
+            topic: &ledger.topic,
+            partition: 0,
+            expected_next_offset: offset,
+            messages: std::slice::from_ref(&m),
+        };
+        commit_batch(&ledger.pool, &input).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        times.push(
+            sqlx::query_scalar("SELECT now()")
+                .fetch_one(&ledger.pool)
+                .await
+                .unwrap(),
+        );
+    }
+    let d = |s: &str| Some(NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap());
+    let (after_e1, after_e2) = (Some(times[0]), Some(times[1]));
+    let cases = [
+        (d("2026-11-04"), None, "7.00"), // valid time only: the backdated entry counts
+        (d("2026-11-04"), after_e2, "0"), // ...but was not yet recorded after e2
+        (d("2026-11-06"), after_e2, "100.00"),
+        (d("2026-11-06"), None, "107.00"),
+        (None, after_e1, "100.00"), // transaction time only
+        (None, None, "157.00"),
+        (d("2026-11-30"), after_e2, "150.00"),
+    ];
+    for (valid, recorded, expected) in cases {
+        let b = balance_as_of(&ledger.pool, "acct-00000", valid, recorded)
+            .await
+            .unwrap();
+        assert_eq!(
+            b,
+            expected.parse::<Decimal>().unwrap(),
+            "as of {valid:?} / {recorded:?}"
+        );
+        // The credited income account mirrors it.
+        let c = balance_as_of(&ledger.pool, "acct-00002", valid, recorded)
+            .await
+            .unwrap();
+        assert_eq!(c, b);
+    }
+    let running: Vec<String> = statement(&ledger.pool, "acct-00000", None, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.balance.to_string())
+        .collect();
+    assert_eq!(
+        running,
+        ["7.00", "107.00", "157.00"],
+        "running balance in valid-time order"
+    );
+    let ids: Vec<uuid::Uuid> = statement(&ledger.pool, "acct-00000", None, after_e2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.entry_id)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            entry_id(&format!("{}-e1", ledger.group)),
+            entry_id(&format!("{}-e2", ledger.group))
+        ]
+    );
+}
