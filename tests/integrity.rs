@@ -330,3 +330,230 @@ async fn as_of_balances_answer_valid_time_and_transaction_time() {
         ]
     );
 }
+
+fn reversal(key: &str, target: &str) -> PostingRequest {
+    PostingRequest {
+        idempotency_key: key.into(),
+        entity_id: "demo".into(),
+        effective_date: "2026-11-20".into(),
+        description: Some(format!("reverses {target}")),
+        source: None,
+        reverses: Some(target.into()),
+        metadata: Default::default(),
+        lines: vec![],
+    }
+}
+
+/// Commits requests as one batch at `offset`; returns each message's outcome code ("POSTED",
+/// "DUPLICATE" or the rejection code) and the next offset.
+async fn commit_requests(
+    ledger: &Ledger,
+    offset: i64,
+    requests: &[PostingRequest],
+) -> (Vec<String>, i64) {
+    let table = CurrencyTable::default();
+    let batch: Vec<BatchMessage> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| BatchMessage {
+            offset: offset + i as i64,
+            raw: serde_json::to_vec(r).unwrap(),
+            candidate: match Posting::parse(r, &table) {
+                Ok(p) => Candidate::Parsed(p),
+                Err(rejection) => Candidate::Refused {
+                    key: Some(r.idempotency_key.clone()),
+                    fingerprint: Some([1; 32]),
+                    source: None,
+                    rejection,
+                },
+            },
+        })
+        .collect();
+    let input = BatchInput {
+        group: &ledger.group,
+        topic: &ledger.topic,
+        partition: 0,
+        expected_next_offset: offset,
+        messages: &batch,
+    };
+    let outcome = commit_batch(&ledger.pool, &input).await.unwrap();
+    let codes: Vec<(i64, String)> =
+        sqlx::query_as("SELECT source_offset, reason_code FROM rejections WHERE batch_id = $1")
+            .bind(outcome.batch_id)
+            .fetch_all(&ledger.pool)
+            .await
+            .unwrap();
+    let posted: Vec<i64> =
+        sqlx::query_scalar("SELECT source_offset FROM journal_entries WHERE batch_id = $1")
+            .bind(outcome.batch_id)
+            .fetch_all(&ledger.pool)
+            .await
+            .unwrap();
+    let results = (0..requests.len() as i64)
+        .map(|i| {
+            let o = offset + i;
+            if posted.contains(&o) {
+                "POSTED".to_string()
+            } else {
+                codes
+                    .iter()
+                    .find(|(x, _)| *x == o)
+                    .map_or("DUPLICATE".to_string(), |(_, c)| c.clone())
+            }
+        })
+        .collect();
+    (results, outcome.next_offset)
+}
+
+#[tokio::test]
+async fn reversals_post_inverted_lines_once_and_refuse_what_cannot_be_reversed() {
+    let ledger = Ledger::new(20, 1).await;
+    let messages = generate(&GeneratorSettings {
+        count: 3,
+        accounts: 20,
+        lines: 3..=3,
+        key_prefix: common::unique("rv"),
+        ..Default::default()
+    });
+    let originals: Vec<PostingRequest> = messages
+        .iter()
+        .map(|m| m.request.clone().unwrap())
+        .collect();
+    let (first, offset) = commit_requests(&ledger, 0, &originals).await;
+    assert_eq!(first, ["POSTED"; 3]);
+    let balances_before: Vec<(String, Decimal)> =
+        sqlx::query_as("SELECT account_id, balance FROM account_balances ORDER BY 1")
+            .fetch_all(&ledger.pool)
+            .await
+            .unwrap();
+
+    let k = |i: usize| originals[i].idempotency_key.clone();
+    let target0 = entry_id(&k(0));
+    let r0 = format!("{}-rev", k(0));
+    let mut with_lines = reversal("bad-rev", &k(1));
+    with_lines.lines = originals[1].lines.clone();
+    let requests = vec![
+        reversal(&r0, &k(0)),                    // by idempotency key
+        reversal(&r0, &k(0)),                    // the same request again
+        reversal("again", &target0.to_string()), // by entry id, already reversed
+        reversal("rev-of-rev", &entry_id(&r0).to_string()),
+        reversal("missing", "no-such-entry"),
+        with_lines,
+        reversal("other-entity", &k(2)),
+    ];
+    let mut requests = requests;
+    requests[6].entity_id = "acme".into();
+    let (results, offset) = commit_requests(&ledger, offset, &requests).await;
+    assert_eq!(
+        results,
+        [
+            "POSTED",
+            "DUPLICATE",
+            "ALREADY_REVERSED",
+            "REVERSAL_OF_REVERSAL",
+            "REVERSAL_TARGET_MISSING",
+            "REVERSAL_HAS_LINES",
+            "REVERSAL_ENTITY_MISMATCH"
+        ]
+    );
+    // The reversal's lines are the original's with sides swapped, and the link reads both ways.
+    let lines = |id: uuid::Uuid| {
+        let pool = ledger.pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, String, Decimal)>("SELECT account_id, side::text, amount FROM journal_lines WHERE entry_id = $1 ORDER BY line_no")
+                .bind(id)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let swapped: Vec<_> = lines(target0)
+        .await
+        .into_iter()
+        .map(|(a, s, x)| (a, if s == "D" { "C".into() } else { "D".into() }, x))
+        .collect();
+    assert_eq!(lines(entry_id(&r0)).await, swapped);
+    let link: (uuid::Uuid, uuid::Uuid) =
+        sqlx::query_as("SELECT entry_id, reversed_by FROM entry_reversals")
+            .fetch_one(&ledger.pool)
+            .await
+            .unwrap();
+    assert_eq!(link, (target0, entry_id(&r0)));
+
+    // An entry and its reversal in one batch; then every balance is back where it was.
+    let (both, _) = commit_requests(
+        &ledger,
+        offset,
+        &[reversal("rev-1", &k(1)), reversal("rev-2", &k(2))],
+    )
+    .await;
+    assert_eq!(both, ["POSTED", "POSTED"]);
+    let balances_after: Vec<(String, Decimal)> =
+        sqlx::query_as("SELECT account_id, balance FROM account_balances ORDER BY 1")
+            .fetch_all(&ledger.pool)
+            .await
+            .unwrap();
+    let zero: Vec<(String, Decimal)> = balances_before
+        .iter()
+        .map(|(a, _)| (a.clone(), Decimal::ZERO))
+        .collect();
+    assert_eq!(balances_after, zero, "all three entries reversed");
+    let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
+    assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
+}
+
+/// Random postings and reversals (some of them invalid on purpose) in random batches: every
+/// integrity check holds afterwards.
+#[tokio::test]
+async fn random_postings_and_reversals_keep_every_invariant() {
+    let ledger = Ledger::new(60, 1).await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    let messages = generate(&GeneratorSettings {
+        count: 400,
+        accounts: 60,
+        lines: 2..=5,
+        hot_account_share: 0.3,
+        seed: 17,
+        key_prefix: common::unique("p"),
+        ..Default::default()
+    });
+    let mut posted_keys: Vec<String> = Vec::new();
+    let mut offset = 0;
+    let mut pending: Vec<PostingRequest> = Vec::new();
+    let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
+    for (i, m) in messages.iter().enumerate() {
+        pending.push(m.request.clone().unwrap());
+        posted_keys.push(m.key.clone());
+        if rng.gen_bool(0.25) {
+            let target = &posted_keys[rng.gen_range(0..posted_keys.len())];
+            let by_id = rng.gen_bool(0.5);
+            let target = if by_id {
+                entry_id(target).to_string()
+            } else {
+                target.clone()
+            };
+            let key = format!("{}-r{i}", ledger.group);
+            posted_keys.push(key.clone());
+            pending.push(reversal(&key, &target));
+        }
+        if pending.len() >= rng.gen_range(1..40) || i + 1 == messages.len() {
+            let (results, next) = commit_requests(&ledger, offset, &pending).await;
+            for r in results {
+                *outcomes.entry(r).or_default() += 1;
+            }
+            offset = next;
+            pending.clear();
+        }
+    }
+    let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
+    assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
+    assert!(
+        outcomes.get("POSTED").copied().unwrap_or(0) > 400,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains_key("REVERSAL_OF_REVERSAL") || outcomes.contains_key("ALREADY_REVERSED"),
+        "{outcomes:?}"
+    );
+    println!("random postings and reversals: {outcomes:?}");
+}

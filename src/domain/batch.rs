@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::domain::posting::{Posting, Side};
+use crate::domain::posting::{Line, Posting, Side};
 use crate::domain::rejection::Rejection;
 
 /// Namespace for the ledger's deterministic ids: replaying the same input yields the same ids.
@@ -104,6 +104,26 @@ pub struct LedgerState {
     pub periods: HashMap<String, Vec<Period>>,
     pub accounts: HashMap<String, AccountState>,
     pub known_keys: HashMap<String, KnownKey>,
+    /// Entries that reversals of this batch may target, keyed by entry id and by idempotency key.
+    pub targets: HashMap<String, ReversalTarget>,
+}
+
+/// An existing entry, as far as reversing it is concerned.
+#[derive(Debug, Clone)]
+pub struct ReversalTarget {
+    pub id: Uuid,
+    pub key: String,
+    pub entity_id: String,
+    pub is_reversal: bool,
+    pub reversed: bool,
+    pub lines: Vec<Line>,
+}
+
+/// The entry a posted reversal reverses, and the inverted lines it posted.
+#[derive(Debug, Clone)]
+pub struct Reversal {
+    pub target: Uuid,
+    pub lines: Vec<Line>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +139,7 @@ pub enum Decision {
     Post {
         entry_id: Uuid,
         changes: Vec<BalanceChange>,
+        reversal: Option<Reversal>,
     },
     /// `record_key`: the key and fingerprint to store as this rejection's idempotency record.
     Reject {
@@ -171,11 +192,21 @@ fn decide_one(candidate: &Candidate, rejection_id: Uuid, state: &mut LedgerState
     }
     let record_key = key.zip(fingerprint);
     let verdict = match candidate {
-        Candidate::Parsed(p) => check_and_apply(p, state),
+        Candidate::Parsed(p) => match &p.reverses {
+            Some(target) => reverse(p, target, state),
+            None => check_and_apply(p, state).map(|(id, changes)| (id, changes, None)),
+        },
         Candidate::Refused { rejection, .. } => Err(rejection.clone()),
     };
+    if let (Ok((entry_id, _, reversal)), Candidate::Parsed(p)) = (&verdict, candidate) {
+        remember_target(state, *entry_id, p, reversal.as_ref());
+    }
     let decision = match verdict {
-        Ok((entry_id, changes)) => Decision::Post { entry_id, changes },
+        Ok((entry_id, changes, reversal)) => Decision::Post {
+            entry_id,
+            changes,
+            reversal,
+        },
         Err(rejection) => Decision::Reject {
             rejection_id,
             rejection,
@@ -196,6 +227,75 @@ fn decide_one(candidate: &Candidate, rejection_id: Uuid, state: &mut LedgerState
         );
     }
     decision
+}
+
+/// Posts the target's lines with sides swapped, after checking that the target exists in the
+/// same entity, is not a reversal itself and is not reversed yet.
+fn reverse(
+    p: &Posting,
+    target: &str,
+    state: &mut LedgerState,
+) -> Result<(Uuid, Vec<BalanceChange>, Option<Reversal>), Rejection> {
+    let t = state
+        .targets
+        .get(target)
+        .cloned()
+        .ok_or_else(|| Rejection::ReversalTargetMissing(target.to_string()))?;
+    if t.entity_id != p.entity.as_str() {
+        return Err(Rejection::ReversalEntityMismatch {
+            target: t.id.to_string(),
+            target_entity: t.entity_id,
+            entity: p.entity.as_str().to_string(),
+        });
+    }
+    if t.is_reversal {
+        return Err(Rejection::ReversalOfReversal(t.id.to_string()));
+    }
+    if t.reversed {
+        return Err(Rejection::AlreadyReversed(t.id.to_string()));
+    }
+    let inverted: Vec<Line> = t
+        .lines
+        .iter()
+        .map(|l| Line {
+            side: if l.side == Side::Debit {
+                Side::Credit
+            } else {
+                Side::Debit
+            },
+            ..l.clone()
+        })
+        .collect();
+    let effective = Posting {
+        lines: inverted.clone(),
+        ..p.clone()
+    };
+    let (entry, changes) = check_and_apply(&effective, state)?;
+    for other in state.targets.values_mut().filter(|o| o.id == t.id) {
+        other.reversed = true;
+    }
+    Ok((
+        entry,
+        changes,
+        Some(Reversal {
+            target: t.id,
+            lines: inverted,
+        }),
+    ))
+}
+
+/// An entry posted earlier in the batch can be reversed later in the same batch.
+fn remember_target(state: &mut LedgerState, id: Uuid, p: &Posting, reversal: Option<&Reversal>) {
+    let target = ReversalTarget {
+        id,
+        key: p.key.as_str().to_string(),
+        entity_id: p.entity.as_str().to_string(),
+        is_reversal: reversal.is_some(),
+        reversed: false,
+        lines: reversal.map_or_else(|| p.lines.clone(), |r| r.lines.clone()),
+    };
+    state.targets.insert(id.to_string(), target.clone());
+    state.targets.insert(target.key.clone(), target);
 }
 
 fn check_and_apply(
@@ -325,6 +425,7 @@ mod tests {
         };
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         LedgerState {
+            targets: HashMap::new(),
             entities: ["acme".to_string()].into(),
             periods: [(
                 "acme".to_string(),

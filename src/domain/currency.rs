@@ -59,6 +59,12 @@ const ISO_4217_MINOR_UNITS: &[(&str, u32)] = &[
 pub struct Currency([u8; 3]);
 
 impl Currency {
+    /// A currency code as stored (three ASCII uppercase letters), whether or not the table
+    /// knows it: for reading back what the ledger already accepted.
+    pub fn from_stored(code: &str) -> Option<Currency> {
+        CurrencyTable::code(code)
+    }
+
     pub fn as_str(&self) -> &str {
         // Constructed only from three ASCII uppercase letters.
         std::str::from_utf8(&self.0).expect("currency codes are ASCII")

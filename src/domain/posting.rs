@@ -32,7 +32,8 @@ pub struct PostingRequest {
     /// The upstream system that sent the request.
     #[serde(default)]
     pub source: Option<String>,
-    /// Entry id or idempotency key of an entry this request reverses.
+    /// Entry id or idempotency key of an entry this request reverses; `lines` must then be
+    /// empty, and the ledger posts the target's lines with sides swapped.
     #[serde(default)]
     pub reverses: Option<String>,
     #[serde(default)]
@@ -120,7 +121,12 @@ impl Posting {
             check_id("reverses", target)?;
         }
         check_metadata(&raw.metadata)?;
-        let lines = parse_lines(&raw.lines, currencies)?;
+        // A reversal carries no lines: the ledger posts the target's lines inverted.
+        let lines = match (&raw.reverses, raw.lines.is_empty()) {
+            (Some(_), true) => Vec::new(),
+            (Some(_), false) => return Err(Rejection::ReversalHasLines),
+            (None, _) => parse_lines(&raw.lines, currencies)?,
+        };
         let posting = Posting {
             key,
             entity,

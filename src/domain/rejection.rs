@@ -97,6 +97,20 @@ pub enum Rejection {
     PeriodClosed { entity: String, date: String },
     #[error("account {account:?} would fall to {balance}, it may not go below zero")]
     InsufficientFunds { account: String, balance: String },
+    #[error("a reversal carries no lines: the ledger posts the reversed entry's lines inverted")]
+    ReversalHasLines,
+    #[error("no entry with id or idempotency key {0:?} to reverse")]
+    ReversalTargetMissing(String),
+    #[error("entry {0} is already reversed")]
+    AlreadyReversed(String),
+    #[error("entry {0} is itself a reversal and cannot be reversed")]
+    ReversalOfReversal(String),
+    #[error("entry {target} belongs to entity {target_entity:?}, not {entity:?}")]
+    ReversalEntityMismatch {
+        target: String,
+        target_entity: String,
+        entity: String,
+    },
     #[error("idempotency key {key:?} was used before for a different request")]
     IdempotencyConflict { key: String },
 
@@ -132,6 +146,11 @@ impl Rejection {
             Rejection::UnknownEntity(_) => "UNKNOWN_ENTITY",
             Rejection::PeriodClosed { .. } => "PERIOD_CLOSED",
             Rejection::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
+            Rejection::ReversalHasLines => "REVERSAL_HAS_LINES",
+            Rejection::ReversalTargetMissing(_) => "REVERSAL_TARGET_MISSING",
+            Rejection::AlreadyReversed(_) => "ALREADY_REVERSED",
+            Rejection::ReversalOfReversal(_) => "REVERSAL_OF_REVERSAL",
+            Rejection::ReversalEntityMismatch { .. } => "REVERSAL_ENTITY_MISMATCH",
             Rejection::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
             Rejection::Internal(_) => "INTERNAL",
         }
@@ -162,6 +181,11 @@ impl Rejection {
         "UNKNOWN_ENTITY",
         "PERIOD_CLOSED",
         "INSUFFICIENT_FUNDS",
+        "REVERSAL_HAS_LINES",
+        "REVERSAL_TARGET_MISSING",
+        "ALREADY_REVERSED",
+        "REVERSAL_OF_REVERSAL",
+        "REVERSAL_ENTITY_MISMATCH",
         "IDEMPOTENCY_CONFLICT",
         "INTERNAL",
     ];

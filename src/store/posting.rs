@@ -16,10 +16,11 @@ use uuid::Uuid;
 use crate::codec::{AnomalyEvent, BalanceEvent, RejectionEvent};
 use crate::domain::batch::{
     anomaly_event_id, balance_event_id, decide, rejection_id, AccountState, Candidate, Decision,
-    KnownKey, LedgerState, Outcome, Period,
+    KnownKey, LedgerState, Outcome, Period, ReversalTarget,
 };
 use crate::domain::chain::{CanonicalEntry, CanonicalLine, GENESIS};
-use crate::domain::{Posting, Side};
+use crate::domain::posting::Line;
+use crate::domain::{AccountId, Currency, Posting, Side};
 
 /// One message of a batch, in offset order.
 #[derive(Debug, Clone)]
@@ -243,17 +244,25 @@ async fn load_state_in_tx(
     let mut keys: Vec<String> = Vec::new();
     let mut entities: HashSet<String> = HashSet::new();
     let mut accounts: Vec<String> = Vec::new();
+    let mut target_refs: Vec<String> = Vec::new();
     for c in candidates {
         match c {
             Candidate::Parsed(p) => {
                 keys.push(p.key.as_str().to_string());
                 entities.insert(p.entity.as_str().to_string());
                 accounts.extend(p.lines.iter().map(|l| l.account.as_str().to_string()));
+                target_refs.extend(p.reverses.clone());
             }
             Candidate::Refused { key: Some(k), .. } => keys.push(k.clone()),
             Candidate::Refused { .. } => {}
         }
     }
+    let targets = load_targets_in_tx(tx, &target_refs).await?;
+    accounts.extend(
+        targets
+            .values()
+            .flat_map(|t| t.lines.iter().map(|l| l.account.as_str().to_string())),
+    );
     accounts.sort_unstable();
     accounts.dedup();
     let entities: Vec<String> = entities.into_iter().collect();
@@ -334,11 +343,77 @@ async fn load_state_in_tx(
         })
         .collect();
     Ok(LedgerState {
+        targets,
         entities: existing.into_iter().collect(),
         periods,
         accounts,
         known_keys,
     })
+}
+
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    id: Uuid,
+    idempotency_key: String,
+    entity_id: String,
+    is_reversal: bool,
+    reversed: bool,
+    accounts: Vec<String>,
+    sides: Vec<String>,
+    amounts: Vec<Decimal>,
+    currencies: Vec<String>,
+}
+
+/// Entries named by reversal requests (by entry id or idempotency key), with their lines.
+async fn load_targets_in_tx(
+    tx: &mut PgConnection,
+    refs: &[String],
+) -> Result<HashMap<String, ReversalTarget>, sqlx::Error> {
+    if refs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<Uuid> = refs.iter().filter_map(|r| r.parse().ok()).collect();
+    let rows: Vec<TargetRow> = sqlx::query_as(
+        "SELECT e.id, e.idempotency_key, e.entity_id, e.reverses IS NOT NULL AS is_reversal,
+                EXISTS (SELECT 1 FROM journal_entries r WHERE r.reverses = e.id) AS reversed,
+                array_agg(l.account_id ORDER BY l.line_no) AS accounts,
+                array_agg(l.side::text ORDER BY l.line_no) AS sides,
+                array_agg(l.amount ORDER BY l.line_no) AS amounts,
+                array_agg(l.currency::text ORDER BY l.line_no) AS currencies
+         FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id
+         WHERE e.idempotency_key = ANY($1) OR e.id = ANY($2)
+         GROUP BY e.id",
+    )
+    .bind(refs)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut targets = HashMap::new();
+    for r in rows {
+        let lines = (0..r.accounts.len())
+            .filter_map(|i| {
+                let side = Side::parse(&r.sides[i])?;
+                Some(Line {
+                    account: AccountId::parse(&r.accounts[i]).ok()?,
+                    side,
+                    amount: r.amounts[i],
+                    currency: Currency::from_stored(&r.currencies[i])?,
+                    minor_units: r.amounts[i].scale(),
+                })
+            })
+            .collect();
+        let target = ReversalTarget {
+            id: r.id,
+            key: r.idempotency_key.clone(),
+            entity_id: r.entity_id,
+            is_reversal: r.is_reversal,
+            reversed: r.reversed,
+            lines,
+        };
+        targets.insert(r.id.to_string(), target.clone());
+        targets.insert(r.idempotency_key, target);
+    }
+    Ok(targets)
 }
 
 #[derive(sqlx::FromRow)]
@@ -382,6 +457,7 @@ struct Writes<'a> {
     entry_metadata: Vec<String>,
     entry_offsets: Vec<i64>,
     entry_hashes: Vec<Vec<u8>>,
+    entry_reverses: Vec<Option<Uuid>>,
     entry_prev_hashes: Vec<Vec<u8>>,
     /// The hash chain of this source partition: its head before and after this batch.
     chain_start: [u8; 32],
@@ -438,9 +514,26 @@ impl<'a> Writes<'a> {
     ) {
         match (decision, candidate) {
             (Decision::Duplicate { .. }, _) => self.duplicates += 1,
-            (Decision::Post { entry_id, changes }, Candidate::Parsed(p)) => {
+            (
+                Decision::Post {
+                    entry_id,
+                    changes,
+                    reversal,
+                },
+                Candidate::Parsed(p),
+            ) => {
                 self.posted += 1;
-                self.add_entry(m.offset, *entry_id, p);
+                match reversal {
+                    // A reversal posts the target's lines inverted, and names its target.
+                    Some(r) => {
+                        let inverted = Posting {
+                            lines: r.lines.clone(),
+                            ..p.clone()
+                        };
+                        self.add_entry(m.offset, *entry_id, &inverted, Some(r.target));
+                    }
+                    None => self.add_entry(m.offset, *entry_id, p, None),
+                }
                 for c in changes {
                     let slot = self.balance_deltas.entry(c.account.clone()).or_default();
                     slot.0 += c.delta;
@@ -534,7 +627,8 @@ impl<'a> Writes<'a> {
         }
     }
 
-    fn add_entry(&mut self, offset: i64, entry_id: Uuid, p: &Posting) {
+    fn add_entry(&mut self, offset: i64, entry_id: Uuid, p: &Posting, reverses: Option<Uuid>) {
+        self.entry_reverses.push(reverses);
         self.entry_ids.push(entry_id);
         self.entry_entities.push(p.entity.as_str().to_string());
         self.entry_keys.push(p.key.as_str().to_string());
@@ -554,7 +648,7 @@ impl<'a> Writes<'a> {
             source_topic: self.topic.to_string(),
             source_partition: self.partition,
             source_offset: offset,
-            reverses: None,
+            reverses,
             lines: p
                 .lines
                 .iter()
@@ -650,11 +744,11 @@ impl<'a> Writes<'a> {
         if !self.entry_ids.is_empty() {
             sqlx::query(
                 "INSERT INTO journal_entries (id, entity_id, idempotency_key, effective_date, description, source, metadata,
-                                              source_topic, source_partition, source_offset, batch_id, recorded_at, hash, prev_hash)
-                 SELECT id, e, k, d, descr, src, m::jsonb, $8, $9, o, $10, $11, h, ph
+                                              source_topic, source_partition, source_offset, batch_id, recorded_at, hash, prev_hash, reverses)
+                 SELECT id, e, k, d, descr, src, m::jsonb, $8, $9, o, $10, $11, h, ph, rev
                  FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[], $12::bigint[],
-                             $13::bytea[], $14::bytea[])
-                      AS u(id, e, k, d, descr, src, m, o, h, ph)",
+                             $13::bytea[], $14::bytea[], $15::uuid[])
+                      AS u(id, e, k, d, descr, src, m, o, h, ph, rev)",
             )
             .bind(&self.entry_ids)
             .bind(&self.entry_entities)
@@ -670,6 +764,7 @@ impl<'a> Writes<'a> {
             .bind(&self.entry_offsets)
             .bind(&self.entry_hashes)
             .bind(&self.entry_prev_hashes)
+            .bind(&self.entry_reverses)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
