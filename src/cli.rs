@@ -56,6 +56,9 @@ pub enum Command {
     Reporter(ReporterArgs),
     /// Print downstream events for humans, one line each, from the start of the topic.
     Tail(TailArgs),
+    /// Benchmarks that print a Markdown table of the machine, settings and figures.
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Check the ledger's integrity: balanced entries, zero trial balance, balances = lines,
     /// unbroken hash chains, monotonic checkpoints, no orphans. Exit code 1 on any violation.
     Verify {
@@ -159,6 +162,20 @@ pub struct ReplayArgs {
     pub force: bool,
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Load a synthetic ledger into a fresh database (needs LEDGERLINE_ADMIN_DATABASE_URL) and
+    /// time the trial balance, an as-of balance and a full verify.
+    Ledger {
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: usize,
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -386,6 +403,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Reporter(args) => reporter(args).await?,
         Command::Tail(args) => tail(args).await?,
         Command::Verify { json } => verify(json).await?,
+        Command::Bench(BenchCmd::Ledger { lines, accounts, batch }) => {
+            let admin = crate::config::secret_from_env("LEDGERLINE_ADMIN_DATABASE_URL")?
+                .ok_or(crate::config::ConfigError::Missing { name: "LEDGERLINE_ADMIN_DATABASE_URL" })?;
+            crate::bench::ledger(&admin, lines, accounts, batch.clamp(1, crate::limits::BATCH_POSTINGS_MAX)).await?
+        }
     }
     Ok(())
 }

@@ -23,3 +23,4 @@ pub mod store;
 pub mod tail;
 pub mod telemetry;
 pub mod verify;
+pub mod bench;
