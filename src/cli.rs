@@ -403,10 +403,23 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Reporter(args) => reporter(args).await?,
         Command::Tail(args) => tail(args).await?,
         Command::Verify { json } => verify(json).await?,
-        Command::Bench(BenchCmd::Ledger { lines, accounts, batch }) => {
-            let admin = crate::config::secret_from_env("LEDGERLINE_ADMIN_DATABASE_URL")?
-                .ok_or(crate::config::ConfigError::Missing { name: "LEDGERLINE_ADMIN_DATABASE_URL" })?;
-            crate::bench::ledger(&admin, lines, accounts, batch.clamp(1, crate::limits::BATCH_POSTINGS_MAX)).await?
+        Command::Bench(BenchCmd::Ledger {
+            lines,
+            accounts,
+            batch,
+        }) => {
+            let admin = crate::config::secret_from_env("LEDGERLINE_ADMIN_DATABASE_URL")?.ok_or(
+                crate::config::ConfigError::Missing {
+                    name: "LEDGERLINE_ADMIN_DATABASE_URL",
+                },
+            )?;
+            crate::bench::ledger(
+                &admin,
+                lines,
+                accounts,
+                batch.clamp(1, crate::limits::BATCH_POSTINGS_MAX),
+            )
+            .await?
         }
     }
     Ok(())
@@ -799,7 +812,7 @@ async fn report(cmd: ReportCmd) -> Result<()> {
             .await?;
             print(
                 as_of.format,
-                &["entity", "currency", "debits", "credits", "entries"],
+                &["entity", "currency", "debits", "credits", "accounts"],
                 &rows,
                 |r| {
                     vec![
@@ -807,7 +820,7 @@ async fn report(cmd: ReportCmd) -> Result<()> {
                         r.currency.clone(),
                         r.debits.to_string(),
                         r.credits.to_string(),
-                        r.entries.to_string(),
+                        r.accounts.to_string(),
                     ]
                 },
             )?;

@@ -3,6 +3,7 @@
 //! The data flow reads in the module names: `codec` (bytes -> requests) -> `domain` (pure
 //! rules) -> `store` (the only SQL). `kafka` holds the client set-up shared by every command.
 
+pub mod bench;
 pub mod cli;
 pub mod codec;
 pub mod config;
@@ -23,4 +24,3 @@ pub mod store;
 pub mod tail;
 pub mod telemetry;
 pub mod verify;
-pub mod bench;

@@ -11,29 +11,42 @@ use crate::store::StoreError;
 pub struct TrialBalanceRow {
     pub entity_id: String,
     pub currency: String,
+    /// Sum of the accounts with a debit balance.
     pub debits: Decimal,
+    /// Sum of the accounts with a credit balance.
     pub credits: Decimal,
-    pub entries: i64,
+    pub accounts: i64,
 }
 
-/// Debits and credits per entity and currency. Balanced when every row has debits = credits.
+/// The trial balance per entity and currency: each account's balance goes to the debit or the
+/// credit column; the ledger balances when both columns are equal. Without an as-of time it
+/// reads the maintained balances (one row per account); as of a valid or transaction time it
+/// sums the lines through the as-of index.
 pub async fn trial_balance(
     pool: &PgPool,
     entity: Option<&str>,
     as_of_date: Option<NaiveDate>,
     as_of_time: Option<DateTime<Utc>>,
 ) -> Result<Vec<TrialBalanceRow>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT a.entity_id, l.currency::text AS currency,
-                COALESCE(sum(l.amount) FILTER (WHERE l.side = 'D'), 0) AS debits,
-                COALESCE(sum(l.amount) FILTER (WHERE l.side = 'C'), 0) AS credits,
-                count(DISTINCT l.entry_id) AS entries
-         FROM journal_lines l JOIN accounts a ON a.id = l.account_id
+    let per_account = if as_of_date.is_none() && as_of_time.is_none() {
+        "SELECT b.account_id, CASE WHEN a.normal_side = 'D' THEN b.balance ELSE -b.balance END AS debit_balance
+         FROM account_balances b JOIN accounts a ON a.id = b.account_id"
+    } else {
+        "SELECT l.account_id, sum(CASE WHEN l.side = 'D' THEN l.amount ELSE -l.amount END) AS debit_balance
+         FROM journal_lines l
+         WHERE ($2::date IS NULL OR l.effective_date <= $2) AND ($3::timestamptz IS NULL OR l.recorded_at <= $3)
+         GROUP BY l.account_id"
+    };
+    Ok(sqlx::query_as(&format!(
+        "WITH per_account AS ({per_account})
+         SELECT a.entity_id, a.currency::text AS currency,
+                COALESCE(sum(greatest(p.debit_balance, 0)), 0) AS debits,
+                COALESCE(sum(greatest(-p.debit_balance, 0)), 0) AS credits,
+                count(*) AS accounts
+         FROM per_account p JOIN accounts a ON a.id = p.account_id
          WHERE ($1::text IS NULL OR a.entity_id = $1)
-           AND ($2::date IS NULL OR l.effective_date <= $2)
-           AND ($3::timestamptz IS NULL OR l.recorded_at <= $3)
-         GROUP BY a.entity_id, l.currency ORDER BY 1, 2",
-    )
+         GROUP BY a.entity_id, a.currency ORDER BY 1, 2"
+    ))
     .bind(entity)
     .bind(as_of_date)
     .bind(as_of_time)
