@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source ops/lib.sh
 
-ops/install-deps.sh
+ops/install-deps.sh --test
 ops/stack.sh up
 load_env
 

@@ -21,6 +21,7 @@ pub struct PosterMetrics {
     pub fenced: IntCounter,
     pub offset_gaps: IntCounter,
     pub ready: IntGauge,
+    pub database_up: IntGauge,
     pub last_commit_timestamp_seconds: IntGauge,
     pub assigned_partitions: IntGauge,
 }
@@ -86,6 +87,12 @@ impl PosterMetrics {
             offset_gaps: register_int_counter_with_registry!(
                 "offset_gaps_total",
                 "Times a partition's next message was beyond the checkpoint.",
+                r
+            )
+            .unwrap(),
+            database_up: register_int_gauge_with_registry!(
+                "database_up",
+                "1 when the last PostgreSQL check succeeded.",
                 r
             )
             .unwrap(),

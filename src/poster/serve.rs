@@ -90,7 +90,9 @@ async fn check_dependencies(
                 .broker_ok
                 .store(broker.unwrap_or(false), Ordering::Relaxed);
         }
-        metrics.ready.set(i64::from(health.readiness().ready));
+        let readiness = health.readiness();
+        metrics.ready.set(i64::from(readiness.ready));
+        metrics.database_up.set(i64::from(readiness.database));
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

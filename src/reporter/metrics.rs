@@ -18,6 +18,8 @@ pub struct ReporterMetrics {
     pub oldest_unpublished_age_seconds: IntGauge,
     pub leader: IntGauge,
     pub drifted_accounts: IntGauge,
+    pub database_up: IntGauge,
+    pub ready: IntGauge,
 }
 
 impl ReporterMetrics {
@@ -32,6 +34,8 @@ impl ReporterMetrics {
             oldest_unpublished_age_seconds: register_int_gauge_with_registry!("outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row.", r).unwrap(),
             leader: register_int_gauge_with_registry!("leader", "1 while this reporter is the active publisher.", r).unwrap(),
             drifted_accounts: register_int_gauge_with_registry!("integrity_drifted_accounts", "Accounts whose balance differed from the sum of their lines at the last integrity check.", r).unwrap(),
+            database_up: register_int_gauge_with_registry!("database_up", "1 when the last PostgreSQL check succeeded.", r).unwrap(),
+            ready: register_int_gauge_with_registry!("ready", "1 when the reporter can publish.", r).unwrap(),
             registry: r,
         }
     }

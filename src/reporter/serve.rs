@@ -76,6 +76,9 @@ async fn watch_backlog(
         health
             .broker_ok
             .store(broker.unwrap_or(false), Ordering::Relaxed);
+        let readiness = health.readiness();
+        metrics.ready.set(i64::from(readiness.ready));
+        metrics.database_up.set(i64::from(readiness.database));
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
