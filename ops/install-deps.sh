@@ -23,5 +23,5 @@ fi
 mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)
 [ "$(id -u)" = 0 ] || die "missing ${packages[*]}: run as root or apt-get install them"
 say "installing ${packages[*]} (once)..."
-{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"; } \
+{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"; } \
     >/tmp/ledgerline-apt.log 2>&1 || die "apt-get install ${packages[*]} failed; see /tmp/ledgerline-apt.log"

@@ -1,0 +1,161 @@
+//! docker-compose.yml: valid for docker-compose, and wired the way the code expects (services,
+//! ports, settings, health checks, volumes). No Docker engine is needed.
+
+use std::process::Command;
+
+fn compose_config(env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new("docker-compose");
+    cmd.args([
+        "-f",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"),
+        "config",
+    ]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("POSTGRES_PASSWORD")
+        .env_remove("GRAFANA_ADMIN_PASSWORD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output()
+        .expect("docker-compose (Debian package) is installed")
+}
+
+#[test]
+fn compose_file_is_valid_and_matches_what_the_code_expects() {
+    let secrets = [
+        ("POSTGRES_PASSWORD", "pw"),
+        ("GRAFANA_ADMIN_PASSWORD", "gpw"),
+    ];
+    let quiet = Command::new("docker-compose")
+        .args([
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"),
+            "config",
+            "-q",
+        ])
+        .envs(secrets)
+        .output()
+        .unwrap();
+    assert!(
+        quiet.status.success(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+
+    let out = compose_config(&secrets);
+    assert!(out.status.success());
+    let mut yaml_to_json = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import yaml, json, sys; print(json.dumps(yaml.safe_load(sys.stdin)))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    yaml_to_json
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&out.stdout)
+        .unwrap();
+    let json = yaml_to_json.wait_with_output().unwrap();
+    let c: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let services = c["services"].as_object().unwrap();
+    let mut names: Vec<&str> = services.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "create-topics",
+            "grafana",
+            "kafka",
+            "poster-1",
+            "poster-2",
+            "postgres",
+            "prometheus",
+            "reporter"
+        ]
+    );
+
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/cli.rs"))
+        .unwrap()
+        + &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config.rs")).unwrap();
+    for name in ["poster-1", "poster-2", "reporter"] {
+        let s = &services[name];
+        let env = s["environment"].as_object().unwrap();
+        assert_eq!(env["LEDGERLINE_KAFKA_BROKERS"], "kafka:9092", "{name}");
+        assert_eq!(
+            env["LEDGERLINE_DATABASE_URL"],
+            "postgres://ledgerline_admin:pw@postgres:5432/ledgerline",
+            "{name}"
+        );
+        for key in env.keys().filter(|k| k.starts_with("LEDGERLINE_")) {
+            assert!(
+                source.contains(key.as_str()),
+                "{name}: {key} is not read by the code"
+            );
+        }
+        assert!(
+            s["healthcheck"]["test"].to_string().contains("/ready"),
+            "{name} is health-checked on /ready"
+        );
+        assert_eq!(s["depends_on"]["postgres"]["condition"], "service_healthy");
+    }
+    // docker-compose 1.x prints ports as "127.0.0.1:HOST:CONTAINER/tcp".
+    let port = |svc: &str| -> Option<u64> {
+        let spec = services[svc]["ports"][0].as_str()?;
+        assert!(
+            spec.starts_with("127.0.0.1:"),
+            "{svc} publishes on loopback only: {spec}"
+        );
+        spec.split(':').nth(1)?.parse().ok()
+    };
+    assert_eq!(
+        port("postgres"),
+        Some(55432),
+        "same host port as ops/stack.conf"
+    );
+    assert_eq!(
+        port("kafka"),
+        Some(59092),
+        "same host port as ops/stack.conf"
+    );
+    assert_eq!(
+        port("poster-1"),
+        Some(9464),
+        "the poster's default HTTP port"
+    );
+    assert_eq!(
+        port("reporter"),
+        Some(9465),
+        "the reporter's default HTTP port"
+    );
+    for v in [
+        "kafka-data",
+        "postgres-data",
+        "prometheus-data",
+        "grafana-data",
+    ] {
+        assert!(c["volumes"].get(v).is_some(), "named volume {v}");
+    }
+    let topics = services["create-topics"]["command"].to_string();
+    for t in [
+        "ledger.postings",
+        "ledger.anomalies",
+        "ledger.rejections",
+        "ledger.balances",
+        "cleanup.policy=compact",
+    ] {
+        assert!(topics.contains(t), "create-topics makes {t}");
+    }
+    // Secrets are required, not defaulted.
+    let missing = compose_config(&[]);
+    assert!(
+        !missing.status.success(),
+        "the compose file must refuse to run without POSTGRES_PASSWORD"
+    );
+}
