@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build ledgerline (C toolchain for the vendored
 # librdkafka) and, with --test, what the test suite uses (promtool and Prometheus,
-# docker-compose to validate the compose file, gpg for encrypted backups). PostgreSQL and the
+# docker-compose to validate the compose file, gpg for encrypted backups, Chromium for the
+# status page test). PostgreSQL and the
 # Tansu broker are installed by ops/stack.sh up.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,6 +19,7 @@ if [ "${1:-}" = --test ]; then
     need prometheus prometheus
     need docker-compose docker-compose
     need gpg gnupg
+    need chromium chromium
 fi
 [ ${#packages[@]} -eq 0 ] && exit 0
 mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)

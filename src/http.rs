@@ -16,6 +16,11 @@ use crate::health::Health;
 /// Anything that can show its metrics in the Prometheus text format.
 pub trait MetricsText: Send + Sync {
     fn render(&self) -> String;
+
+    /// Live figures for the status page (lag per partition, counters), as JSON.
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 #[derive(Clone)]
@@ -37,7 +42,10 @@ pub fn router(state: AppState) -> Router {
         .route("/reports/balance", get(balance))
         .route("/reports/statement", get(statement));
     if state.group.is_some() {
-        router = router.route("/recovery", get(recovery));
+        router = router
+            .route("/recovery", get(recovery))
+            .route("/", get(status_page))
+            .route("/status", get(status));
     }
     router.with_state(state)
 }
@@ -70,6 +78,35 @@ async fn recovery(State(s): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+async fn status_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("status.html"))
+}
+
+/// What the status page shows: readiness, partitions with lag and last committed batch,
+/// counters, and the integrity check's latest finding.
+async fn status(State(s): State<AppState>) -> Response {
+    let group = s.group.as_deref().unwrap_or_default();
+    let recovery = match crate::store::checkpoints::recovery(&s.pool, group).await {
+        Ok(rows) => rows,
+        Err(e) => return unavailable(e),
+    };
+    let drifting = crate::store::anomalies::active_causes(
+        &s.pool,
+        crate::domain::anomaly::AnomalyKind::BalanceDrift,
+    )
+    .await
+    .ok();
+    Json(serde_json::json!({
+        "group": group,
+        "ready": s.health.readiness(),
+        "partitions": recovery,
+        "live": s.metrics.snapshot(),
+        "integrity": { "drifting_accounts": drifting },
+        "now": chrono::Utc::now(),
+    }))
+    .into_response()
 }
 
 async fn integrity(State(s): State<AppState>) -> Response {

@@ -139,6 +139,41 @@ impl crate::http::MetricsText for PosterMetrics {
     fn render(&self) -> String {
         render(&self.registry)
     }
+
+    fn snapshot(&self) -> serde_json::Value {
+        let by_label = |family: &str, label: &str| -> serde_json::Map<String, serde_json::Value> {
+            let families = self.registry.gather();
+            let Some(f) = families.iter().find(|f| f.name() == family) else {
+                return Default::default();
+            };
+            let counter = f.get_field_type() == prometheus::proto::MetricType::COUNTER;
+            f.get_metric()
+                .iter()
+                .filter_map(|m| {
+                    let key = m
+                        .get_label()
+                        .iter()
+                        .find(|l| l.name() == label)?
+                        .value()
+                        .to_string();
+                    let value = if counter {
+                        m.get_counter().value()
+                    } else {
+                        m.get_gauge().value()
+                    };
+                    Some((key, serde_json::json!(value)))
+                })
+                .collect()
+        };
+        serde_json::json!({
+            "lag": by_label("ledgerline_consumer_lag_messages", "partition"),
+            "postings": by_label("ledgerline_postings_total", "outcome"),
+            "rejections": by_label("ledgerline_rejections_total", "reason"),
+            "last_commit_unix": self.last_commit_timestamp_seconds.get(),
+            "retries": self.retries.get(),
+            "fenced": self.fenced.get(),
+        })
+    }
 }
 
 impl Default for PosterMetrics {

@@ -247,3 +247,13 @@ pub async fn record(
     tx.commit().await?;
     Ok(raised)
 }
+
+/// Subjects whose condition currently holds for a detector (e.g. accounts drifting now).
+pub async fn active_causes(pool: &PgPool, kind: AnomalyKind) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM anomaly_causes WHERE kind = $1 AND active")
+            .bind(kind.code())
+            .fetch_one(pool)
+            .await?,
+    )
+}
