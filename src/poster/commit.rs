@@ -170,7 +170,7 @@ impl Poster {
                     self.health.set_stalled(None);
                     self.health.db_ok.store(true, Ordering::Relaxed);
                     self.metrics.ready.set(1);
-                    self.record(&outcome, batch.len(), started.elapsed());
+                    self.record(partition, position, &outcome, batch.len(), started.elapsed());
                     return Ok(outcome);
                 }
                 Err(e) if unavailable(&e) && !self.shutdown.load(Ordering::Relaxed) => {
@@ -185,7 +185,19 @@ impl Poster {
         }
     }
 
-    fn record(&self, o: &BatchOutcome, size: usize, took: Duration) {
+    /// Metrics and one log line per committed batch.
+    fn record(&self, partition: i32, position: i64, o: &BatchOutcome, size: usize, took: Duration) {
+        tracing::info!(
+            partition,
+            checkpoint_before = position,
+            checkpoint_after = o.next_offset,
+            messages = size,
+            posted = o.posted,
+            duplicates = o.duplicates,
+            rejected = o.rejections.len(),
+            duration_ms = took.as_secs_f64() * 1000.0,
+            "batch committed"
+        );
         let m = &self.metrics;
         m.postings
             .with_label_values(&["posted"])
