@@ -170,7 +170,13 @@ impl Poster {
                     self.health.set_stalled(None);
                     self.health.db_ok.store(true, Ordering::Relaxed);
                     self.metrics.ready.set(1);
-                    self.record(partition, position, &outcome, batch.len(), started.elapsed());
+                    self.record(
+                        partition,
+                        position,
+                        &outcome,
+                        batch.len(),
+                        started.elapsed(),
+                    );
                     return Ok(outcome);
                 }
                 Err(e) if unavailable(&e) && !self.shutdown.load(Ordering::Relaxed) => {
