@@ -34,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { echo "== $*"; }
+step() { echo "== $* (${SECONDS}s)"; }
 psql_drill() { "$PG/psql" -h 127.0.0.1 -p "$port" -U drill -d ledger -v ON_ERROR_STOP=1 -tAq "$@"; }
 start_cluster() {
     as_pg "$PG/pg_ctl" -D "$work/data" -l "$work/server.log" -w -t 120 start >/dev/null || die "drill cluster did not start; see $work/server.log"
