@@ -32,7 +32,8 @@ async fn seed_one_entry(pool: &PgPool) -> uuid::Uuid {
         .execute(pool)
         .await
         .unwrap();
-    sqlx::query("INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency) VALUES ($1, 1, 'cash', 'D', 10, 'USD'), ($1, 2, 'sales', 'C', 10, 'USD')")
+    sqlx::query("INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at)
+         VALUES ($1, 1, 'cash', 'D', 10, 'USD', '2026-11-01', now()), ($1, 2, 'sales', 'C', 10, 'USD', '2026-11-01', now())")
         .bind(entry)
         .execute(pool)
         .await
@@ -90,7 +91,8 @@ async fn database_constraints_refuse_bad_rows() {
     let (pool, _) = common::fresh_db().await;
     let entry = seed_one_entry(&pool).await;
     let line = |side: &str, amount: i64, no: i16| {
-        sqlx::query("INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency) VALUES ($1, $2, 'cash', $3, $4, 'USD')")
+        sqlx::query("INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at)
+             VALUES ($1, $2, 'cash', $3, $4, 'USD', '2026-11-01', now())")
             .bind(entry)
             .bind(no)
             .bind(side.to_string())
