@@ -42,30 +42,50 @@ async fn timed<T, F: std::future::Future<Output = Result<T>>>(f: F) -> Result<(T
     Ok((value, started.elapsed()))
 }
 
-/// Runs the ledger benchmark against a new database on the server of `admin_url`.
-pub async fn ledger(admin_url: &Secret, lines: usize, accounts: usize, batch: usize) -> Result<()> {
-    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = store::connect(admin_url, 1).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await?;
-    let base = admin_url
-        .expose()
-        .rsplit_once('/')
-        .context("admin URL has a database path")?
-        .0
-        .to_string();
-    let pool = store::connect(&Secret::new(format!("{base}/{name}")), 4).await?;
-    store::migrate(&pool).await?;
-    let result = run(&pool, lines, accounts, batch).await;
-    pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {name}"))
-        .execute(&admin)
-        .await?;
-    result
+/// A database of its own for one benchmark run, dropped afterwards.
+pub struct ScratchDb {
+    admin: PgPool,
+    pub name: String,
+    pub url: Secret,
+    pub pool: PgPool,
 }
 
-async fn run(pool: &PgPool, lines: usize, accounts: usize, batch: usize) -> Result<()> {
+impl ScratchDb {
+    /// Creates and migrates a new database on the server of `admin_url`.
+    pub async fn create(admin_url: &Secret) -> Result<ScratchDb> {
+        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+        let admin = store::connect(admin_url, 1).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await?;
+        let base = admin_url
+            .expose()
+            .rsplit_once('/')
+            .context("admin URL has a database path")?
+            .0
+            .to_string();
+        let url = Secret::new(format!("{base}/{name}"));
+        let pool = store::connect(&url, 8).await?;
+        store::migrate(&pool).await?;
+        Ok(ScratchDb {
+            admin,
+            name,
+            url,
+            pool,
+        })
+    }
+
+    pub async fn drop(self) -> Result<()> {
+        self.pool.close().await;
+        sqlx::query(&format!("DROP DATABASE {}", self.name))
+            .execute(&self.admin)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Entity `bench`, `accounts` synthetic accounts, and 2026 open.
+pub async fn seed(pool: &PgPool, accounts: usize) -> Result<()> {
     let table = CurrencyTable::default();
     store::entities::create(pool, "bench", "Benchmark").await?;
     let chart: Vec<_> = generator::synthetic_chart("bench", "USD", accounts)
@@ -76,6 +96,21 @@ async fn run(pool: &PgPool, lines: usize, accounts: usize, batch: usize) -> Resu
     store::accounts::import(pool, &chart).await?;
     let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("literal date");
     store::periods::open(pool, "bench", d("2026-01-01"), d("2026-12-31"), "bench", "").await?;
+    Ok(())
+}
+
+/// Runs the ledger benchmark against a new database on the server of `admin_url`.
+pub async fn ledger(admin_url: &Secret, lines: usize, accounts: usize, batch: usize) -> Result<()> {
+    let db = ScratchDb::create(admin_url).await?;
+    let result = run(&db.pool, lines, accounts, batch).await;
+    db.drop().await?;
+    result
+}
+
+async fn run(pool: &PgPool, lines: usize, accounts: usize, batch: usize) -> Result<()> {
+    let table = CurrencyTable::default();
+    seed(pool, accounts).await?;
+    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("literal date");
     let settings = GeneratorSettings {
         count: lines / 2,
         accounts,

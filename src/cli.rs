@@ -166,6 +166,25 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
+    /// Limits (broker consume rate, PostgreSQL COPY rate) and the pipeline's rate for the same
+    /// postings, in one run on the local stack (needs LEDGERLINE_ADMIN_DATABASE_URL).
+    Pipeline {
+        #[arg(long, default_value_t = 200_000)]
+        postings: usize,
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Lines per posting: N or N-M.
+        #[arg(long, default_value = "2")]
+        lines: String,
+        #[arg(long, default_value_t = 0.0)]
+        hot_account_share: f64,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1)]
+        posters: usize,
+        #[arg(long, default_value_t = 2000)]
+        batch_postings: usize,
+    },
     /// Load a synthetic ledger into a fresh database (needs LEDGERLINE_ADMIN_DATABASE_URL) and
     /// time the trial balance, an as-of balance and a full verify.
     Ledger {
@@ -403,24 +422,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Reporter(args) => reporter(args).await?,
         Command::Tail(args) => tail(args).await?,
         Command::Verify { json } => verify(json).await?,
-        Command::Bench(BenchCmd::Ledger {
-            lines,
-            accounts,
-            batch,
-        }) => {
-            let admin = crate::config::secret_from_env("LEDGERLINE_ADMIN_DATABASE_URL")?.ok_or(
-                crate::config::ConfigError::Missing {
-                    name: "LEDGERLINE_ADMIN_DATABASE_URL",
-                },
-            )?;
-            crate::bench::ledger(
-                &admin,
-                lines,
-                accounts,
-                batch.clamp(1, crate::limits::BATCH_POSTINGS_MAX),
-            )
-            .await?
-        }
+        Command::Bench(cmd) => bench(cmd).await?,
     }
     Ok(())
 }
@@ -840,37 +842,9 @@ async fn report(cmd: ReportCmd) -> Result<()> {
             }
         }
         ReportCmd::BalanceSheet { entity, as_of } => {
-            let rows = store::reports::account_balances(
-                &pool,
-                &entity,
-                None,
-                as_of.as_of_date,
-                as_of.as_of_time,
-            )
-            .await?;
-            let earnings: rust_decimal::Decimal = rows
-                .iter()
-                .map(|r| match r.account_type.as_str() {
-                    "income" => r.balance,
-                    "expense" => -r.balance,
-                    _ => rust_decimal::Decimal::ZERO,
-                })
-                .sum();
-            let mut sheet: Vec<_> = rows
-                .into_iter()
-                .filter(|r| matches!(r.account_type.as_str(), "asset" | "liability" | "equity"))
-                .collect();
-            let currency = sheet
-                .first()
-                .map(|r| r.currency.clone())
-                .unwrap_or_default();
-            sheet.push(store::reports::AccountBalanceRow {
-                account_id: "(current earnings)".into(),
-                name: "income less expenses".into(),
-                account_type: "equity".into(),
-                currency,
-                balance: earnings,
-            });
+            let sheet =
+                store::reports::balance_sheet(&pool, &entity, as_of.as_of_date, as_of.as_of_time)
+                    .await?;
             print(
                 as_of.format,
                 &["type", "account", "name", "currency", "balance"],
@@ -891,7 +865,7 @@ async fn report(cmd: ReportCmd) -> Result<()> {
             from,
             as_of,
         } => {
-            let rows = store::reports::account_balances(
+            let rows = store::reports::income_statement(
                 &pool,
                 &entity,
                 from,
@@ -899,10 +873,6 @@ async fn report(cmd: ReportCmd) -> Result<()> {
                 as_of.as_of_time,
             )
             .await?;
-            let rows: Vec<_> = rows
-                .into_iter()
-                .filter(|r| matches!(r.account_type.as_str(), "income" | "expense"))
-                .collect();
             print(
                 as_of.format,
                 &["type", "account", "name", "currency", "amount"],
@@ -1057,4 +1027,47 @@ async fn tail(args: TailArgs) -> Result<()> {
     })
     .await??;
     Ok(())
+}
+
+async fn bench(cmd: BenchCmd) -> Result<()> {
+    let admin = crate::config::secret_from_env("LEDGERLINE_ADMIN_DATABASE_URL")?.ok_or(
+        crate::config::ConfigError::Missing {
+            name: "LEDGERLINE_ADMIN_DATABASE_URL",
+        },
+    )?;
+    match cmd {
+        BenchCmd::Ledger {
+            lines,
+            accounts,
+            batch,
+        } => {
+            crate::bench::ledger(
+                &admin,
+                lines,
+                accounts,
+                batch.clamp(1, crate::limits::BATCH_POSTINGS_MAX),
+            )
+            .await
+        }
+        BenchCmd::Pipeline {
+            postings,
+            accounts,
+            lines,
+            hot_account_share,
+            partitions,
+            posters,
+            batch_postings,
+        } => {
+            let settings = crate::bench_pipeline::PipelineSettings {
+                postings,
+                accounts,
+                lines: generator::parse_line_range(&lines).map_err(anyhow::Error::msg)?,
+                hot_account_share,
+                partitions,
+                posters: posters.max(1),
+                batch_postings: batch_postings.clamp(1, crate::limits::BATCH_POSTINGS_MAX),
+            };
+            crate::bench_pipeline::pipeline(&admin, &KafkaSettings::from_env()?, &settings).await
+        }
+    }
 }

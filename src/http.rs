@@ -40,6 +40,8 @@ pub fn router(state: AppState) -> Router {
         .route("/integrity", get(integrity))
         .route("/reports/trial-balance", get(trial_balance))
         .route("/reports/balance", get(balance))
+        .route("/reports/balance-sheet", get(balance_sheet))
+        .route("/reports/income-statement", get(income_statement))
         .route("/reports/statement", get(statement));
     if state.group.is_some() {
         router = router
@@ -128,6 +130,7 @@ async fn integrity(State(s): State<AppState>) -> Response {
 struct ReportQuery {
     entity: Option<String>,
     account: Option<String>,
+    from: Option<chrono::NaiveDate>,
     as_of_date: Option<chrono::NaiveDate>,
     as_of_time: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -162,6 +165,34 @@ async fn balance(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Res
             Json(serde_json::json!({ "error": m })),
         )
             .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn balance_sheet(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
+    let Some(entity) = q.entity else {
+        return missing("entity");
+    };
+    match crate::store::reports::balance_sheet(&s.pool, &entity, q.as_of_date, q.as_of_time).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn income_statement(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
+    let Some(entity) = q.entity else {
+        return missing("entity");
+    };
+    match crate::store::reports::income_statement(
+        &s.pool,
+        &entity,
+        q.from,
+        q.as_of_date,
+        q.as_of_time,
+    )
+    .await
+    {
+        Ok(rows) => Json(rows).into_response(),
         Err(e) => unavailable(e),
     }
 }

@@ -4,6 +4,7 @@
 //! rules) -> `store` (the only SQL). `kafka` holds the client set-up shared by every command.
 
 pub mod bench;
+pub mod bench_pipeline;
 pub mod cli;
 pub mod codec;
 pub mod config;

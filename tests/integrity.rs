@@ -305,6 +305,19 @@ async fn as_of_balances_answer_valid_time_and_transaction_time() {
             .unwrap();
         assert_eq!(c, b);
     }
+    // The balance sheet balances: assets = liabilities + equity (with current earnings).
+    let sheet = ledgerline::store::reports::balance_sheet(&ledger.pool, "demo", None, None)
+        .await
+        .unwrap();
+    let side = |t: &[&str]| -> Decimal {
+        sheet
+            .iter()
+            .filter(|r| t.contains(&r.account_type.as_str()))
+            .map(|r| r.balance)
+            .sum()
+    };
+    assert_eq!(side(&["asset"]), side(&["liability", "equity"]));
+    assert_eq!(side(&["asset"]), "157.00".parse::<Decimal>().unwrap());
     let running: Vec<String> = statement(&ledger.pool, "acct-00000", None, None)
         .await
         .unwrap()

@@ -91,6 +91,58 @@ pub async fn account_balances(
     .await?)
 }
 
+/// Assets, liabilities and equity of an entity, with one "(current earnings)" equity row per
+/// currency (income less expenses), so that assets = liabilities + equity in every currency.
+pub async fn balance_sheet(
+    pool: &PgPool,
+    entity: &str,
+    as_of_date: Option<NaiveDate>,
+    as_of_time: Option<DateTime<Utc>>,
+) -> Result<Vec<AccountBalanceRow>, StoreError> {
+    let rows = account_balances(pool, entity, None, as_of_date, as_of_time).await?;
+    let mut earnings: std::collections::BTreeMap<String, Decimal> = Default::default();
+    for r in &rows {
+        let signed = match r.account_type.as_str() {
+            "income" => r.balance,
+            "expense" => -r.balance,
+            _ => continue,
+        };
+        *earnings.entry(r.currency.clone()).or_default() += signed;
+    }
+    let mut sheet: Vec<AccountBalanceRow> = rows
+        .into_iter()
+        .filter(|r| matches!(r.account_type.as_str(), "asset" | "liability" | "equity"))
+        .collect();
+    sheet.extend(
+        earnings
+            .into_iter()
+            .map(|(currency, balance)| AccountBalanceRow {
+                account_id: "(current earnings)".into(),
+                name: "income less expenses".into(),
+                account_type: "equity".into(),
+                currency,
+                balance,
+            }),
+    );
+    Ok(sheet)
+}
+
+/// Income and expense accounts of an entity with their activity between `from` and the as-of
+/// date (effective dates), as recorded by `as_of_time`.
+pub async fn income_statement(
+    pool: &PgPool,
+    entity: &str,
+    from: Option<NaiveDate>,
+    as_of_date: Option<NaiveDate>,
+    as_of_time: Option<DateTime<Utc>>,
+) -> Result<Vec<AccountBalanceRow>, StoreError> {
+    Ok(account_balances(pool, entity, from, as_of_date, as_of_time)
+        .await?
+        .into_iter()
+        .filter(|r| matches!(r.account_type.as_str(), "income" | "expense"))
+        .collect())
+}
+
 /// One account's balance (normal-side direction) as of a valid time and/or a transaction time,
 /// answered from the journal through the (account, effective date, recorded at) index.
 pub async fn balance_as_of(

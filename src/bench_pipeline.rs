@@ -1,0 +1,380 @@
+//! `ledgerline bench pipeline`: in one run on the local stack, measures the limits and the
+//! pipeline for the same postings, so the pipeline's figure is a ratio that survives a noisy
+//! machine:
+//! - limit A (broker): consume-and-discard rate of the pre-loaded topic;
+//! - limit B (PostgreSQL): COPY of the same entries, lines and idempotency records into the same
+//!   schema, no Kafka, no checks;
+//! - pipeline: posters from the pre-loaded topic until every posting is committed (exactly-once
+//!   on), with batch commit latency percentiles and the process's peak RSS;
+//! - the trial balance and every balance are checked afterwards (a fast wrong answer does not
+//!   count).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::bench::{machine, seed, ScratchDb};
+use crate::codec::{posting_codec, Framing};
+use crate::config::{KafkaSettings, Secret};
+use crate::domain::batch::entry_id;
+use crate::domain::{CurrencyTable, Posting};
+use crate::generator::{self, GeneratorSettings};
+use crate::metrics::PosterMetrics;
+use crate::poster::{Poster, PosterSettings};
+
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub postings: usize,
+    pub accounts: usize,
+    pub lines: std::ops::RangeInclusive<usize>,
+    pub hot_account_share: f64,
+    pub partitions: i32,
+    pub posters: usize,
+    pub batch_postings: usize,
+}
+
+pub async fn pipeline(
+    admin_url: &Secret,
+    kafka: &KafkaSettings,
+    s: &PipelineSettings,
+) -> Result<()> {
+    let messages = generator::generate(&GeneratorSettings {
+        count: s.postings,
+        accounts: s.accounts,
+        lines: s.lines.clone(),
+        hot_account_share: s.hot_account_share,
+        entity: "bench".into(),
+        seed: 7,
+        key_prefix: format!("bench-{}", uuid::Uuid::new_v4().simple()),
+        ..Default::default()
+    });
+    let topic = format!("bench.postings.{}", uuid::Uuid::new_v4().simple());
+    crate::kafka::create_topics(kafka, &[&topic], s.partitions).await?;
+    let produced = produce(kafka, &topic, &messages).await?;
+    let broker_rate = consume_and_discard(kafka, &topic, s.postings, s.partitions)?;
+    let copy_rate = copy_limit(admin_url, s.accounts, &messages).await?;
+    let (run, db) = run_posters(admin_url, kafka, &topic, s).await?;
+    check_ledger(&db).await?;
+    db.drop().await?;
+    let limit = broker_rate.min(copy_rate);
+    println!("## Pipeline benchmark\n");
+    println!("| | |\n|---|---|");
+    println!("| machine | {} |", machine());
+    println!(
+        "| settings | {} postings, {}-{} lines, {} accounts, hot-account share {}, {} partitions, {} poster(s), batches of {} |",
+        s.postings, s.lines.start(), s.lines.end(), s.accounts, s.hot_account_share, s.partitions, s.posters, s.batch_postings
+    );
+    println!("| produce (idempotent, acks=all) | {produced:.0} messages/s |");
+    println!("| limit A: broker consume-and-discard | {broker_rate:.0} messages/s |");
+    println!("| limit B: PostgreSQL COPY of the same rows | {copy_rate:.0} postings/s |");
+    println!(
+        "| pipeline, all committed (wall, incl. group join) | {:.0} postings/s ({:.1} s) |",
+        s.postings as f64 / run.wall.as_secs_f64(),
+        run.wall.as_secs_f64()
+    );
+    println!(
+        "| pipeline, first to last batch commit | {:.0} postings/s |",
+        run.steady_rate
+    );
+    println!(
+        "| batch commit latency p50 / p99 | {:.1} ms / {:.1} ms |",
+        run.p50 * 1000.0,
+        run.p99 * 1000.0
+    );
+    println!(
+        "| peak RSS of the benchmark process (posters in-process) | {} MiB |",
+        peak_rss_mib()
+    );
+    println!(
+        "| ratio pipeline (steady) / min(A, B) | {:.2} |",
+        run.steady_rate / limit
+    );
+    println!("| trial balance and balances after the run | checked: zero per currency, every balance = its lines |");
+    Ok(())
+}
+
+async fn produce(
+    kafka: &KafkaSettings,
+    topic: &str,
+    messages: &[generator::Message],
+) -> Result<f64> {
+    let producer = crate::kafka::producer(kafka)?;
+    let codec = posting_codec();
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(messages.len());
+    for m in messages {
+        let bytes = match (&m.raw, &m.request) {
+            (Some(raw), _) => raw.clone(),
+            (None, Some(r)) => codec.encode(r, Framing::AvroSingleObject)?,
+            (None, None) => unreachable!("generated messages have a body"),
+        };
+        loop {
+            match producer.send_result(FutureRecord::to(topic).key(&m.key).payload(&bytes)) {
+                Ok(d) => {
+                    deliveries.push(d);
+                    break;
+                }
+                Err((e, _))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    for d in deliveries {
+        d.await
+            .context("producer dropped a message")?
+            .map_err(|(e, _)| e)?;
+    }
+    Ok(messages.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Limit A: how fast this broker hands the same messages to one consumer that does nothing.
+fn consume_and_discard(
+    kafka: &KafkaSettings,
+    topic: &str,
+    expected: usize,
+    partitions: i32,
+) -> Result<f64> {
+    let consumer: BaseConsumer = kafka
+        .client_config_with(&[
+            (
+                "group.id",
+                format!("bench-discard-{}", uuid::Uuid::new_v4().simple()),
+            ),
+            ("enable.auto.commit", "false".into()),
+        ])
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < expected {
+        ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "consumed only {seen} of {expected} in 10 minutes"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            m?;
+            seen += 1;
+        }
+    }
+    Ok(seen as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Limit B: COPY of the same entries, lines and idempotency records into a fresh database of
+/// the same schema (balances, checks and the hash chain left out).
+async fn copy_limit(
+    admin_url: &Secret,
+    accounts: usize,
+    messages: &[generator::Message],
+) -> Result<f64> {
+    let db = ScratchDb::create(admin_url).await?;
+    seed(&db.pool, accounts).await?;
+    let table = CurrencyTable::default();
+    let mut entries = String::new();
+    let mut lines = String::new();
+    let mut keys = String::new();
+    let mut postings = 0usize;
+    let mut seen = std::collections::HashSet::new();
+    for m in messages {
+        let Some(r) = &m.request else { continue };
+        let Ok(p) = Posting::parse(r, &table) else {
+            continue;
+        };
+        if !seen.insert(p.key.as_str().to_string()) {
+            continue;
+        }
+        postings += 1;
+        let id = entry_id(p.key.as_str());
+        entries.push_str(&format!(
+            "{id}\tbench\t{}\t{}\tbench\t0\t{postings}\n",
+            p.key, p.effective_date
+        ));
+        for (i, l) in p.lines.iter().enumerate() {
+            lines.push_str(&format!(
+                "{id}\t{}\t{}\t{}\t{}\t{}\t{}\t2026-11-01 00:00:00+00\n",
+                i + 1,
+                l.account,
+                l.side.code(),
+                l.amount,
+                l.currency,
+                p.effective_date
+            ));
+        }
+        keys.push_str(&format!(
+            "{}\t\\\\x{}\tposted\t{id}\n",
+            p.key,
+            hex::encode(p.fingerprint())
+        ));
+    }
+    let mut conn = db.pool.acquire().await?;
+    let started = Instant::now();
+    for (sql, data) in [
+        ("COPY journal_entries (id, entity_id, idempotency_key, effective_date, source_topic, source_partition, source_offset) FROM STDIN", &entries),
+        ("COPY journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at) FROM STDIN", &lines),
+        ("COPY idempotency_records (key, fingerprint, outcome, entry_id) FROM STDIN", &keys),
+    ] {
+        let mut copy = conn.copy_in_raw(sql).await?;
+        copy.send(data.as_bytes()).await?;
+        copy.finish().await?;
+    }
+    let rate = postings as f64 / started.elapsed().as_secs_f64();
+    drop(conn);
+    db.drop().await?;
+    Ok(rate)
+}
+
+struct Run {
+    wall: Duration,
+    steady_rate: f64,
+    p50: f64,
+    p99: f64,
+}
+
+/// The posters, in-process, from the pre-loaded topic until every partition is committed.
+async fn run_posters(
+    admin_url: &Secret,
+    kafka: &KafkaSettings,
+    topic: &str,
+    s: &PipelineSettings,
+) -> Result<(Run, ScratchDb)> {
+    let db = ScratchDb::create(admin_url).await?;
+    seed(&db.pool, s.accounts).await?;
+    let metrics = Arc::new(PosterMetrics::new());
+    let group = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for _ in 0..s.posters {
+        let poster = Poster {
+            settings: PosterSettings {
+                group: group.clone(),
+                topic: topic.to_string(),
+                batch_postings_max: s.batch_postings,
+                batch_bytes_max: 16 * 1024 * 1024,
+                batch_wait_ms: 100,
+                exit_when_idle_ms: Some(3000),
+            },
+            pool: db.pool.clone(),
+            metrics: metrics.clone(),
+            health: Default::default(),
+            shutdown: Arc::new(AtomicBool::new(false)),
+            currencies: CurrencyTable::default(),
+            handle: tokio::runtime::Handle::current(),
+        };
+        let kafka = kafka.clone();
+        threads.push(tokio::task::spawn_blocking(move || poster.run(&kafka)));
+    }
+    // All committed: every checkpoint at its partition's end.
+    let consumer: BaseConsumer = kafka.client_config().create()?;
+    let mut ends = std::collections::BTreeMap::new();
+    for p in 0..s.partitions {
+        ends.insert(
+            p,
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))?
+                .1,
+        );
+    }
+    loop {
+        let cp = crate::store::checkpoints::all(&db.pool, &group, topic).await?;
+        if ends
+            .iter()
+            .all(|(p, e)| cp.get(p).copied().unwrap_or(0) >= *e)
+        {
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "not drained after 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let wall = started.elapsed();
+    for t in threads {
+        t.await??;
+    }
+    let (first, last, messages): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, i64) = sqlx::query_as(
+        "SELECT min(committed_at), max(committed_at), sum(next_offset - first_offset)::bigint FROM batches",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    let span = (last - first)
+        .to_std()
+        .unwrap_or_default()
+        .as_secs_f64()
+        .max(0.001);
+    let histogram = &metrics.commit_seconds;
+    let run = Run {
+        wall,
+        steady_rate: messages as f64 / span,
+        p50: quantile(histogram, 0.5),
+        p99: quantile(histogram, 0.99),
+    };
+    Ok((run, db))
+}
+
+/// A quantile estimated from histogram buckets (linear within a bucket).
+fn quantile(h: &prometheus::Histogram, q: f64) -> f64 {
+    use prometheus::core::Collector;
+    let families = h.collect();
+    let Some(metric) = families.first().and_then(|f| f.get_metric().first()) else {
+        return 0.0;
+    };
+    let hist = metric.get_histogram();
+    let total = hist.get_sample_count() as f64;
+    let rank = q * total;
+    let (mut prev_bound, mut prev_count) = (0.0, 0.0);
+    for b in hist.get_bucket() {
+        let count = b.cumulative_count() as f64;
+        if count >= rank {
+            let width = count - prev_count;
+            let frac = if width > 0.0 {
+                (rank - prev_count) / width
+            } else {
+                0.0
+            };
+            return prev_bound + frac * (b.upper_bound() - prev_bound);
+        }
+        prev_bound = b.upper_bound();
+        prev_count = count;
+    }
+    prev_bound
+}
+
+async fn check_ledger(db: &ScratchDb) -> Result<()> {
+    let unbalanced = crate::store::verify::trial_balance(&db.pool).await?;
+    ensure!(
+        unbalanced.is_empty(),
+        "trial balance is not zero after the run: {unbalanced:?}"
+    );
+    let drift = crate::store::reports::balance_drift(&db.pool).await?;
+    ensure!(
+        drift.is_empty(),
+        "{} balances differ from their lines after the run",
+        drift.len()
+    );
+    Ok(())
+}
+
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
