@@ -63,6 +63,9 @@ group="pitr-$stamp"
 "$LL" accounts synthetic --entity demo --count 100 >/dev/null
 "$LL" periods open --entity demo --start 2026-11-01 --end 2026-11-30 --by drill >/dev/null
 
+# Each drain is a new member of the same group: a short session timeout lets the broker drop
+# the previous member quickly.
+export LEDGERLINE_RDKAFKA_SESSION_TIMEOUT_MS=6000
 drain() {
     "$LL" poster --group "$group" --topic "$topic" --http-addr "127.0.0.1:0" --exit-when-idle-ms 2000 2>>"$work/poster.log" \
         || die "poster failed; see $work/poster.log"
