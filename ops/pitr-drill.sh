@@ -24,10 +24,10 @@ mkdir -p "$work/archive" "$work/run"
 if [ "$(id -u)" = 0 ]; then chown -R postgres "$work"; fi
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 port=""
-for candidate in $(seq 56100 56199); do
+for candidate in $(shuf -i 56100-56999 -n 100); do
     if ! port_in_use "$candidate"; then port=$candidate; break; fi
 done
-[ -n "$port" ] || die "no free port in 56100-56199 for the drill cluster"
+[ -n "$port" ] || die "no free port in 56100-56999 for the drill cluster"
 cleanup() {
     as_pg "$PG/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$work"
@@ -37,7 +37,13 @@ trap cleanup EXIT
 step() { echo "== $* (${SECONDS}s)"; }
 psql_drill() { "$PG/psql" -h 127.0.0.1 -p "$port" -U drill -d ledger -v ON_ERROR_STOP=1 -tAq "$@"; }
 start_cluster() {
-    as_pg "$PG/pg_ctl" -D "$work/data" -l "$work/server.log" -w -t 120 start >/dev/null || die "drill cluster did not start; see $work/server.log"
+    local attempt
+    for attempt in 1 2 3; do
+        as_pg "$PG/pg_ctl" -D "$work/data" -l "$work/server.log" -w -t 120 start >/dev/null 2>&1 && return 0
+        echo "   start attempt $attempt failed: $(grep -E 'FATAL|PANIC|could not' "$work/server.log" | tail -n 1)" >&2
+        sleep 2
+    done
+    die "drill cluster did not start: $(grep -E 'FATAL|PANIC|could not' "$work/server.log" | tail -n 1)"
 }
 
 step "drill cluster on 127.0.0.1:$port with WAL archiving"
@@ -78,7 +84,7 @@ content() {
 }
 
 step "base backup"
-"$PG/pg_basebackup" -h 127.0.0.1 -p "$port" -U drill -D "$work/base" -X stream >/dev/null || die "pg_basebackup failed"
+"$PG/pg_basebackup" -h 127.0.0.1 -p "$port" -U drill -D "$work/base" -X stream --checkpoint=fast >/dev/null || die "pg_basebackup failed"
 if [ "$(id -u)" = 0 ]; then chown -R postgres "$work/base"; fi
 
 step "first slice: $COUNT postings"
