@@ -1,0 +1,35 @@
+//! The short pipeline benchmark runs in CI: 20,000 postings through the real broker and
+//! PostgreSQL. It fails if the ledger is wrong afterwards (trial balance or balances), whatever
+//! the speed.
+
+#[test]
+fn short_pipeline_benchmark_runs_and_leaves_a_correct_ledger() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+        .args([
+            "bench",
+            "pipeline",
+            "--postings",
+            "20000",
+            "--accounts",
+            "2000",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "limit A: broker consume-and-discard",
+        "limit B: PostgreSQL COPY",
+        "pipeline, first to last batch commit",
+        "ratio pipeline",
+        "checked: zero per currency",
+    ] {
+        assert!(stdout.contains(row), "missing {row:?} in\n{stdout}");
+    }
+    println!("{stdout}");
+}
