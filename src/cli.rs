@@ -845,20 +845,7 @@ async fn report(cmd: ReportCmd) -> Result<()> {
             let sheet =
                 store::reports::balance_sheet(&pool, &entity, as_of.as_of_date, as_of.as_of_time)
                     .await?;
-            print(
-                as_of.format,
-                &["type", "account", "name", "currency", "balance"],
-                &sheet,
-                |r| {
-                    vec![
-                        r.account_type.clone(),
-                        r.account_id.clone(),
-                        r.name.clone(),
-                        r.currency.clone(),
-                        r.balance.to_string(),
-                    ]
-                },
-            )?;
+            print_accounts(as_of.format, "balance", &sheet)?;
         }
         ReportCmd::IncomeStatement {
             entity,
@@ -873,20 +860,7 @@ async fn report(cmd: ReportCmd) -> Result<()> {
                 as_of.as_of_time,
             )
             .await?;
-            print(
-                as_of.format,
-                &["type", "account", "name", "currency", "amount"],
-                &rows,
-                |r| {
-                    vec![
-                        r.account_type.clone(),
-                        r.account_id.clone(),
-                        r.name.clone(),
-                        r.currency.clone(),
-                        r.balance.to_string(),
-                    ]
-                },
-            )?;
+            print_accounts(as_of.format, "amount", &rows)?;
             if as_of.format == crate::output::Format::Table {
                 let net: rust_decimal::Decimal = rows
                     .iter()
@@ -951,6 +925,28 @@ async fn report(cmd: ReportCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Account rows of the balance sheet and the income statement.
+fn print_accounts(
+    format: crate::output::Format,
+    amount: &str,
+    rows: &[store::reports::AccountBalanceRow],
+) -> Result<()> {
+    crate::output::print(
+        format,
+        &["type", "account", "name", "currency", amount],
+        rows,
+        |r| {
+            vec![
+                r.account_type.clone(),
+                r.account_id.clone(),
+                r.name.clone(),
+                r.currency.clone(),
+                r.balance.to_string(),
+            ]
+        },
+    )
 }
 
 async fn verify(json: bool) -> Result<()> {

@@ -50,3 +50,12 @@ impl Health {
         }
     }
 }
+
+impl Health {
+    /// Copies readiness into the `ready` and `database_up` gauges of a metrics registry.
+    pub fn export(&self, ready: &prometheus::IntGauge, database_up: &prometheus::IntGauge) {
+        let r = self.readiness();
+        ready.set(i64::from(r.ready));
+        database_up.set(i64::from(r.database));
+    }
+}

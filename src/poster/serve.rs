@@ -90,9 +90,7 @@ async fn check_dependencies(
                 .broker_ok
                 .store(broker.unwrap_or(false), Ordering::Relaxed);
         }
-        let readiness = health.readiness();
-        metrics.ready.set(i64::from(readiness.ready));
-        metrics.database_up.set(i64::from(readiness.database));
+        health.export(&metrics.ready, &metrics.database_up);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
