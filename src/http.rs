@@ -30,26 +30,73 @@ pub struct AppState {
     pub pool: PgPool,
     /// The poster's consumer group: enables `/recovery`.
     pub group: Option<String>,
+    /// When set, endpoints that reveal ledger data require `Authorization: Bearer <token>`.
+    pub token: Option<crate::config::Secret>,
 }
 
+/// `/health`, `/ready`, `/metrics` and the status page's static HTML stay open; everything that
+/// reveals ledger data (reports, integrity, recovery, status figures) is behind the token when
+/// one is configured (`LEDGERLINE_HTTP_TOKEN` or `LEDGERLINE_HTTP_TOKEN_FILE`).
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
+    let open = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    let mut protected: Router<AppState> = Router::new()
         .route("/integrity", get(integrity))
         .route("/reports/trial-balance", get(trial_balance))
         .route("/reports/balance", get(balance))
         .route("/reports/balance-sheet", get(balance_sheet))
         .route("/reports/income-statement", get(income_statement))
         .route("/reports/statement", get(statement));
+    let mut open = open;
     if state.group.is_some() {
-        router = router
+        protected = protected
             .route("/recovery", get(recovery))
-            .route("/", get(status_page))
             .route("/status", get(status));
+        open = open.route("/", get(status_page));
     }
-    router.with_state(state)
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        require_token,
+    ));
+    open.merge(protected).with_state(state)
+}
+
+async fn require_token(
+    State(s): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = &s.token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+        next.run(request).await
+    } else {
+        let body = Json(serde_json::json!({ "error": "a valid bearer token is required" }));
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// Compares without revealing, through timing, how much of the token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
 }
 
 async fn ready(State(s): State<AppState>) -> Response {

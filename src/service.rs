@@ -30,11 +30,13 @@ impl Service {
         health.broker_ok.store(true, Ordering::Relaxed);
         let shutdown = Arc::new(AtomicBool::new(false));
         let (stop_http, mut stopped) = tokio::sync::watch::channel(false);
+        let token = crate::config::secret_from_env("LEDGERLINE_HTTP_TOKEN")?;
         let state = AppState {
             health: health.clone(),
             metrics,
             pool,
             group,
+            token,
         };
         let http = crate::http::serve(addr, state, async move {
             let _ = stopped.wait_for(|stop| *stop).await;

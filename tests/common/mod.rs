@@ -379,6 +379,11 @@ pub fn signal(child: &Child, sig: &str) {
 
 /// GET http://127.0.0.1:port/path, returning (status, body); None when nothing answers.
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_auth(port, path, None).await
+}
+
+/// GET with an optional bearer token.
+pub async fn http_get_auth(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::time::timeout(
         Duration::from_secs(2),
@@ -387,7 +392,10 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     .await
     .ok()?
     .ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").as_bytes())
         .await
         .ok()?;
     let mut buf = Vec::new();

@@ -1,0 +1,174 @@
+//! Security controls that would fail without them: the HTTP bearer token, and secrets that never
+//! reach logs, error messages or HTTP responses.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{free_port, http_get, http_get_auth, spawn_ledgerline, Ledger};
+use ledgerline::generator::{generate, GeneratorSettings};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_guards_ledger_data_and_leaves_health_and_metrics_open() {
+    let ledger = Ledger::new(10, 1).await;
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let _poster = spawn_ledgerline(
+        &ledger.group,
+        &[
+            "poster",
+            "--group",
+            &ledger.group,
+            "--topic",
+            &ledger.topic,
+            "--http-addr",
+            &http,
+        ],
+        &[
+            ("LEDGERLINE_DATABASE_URL", &ledger.db_url),
+            ("LEDGERLINE_HTTP_TOKEN", "tok-3f9a-correct"),
+        ],
+    );
+    common::wait_ready(port, true, Duration::from_secs(30)).await;
+    for path in ["/health", "/ready", "/metrics", "/"] {
+        assert_eq!(
+            http_get(port, path).await.unwrap().0,
+            200,
+            "{path} stays open"
+        );
+    }
+    for path in [
+        "/recovery",
+        "/status",
+        "/integrity",
+        "/reports/trial-balance",
+        "/reports/balance?account=acct-00001",
+    ] {
+        assert_eq!(
+            http_get(port, path).await.unwrap().0,
+            401,
+            "{path} without a token"
+        );
+        assert_eq!(
+            http_get_auth(port, path, Some("tok-3f9a-wrong"))
+                .await
+                .unwrap()
+                .0,
+            401,
+            "{path} with a wrong token"
+        );
+        let (status, body) = http_get_auth(port, path, Some("tok-3f9a-correct"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{path} with the token: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_password_never_appears_in_logs_or_responses() {
+    let ledger = Ledger::new(20, 1).await;
+    let password = format!("pw-{}-Secret", uuid::Uuid::new_v4().simple());
+    let role = common::unique("poster_login");
+    let admin = sqlx::PgPool::connect(&common::required_env("LEDGERLINE_ADMIN_DATABASE_URL"))
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let db_name = ledger.db_url.rsplit('/').next().unwrap().to_string();
+    let url = format!(
+        "postgres://{role}:{password}@127.0.0.1:{}/{db_name}",
+        ledger
+            .db_url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+    );
+    let messages = generate(&GeneratorSettings {
+        count: 200,
+        accounts: 20,
+        invalid_share: 0.1,
+        key_prefix: common::unique("sec"),
+        ..Default::default()
+    });
+    ledger.produce(&messages).await;
+
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let log_name = format!("{}-secret-scan", ledger.group);
+    let mut poster = spawn_ledgerline(
+        &log_name,
+        &[
+            "poster",
+            "--group",
+            &ledger.group,
+            "--topic",
+            &ledger.topic,
+            "--http-addr",
+            &http,
+        ],
+        &[
+            ("LEDGERLINE_DATABASE_URL", &url),
+            ("RUST_LOG", "debug"),
+            ("LEDGERLINE_RDKAFKA_SASL_PASSWORD", &password),
+        ],
+    );
+    ledger.wait_drained(Duration::from_secs(60)).await;
+    let mut bodies = String::new();
+    for path in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/recovery",
+        "/status",
+        "/integrity",
+        "/",
+        "/reports/trial-balance",
+    ] {
+        bodies.push_str(&http_get(port, path).await.unwrap().1);
+    }
+    common::signal(&poster, "TERM");
+    poster.wait().unwrap();
+
+    // A wrong password: the error names the server, never the password.
+    let wrong = url.replace(&password, &format!("{password}-wrong"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+        .arg("migrate")
+        .env("LEDGERLINE_DATABASE_URL", &wrong)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(error.contains("127.0.0.1"), "{error}");
+
+    let log = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("poster-logs")
+            .join(format!("{log_name}.log")),
+    )
+    .unwrap();
+    assert!(
+        log.contains("batch committed"),
+        "the log is the poster's, at debug level"
+    );
+    for (what, text) in [
+        ("log", &log),
+        ("HTTP responses", &bodies),
+        ("error message", &error),
+    ] {
+        assert!(
+            !text.contains(&password),
+            "the password leaked into the {what}"
+        );
+    }
+    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&admin)
+        .await
+        .ok();
+}
