@@ -15,6 +15,10 @@ load_env
 echo "== building ledgerline (release)"
 cargo build --release --quiet
 LL=target/release/ledgerline
+# Each part logs in with the least privilege it needs (ops/stack.sh made the roles):
+# the owner migrates and sets up, the writer posts and publishes, the reader reports.
+AS_WRITER=(env LEDGERLINE_DATABASE_URL="$LEDGERLINE_WRITER_DATABASE_URL")
+AS_READER=(env LEDGERLINE_DATABASE_URL="$LEDGERLINE_READER_DATABASE_URL")
 HTTP_ADDR="${LEDGERLINE_HTTP_ADDR:-127.0.0.1:9464}"
 RUN_ID="demo-$(date +%s)"
 
@@ -33,7 +37,7 @@ $LL produce --count 20000 --accounts 1000 --lines 2-5 --duplicate-share 0.05 --i
     --hot-account-share 0.1 --seed 42 --key-prefix "$RUN_ID"
 
 echo "== poster: consuming until the topic is drained (metrics on http://$HTTP_ADDR/metrics)"
-$LL poster --http-addr "$HTTP_ADDR" --exit-when-idle-ms 3000 &
+"${AS_WRITER[@]}" $LL poster --http-addr "$HTTP_ADDR" --exit-when-idle-ms 3000 &
 POSTER=$!
 trap 'kill $POSTER 2>/dev/null || true' EXIT
 sleep 3
@@ -45,7 +49,7 @@ wait $POSTER
 trap - EXIT
 
 echo "== reporter: publishing balance, anomaly and rejection events until the outbox is drained"
-$LL reporter --http-addr "${LEDGERLINE_REPORTER_HTTP_ADDR:-127.0.0.1:9465}" --exit-when-idle-ms 3000
+"${AS_WRITER[@]}" $LL reporter --http-addr "${LEDGERLINE_REPORTER_HTTP_ADDR:-127.0.0.1:9465}" --exit-when-idle-ms 3000
 echo "-- a few balance events (ledgerline tail balances):"
 $LL tail balances --max 5
 echo "-- a few anomaly events (ledgerline tail anomalies):"
@@ -54,10 +58,12 @@ echo "-- a few rejections (ledgerline tail rejections):"
 $LL tail rejections --max 3
 
 echo "== trial balance"
-$LL report trial-balance
+"${AS_READER[@]}" $LL report trial-balance
 echo "== rejections by reason"
-$LL report rejections
+"${AS_READER[@]}" $LL report rejections
 echo "== sample accounts"
-$LL accounts list --entity demo --limit 6
+"${AS_READER[@]}" $LL accounts list --entity demo --limit 6
+echo "== integrity (ledgerline verify, as the read-only role)"
+"${AS_READER[@]}" $LL verify
 echo
 echo "Where to look while a poster runs: http://$HTTP_ADDR/metrics (Prometheus), /ready, /recovery (last committed batch per partition)."

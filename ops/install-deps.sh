@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian machine lacks to build ledgerline (C toolchain for the vendored
-# librdkafka) and, with --test, what the test suite uses (promtool and Prometheus,
+# Installs what a fresh Debian machine lacks to build ledgerline (C toolchain and OpenSSL headers
+# for the vendored librdkafka) and, with --test, what the test suite uses (promtool and Prometheus,
 # docker-compose to validate the compose file, gpg for encrypted backups, Chromium for the
 # status page test). PostgreSQL and the
 # Tansu broker are installed by ops/stack.sh up.
@@ -14,6 +14,8 @@ need cc build-essential
 need c++ build-essential
 need make build-essential
 need pkg-config pkg-config
+# OpenSSL headers: librdkafka is built with SSL for TLS and SASL/SCRAM to the broker.
+pkg-config --exists openssl 2>/dev/null || packages+=(libssl-dev)
 if [ "${1:-}" = --test ]; then
     need promtool prometheus
     need prometheus prometheus

@@ -16,6 +16,9 @@ STACK="$LEDGERLINE_STACK_DIR"
 PGDATA="$STACK/pg/data"
 PG_RUN="$STACK/pg/run"
 PG_ADMIN=ledgerline_admin
+PG_OWNER=ledgerline_owner
+PG_WRITER=ledgerline_poster
+PG_READER=ledgerline_viewer
 TANSU_DIR="$STACK/tansu"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/ledgerline"
 
@@ -65,12 +68,16 @@ pg_running() {
     [ -n "$bin" ] && [ -f "$PGDATA/PG_VERSION" ] && as_pg "$bin/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1
 }
 
-pg_password() {
-    if [ ! -s "$STACK/pg-admin.pw" ]; then
-        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STACK/pg-admin.pw")
+# A random password per login role, made once and kept (mode 600) under .stack/.
+role_password() {
+    local file="$STACK/pg-$1.pw"
+    if [ ! -s "$file" ]; then
+        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
     fi
-    cat "$STACK/pg-admin.pw"
+    cat "$file"
 }
+
+pg_password() { role_password admin; }
 
 pg_init() {
     [ -f "$PGDATA/PG_VERSION" ] && return 0
@@ -115,10 +122,39 @@ pg_up() {
     local exists
     exists=$(PGPASSWORD="$(pg_password)" "$bin/psql" -h 127.0.0.1 -p "$port" -U "$PG_ADMIN" -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = '$LEDGERLINE_DB_NAME'") || die "cannot connect to PostgreSQL on 127.0.0.1:$port"
+    pg_roles
     if [ "$exists" != 1 ]; then
         PGPASSWORD="$(pg_password)" "$bin/psql" -h 127.0.0.1 -p "$port" -U "$PG_ADMIN" -d postgres -qc \
-            "CREATE DATABASE $LEDGERLINE_DB_NAME" || die "cannot create database $LEDGERLINE_DB_NAME"
+            "CREATE DATABASE $LEDGERLINE_DB_NAME OWNER $PG_OWNER" || die "cannot create database $LEDGERLINE_DB_NAME"
     fi
+}
+
+# Least-privilege login roles (see SECURITY.md): the owner runs migrations and admin commands
+# (not a superuser), the poster and reporter log in as a member of ledgerline_writer, reports
+# and verify as a member of ledgerline_reader. The two group roles get their table grants from
+# migration 0004; they are made here too so that the login roles can join them before it runs.
+pg_roles() {
+    PGPASSWORD="$(pg_password)" "$(pg_bindir)/psql" -h 127.0.0.1 -p "$LEDGERLINE_PG_PORT" -U "$PG_ADMIN" \
+        -d postgres -q -v ON_ERROR_STOP=1 \
+        -v owner_pw="$(role_password "$PG_OWNER")" -v writer_pw="$(role_password "$PG_WRITER")" \
+        -v reader_pw="$(role_password "$PG_READER")" >/dev/null 2>"$STACK/pg-roles.log" <<SQL \
+        || die "cannot create the PostgreSQL roles; see $STACK/pg-roles.log"
+DO \$\$
+DECLARE r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['ledgerline_writer', 'ledgerline_reader', '$PG_OWNER', '$PG_WRITER', '$PG_READER'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I', r);
+        END IF;
+    END LOOP;
+END
+\$\$;
+ALTER ROLE $PG_OWNER LOGIN NOSUPERUSER CREATEROLE NOCREATEDB PASSWORD :'owner_pw';
+ALTER ROLE $PG_WRITER LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD :'writer_pw';
+ALTER ROLE $PG_READER LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD :'reader_pw';
+GRANT ledgerline_writer TO $PG_WRITER;
+GRANT ledgerline_reader TO $PG_READER;
+SQL
 }
 
 pg_down() {
@@ -225,7 +261,11 @@ write_env() {
     pw=$(pg_password)
     (umask 077 && cat >"$STACK/env" <<ENV
 # Written by ops/stack.sh up. Connection settings for every ledgerline command and test.
-LEDGERLINE_DATABASE_URL=postgres://$PG_ADMIN:$pw@127.0.0.1:$LEDGERLINE_PG_PORT/$LEDGERLINE_DB_NAME
+# Owner: migrate and the admin commands. Writer: poster and reporter. Reader: reports, verify.
+LEDGERLINE_DATABASE_URL=postgres://$PG_OWNER:$(role_password "$PG_OWNER")@127.0.0.1:$LEDGERLINE_PG_PORT/$LEDGERLINE_DB_NAME
+LEDGERLINE_WRITER_DATABASE_URL=postgres://$PG_WRITER:$(role_password "$PG_WRITER")@127.0.0.1:$LEDGERLINE_PG_PORT/$LEDGERLINE_DB_NAME
+LEDGERLINE_READER_DATABASE_URL=postgres://$PG_READER:$(role_password "$PG_READER")@127.0.0.1:$LEDGERLINE_PG_PORT/$LEDGERLINE_DB_NAME
+# Superuser of the local server: creating databases (tests, restore drills), backups.
 LEDGERLINE_ADMIN_DATABASE_URL=postgres://$PG_ADMIN:$pw@127.0.0.1:$LEDGERLINE_PG_PORT/postgres
 LEDGERLINE_KAFKA_BROKERS=127.0.0.1:$LEDGERLINE_KAFKA_PORT
 LEDGERLINE_PG_BIN=$(pg_bindir)

@@ -395,17 +395,21 @@ async fn pool() -> Result<PgPool> {
     Ok(store::connect(&database_url()?, 4).await?)
 }
 
-/// Connects and applies migrations (every database command does this first).
-pub async fn migrated_pool() -> Result<PgPool> {
-    let pool = pool().await?;
-    store::migrate(&pool).await?;
+/// Connects and checks that the schema is current (`ledgerline migrate` changes it; no other
+/// command does, so that they can run as roles without DDL rights).
+pub async fn schema_checked_pool() -> Result<PgPool> {
+    schema_checked(pool().await?).await
+}
+
+async fn schema_checked(pool: PgPool) -> Result<PgPool> {
+    store::require_current_schema(&pool).await?;
     Ok(pool)
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Migrate => {
-            migrated_pool().await?;
+            store::migrate(&pool().await?).await?;
             println!(
                 "migrations applied ({} known)",
                 store::MIGRATOR.iter().count()
@@ -428,7 +432,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn entities(cmd: EntitiesCmd) -> Result<()> {
-    let pool = migrated_pool().await?;
+    let pool = schema_checked_pool().await?;
     match cmd {
         EntitiesCmd::Create { id, name } => {
             crate::domain::ids::check_id("entity id", &id)?;
@@ -448,7 +452,7 @@ async fn entities(cmd: EntitiesCmd) -> Result<()> {
 }
 
 async fn accounts(cmd: AccountsCmd) -> Result<()> {
-    let pool = migrated_pool().await?;
+    let pool = schema_checked_pool().await?;
     let table = currencies()?;
     let import = |specs: Vec<AccountSpec>| import_accounts(&pool, &table, specs);
     match cmd {
@@ -547,7 +551,7 @@ pub fn read_chart(path: &Path) -> Result<Vec<AccountSpec>> {
 }
 
 async fn periods(cmd: PeriodsCmd) -> Result<()> {
-    let pool = migrated_pool().await?;
+    let pool = schema_checked_pool().await?;
     let who = |by: Option<String>| {
         by.or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".into())
@@ -747,8 +751,7 @@ fn produce_plan(args: &ProduceArgs) -> Result<Vec<generator::Message>> {
 }
 
 async fn poster(args: PosterArgs) -> Result<()> {
-    let pool = store::connect(&database_url()?, 8).await?;
-    store::migrate(&pool).await?;
+    let pool = schema_checked(store::connect(&database_url()?, 8).await?).await?;
     let settings = crate::poster::PosterSettings {
         group: args.group,
         topic: args.topic.unwrap_or_else(postings_topic),
@@ -775,7 +778,7 @@ async fn replay(args: ReplayArgs) -> Result<()> {
         (false, None, Some(t)) => Target::Timestamp(t.timestamp_millis()),
         _ => bail!("give exactly one of --to-checkpoint, --to-offset, --to-timestamp"),
     };
-    let pool = migrated_pool().await?;
+    let pool = schema_checked_pool().await?;
     let topic = args.topic.unwrap_or_else(postings_topic);
     let request = ReplayRequest {
         group: &args.group,
@@ -802,7 +805,7 @@ async fn replay(args: ReplayArgs) -> Result<()> {
 
 async fn report(cmd: ReportCmd) -> Result<()> {
     use crate::output::print;
-    let pool = migrated_pool().await?;
+    let pool = schema_checked_pool().await?;
     match cmd {
         ReportCmd::TrialBalance { entity, as_of } => {
             let rows = store::reports::trial_balance(
@@ -950,7 +953,7 @@ fn print_accounts(
 }
 
 async fn verify(json: bool) -> Result<()> {
-    let pool = migrated_pool().await?;
+    let pool = schema_checked_pool().await?;
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let report = crate::verify::run(&pool, interactive && !json).await?;
     if json {
@@ -971,8 +974,7 @@ async fn verify(json: bool) -> Result<()> {
 }
 
 async fn reporter(args: ReporterArgs) -> Result<()> {
-    let pool = store::connect(&database_url()?, 4).await?;
-    store::migrate(&pool).await?;
+    let pool = schema_checked_pool().await?;
     let [_, balances_topic, anomalies_topic, rejections_topic] = ledger_topics();
     let settings = crate::reporter::ReporterSettings {
         balances_topic,

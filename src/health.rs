@@ -12,6 +12,8 @@ pub struct Health {
     /// Set while the poster cannot make progress (e.g. commits keep failing).
     pub stalled: Mutex<Option<String>>,
     pub shutting_down: AtomicBool,
+    /// The Kafka client's last error (e.g. SASL authentication), until the broker answers again.
+    pub broker_error: Mutex<Option<String>>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -28,6 +30,31 @@ impl Health {
         *self.stalled.lock().expect("health lock") = reason;
     }
 
+    /// Keeps a Kafka client error for `/ready`. Errors that only say "the broker is down" also
+    /// mark the broker unreachable at once, without waiting for the next probe.
+    pub fn record_broker_error(&self, error: &rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        let code = error.rdkafka_error_code();
+        if matches!(code, Some(Code::AllBrokersDown | Code::Authentication)) {
+            self.broker_ok.store(false, Ordering::Relaxed);
+        }
+        let mut last = self.broker_error.lock().expect("health lock");
+        match code {
+            Some(Code::Authentication) => *last = Some(format!("authentication failed: {reason}")),
+            // "All brokers are down" follows the specific cause; keep the cause.
+            Some(Code::AllBrokersDown) if last.is_some() => {}
+            _ => *last = Some(reason.to_string()),
+        }
+    }
+
+    pub fn clear_broker_error(&self) {
+        *self.broker_error.lock().expect("health lock") = None;
+    }
+
+    pub fn broker_error(&self) -> Option<String> {
+        self.broker_error.lock().expect("health lock").clone()
+    }
+
     pub fn readiness(&self) -> Readiness {
         let database = self.db_ok.load(Ordering::Relaxed);
         let broker = self.broker_ok.load(Ordering::Relaxed);
@@ -37,7 +64,10 @@ impl Health {
         } else if !database {
             Some("database unreachable".into())
         } else if !broker {
-            Some("broker unreachable".into())
+            Some(match self.broker_error() {
+                Some(e) => format!("broker unreachable: {e}"),
+                None => "broker unreachable".into(),
+            })
         } else {
             stalled
         };

@@ -1,16 +1,20 @@
 //! Kafka client set-up: every setting explicit, security settings passed through from
 //! [`KafkaSettings`].
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use thiserror::Error;
 
 use crate::config::KafkaSettings;
+use crate::health::Health;
 
 #[derive(Debug, Error)]
 pub enum KafkaError {
@@ -18,6 +22,86 @@ pub enum KafkaError {
     Client(#[from] rdkafka::error::KafkaError),
     #[error("creating topic {topic}: {code}")]
     CreateTopic { topic: String, code: String },
+    #[error("cannot reach the broker at {brokers}: {detail}")]
+    Unreachable { brokers: String, detail: String },
+}
+
+/// A client context that keeps the last client-level error (e.g. "SASL authentication error")
+/// in [`Health`], so that `/ready` and error messages can say why the broker is unusable.
+pub struct HealthContext(pub Arc<Health>);
+
+impl ClientContext for HealthContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error");
+        self.0.record_broker_error(&error, reason);
+    }
+}
+
+impl ProducerContext for HealthContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
+
+/// A metadata-only client that checks, on demand, whether the broker answers. It is a separate
+/// client from the ones doing the work so that a check never waits behind a large fetch. It is a
+/// producer that never sends: polling a producer serves the main queue, where client errors are.
+#[derive(Clone)]
+pub struct BrokerProbe {
+    client: Arc<BaseProducer<HealthContext>>,
+    health: Arc<Health>,
+}
+
+impl BrokerProbe {
+    pub fn new(settings: &KafkaSettings, health: Arc<Health>) -> Result<Self, KafkaError> {
+        let client = settings
+            .client_config()
+            .create_with_context(HealthContext(health.clone()))?;
+        Ok(BrokerProbe {
+            client: Arc::new(client),
+            health,
+        })
+    }
+
+    /// Asks for cluster metadata; stores the answer in `health.broker_ok` (clearing the last
+    /// client error on success) and returns it.
+    pub async fn check(&self, timeout: Duration) -> bool {
+        let client = self.client.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = client.client().fetch_metadata(None, timeout).is_ok();
+            // Client errors (e.g. authentication) reach the context only when the queue is
+            // served; this client never consumes, so the poll returns nothing else.
+            client.poll(Duration::from_millis(200));
+            ok
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            self.health.clear_broker_error();
+        }
+        self.health.broker_ok.store(ok, Ordering::Relaxed);
+        ok
+    }
+
+    /// Fails with the broker's own reason (e.g. authentication) when it does not answer.
+    pub async fn require(&self, settings: &KafkaSettings) -> Result<(), KafkaError> {
+        if self.check(Duration::from_secs(10)).await {
+            return Ok(());
+        }
+        Err(KafkaError::Unreachable {
+            brokers: settings.brokers.clone(),
+            detail: self
+                .health
+                .broker_error()
+                .unwrap_or_else(|| "no answer within 10 s".into()),
+        })
+    }
+}
+
+/// Fails fast, with the reason, when the broker cannot be reached or refuses our credentials.
+pub async fn require_broker(settings: &KafkaSettings) -> Result<(), KafkaError> {
+    BrokerProbe::new(settings, Arc::new(Health::default()))?
+        .require(settings)
+        .await
 }
 
 /// An idempotent producer (acks=all, no duplicates on retry).
@@ -65,6 +149,7 @@ pub async fn create_topics_with(
     partitions: i32,
     config: &[(&str, &str)],
 ) -> Result<(), KafkaError> {
+    require_broker(settings).await?;
     let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
     let new: Vec<NewTopic> = topics
         .iter()

@@ -30,14 +30,7 @@ pub struct PosterContext {
 impl ClientContext for PosterContext {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "Kafka client error");
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
-        ) {
-            self.health
-                .broker_ok
-                .store(false, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.health.record_broker_error(&error, reason);
     }
 }
 

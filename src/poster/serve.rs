@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use sqlx::PgPool;
 
 use super::{Poster, PosterSettings};
@@ -70,7 +69,7 @@ async fn check_dependencies(
     metrics: Arc<PosterMetrics>,
     (instance, group, topic): (uuid::Uuid, String, String),
 ) {
-    let probe: Option<Arc<BaseConsumer>> = kafka.client_config().create().ok().map(Arc::new);
+    let probe = crate::kafka::BrokerProbe::new(&kafka, health.clone()).ok();
     loop {
         // The heartbeat doubles as the database check.
         let db = tokio::time::timeout(
@@ -81,14 +80,8 @@ async fn check_dependencies(
         health
             .db_ok
             .store(matches!(db, Ok(Ok(_))), Ordering::Relaxed);
-        if let Some(probe) = probe.clone() {
-            let broker = tokio::task::spawn_blocking(move || {
-                probe.fetch_metadata(None, Duration::from_secs(2)).is_ok()
-            })
-            .await;
-            health
-                .broker_ok
-                .store(broker.unwrap_or(false), Ordering::Relaxed);
+        if let Some(probe) = &probe {
+            probe.check(Duration::from_secs(2)).await;
         }
         health.export(&metrics.ready, &metrics.database_up);
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -24,9 +24,10 @@ pub async fn serve(
     let service = Service::start(http_addr, metrics.clone(), pool.clone(), None).await?;
     let (health, shutdown) = (service.health.clone(), service.shutdown.clone());
     let producer = crate::kafka::producer(&kafka)?;
+    let probe = crate::kafka::BrokerProbe::new(&kafka, health.clone())?;
     let watcher = tokio::spawn(watch_backlog(
         pool.clone(),
-        producer.clone(),
+        probe,
         health.clone(),
         metrics.clone(),
     ));
@@ -50,7 +51,7 @@ pub async fn serve(
 /// Every 2 s: outbox backlog and the age of its oldest row; database and broker reachability.
 async fn watch_backlog(
     pool: PgPool,
-    producer: rdkafka::producer::FutureProducer,
+    probe: crate::kafka::BrokerProbe,
     health: Arc<Health>,
     metrics: Arc<ReporterMetrics>,
 ) {
@@ -66,16 +67,7 @@ async fn watch_backlog(
             }
             _ => health.db_ok.store(false, Ordering::Relaxed),
         }
-        let p = producer.clone();
-        let broker = tokio::task::spawn_blocking(move || {
-            p.client()
-                .fetch_metadata(None, Duration::from_secs(2))
-                .is_ok()
-        })
-        .await;
-        health
-            .broker_ok
-            .store(broker.unwrap_or(false), Ordering::Relaxed);
+        probe.check(Duration::from_secs(2)).await;
         health.export(&metrics.ready, &metrics.database_up);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

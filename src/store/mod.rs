@@ -57,6 +57,36 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks that the database has exactly the migrations this binary knows, without changing it:
+/// the poster, reporter and reports log in as roles that may not alter the schema.
+pub async fn require_current_schema(pool: &PgPool) -> Result<(), StoreError> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .map_err(|e| {
+                match e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => StoreError::Conflict(
+            "the database has no ledgerline schema: run `ledgerline migrate` as the owner role"
+                .into(),
+        ),
+        e => StoreError::Sql(e),
+    }
+            })?;
+    let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    if let Some(missing) = known.iter().find(|v| !applied.contains(v)) {
+        return Err(StoreError::Conflict(format!(
+            "the database lacks migration {missing}: run `ledgerline migrate` as the owner role"
+        )));
+    }
+    if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
+        return Err(StoreError::Conflict(format!(
+            "the database has migration {unknown}, which this ledgerline does not know: upgrade ledgerline"
+        )));
+    }
+    Ok(())
+}
+
 /// sqlx errors do not include the URL, but keep only the first line of the text.
 fn redact_error(e: &sqlx::Error) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
