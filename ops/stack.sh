@@ -16,6 +16,7 @@ STACK="$LEDGERLINE_STACK_DIR"
 PGDATA="$STACK/pg/data"
 PG_RUN="$STACK/pg/run"
 PG_ADMIN=ledgerline_admin
+# Login roles made by ops/postgres-init/roles.psql (names fixed there).
 PG_OWNER=ledgerline_owner
 PG_WRITER=ledgerline_poster
 PG_READER=ledgerline_viewer
@@ -129,32 +130,13 @@ pg_up() {
     fi
 }
 
-# Least-privilege login roles (see SECURITY.md): the owner runs migrations and admin commands
-# (not a superuser), the poster and reporter log in as a member of ledgerline_writer, reports
-# and verify as a member of ledgerline_reader. The two group roles get their table grants from
-# migration 0004; they are made here too so that the login roles can join them before it runs.
+# Least-privilege login roles (the file explains each): the same script as the PostgreSQL
+# container of docker-compose.yml runs.
 pg_roles() {
     PGPASSWORD="$(pg_password)" "$(pg_bindir)/psql" -h 127.0.0.1 -p "$LEDGERLINE_PG_PORT" -U "$PG_ADMIN" \
-        -d postgres -q -v ON_ERROR_STOP=1 \
-        -v owner_pw="$(role_password "$PG_OWNER")" -v writer_pw="$(role_password "$PG_WRITER")" \
-        -v reader_pw="$(role_password "$PG_READER")" >/dev/null 2>"$STACK/pg-roles.log" <<SQL \
-        || die "cannot create the PostgreSQL roles; see $STACK/pg-roles.log"
-DO \$\$
-DECLARE r text;
-BEGIN
-    FOREACH r IN ARRAY ARRAY['ledgerline_writer', 'ledgerline_reader', '$PG_OWNER', '$PG_WRITER', '$PG_READER'] LOOP
-        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
-            EXECUTE format('CREATE ROLE %I', r);
-        END IF;
-    END LOOP;
-END
-\$\$;
-ALTER ROLE $PG_OWNER LOGIN NOSUPERUSER CREATEROLE NOCREATEDB PASSWORD :'owner_pw';
-ALTER ROLE $PG_WRITER LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD :'writer_pw';
-ALTER ROLE $PG_READER LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD :'reader_pw';
-GRANT ledgerline_writer TO $PG_WRITER;
-GRANT ledgerline_reader TO $PG_READER;
-SQL
+        -d postgres -q -v owner_pw="$(role_password "$PG_OWNER")" -v writer_pw="$(role_password "$PG_WRITER")" \
+        -v reader_pw="$(role_password "$PG_READER")" -f "$LEDGERLINE_ROOT/ops/postgres-init/roles.psql" \
+        >/dev/null 2>"$STACK/pg-roles.log" || die "cannot create the PostgreSQL roles; see $STACK/pg-roles.log"
 }
 
 pg_down() {

@@ -13,8 +13,15 @@ fn compose_config(env: &[(&str, &str)]) -> std::process::Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.env_remove("POSTGRES_PASSWORD")
-        .env_remove("GRAFANA_ADMIN_PASSWORD");
+    for secret in [
+        "POSTGRES_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+        "LEDGERLINE_OWNER_PASSWORD",
+        "LEDGERLINE_WRITER_PASSWORD",
+        "LEDGERLINE_READER_PASSWORD",
+    ] {
+        cmd.env_remove(secret);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -27,6 +34,9 @@ fn compose_file_is_valid_and_matches_what_the_code_expects() {
     let secrets = [
         ("POSTGRES_PASSWORD", "pw"),
         ("GRAFANA_ADMIN_PASSWORD", "gpw"),
+        ("LEDGERLINE_OWNER_PASSWORD", "opw"),
+        ("LEDGERLINE_WRITER_PASSWORD", "wpw"),
+        ("LEDGERLINE_READER_PASSWORD", "rpw"),
     ];
     let quiet = Command::new("docker-compose")
         .args([
@@ -73,6 +83,7 @@ fn compose_file_is_valid_and_matches_what_the_code_expects() {
             "create-topics",
             "grafana",
             "kafka",
+            "migrate",
             "poster-1",
             "poster-2",
             "postgres",
@@ -90,8 +101,13 @@ fn compose_file_is_valid_and_matches_what_the_code_expects() {
         assert_eq!(env["LEDGERLINE_KAFKA_BROKERS"], "kafka:9092", "{name}");
         assert_eq!(
             env["LEDGERLINE_DATABASE_URL"],
-            "postgres://ledgerline_admin:pw@postgres:5432/ledgerline",
-            "{name}"
+            "postgres://ledgerline_poster:wpw@postgres:5432/ledgerline",
+            "{name} logs in as the writer, not the superuser"
+        );
+        assert_eq!(
+            s["depends_on"]["migrate"]["condition"],
+            "service_completed_successfully",
+            "{name} starts after the schema is migrated"
         );
         for key in env.keys().filter(|k| k.starts_with("LEDGERLINE_")) {
             assert!(
@@ -103,7 +119,42 @@ fn compose_file_is_valid_and_matches_what_the_code_expects() {
             s["healthcheck"]["test"].to_string().contains("/ready"),
             "{name} is health-checked on /ready"
         );
-        assert_eq!(s["depends_on"]["postgres"]["condition"], "service_healthy");
+    }
+    let migrate = &services["migrate"];
+    assert_eq!(migrate["command"][0], "migrate");
+    assert_eq!(
+        migrate["environment"]["LEDGERLINE_DATABASE_URL"],
+        "postgres://ledgerline_owner:opw@postgres:5432/ledgerline",
+        "migrations run as the owner role"
+    );
+    assert_eq!(
+        migrate["depends_on"]["postgres"]["condition"],
+        "service_healthy"
+    );
+    // The container makes the login roles with the same script as ops/stack.sh.
+    let pg = &services["postgres"];
+    assert!(
+        pg["volumes"]
+            .to_string()
+            .contains("/docker-entrypoint-initdb.d"),
+        "{}",
+        pg["volumes"]
+    );
+    for key in [
+        "LEDGERLINE_OWNER_PASSWORD",
+        "LEDGERLINE_WRITER_PASSWORD",
+        "LEDGERLINE_READER_PASSWORD",
+    ] {
+        assert!(
+            pg["environment"].get(key).is_some(),
+            "postgres gets {key} for ops/postgres-init"
+        );
+        let script = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/ops/postgres-init/10-roles.sh"
+        ))
+        .unwrap();
+        assert!(script.contains(key), "10-roles.sh passes {key}");
     }
     // docker-compose 1.x prints ports as "127.0.0.1:HOST:CONTAINER/tcp".
     let port = |svc: &str| -> Option<u64> {
@@ -158,4 +209,15 @@ fn compose_file_is_valid_and_matches_what_the_code_expects() {
         !missing.status.success(),
         "the compose file must refuse to run without POSTGRES_PASSWORD"
     );
+    for (left_out, _) in &secrets {
+        let partial: Vec<_> = secrets
+            .iter()
+            .copied()
+            .filter(|(k, _)| k != left_out)
+            .collect();
+        assert!(
+            !compose_config(&partial).status.success(),
+            "the compose file must refuse to run without {left_out}"
+        );
+    }
 }

@@ -25,7 +25,7 @@ async fn bearer_token_guards_ledger_data_and_leaves_health_and_metrics_open() {
             &http,
         ],
         &[
-            ("LEDGERLINE_DATABASE_URL", &ledger.db_url),
+            ("LEDGERLINE_DATABASE_URL", &common::writer_url(&ledger.db_url)),
             ("LEDGERLINE_HTTP_TOKEN", "tok-3f9a-correct"),
         ],
     );
@@ -73,7 +73,7 @@ async fn a_known_password_never_appears_in_logs_or_responses() {
         .await
         .unwrap();
     sqlx::query(&format!(
-        "CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'"
+        "CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE ledgerline_writer"
     ))
     .execute(&admin)
     .await

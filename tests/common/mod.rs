@@ -47,6 +47,23 @@ pub fn db_url(name: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The URL of the same database as `db_url`, logged in as one of the local stack's
+/// least-privilege roles: `role_env` is LEDGERLINE_WRITER_DATABASE_URL or ..._READER_...
+pub fn role_url(db_url: &str, role_env: &str) -> String {
+    let role = required_env(role_env);
+    let base = role.rsplit_once('/').expect("URL has a path").0;
+    let name = db_url.rsplit_once('/').expect("URL has a path").1;
+    format!("{base}/{name}")
+}
+
+pub fn writer_url(db_url: &str) -> String {
+    role_url(db_url, "LEDGERLINE_WRITER_DATABASE_URL")
+}
+
+pub fn reader_url(db_url: &str) -> String {
+    role_url(db_url, "LEDGERLINE_READER_DATABASE_URL")
+}
+
 pub fn kafka() -> KafkaSettings {
     KafkaSettings {
         brokers: required_env("LEDGERLINE_KAFKA_BROKERS"),
@@ -317,6 +334,7 @@ impl Drop for PosterProcess {
     }
 }
 
+/// A poster on the database of `db_url`, logged in as the writer role (as in production).
 pub fn spawn_poster(
     db_url: &str,
     topic: &str,
@@ -335,7 +353,11 @@ pub fn spawn_poster(
         &http,
     ];
     args.extend_from_slice(extra);
-    spawn_ledgerline(group, &args, &[("LEDGERLINE_DATABASE_URL", db_url)])
+    spawn_ledgerline(
+        group,
+        &args,
+        &[("LEDGERLINE_DATABASE_URL", &writer_url(db_url))],
+    )
 }
 
 /// Runs the ledgerline binary with its output appended to target/tmp/poster-logs/LOG.log.
@@ -432,12 +454,18 @@ pub async fn wait_ready(port: u16, ready: bool, timeout: Duration) {
 /// Publishes messages in order (keyed by idempotency key) and waits for every ack.
 pub struct Publisher {
     topic: String,
+    kafka: KafkaSettings,
 }
 
 impl Publisher {
     pub fn new(topic: &str) -> Self {
+        Self::with_settings(topic, kafka())
+    }
+
+    pub fn with_settings(topic: &str, kafka: KafkaSettings) -> Self {
         Publisher {
             topic: topic.to_string(),
+            kafka,
         }
     }
 
@@ -458,7 +486,7 @@ impl Publisher {
     }
 
     pub async fn produce_raw(&self, messages: &[(String, Vec<u8>)]) {
-        let mut config = kafka().client_config();
+        let mut config = self.kafka.client_config();
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
