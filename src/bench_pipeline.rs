@@ -138,7 +138,7 @@ async fn produce(
 }
 
 /// Limit A: how fast this broker hands the same messages to one consumer that does nothing.
-fn consume_and_discard(
+pub fn consume_and_discard(
     kafka: &KafkaSettings,
     topic: &str,
     expected: usize,

@@ -22,6 +22,10 @@ pub const AMOUNT_CHARS_MAX: usize = 40;
 pub const AMOUNT_INTEGER_DIGITS_MAX: u32 = 18;
 /// Bytes the Avro decoder may allocate for one value (guards huge array/string lengths).
 pub const AVRO_ALLOCATION_BYTES_MAX: usize = 4 * MESSAGE_BYTES_MAX;
+/// Bytes of a rejected message carried in its event on the rejections topic: a message the
+/// broker accepted may be far larger than a producer may send (librdkafka's default is 1 MB).
+/// PostgreSQL keeps every byte, in `rejections.raw`; the event says when it carries a prefix.
+pub const REJECTION_EVENT_RAW_BYTES_MAX: usize = 256 * 1024;
 
 /// Postings in one poster batch (upper bound for configuration).
 pub const BATCH_POSTINGS_MAX: usize = 10_000;

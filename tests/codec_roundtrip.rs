@@ -95,6 +95,8 @@ fn every_record_type_round_trips_in_every_framing() {
             source_offset: 99,
             raw: vec![0, 1, 2, 255],
             rejected_at: "2026-11-01T10:00:00Z".into(),
+            raw_size: 4,
+            raw_truncated: false,
         },
     );
 }

@@ -126,7 +126,10 @@ async fn verify_names_every_tampered_entry_and_passes_once_repaired() {
     .await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
         .arg("verify")
-        .env("LEDGERLINE_DATABASE_URL", common::reader_url(&ledger.db_url))
+        .env(
+            "LEDGERLINE_DATABASE_URL",
+            common::reader_url(&ledger.db_url),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

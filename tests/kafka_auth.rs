@@ -34,7 +34,13 @@ fn start_broker(dir: &Path, port: u16, authentication: bool) -> Broker {
         .unwrap();
     let mut cmd = Command::new(common::required_env("LEDGERLINE_TANSU_BIN"));
     cmd.current_dir(dir)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
         .args(["--storage-engine", "sqlite://tansu.db"])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -65,7 +71,9 @@ fn sasl(port: u16, password: &str) -> KafkaSettings {
         ("sasl.username", USER),
         ("sasl.password", password),
     ] {
-        settings.properties.insert(k.into(), Secret::new(v.to_string()));
+        settings
+            .properties
+            .insert(k.into(), Secret::new(v.to_string()));
     }
     settings
 }
@@ -73,7 +81,10 @@ fn sasl(port: u16, password: &str) -> KafkaSettings {
 /// The same settings as the environment of a ledgerline process.
 fn sasl_env(port: u16, password: &str) -> Vec<(String, String)> {
     vec![
-        ("LEDGERLINE_KAFKA_BROKERS".into(), format!("127.0.0.1:{port}")),
+        (
+            "LEDGERLINE_KAFKA_BROKERS".into(),
+            format!("127.0.0.1:{port}"),
+        ),
         (
             "LEDGERLINE_RDKAFKA_SECURITY_PROTOCOL".into(),
             "SASL_PLAINTEXT".into(),
@@ -119,7 +130,12 @@ async fn scram_sha_512_right_password_posts_and_wrong_password_says_why() {
     {
         let _open = start_broker(&dir, port, false);
         let out = Command::new(common::required_env("LEDGERLINE_TANSU_BIN"))
-            .args(["user", "create", "--broker", &format!("tcp://127.0.0.1:{port}")])
+            .args([
+                "user",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{port}"),
+            ])
             .args([USER, &password])
             .output()
             .unwrap();

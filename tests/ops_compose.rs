@@ -105,8 +105,7 @@ fn compose_file_is_valid_and_matches_what_the_code_expects() {
             "{name} logs in as the writer, not the superuser"
         );
         assert_eq!(
-            s["depends_on"]["migrate"]["condition"],
-            "service_completed_successfully",
+            s["depends_on"]["migrate"]["condition"], "service_completed_successfully",
             "{name} starts after the schema is migrated"
         );
         for key in env.keys().filter(|k| k.starts_with("LEDGERLINE_")) {

@@ -206,7 +206,10 @@ async fn replay_from_zero_changes_nothing() {
                 "--to-offset",
                 "0",
             ])
-            .env("LEDGERLINE_DATABASE_URL", common::writer_url(&ledger.db_url))
+            .env(
+                "LEDGERLINE_DATABASE_URL",
+                common::writer_url(&ledger.db_url),
+            )
             .output()
             .unwrap()
     };

@@ -73,7 +73,10 @@ impl Downstream {
             &format!("reporter-{}", self.balances),
             &args,
             &[
-                ("LEDGERLINE_DATABASE_URL", &common::writer_url(&self.ledger.db_url)),
+                (
+                    "LEDGERLINE_DATABASE_URL",
+                    &common::writer_url(&self.ledger.db_url),
+                ),
                 ("LEDGERLINE_BALANCES_TOPIC", &self.balances),
                 ("LEDGERLINE_ANOMALIES_TOPIC", &self.anomalies),
                 ("LEDGERLINE_REJECTIONS_TOPIC", &self.rejections),

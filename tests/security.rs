@@ -25,7 +25,10 @@ async fn bearer_token_guards_ledger_data_and_leaves_health_and_metrics_open() {
             &http,
         ],
         &[
-            ("LEDGERLINE_DATABASE_URL", &common::writer_url(&ledger.db_url)),
+            (
+                "LEDGERLINE_DATABASE_URL",
+                &common::writer_url(&ledger.db_url),
+            ),
             ("LEDGERLINE_HTTP_TOKEN", "tok-3f9a-correct"),
         ],
     );

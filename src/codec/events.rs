@@ -37,7 +37,17 @@ pub struct RejectionEvent {
     pub source_topic: String,
     pub source_partition: i32,
     pub source_offset: i64,
-    #[serde(with = "apache_avro::serde_avro_bytes")]
+    /// Empty in the outbox row (the bytes live in `rejections.raw`), filled when published.
+    #[serde(default, with = "apache_avro::serde_avro_bytes")]
     pub raw: Vec<u8>,
     pub rejected_at: String,
+    /// Size of the message as received (`raw` may be a prefix of it).
+    #[serde(default = "unknown_size")]
+    pub raw_size: i64,
+    #[serde(default)]
+    pub raw_truncated: bool,
+}
+
+fn unknown_size() -> i64 {
+    -1
 }

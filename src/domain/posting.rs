@@ -264,7 +264,21 @@ fn check_text(field: &'static str, value: Option<&str>, max: usize) -> Result<()
     if chars > max {
         return Err(Rejection::FieldTooLong { field, chars, max });
     }
-    Ok(())
+    check_no_controls(field, value.unwrap_or(""))
+}
+
+/// Free text may hold tabs and line breaks, but no other control character: NUL cannot be
+/// stored by PostgreSQL at all, terminal escapes and bidirectional overrides would let a request
+/// disguise itself in reports and logs.
+fn check_no_controls(field: &'static str, text: &str) -> Result<(), Rejection> {
+    let hostile = |c: char| {
+        (c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    match text.chars().find(|c| hostile(*c)) {
+        Some(character) => Err(Rejection::ControlCharacter { field, character }),
+        None => Ok(()),
+    }
 }
 
 fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Rejection> {
@@ -277,7 +291,10 @@ fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Rejection> 
             max_entries: METADATA_ENTRIES_MAX,
         });
     }
-    Ok(())
+    metadata.iter().try_for_each(|(k, v)| {
+        check_no_controls("metadata", k)?;
+        check_no_controls("metadata", v)
+    })
 }
 
 /// Keeps hostile values out of rejection details (they are stored raw elsewhere).

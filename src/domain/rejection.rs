@@ -26,6 +26,11 @@ pub enum Rejection {
         field: &'static str,
         character: char,
     },
+    #[error("field {field} contains the control character {character:?}")]
+    ControlCharacter {
+        field: &'static str,
+        character: char,
+    },
     #[error("field {0} is empty")]
     MissingField(&'static str),
     #[error("entry has no lines")]
@@ -127,6 +132,7 @@ impl Rejection {
             Rejection::Malformed(_) => "MALFORMED",
             Rejection::FieldTooLong { .. } => "FIELD_TOO_LONG",
             Rejection::InvalidIdentifier { .. } => "INVALID_IDENTIFIER",
+            Rejection::ControlCharacter { .. } => "CONTROL_CHARACTER",
             Rejection::MissingField(_) => "MISSING_FIELD",
             Rejection::Empty => "EMPTY",
             Rejection::TooManyLines { .. } => "TOO_MANY_LINES",
@@ -162,6 +168,7 @@ impl Rejection {
         "MALFORMED",
         "FIELD_TOO_LONG",
         "INVALID_IDENTIFIER",
+        "CONTROL_CHARACTER",
         "MISSING_FIELD",
         "EMPTY",
         "TOO_MANY_LINES",

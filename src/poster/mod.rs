@@ -216,25 +216,7 @@ impl Poster {
         messages
             .into_iter()
             .map(|f| {
-                let candidate = match decode_posting(codec, &f.payload) {
-                    Err(rejection) => Candidate::Refused {
-                        key: None,
-                        fingerprint: None,
-                        source: None,
-                        rejection,
-                    },
-                    Ok(request) => match Posting::parse(&request, &self.currencies) {
-                        Ok(p) => Candidate::Parsed(p),
-                        Err(rejection) => Candidate::Refused {
-                            key: crate::domain::ids::check_id("key", &request.idempotency_key)
-                                .ok()
-                                .map(|()| request.idempotency_key.clone()),
-                            fingerprint: Some(request_fingerprint(&request)),
-                            source: request.source.clone(),
-                            rejection,
-                        },
-                    },
-                };
+                let candidate = decode_candidate(codec, &self.currencies, &f.payload);
                 BatchMessage {
                     offset: f.offset,
                     raw: f.payload,
@@ -380,4 +362,33 @@ fn request_fingerprint(request: &PostingRequest) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let json = serde_json::to_vec(request).expect("requests serialize");
     Sha256::digest(&json).into()
+}
+
+/// What the poster makes of one message's bytes: a parsed posting, or a refusal with its
+/// rejection code (and, when the bytes decoded, the key and fingerprint for idempotency).
+/// Pure and total: any bytes give an answer, never a panic (tests/fuzz_decode.rs checks this).
+pub fn decode_candidate(
+    codec: &RecordCodec<PostingRequest>,
+    currencies: &CurrencyTable,
+    payload: &[u8],
+) -> Candidate {
+    match decode_posting(codec, payload) {
+        Err(rejection) => Candidate::Refused {
+            key: None,
+            fingerprint: None,
+            source: None,
+            rejection,
+        },
+        Ok(request) => match Posting::parse(&request, currencies) {
+            Ok(p) => Candidate::Parsed(p),
+            Err(rejection) => Candidate::Refused {
+                key: crate::domain::ids::check_id("key", &request.idempotency_key)
+                    .ok()
+                    .map(|()| request.idempotency_key.clone()),
+                fingerprint: Some(request_fingerprint(&request)),
+                source: request.source.clone(),
+                rejection,
+            },
+        },
+    }
 }

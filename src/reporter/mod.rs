@@ -22,6 +22,7 @@ use crate::codec::{
     BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
 };
 use crate::health::Health;
+use crate::limits::REJECTION_EVENT_RAW_BYTES_MAX;
 use crate::store::outbox::{self, OutboxRow};
 pub use metrics::ReporterMetrics;
 
@@ -65,9 +66,15 @@ impl Codecs {
             "anomaly" => self
                 .anomaly
                 .encode(&serde_json::from_value(payload)?, framing)?,
-            "rejection" => self
-                .rejection
-                .encode(&serde_json::from_value(payload)?, framing)?,
+            "rejection" => {
+                let mut event: RejectionEvent = serde_json::from_value(payload)?;
+                if let Some(raw) = &row.raw {
+                    event.raw = raw[..raw.len().min(REJECTION_EVENT_RAW_BYTES_MAX)].to_vec();
+                    event.raw_truncated = event.raw.len() < raw.len();
+                    event.raw_size = raw.len() as i64;
+                }
+                self.rejection.encode(&event, framing)?
+            }
             other => anyhow::bail!("outbox row {} has unknown kind {other:?}", row.id),
         };
         Ok(bytes)
@@ -213,4 +220,56 @@ fn is_queue_full(e: &rdkafka::error::KafkaError) -> bool {
         e.rdkafka_error_code(),
         Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection_row(raw: Vec<u8>) -> OutboxRow {
+        let event = RejectionEvent {
+            event_id: "r".into(),
+            reason_code: "MESSAGE_TOO_LARGE".into(),
+            detail: "too large".into(),
+            idempotency_key: None,
+            source_topic: "ledger.postings".into(),
+            source_partition: 0,
+            source_offset: 7,
+            raw: Vec::new(),
+            rejected_at: "2026-11-01T10:00:00Z".into(),
+            raw_size: raw.len() as i64,
+            raw_truncated: false,
+        };
+        OutboxRow {
+            id: 1,
+            kind: "rejection".into(),
+            event_key: "k".into(),
+            payload: serde_json::to_value(&event).unwrap(),
+            raw: Some(raw),
+        }
+    }
+
+    #[test]
+    fn rejection_events_carry_the_raw_bytes_from_the_rejections_table() {
+        let codecs = Codecs::new();
+        let bytes = codecs.encode(&rejection_row(vec![1, 2, 3])).unwrap();
+        let event = codecs.rejection.decode(&bytes).unwrap();
+        assert_eq!(event.raw, vec![1, 2, 3]);
+        assert_eq!((event.raw_size, event.raw_truncated), (3, false));
+    }
+
+    #[test]
+    fn a_rejected_message_larger_than_an_event_may_be_is_sent_as_a_marked_prefix() {
+        let codecs = Codecs::new();
+        let raw: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let bytes = codecs.encode(&rejection_row(raw.clone())).unwrap();
+        assert!(
+            bytes.len() < 1_000_000,
+            "fits librdkafka's default message size"
+        );
+        let event = codecs.rejection.decode(&bytes).unwrap();
+        assert_eq!(event.raw, raw[..REJECTION_EVENT_RAW_BYTES_MAX]);
+        assert_eq!(event.raw_size, raw.len() as i64);
+        assert!(event.raw_truncated);
+    }
 }

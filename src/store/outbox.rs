@@ -16,13 +16,17 @@ pub struct OutboxRow {
     pub kind: String,
     pub event_key: String,
     pub payload: serde_json::Value,
+    /// For a rejection: the rejected message's bytes, from `rejections`.
+    pub raw: Option<Vec<u8>>,
 }
 
 /// The oldest unpublished rows, in id order (per account, id order is version order: the
 /// poster writes an account's rows only while holding its balance row lock).
 pub async fn unpublished(pool: &PgPool, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT id, kind, event_key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        "SELECT o.id, o.kind, o.event_key, o.payload, r.raw FROM outbox o
+         LEFT JOIN rejections r ON o.kind = 'rejection' AND r.id = o.event_id
+         WHERE o.published_at IS NULL ORDER BY o.id LIMIT $1",
     )
     .bind(limit)
     .fetch_all(pool)

@@ -595,8 +595,12 @@ impl<'a> Writes<'a> {
                     source_topic: self.topic.to_string(),
                     source_partition: self.partition,
                     source_offset: m.offset,
-                    raw: m.raw.clone(),
+                    // Stored once, in rejections.raw: the reporter adds the bytes when it
+                    // publishes (a JSON copy would cost several times their size to write).
+                    raw: Vec::new(),
                     rejected_at: self.now.to_rfc3339(),
+                    raw_size: m.raw.len() as i64,
+                    raw_truncated: false,
                 };
                 let event_key = key
                     .clone()

@@ -2,6 +2,8 @@
 //! The real stack must be running (ops/test.sh starts it); a missing setting fails the test.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use ledgerline::config::{KafkaSettings, Secret};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
