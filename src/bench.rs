@@ -77,7 +77,8 @@ impl ScratchDb {
 
     pub async fn drop(self) -> Result<()> {
         self.pool.close().await;
-        sqlx::query(&format!("DROP DATABASE {}", self.name))
+        // FORCE: a poster thread of the run may still hold a connection of its own pool.
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
             .execute(&self.admin)
             .await?;
         Ok(())
