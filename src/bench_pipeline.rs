@@ -6,6 +6,8 @@
 //!   schema, no Kafka, no checks;
 //! - pipeline: posters from the pre-loaded topic until every posting is committed (exactly-once
 //!   on), with batch commit latency percentiles and the process's peak RSS;
+//! - latency under load: a real poster process while a producer publishes at half the
+//!   pipeline's rate, produce-to-commit p50/p99, and that process's peak RSS;
 //! - the trial balance and every balance are checked afterwards (a fast wrong answer does not
 //!   count).
 
@@ -61,6 +63,21 @@ pub async fn pipeline(
     let (run, db) = run_posters(admin_url, kafka, &topic, s).await?;
     check_ledger(&db).await?;
     db.drop().await?;
+    // Half the pipeline's rate, for a tenth of the postings (at least 10 s of load).
+    let load_count = (s.postings / 10)
+        .max((run.steady_rate * 5.0) as usize)
+        .min(s.postings);
+    let load_messages = generator::generate(&GeneratorSettings {
+        count: load_count,
+        accounts: s.accounts,
+        lines: s.lines.clone(),
+        hot_account_share: s.hot_account_share,
+        entity: "bench".into(),
+        seed: 8,
+        key_prefix: format!("bench-load-{}", uuid::Uuid::new_v4().simple()),
+        ..Default::default()
+    });
+    let load = under_load(admin_url, kafka, s, &load_messages, run.steady_rate / 2.0).await?;
     let limit = broker_rate.min(copy_rate);
     println!("## Pipeline benchmark\n");
     println!("| | |\n|---|---|");
@@ -88,11 +105,19 @@ pub async fn pipeline(
     );
     println!(
         "| peak RSS of the benchmark process (posters in-process) | {} MiB |",
-        peak_rss_mib()
+        rss_mib("/proc/self/status")
     );
     println!(
         "| ratio pipeline (steady) / min(A, B) | {:.2} |",
         run.steady_rate / limit
+    );
+    println!(
+        "| latency under load: {} postings at {:.0}/s (half the pipeline), produce to commit p50 / p99 | {:.0} ms / {:.0} ms |",
+        load.count, load.rate, load.p50_ms, load.p99_ms
+    );
+    println!(
+        "| peak RSS of the poster process (under load) | {} MiB |",
+        load.poster_rss_mib
     );
     println!("| trial balance and balances after the run | checked: zero per currency, every balance = its lines |");
     Ok(())
@@ -368,8 +393,170 @@ async fn check_ledger(db: &ScratchDb) -> Result<()> {
     Ok(())
 }
 
-fn peak_rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// What the load phase measured.
+struct UnderLoad {
+    rate: f64,
+    count: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    poster_rss_mib: u64,
+}
+
+/// Latency under load: a real `ledgerline poster` process (so that its own peak RSS can be
+/// read) on a fresh topic and database, while a producer publishes at `rate` messages/s.
+/// Latency is from the moment a message is handed to the producer to the moment its partition's
+/// checkpoint in PostgreSQL is seen past it (polled every 5 ms).
+async fn under_load(
+    admin_url: &Secret,
+    kafka: &KafkaSettings,
+    s: &PipelineSettings,
+    messages: &[generator::Message],
+    rate: f64,
+) -> Result<UnderLoad> {
+    let db = ScratchDb::create(admin_url).await?;
+    seed(&db.pool, s.accounts).await?;
+    let topic = format!("bench.load.{}", uuid::Uuid::new_v4().simple());
+    crate::kafka::create_topics(kafka, &[&topic], s.partitions).await?;
+    let group = format!("bench-load-{}", uuid::Uuid::new_v4().simple());
+    let mut poster = std::process::Command::new(std::env::current_exe()?)
+        .args(["poster", "--group", &group, "--topic", &topic])
+        .args(["--http-addr", "127.0.0.1:0"])
+        .args(["--batch-postings", &s.batch_postings.to_string()])
+        .env("LEDGERLINE_DATABASE_URL", db.url.expose())
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .context("starting a poster process")?;
+    let result = load_and_watch(&db, kafka, &topic, &group, s, messages, rate, poster.id()).await;
+    let _ = std::process::Command::new("kill")
+        .arg(poster.id().to_string())
+        .status();
+    let _ = poster.wait();
+    db.drop().await?;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn load_and_watch(
+    db: &ScratchDb,
+    kafka: &KafkaSettings,
+    topic: &str,
+    group: &str,
+    s: &PipelineSettings,
+    messages: &[generator::Message],
+    rate: f64,
+    pid: u32,
+) -> Result<UnderLoad> {
+    // Ready once the poster has been assigned every partition (it writes their checkpoints).
+    let started = Instant::now();
+    while crate::store::checkpoints::all(&db.pool, group, topic)
+        .await?
+        .len()
+        < s.partitions as usize
+    {
+        ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the poster was not assigned the partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The watcher: when each partition's checkpoint passed which offset.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (pool, group, topic, stop) = (
+            db.pool.clone(),
+            group.to_string(),
+            topic.to_string(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut seen: Vec<(Instant, std::collections::BTreeMap<i32, i64>)> = Vec::new();
+            let mut peak_rss = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(cp) = crate::store::checkpoints::all(&pool, &group, &topic).await {
+                    seen.push((Instant::now(), cp));
+                }
+                peak_rss = peak_rss.max(rss_mib(&format!("/proc/{pid}/status")));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (seen, peak_rss)
+        })
+    };
+    // The producer, paced to `rate`.
+    let producer = crate::kafka::producer(kafka)?;
+    let codec = posting_codec();
+    let mut sent = Vec::with_capacity(messages.len());
+    let t0 = Instant::now();
+    for (i, m) in messages.iter().enumerate() {
+        let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let bytes = match (&m.raw, &m.request) {
+            (Some(raw), _) => raw.clone(),
+            (None, Some(r)) => codec.encode(r, Framing::AvroSingleObject)?,
+            (None, None) => unreachable!("generated messages have a body"),
+        };
+        let at = Instant::now();
+        let delivery = producer
+            .send_result(FutureRecord::to(topic).key(&m.key).payload(&bytes))
+            .map_err(|(e, _)| e)?;
+        sent.push((at, delivery));
+    }
+    let mut placed = Vec::with_capacity(sent.len());
+    for (at, d) in sent {
+        let delivery = d
+            .await
+            .context("producer dropped a message")?
+            .map_err(|(e, _)| e)?;
+        placed.push((at, delivery.partition, delivery.offset));
+    }
+    let produce_rate = messages.len() as f64 / t0.elapsed().as_secs_f64();
+    // Wait until everything is committed, then stop the watcher.
+    let mut ends = std::collections::BTreeMap::new();
+    for (_, p, o) in &placed {
+        let e = ends.entry(*p).or_insert(0i64);
+        *e = (*e).max(o + 1);
+    }
+    loop {
+        let cp = crate::store::checkpoints::all(&db.pool, group, topic).await?;
+        if ends
+            .iter()
+            .all(|(p, e)| cp.get(p).copied().unwrap_or(0) >= *e)
+        {
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "not committed after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, poster_rss_mib) = watcher.await?;
+    check_ledger(db).await?;
+    let mut latencies: Vec<f64> = placed
+        .iter()
+        .map(|(at, p, o)| {
+            let committed = seen
+                .iter()
+                .find(|(_, cp)| cp.get(p).copied().unwrap_or(0) > *o)
+                .map_or(Instant::now(), |(t, _)| *t);
+            committed.saturating_duration_since(*at).as_secs_f64() * 1000.0
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Ok(UnderLoad {
+        rate: produce_rate,
+        count: latencies.len(),
+        p50_ms: pick(0.5),
+        p99_ms: pick(0.99),
+        poster_rss_mib,
+    })
+}
+
+fn rss_mib(status_file: &str) -> u64 {
+    std::fs::read_to_string(status_file)
         .ok()
         .and_then(|s| {
             s.lines()

@@ -25,6 +25,8 @@ pub struct PosterContext {
     pub topic: String,
     pub positions: Positions,
     pub health: Arc<Health>,
+    /// Counts assignments, so that the loop knows to split partition queues again.
+    pub assignments: std::sync::atomic::AtomicU64,
 }
 
 impl ClientContext for PosterContext {
@@ -56,6 +58,8 @@ impl ConsumerContext for PosterContext {
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "unassign failed");
                 }
+                self.assignments
+                    .fetch_add(1, std::sync::atomic::Ordering::Release);
             }
         }
     }
@@ -84,6 +88,8 @@ impl PosterContext {
         if let Err(e) = consumer.assign(&assignment) {
             tracing::error!(error = %e, "assign failed");
         }
+        self.assignments
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// Reads checkpoints, retrying while the database is unreachable: assigning without them

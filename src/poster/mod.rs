@@ -7,6 +7,7 @@
 
 mod commit;
 mod context;
+mod queues;
 mod serve;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 
@@ -80,6 +80,16 @@ pub struct Poster {
     pub handle: tokio::runtime::Handle,
 }
 
+/// Partition batches committed side by side (each lane commits its share in turn).
+const COMMIT_LANES: usize = 2;
+
+/// One partition's share of a collected batch, decoded, with the position it must commit at.
+struct Job {
+    partition: i32,
+    position: i64,
+    batch: Vec<BatchMessage>,
+}
+
 /// A message taken from Kafka, owned.
 struct Fetched {
     partition: i32,
@@ -91,27 +101,60 @@ impl Poster {
     /// Runs until shutdown (or until idle, when asked). Call from a blocking thread.
     pub fn run(&self, kafka: &KafkaSettings) -> anyhow::Result<()> {
         let positions: Positions = Default::default();
-        let consumer = self.consumer(kafka, positions.clone())?;
+        let consumer = Arc::new(self.consumer(kafka, positions.clone())?);
+        let mut queues = queues::PartitionQueues::default();
         consumer.subscribe(&[&self.settings.topic])?;
         let codec = posting_codec();
         let mut last_message = Instant::now();
         let mut last_lag_update = Instant::now();
         let mut gaps = commit::GapGuard::default();
+        let mut fetched: Vec<Fetched> = Vec::new();
         while !self.shutdown.load(Ordering::Relaxed) {
-            let fetched = self.collect(&consumer);
-            if !fetched.is_empty() {
+            let jobs = self.prepare(
+                &consumer,
+                &positions,
+                &codec,
+                &mut gaps,
+                std::mem::take(&mut fetched),
+            );
+            // Every partition's batch commits at once, each in its own transaction on its own
+            // connection, while this thread collects the next batch: PostgreSQL works while
+            // Kafka is read. A partition's next batch is prepared only after its previous
+            // commit is applied, so positions stay in order; fencing in the commit keeps a
+            // partition that moved meanwhile (rebalance, replay) exactly-once.
+            let (results, next) = std::thread::scope(|s| {
+                let lanes = COMMIT_LANES.min(jobs.len()).max(1);
+                let running: Vec<_> = (0..lanes)
+                    .map(|lane| {
+                        let jobs = &jobs;
+                        s.spawn(move || {
+                            jobs.iter()
+                                .enumerate()
+                                .filter(|(i, _)| i % lanes == lane)
+                                .map(|(i, job)| {
+                                    (i, self.commit(job.partition, job.position, &job.batch))
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                let next = self.collect(&consumer, &mut queues, &positions);
+                let mut results: Vec<(usize, commit::Committed)> = running
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("commit thread"))
+                    .collect();
+                results.sort_by_key(|(i, _)| *i);
+                let results: Vec<commit::Committed> = results.into_iter().map(|(_, r)| r).collect();
+                (results, next)
+            });
+            for (job, result) in jobs.iter().zip(results) {
+                self.apply(&consumer, &positions, job.partition, result);
+            }
+            if !next.is_empty() {
                 last_message = Instant::now();
                 self.health.broker_ok.store(true, Ordering::Relaxed);
             }
-            let mut by_partition: BTreeMap<i32, Vec<Fetched>> = BTreeMap::new();
-            for f in fetched {
-                by_partition.entry(f.partition).or_default().push(f);
-            }
-            for (partition, messages) in by_partition {
-                self.post_partition(
-                    &consumer, &positions, &codec, &mut gaps, partition, messages,
-                );
-            }
+            fetched = next;
             if last_lag_update.elapsed() > Duration::from_secs(5) {
                 let lag = self.update_lag(&consumer, &positions);
                 self.report_stall(lag, last_message.elapsed());
@@ -128,6 +171,7 @@ impl Poster {
         }
         self.health.shutting_down.store(true, Ordering::Relaxed);
         consumer.unsubscribe();
+        drop(queues);
         drop(consumer); // closes the consumer: leaves the group
         tracing::info!("poster stopped");
         Ok(())
@@ -145,6 +189,7 @@ impl Poster {
             topic: self.settings.topic.clone(),
             positions,
             health: self.health.clone(),
+            assignments: Default::default(),
         };
         let defaults = [
             ("group.id", self.settings.group.clone()),
@@ -164,47 +209,59 @@ impl Poster {
                 limits::BATCH_BYTES_MAX.min(52_428_800).to_string(),
             ),
             ("receive.message.max.bytes", "104857600".into()),
+            // Smaller per-partition fetches interleave partitions in what poll returns, so that
+            // one collected batch spans partitions and their commits run side by side. A
+            // larger message is still returned whole (KIP-74).
+            ("max.partition.fetch.bytes", (256 * 1024).to_string()),
         ];
         let config = kafka.client_config_with(&defaults);
         Ok(config.create_with_context(context)?)
     }
 
-    /// Polls until the batch is full by count or bytes, or its wait is over.
-    fn collect(&self, consumer: &BaseConsumer<PosterContext>) -> Vec<Fetched> {
-        let deadline = Instant::now() + Duration::from_millis(self.settings.batch_wait_ms);
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        while out.len() < self.settings.batch_postings_max && bytes < self.settings.batch_bytes_max
-        {
+    /// Polls until one partition's batch is full by count, all of them together are (count per
+    /// partition times partitions owned) or full by bytes, or the wait is over. Takes from every
+    /// partition's own queue in turn.
+    fn collect(
+        &self,
+        consumer: &Arc<BaseConsumer<PosterContext>>,
+        queues: &mut queues::PartitionQueues,
+        positions: &Positions,
+    ) -> Vec<Fetched> {
+        let wait = Duration::from_millis(self.settings.batch_wait_ms);
+        let deadline = Instant::now() + wait;
+        let owned = positions.lock().expect("positions lock").len();
+        let mut batch = queues::Collected::new(
+            self.settings.batch_postings_max,
+            owned,
+            self.settings.batch_bytes_max,
+        );
+        while !batch.full() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            match consumer.poll(left.min(Duration::from_millis(100))) {
+            queues.refresh(consumer, &self.settings.topic);
+            let mut taken = queues.drain(&mut batch);
+            // The main queue serves callbacks (rebalances, errors) and holds messages fetched
+            // before a partition's queue was split off. It also paces the loop when idle.
+            let pause = if taken > 0 {
+                Duration::ZERO
+            } else {
+                left.min(Duration::from_millis(5))
+            };
+            match consumer.poll(pause) {
                 Some(Ok(m)) => {
-                    let payload = m.payload().unwrap_or_default().to_vec();
-                    bytes += payload.len();
-                    out.push(Fetched {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        payload,
-                    });
+                    batch.take(queues::fetched(&m));
+                    taken += 1;
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "Kafka consume error");
-                    if !out.is_empty() {
-                        break;
-                    }
-                }
-                None if !out.is_empty()
-                    && left < Duration::from_millis(self.settings.batch_wait_ms / 2) =>
-                {
-                    break
-                }
+                Some(Err(e)) => tracing::warn!(error = %e, "Kafka consume error"),
                 None => {}
             }
+            if taken == 0 && !batch.messages.is_empty() && left < wait / 2 {
+                break;
+            }
         }
-        out
+        batch.messages
     }
 
     /// Pure part of a batch: decode and validate every message.
@@ -226,7 +283,29 @@ impl Poster {
             .collect()
     }
 
-    fn post_partition(
+    /// Groups a collected batch by partition, drops what is already committed, handles gaps,
+    /// and decodes what is left: one job per partition.
+    fn prepare(
+        &self,
+        consumer: &BaseConsumer<PosterContext>,
+        positions: &Positions,
+        codec: &RecordCodec<PostingRequest>,
+        gaps: &mut commit::GapGuard,
+        fetched: Vec<Fetched>,
+    ) -> Vec<Job> {
+        let mut by_partition: BTreeMap<i32, Vec<Fetched>> = BTreeMap::new();
+        for f in fetched {
+            by_partition.entry(f.partition).or_default().push(f);
+        }
+        by_partition
+            .into_iter()
+            .filter_map(|(partition, messages)| {
+                self.prepare_partition(consumer, positions, codec, gaps, partition, messages)
+            })
+            .collect()
+    }
+
+    fn prepare_partition(
         &self,
         consumer: &BaseConsumer<PosterContext>,
         positions: &Positions,
@@ -234,22 +313,18 @@ impl Poster {
         gaps: &mut commit::GapGuard,
         partition: i32,
         messages: Vec<Fetched>,
-    ) {
-        let Some(position) = positions
+    ) -> Option<Job> {
+        // None: revoked while the batch was filling; the new owner starts from PostgreSQL.
+        let position = positions
             .lock()
             .expect("positions lock")
             .get(&partition)
-            .copied()
-        else {
-            return; // revoked while the batch was filling: the new owner starts from PostgreSQL
-        };
+            .copied()?;
         let messages: Vec<Fetched> = messages
             .into_iter()
             .filter(|m| m.offset >= position)
             .collect();
-        let Some(first) = messages.first() else {
-            return;
-        };
+        let first = messages.first()?;
         if first.offset > position && !gaps.accept(partition, position) {
             tracing::warn!(
                 partition,
@@ -259,10 +334,25 @@ impl Poster {
             );
             self.metrics.offset_gaps.inc();
             self.seek(consumer, partition, position);
-            return;
+            return None;
         }
-        let batch = self.candidates(codec, messages);
-        match self.commit(partition, position, &batch) {
+        Some(Job {
+            partition,
+            position,
+            batch: self.candidates(codec, messages),
+        })
+    }
+
+    /// Applies a commit's outcome: the new position (and an advisory Kafka offset commit), or a
+    /// seek to where PostgreSQL says the partition is.
+    fn apply(
+        &self,
+        consumer: &BaseConsumer<PosterContext>,
+        positions: &Positions,
+        partition: i32,
+        result: commit::Committed,
+    ) {
+        match result {
             commit::Committed::Advanced(next) => {
                 positions
                     .lock()

@@ -222,8 +222,8 @@ pub async fn record(
             detail: f.detail.clone(),
             detected_at: chrono::Utc::now().to_rfc3339(),
         };
-        let payload = serde_json::to_value(&event).expect("events serialize");
-        sqlx::query("INSERT INTO outbox (event_id, kind, event_key, payload) VALUES ($1, 'anomaly', $2, $3) ON CONFLICT (event_id) DO NOTHING")
+        let payload = serde_json::to_string(&event).expect("events serialize");
+        sqlx::query("INSERT INTO outbox (event_id, kind, event_key, payload) VALUES ($1, 'anomaly', $2, $3::json) ON CONFLICT (event_id) DO NOTHING")
             .bind(id)
             .bind(&f.subject)
             .bind(payload)

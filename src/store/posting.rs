@@ -21,6 +21,7 @@ use crate::domain::batch::{
 use crate::domain::chain::{CanonicalEntry, CanonicalLine, GENESIS};
 use crate::domain::posting::Line;
 use crate::domain::{AccountId, Currency, Posting, Side};
+use crate::store::copy_text::CopyRows;
 
 /// One message of a batch, in offset order.
 #[derive(Debug, Clone)]
@@ -129,13 +130,18 @@ pub async fn commit_batch_in_tx(
         .iter()
         .map(|m| rejection_id(input.topic, input.partition, m.offset))
         .collect();
+    let snapshot: HashMap<String, (Decimal, i64)> = state
+        .accounts
+        .iter()
+        .map(|(id, a)| (id.clone(), (a.balance, a.version)))
+        .collect();
     let decisions = decide(&candidates, &rejection_ids, &mut state);
 
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
         .fetch_one(&mut *tx)
         .await?;
     let chain = lock_chain_in_tx(tx, input).await?;
-    let mut w = Writes::new(input, now, chain);
+    let mut w = Writes::new(input, now, chain, snapshot);
     for ((m, candidate), decision) in messages.iter().zip(&candidates).zip(&decisions) {
         w.add(m, candidate, decision, &state);
     }
@@ -311,17 +317,33 @@ async fn load_state_in_tx(
         });
     }
 
-    // Balance rows locked in sorted account order: two batches touching the same accounts queue
-    // instead of deadlocking.
-    let rows: Vec<AccountRow> = sqlx::query_as(
+    // Balances as of now, unlocked: the batch's decisions depend on them only where an account
+    // may not go negative, and those rows are locked here (sorted, so that batches queue instead
+    // of deadlocking). Every other balance row is locked late, just before it is updated
+    // (`Writes::flush_in_tx`), so that batches of different partitions overlap their journal
+    // writes; the running balances in events are corrected there for anything committed since.
+    let mut rows: Vec<AccountRow> = sqlx::query_as(
         "SELECT a.id, a.entity_id, a.currency::text AS currency, a.active, a.allow_negative,
                 a.normal_side::text AS normal_side, b.balance, b.version
          FROM account_balances b JOIN accounts a ON a.id = b.account_id
-         WHERE b.account_id = ANY($1) ORDER BY b.account_id FOR UPDATE OF b",
+         WHERE b.account_id = ANY($1) ORDER BY b.account_id",
     )
     .bind(&accounts)
     .fetch_all(&mut *tx)
     .await?;
+    let guarded: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.allow_negative)
+        .map(|r| r.id.as_str())
+        .collect();
+    if !guarded.is_empty() {
+        let locked: HashMap<String, (Decimal, i64)> = lock_balances_in_tx(tx, &guarded).await?;
+        for r in &mut rows {
+            if let Some((balance, version)) = locked.get(&r.id) {
+                (r.balance, r.version) = (*balance, *version);
+            }
+        }
+    }
     let accounts = rows
         .into_iter()
         .map(|r| {
@@ -349,6 +371,21 @@ async fn load_state_in_tx(
         accounts,
         known_keys,
     })
+}
+
+/// Locks balance rows in sorted account order and reads them.
+async fn lock_balances_in_tx(
+    tx: &mut PgConnection,
+    accounts: &[&str],
+) -> Result<HashMap<String, (Decimal, i64)>, sqlx::Error> {
+    let rows: Vec<(String, Decimal, i64)> = sqlx::query_as(
+        "SELECT account_id, balance, version FROM account_balances
+         WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE",
+    )
+    .bind(accounts)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows.into_iter().map(|(a, b, v)| (a, (b, v))).collect())
 }
 
 #[derive(sqlx::FromRow)]
@@ -485,6 +522,11 @@ struct Writes<'a> {
     key_rejections: Vec<Option<Uuid>>,
     // account_balances, aggregated per account
     balance_deltas: HashMap<String, (Decimal, i64)>,
+    /// Balance and version of each account when the batch was judged (unlocked).
+    snapshot: HashMap<String, (Decimal, i64)>,
+    /// Balance events computed from that snapshot, by outbox index; serialized once the rows
+    /// are locked and any change committed since the snapshot is added in.
+    balance_events: Vec<(usize, BalanceEvent, Decimal, i64)>,
     // outbox
     outbox_ids: Vec<Uuid>,
     outbox_kinds: Vec<&'static str>,
@@ -493,7 +535,12 @@ struct Writes<'a> {
 }
 
 impl<'a> Writes<'a> {
-    fn new(input: &BatchInput<'a>, now: DateTime<Utc>, chain_head: [u8; 32]) -> Self {
+    fn new(
+        input: &BatchInput<'a>,
+        now: DateTime<Utc>,
+        chain_head: [u8; 32],
+        snapshot: HashMap<String, (Decimal, i64)>,
+    ) -> Self {
         Writes {
             group: input.group,
             topic: input.topic,
@@ -501,6 +548,7 @@ impl<'a> Writes<'a> {
             now,
             chain_start: chain_head,
             chain_head,
+            snapshot,
             ..Default::default()
         }
     }
@@ -551,12 +599,17 @@ impl<'a> Writes<'a> {
                         effective_date: p.effective_date.to_string(),
                         recorded_at: self.now.to_rfc3339(),
                     };
-                    self.outbox(
-                        balance_event_id(*entry_id, &c.account),
-                        "balance",
-                        c.account.clone(),
-                        &event,
-                    );
+                    self.outbox_ids
+                        .push(balance_event_id(*entry_id, &c.account));
+                    self.outbox_kinds.push("balance");
+                    self.outbox_keys.push(c.account.clone());
+                    self.outbox_payloads.push(String::new());
+                    self.balance_events.push((
+                        self.outbox_payloads.len() - 1,
+                        event,
+                        c.balance_after,
+                        c.version,
+                    ));
                 }
             }
             (
@@ -701,7 +754,7 @@ impl<'a> Writes<'a> {
     }
 
     async fn flush_in_tx(
-        &self,
+        &mut self,
         tx: &mut PgConnection,
         batch_id: Uuid,
         first_offset: i64,
@@ -746,48 +799,58 @@ impl<'a> Writes<'a> {
             .await?;
         }
         if !self.entry_ids.is_empty() {
-            sqlx::query(
-                "INSERT INTO journal_entries (id, entity_id, idempotency_key, effective_date, description, source, metadata,
-                                              source_topic, source_partition, source_offset, batch_id, recorded_at, hash, prev_hash, reverses)
-                 SELECT id, e, k, d, descr, src, m::jsonb, $8, $9, o, $10, $11, h, ph, rev
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[], $12::bigint[],
-                             $13::bytea[], $14::bytea[], $15::uuid[])
-                      AS u(id, e, k, d, descr, src, m, o, h, ph, rev)",
+            // COPY, not INSERT ... UNNEST: the two largest tables take most of a batch's time.
+            let recorded_at = self.now.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
+            let mut entries = CopyRows::default();
+            let mut lines = CopyRows::default();
+            let mut line = 0;
+            for i in 0..self.entry_ids.len() {
+                let (id, date) = (self.entry_ids[i], self.entry_dates[i]);
+                entries
+                    .plain(id)
+                    .text(&self.entry_entities[i])
+                    .text(&self.entry_keys[i])
+                    .plain(date)
+                    .opt_text(self.entry_descriptions[i].as_deref())
+                    .opt_text(self.entry_sources[i].as_deref())
+                    .text(&self.entry_metadata[i])
+                    .text(self.topic)
+                    .plain(self.partition)
+                    .plain(self.entry_offsets[i])
+                    .plain(batch_id)
+                    .plain(&recorded_at)
+                    .bytes(&self.entry_hashes[i])
+                    .bytes(&self.entry_prev_hashes[i])
+                    .opt_plain(self.entry_reverses[i])
+                    .end_row();
+                while line < self.line_entries.len() && self.line_entries[line] == id {
+                    lines
+                        .plain(id)
+                        .plain(self.line_numbers[line])
+                        .text(&self.line_accounts[line])
+                        .text(&self.line_sides[line])
+                        .plain(self.line_amounts[line])
+                        .text(&self.line_currencies[line])
+                        .plain(date)
+                        .plain(&recorded_at)
+                        .end_row();
+                    line += 1;
+                }
+            }
+            debug_assert_eq!(line, self.line_entries.len(), "lines follow their entries");
+            copy_in(
+                tx,
+                "COPY journal_entries (id, entity_id, idempotency_key, effective_date, description, source, metadata,
+                                       source_topic, source_partition, source_offset, batch_id, recorded_at, hash, prev_hash, reverses)
+                 FROM STDIN",
+                &entries,
             )
-            .bind(&self.entry_ids)
-            .bind(&self.entry_entities)
-            .bind(&self.entry_keys)
-            .bind(&self.entry_dates)
-            .bind(&self.entry_descriptions)
-            .bind(&self.entry_sources)
-            .bind(&self.entry_metadata)
-            .bind(self.topic)
-            .bind(self.partition)
-            .bind(batch_id)
-            .bind(self.now)
-            .bind(&self.entry_offsets)
-            .bind(&self.entry_hashes)
-            .bind(&self.entry_prev_hashes)
-            .bind(&self.entry_reverses)
-            .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at)
-                 SELECT l.*, e.effective_date, $7
-                 FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::numeric[], $6::text[])
-                      AS l(entry_id, line_no, account_id, side, amount, currency)
-                 JOIN UNNEST($8::uuid[], $9::date[]) AS e(id, effective_date) ON e.id = l.entry_id",
+            copy_in(
+                tx,
+                "COPY journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at) FROM STDIN",
+                &lines,
             )
-            .bind(&self.line_entries)
-            .bind(&self.line_numbers)
-            .bind(&self.line_accounts)
-            .bind(&self.line_sides)
-            .bind(&self.line_amounts)
-            .bind(&self.line_currencies)
-            .bind(self.now)
-            .bind(&self.entry_ids)
-            .bind(&self.entry_dates)
-            .execute(&mut *tx)
             .await?;
             sqlx::query(
                 "UPDATE hash_chains SET head = $3, entries = entries + $4
@@ -815,9 +878,21 @@ impl<'a> Writes<'a> {
             .execute(&mut *tx)
             .await?;
         }
+        let mut payloads = std::mem::take(&mut self.outbox_payloads);
         if !self.balance_deltas.is_empty() {
             let mut accounts: Vec<&String> = self.balance_deltas.keys().collect();
             accounts.sort_unstable();
+            let names: Vec<&str> = accounts.iter().map(|a| a.as_str()).collect();
+            let locked = lock_balances_in_tx(tx, &names).await?;
+            for (slot, event, after, version) in &mut self.balance_events {
+                let (b0, v0) = self.snapshot[&event.account_id];
+                let (b1, v1) = locked[&event.account_id];
+                if (b1, v1) != (b0, v0) {
+                    event.balance_after = (*after + (b1 - b0)).to_string();
+                    event.version = *version + (v1 - v0);
+                }
+                payloads[*slot] = serde_json::to_string(event).expect("events serialize");
+            }
             let deltas: Vec<Decimal> = accounts.iter().map(|a| self.balance_deltas[*a].0).collect();
             let versions: Vec<i64> = accounts.iter().map(|a| self.balance_deltas[*a].1).collect();
             sqlx::query(
@@ -835,17 +910,28 @@ impl<'a> Writes<'a> {
         if !self.outbox_ids.is_empty() {
             sqlx::query(
                 "INSERT INTO outbox (event_id, kind, event_key, payload, created_at)
-                 SELECT id, k, ek, p::jsonb, $5 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, k, ek, p)
+                 SELECT id, k, ek, p::json, $5 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, k, ek, p)
                  ON CONFLICT (event_id) DO NOTHING",
             )
             .bind(&self.outbox_ids)
             .bind(&self.outbox_kinds)
             .bind(&self.outbox_keys)
-            .bind(&self.outbox_payloads)
+            .bind(&payloads)
             .bind(self.now)
             .execute(&mut *tx)
             .await?;
         }
         Ok(())
     }
+}
+
+async fn copy_in(
+    tx: &mut PgConnection,
+    statement: &str,
+    rows: &CopyRows,
+) -> Result<(), sqlx::Error> {
+    let mut copy = tx.copy_in_raw(statement).await?;
+    copy.send(rows.as_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
 }

@@ -1,0 +1,116 @@
+//! One librdkafka queue per assigned partition, so that collecting a batch takes from every
+//! partition in turn. Without them, poll returns whatever the broker sent first: a broker that
+//! fills one fetch response with one partition's backlog (Tansu does) would make every batch a
+//! single partition's, and partitions could never commit side by side.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+
+use super::context::PosterContext;
+use super::Fetched;
+
+#[derive(Default)]
+pub(super) struct PartitionQueues {
+    /// The context's assignment count when the queues were made: librdkafka drops split queues
+    /// on every assign, so they are made again after each rebalance.
+    generation: u64,
+    queues: BTreeMap<i32, PartitionQueue<PosterContext>>,
+}
+
+impl PartitionQueues {
+    /// Makes the queues again if partitions were assigned since the last call.
+    pub(super) fn refresh(&mut self, consumer: &Arc<BaseConsumer<PosterContext>>, topic: &str) {
+        let context = consumer.context();
+        let generation = context.assignments.load(Ordering::Acquire);
+        if generation == self.generation {
+            return;
+        }
+        let owned: Vec<i32> = context
+            .positions
+            .lock()
+            .expect("positions lock")
+            .keys()
+            .copied()
+            .collect();
+        self.queues = owned
+            .into_iter()
+            .filter_map(|p| Some((p, consumer.split_partition_queue(topic, p)?)))
+            .collect();
+        self.generation = generation;
+    }
+
+    /// Takes the messages waiting in each partition's queue, as many as the batch has room
+    /// for, without blocking; returns how many were taken.
+    pub(super) fn drain(&self, batch: &mut Collected) -> usize {
+        let mut taken = 0;
+        for (partition, queue) in &self.queues {
+            for _ in 0..batch.room(*partition) {
+                match queue.poll(std::time::Duration::ZERO) {
+                    Some(Ok(m)) => {
+                        batch.take(fetched(&m));
+                        taken += 1;
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, partition, "Kafka consume error");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        taken
+    }
+}
+
+/// A batch being collected, with its limits.
+pub(super) struct Collected {
+    pub(super) messages: Vec<Fetched>,
+    counts: BTreeMap<i32, usize>,
+    bytes: usize,
+    per_partition: usize,
+    total: usize,
+    bytes_max: usize,
+}
+
+impl Collected {
+    pub(super) fn new(per_partition: usize, partitions: usize, bytes_max: usize) -> Self {
+        Collected {
+            messages: Vec::new(),
+            counts: BTreeMap::new(),
+            bytes: 0,
+            per_partition,
+            total: per_partition * partitions.max(1),
+            bytes_max,
+        }
+    }
+
+    pub(super) fn room(&self, partition: i32) -> usize {
+        self.per_partition - self.counts.get(&partition).copied().unwrap_or(0)
+    }
+
+    pub(super) fn take(&mut self, f: Fetched) {
+        self.bytes += f.payload.len();
+        *self.counts.entry(f.partition).or_default() += 1;
+        self.messages.push(f);
+    }
+
+    /// Full when one partition's batch is, or all together are, by count or by bytes.
+    pub(super) fn full(&self) -> bool {
+        self.messages.len() >= self.total
+            || self.bytes >= self.bytes_max
+            || self.counts.values().any(|n| *n >= self.per_partition)
+    }
+}
+
+pub(super) fn fetched(m: &BorrowedMessage<'_>) -> Fetched {
+    Fetched {
+        partition: m.partition(),
+        offset: m.offset(),
+        payload: m.payload().unwrap_or_default().to_vec(),
+    }
+}
