@@ -116,6 +116,10 @@ pub async fn pipeline(
         load.count, load.rate, load.p50_ms, load.p99_ms
     );
     println!(
+        "| of which produce to broker acknowledgement p50 / p99 | {:.0} ms / {:.0} ms |",
+        load.ack_p50_ms, load.ack_p99_ms
+    );
+    println!(
         "| peak RSS of the poster process (under load) | {} MiB |",
         load.poster_rss_mib
     );
@@ -399,6 +403,9 @@ struct UnderLoad {
     count: usize,
     p50_ms: f64,
     p99_ms: f64,
+    /// Of which: from handing the message to the producer to the broker's acknowledgement.
+    ack_p50_ms: f64,
+    ack_p99_ms: f64,
     poster_rss_mib: u64,
 }
 
@@ -499,16 +506,23 @@ async fn load_and_watch(
         let delivery = producer
             .send_result(FutureRecord::to(topic).key(&m.key).payload(&bytes))
             .map_err(|(e, _)| e)?;
-        sent.push((at, delivery));
+        // Awaited on its own task, so that the acknowledgement time is when it happened.
+        sent.push((
+            at,
+            tokio::spawn(async move { (delivery.await, Instant::now()) }),
+        ));
     }
     let mut placed = Vec::with_capacity(sent.len());
-    for (at, d) in sent {
-        let delivery = d
-            .await
+    let mut acked_ms = Vec::with_capacity(sent.len());
+    for (at, task) in sent {
+        let (delivery, acked) = task.await?;
+        let delivery = delivery
             .context("producer dropped a message")?
             .map_err(|(e, _)| e)?;
+        acked_ms.push(acked.saturating_duration_since(at).as_secs_f64() * 1000.0);
         placed.push((at, delivery.partition, delivery.offset));
     }
+    acked_ms.sort_by(f64::total_cmp);
     let produce_rate = messages.len() as f64 / t0.elapsed().as_secs_f64();
     // Wait until everything is committed, then stop the watcher.
     let mut ends = std::collections::BTreeMap::new();
@@ -545,12 +559,14 @@ async fn load_and_watch(
         })
         .collect();
     latencies.sort_by(f64::total_cmp);
-    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    let pick = |v: &[f64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
     Ok(UnderLoad {
         rate: produce_rate,
         count: latencies.len(),
-        p50_ms: pick(0.5),
-        p99_ms: pick(0.99),
+        p50_ms: pick(&latencies, 0.5),
+        p99_ms: pick(&latencies, 0.99),
+        ack_p50_ms: pick(&acked_ms, 0.5),
+        ack_p99_ms: pick(&acked_ms, 0.99),
         poster_rss_mib,
     })
 }

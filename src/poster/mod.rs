@@ -117,36 +117,8 @@ impl Poster {
                 &mut gaps,
                 std::mem::take(&mut fetched),
             );
-            // Every partition's batch commits at once, each in its own transaction on its own
-            // connection, while this thread collects the next batch: PostgreSQL works while
-            // Kafka is read. A partition's next batch is prepared only after its previous
-            // commit is applied, so positions stay in order; fencing in the commit keeps a
-            // partition that moved meanwhile (rebalance, replay) exactly-once.
-            let (results, next) = std::thread::scope(|s| {
-                let lanes = COMMIT_LANES.min(jobs.len()).max(1);
-                let running: Vec<_> = (0..lanes)
-                    .map(|lane| {
-                        let jobs = &jobs;
-                        s.spawn(move || {
-                            jobs.iter()
-                                .enumerate()
-                                .filter(|(i, _)| i % lanes == lane)
-                                .map(|(i, job)| {
-                                    (i, self.commit(job.partition, job.position, &job.batch))
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                let next = self.collect(&consumer, &mut queues, &positions);
-                let mut results: Vec<(usize, commit::Committed)> = running
-                    .into_iter()
-                    .flat_map(|h| h.join().expect("commit thread"))
-                    .collect();
-                results.sort_by_key(|(i, _)| *i);
-                let results: Vec<commit::Committed> = results.into_iter().map(|(_, r)| r).collect();
-                (results, next)
-            });
+            let (results, next) =
+                self.commit_while_collecting(&jobs, &consumer, &mut queues, &positions);
             for (job, result) in jobs.iter().zip(results) {
                 self.apply(&consumer, &positions, job.partition, result);
             }
@@ -213,9 +185,49 @@ impl Poster {
             // one collected batch spans partitions and their commits run side by side. A
             // larger message is still returned whole (KIP-74).
             ("max.partition.fetch.bytes", (256 * 1024).to_string()),
+            // A fetch returns after at most this long even without new data. The default
+            // (500 ms) was the largest part of produce-to-commit latency at moderate load.
+            ("fetch.wait.max.ms", "25".into()),
         ];
         let config = kafka.client_config_with(&defaults);
         Ok(config.create_with_context(context)?)
+    }
+
+    /// Commits the jobs in `COMMIT_LANES` lanes (each its own transaction on its own
+    /// connection) while this thread collects the next batch: PostgreSQL works while Kafka is
+    /// read, and two partitions' journal writes overlap. A partition's next batch is prepared
+    /// only after its previous commit is applied, so positions stay in order; the commit's
+    /// fencing keeps a partition that moved meanwhile (rebalance, replay) exactly-once.
+    fn commit_while_collecting(
+        &self,
+        jobs: &[Job],
+        consumer: &Arc<BaseConsumer<PosterContext>>,
+        queues: &mut queues::PartitionQueues,
+        positions: &Positions,
+    ) -> (Vec<commit::Committed>, Vec<Fetched>) {
+        let lanes = COMMIT_LANES.min(jobs.len());
+        std::thread::scope(|s| {
+            let running: Vec<_> = (0..lanes)
+                .map(|lane| {
+                    s.spawn(move || {
+                        jobs.iter()
+                            .enumerate()
+                            .filter(|(i, _)| i % lanes == lane)
+                            .map(|(i, job)| {
+                                (i, self.commit(job.partition, job.position, &job.batch))
+                            })
+                            .collect::<Vec<(usize, commit::Committed)>>()
+                    })
+                })
+                .collect();
+            let next = self.collect(consumer, queues, positions);
+            let mut results: Vec<(usize, commit::Committed)> = running
+                .into_iter()
+                .flat_map(|h| h.join().expect("commit thread"))
+                .collect();
+            results.sort_by_key(|(i, _)| *i);
+            (results.into_iter().map(|(_, r)| r).collect(), next)
+        })
     }
 
     /// Polls until one partition's batch is full by count, all of them together are (count per
@@ -257,6 +269,10 @@ impl Poster {
                 Some(Err(e)) => tracing::warn!(error = %e, "Kafka consume error"),
                 None => {}
             }
+            // Closing a batch as soon as the database is idle (group commit) was tried: at
+            // half load it made batches so small that per-commit costs dominated and latency
+            // tripled (docs/BENCHMARKS.md). A batch closes when full, when its wait is over,
+            // or when nothing arrives for half the wait.
             if taken == 0 && !batch.messages.is_empty() && left < wait / 2 {
                 break;
             }
