@@ -38,6 +38,7 @@ pub struct PipelineSettings {
     pub partitions: i32,
     pub posters: usize,
     pub batch_postings: usize,
+    pub commit_lanes: usize,
 }
 
 pub async fn pipeline(
@@ -83,8 +84,8 @@ pub async fn pipeline(
     println!("| | |\n|---|---|");
     println!("| machine | {} |", machine());
     println!(
-        "| settings | {} postings, {}-{} lines, {} accounts, hot-account share {}, {} partitions, {} poster(s), batches of {} |",
-        s.postings, s.lines.start(), s.lines.end(), s.accounts, s.hot_account_share, s.partitions, s.posters, s.batch_postings
+        "| settings | {} postings, {}-{} lines, {} accounts, hot-account share {}, {} partitions, {} poster(s), batches of {}, {} commit lane(s) |",
+        s.postings, s.lines.start(), s.lines.end(), s.accounts, s.hot_account_share, s.partitions, s.posters, s.batch_postings, s.commit_lanes
     );
     println!("| produce (idempotent, acks=all) | {produced:.0} messages/s |");
     println!("| limit A: broker consume-and-discard | {broker_rate:.0} messages/s |");
@@ -293,6 +294,7 @@ async fn run_posters(
                 batch_postings_max: s.batch_postings,
                 batch_bytes_max: 16 * 1024 * 1024,
                 batch_wait_ms: 100,
+                commit_lanes: s.commit_lanes,
                 exit_when_idle_ms: Some(3000),
             },
             pool: db.pool.clone(),
@@ -429,6 +431,7 @@ async fn under_load(
         .args(["poster", "--group", &group, "--topic", &topic])
         .args(["--http-addr", "127.0.0.1:0"])
         .args(["--batch-postings", &s.batch_postings.to_string()])
+        .args(["--commit-lanes", &s.commit_lanes.to_string()])
         .env("LEDGERLINE_DATABASE_URL", db.url.expose())
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())

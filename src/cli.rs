@@ -132,6 +132,10 @@ pub struct PosterArgs {
     /// Longest a batch waits to fill.
     #[arg(long, env = "LEDGERLINE_BATCH_WAIT_MS", default_value_t = 100)]
     pub batch_wait_ms: u64,
+    /// Partition batches committed side by side. 2 suits narrow postings; 1 suits wide ones
+    /// (many lines over the same accounts), whose balance locks make lanes wait for each other.
+    #[arg(long, env = "LEDGERLINE_COMMIT_LANES", default_value_t = 2)]
+    pub commit_lanes: usize,
     /// HTTP address for /health, /ready, /metrics, /recovery.
     #[arg(long, env = "LEDGERLINE_HTTP_ADDR", default_value = "127.0.0.1:9464")]
     pub http_addr: std::net::SocketAddr,
@@ -184,6 +188,8 @@ pub enum BenchCmd {
         posters: usize,
         #[arg(long, default_value_t = 2000)]
         batch_postings: usize,
+        #[arg(long, default_value_t = 2)]
+        commit_lanes: usize,
     },
     /// Load a synthetic ledger into a fresh database (needs LEDGERLINE_ADMIN_DATABASE_URL) and
     /// time the trial balance, an as-of balance and a full verify.
@@ -758,6 +764,7 @@ async fn poster(args: PosterArgs) -> Result<()> {
         batch_postings_max: args.batch_postings,
         batch_bytes_max: args.batch_bytes,
         batch_wait_ms: args.batch_wait_ms,
+        commit_lanes: args.commit_lanes,
         exit_when_idle_ms: args.exit_when_idle_ms,
     };
     crate::poster::serve(
@@ -1055,6 +1062,7 @@ async fn bench(cmd: BenchCmd) -> Result<()> {
             partitions,
             posters,
             batch_postings,
+            commit_lanes,
         } => {
             let settings = crate::bench_pipeline::PipelineSettings {
                 postings,
@@ -1064,6 +1072,7 @@ async fn bench(cmd: BenchCmd) -> Result<()> {
                 partitions,
                 posters: posters.max(1),
                 batch_postings: batch_postings.clamp(1, crate::limits::BATCH_POSTINGS_MAX),
+                commit_lanes: commit_lanes.clamp(1, crate::limits::COMMIT_LANES_MAX),
             };
             crate::bench_pipeline::pipeline(&admin, &KafkaSettings::from_env()?, &settings).await
         }

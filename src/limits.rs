@@ -31,6 +31,8 @@ pub const REJECTION_EVENT_RAW_BYTES_MAX: usize = 256 * 1024;
 pub const BATCH_POSTINGS_MAX: usize = 10_000;
 /// Bytes of message payloads in one poster batch (upper bound for configuration).
 pub const BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Partition batches one poster commits side by side (upper bound for configuration).
+pub const COMMIT_LANES_MAX: usize = 4;
 /// Longest a batch may wait to fill, in milliseconds (upper bound for configuration).
 pub const BATCH_WAIT_MS_MAX: u64 = 10_000;
 /// Retries of one batch on transient errors before it is split.

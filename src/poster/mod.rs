@@ -37,6 +37,8 @@ pub struct PosterSettings {
     pub batch_postings_max: usize,
     pub batch_bytes_max: usize,
     pub batch_wait_ms: u64,
+    /// Partition batches committed side by side (see `commit_while_collecting`).
+    pub commit_lanes: usize,
     /// Stop once every assigned partition is caught up and nothing arrived for this long.
     pub exit_when_idle_ms: Option<u64>,
 }
@@ -65,6 +67,11 @@ impl PosterSettings {
             "batch wait ms",
             self.batch_wait_ms,
             limits::BATCH_WAIT_MS_MAX,
+        )?;
+        bound(
+            "commit lanes",
+            self.commit_lanes as u64,
+            limits::COMMIT_LANES_MAX as u64,
         )
     }
 }
@@ -79,9 +86,6 @@ pub struct Poster {
     pub currencies: CurrencyTable,
     pub handle: tokio::runtime::Handle,
 }
-
-/// Partition batches committed side by side (each lane commits its share in turn).
-const COMMIT_LANES: usize = 2;
 
 /// One partition's share of a collected batch, decoded, with the position it must commit at.
 struct Job {
@@ -193,7 +197,7 @@ impl Poster {
         Ok(config.create_with_context(context)?)
     }
 
-    /// Commits the jobs in `COMMIT_LANES` lanes (each its own transaction on its own
+    /// Commits the jobs in `commit_lanes` lanes (each its own transaction on its own
     /// connection) while this thread collects the next batch: PostgreSQL works while Kafka is
     /// read, and two partitions' journal writes overlap. A partition's next batch is prepared
     /// only after its previous commit is applied, so positions stay in order; the commit's
@@ -205,7 +209,7 @@ impl Poster {
         queues: &mut queues::PartitionQueues,
         positions: &Positions,
     ) -> (Vec<commit::Committed>, Vec<Fetched>) {
-        let lanes = COMMIT_LANES.min(jobs.len());
+        let lanes = self.settings.commit_lanes.min(jobs.len());
         std::thread::scope(|s| {
             let running: Vec<_> = (0..lanes)
                 .map(|lane| {
