@@ -1,0 +1,285 @@
+//! Administration commands: entities, the chart of accounts, accounting periods, topics.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use sqlx::PgPool;
+
+use super::{currencies, ledger_topics, schema_checked_pool};
+use crate::config::KafkaSettings;
+use crate::domain::account::AccountSpec;
+use crate::domain::CurrencyTable;
+use crate::generator;
+use crate::store;
+
+#[derive(Debug, Subcommand)]
+pub enum EntitiesCmd {
+    Create {
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCmd {
+    /// Create one account.
+    Create {
+        id: String,
+        #[arg(long)]
+        entity: String,
+        #[arg(long)]
+        name: String,
+        /// asset, liability, equity, income or expense.
+        #[arg(long = "type")]
+        account_type: String,
+        #[arg(long)]
+        currency: String,
+        /// D or C (default from the type).
+        #[arg(long)]
+        normal_side: Option<String>,
+        /// Refuse postings that take the balance below zero.
+        #[arg(long)]
+        no_negative: bool,
+    },
+    /// Import a chart of accounts from CSV (header: id,entity_id,name,type,currency[,normal_side,allow_negative]) or JSON (an array).
+    Import {
+        file: PathBuf,
+    },
+    /// Create N synthetic accounts acct-00000.. (the ones `produce --count` posts to).
+    Synthetic {
+        #[arg(long)]
+        entity: String,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+    },
+    List {
+        #[arg(long)]
+        entity: Option<String>,
+        /// Show at most this many accounts.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Refuse new postings to an account.
+    Deactivate {
+        id: String,
+    },
+    Activate {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeriodsCmd {
+    /// Open a period (or reopen a closed one, with --reason).
+    Open(PeriodArgs),
+    /// Close a period: postings dated inside it are rejected (PERIOD_CLOSED).
+    Close(PeriodArgs),
+    List {
+        #[arg(long)]
+        entity: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PeriodArgs {
+    #[arg(long)]
+    pub entity: String,
+    #[arg(long)]
+    pub start: NaiveDate,
+    /// Needed to open a new period.
+    #[arg(long)]
+    pub end: Option<NaiveDate>,
+    /// Who made the change (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+}
+
+pub(super) async fn entities(cmd: EntitiesCmd) -> Result<()> {
+    let pool = schema_checked_pool().await?;
+    match cmd {
+        EntitiesCmd::Create { id, name } => {
+            crate::domain::ids::check_id("entity id", &id)?;
+            let created = store::entities::create(&pool, &id, &name).await?;
+            println!(
+                "entity {id} {}",
+                if created { "created" } else { "already exists" }
+            );
+        }
+        EntitiesCmd::List => {
+            for e in store::entities::list(&pool).await? {
+                println!("{:<24} {}", e.id, e.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn accounts(cmd: AccountsCmd) -> Result<()> {
+    let pool = schema_checked_pool().await?;
+    let table = currencies()?;
+    let import = |specs: Vec<AccountSpec>| import_accounts(&pool, &table, specs);
+    match cmd {
+        AccountsCmd::Create {
+            id,
+            entity,
+            name,
+            account_type,
+            currency,
+            normal_side,
+            no_negative,
+        } => {
+            import(vec![AccountSpec {
+                id,
+                entity_id: entity,
+                name,
+                account_type,
+                currency,
+                normal_side,
+                allow_negative: Some(!no_negative),
+            }])
+            .await?
+        }
+        AccountsCmd::Import { file } => import(read_chart(&file)?).await?,
+        AccountsCmd::Synthetic {
+            entity,
+            count,
+            currency,
+        } => import(generator::synthetic_chart(&entity, &currency, count)).await?,
+        AccountsCmd::List { entity, limit } => {
+            println!(
+                "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}",
+                "ACCOUNT", "ENTITY", "TYPE", "CUR", "BALANCE", "VERSION"
+            );
+            for a in store::accounts::list(&pool, entity.as_deref())
+                .await?
+                .into_iter()
+                .take(limit.unwrap_or(usize::MAX))
+            {
+                println!(
+                    "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}{}",
+                    a.id,
+                    a.entity_id,
+                    a.account_type,
+                    a.currency,
+                    a.balance,
+                    a.version,
+                    if a.active { "" } else { "  (inactive)" }
+                );
+            }
+        }
+        AccountsCmd::Deactivate { id } => {
+            store::accounts::set_active(&pool, &id, false).await?;
+            println!("account {id} deactivated");
+        }
+        AccountsCmd::Activate { id } => {
+            store::accounts::set_active(&pool, &id, true).await?;
+            println!("account {id} activated");
+        }
+    }
+    Ok(())
+}
+
+async fn import_accounts(
+    pool: &PgPool,
+    table: &CurrencyTable,
+    specs: Vec<AccountSpec>,
+) -> Result<()> {
+    let checked = specs
+        .iter()
+        .map(|s| s.check(table))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let summary = store::accounts::import(pool, &checked).await?;
+    println!(
+        "accounts: {} created, {} already present",
+        summary.created, summary.unchanged
+    );
+    Ok(())
+}
+
+/// Reads a chart of accounts from `.csv` or `.json`.
+pub fn read_chart(path: &Path) -> Result<Vec<AccountSpec>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON array of accounts", path.display())),
+        Some("csv") => csv::Reader::from_reader(text.as_bytes())
+            .deserialize()
+            .enumerate()
+            .map(|(i, row)| row.with_context(|| format!("{} row {}", path.display(), i + 2)))
+            .collect(),
+        _ => bail!("{}: use a .csv or .json file", path.display()),
+    }
+}
+
+pub(super) async fn periods(cmd: PeriodsCmd) -> Result<()> {
+    let pool = schema_checked_pool().await?;
+    let who = |by: Option<String>| {
+        by.or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    match cmd {
+        PeriodsCmd::Open(a) => {
+            let end = a.end.context("--end is needed to open a period")?;
+            let action =
+                store::periods::open(&pool, &a.entity, a.start, end, &who(a.by), &a.reason).await?;
+            println!("period {}/{}..{}: {action}", a.entity, a.start, end);
+        }
+        PeriodsCmd::Close(a) => {
+            store::periods::close(&pool, &a.entity, a.start, &who(a.by), &a.reason).await?;
+            println!("period {}/{} closed", a.entity, a.start);
+        }
+        PeriodsCmd::List { entity } => {
+            for p in store::periods::list(&pool, entity.as_deref()).await? {
+                println!(
+                    "{:<16} {} .. {}  {}",
+                    p.entity_id, p.period_start, p.period_end, p.status
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn topics(args: TopicsArgs) -> Result<()> {
+    let settings = KafkaSettings::from_env()?;
+    let [postings, balances, anomalies, rejections] = ledger_topics();
+    let kafka = &settings;
+    crate::kafka::create_topics(
+        kafka,
+        &[&postings, &anomalies, &rejections],
+        args.partitions,
+    )
+    .await?;
+    // Compaction keeps the latest balance per account: enough to rebuild every balance.
+    crate::kafka::create_topics_with(
+        kafka,
+        &[&balances],
+        args.partitions,
+        &[("cleanup.policy", "compact")],
+    )
+    .await?;
+    let refs = [
+        postings.as_str(),
+        balances.as_str(),
+        anomalies.as_str(),
+        rejections.as_str(),
+    ];
+    println!("topics ready: {}", refs.join(", "));
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! `ledgerline bench`: the ledger and pipeline benchmarks.
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::config::KafkaSettings;
+use crate::generator;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Limits (broker consume rate, PostgreSQL COPY rate) and the pipeline's rate for the same
+    /// postings, in one run on the local stack (needs LEDGERLINE_ADMIN_DATABASE_URL).
+    Pipeline {
+        #[arg(long, default_value_t = 200_000)]
+        postings: usize,
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Lines per posting: N or N-M.
+        #[arg(long, default_value = "2")]
+        lines: String,
+        #[arg(long, default_value_t = 0.0)]
+        hot_account_share: f64,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1)]
+        posters: usize,
+        #[arg(long, default_value_t = 2000)]
+        batch_postings: usize,
+        #[arg(long, default_value_t = 2)]
+        commit_lanes: usize,
+    },
+    /// Load a synthetic ledger into a fresh database (needs LEDGERLINE_ADMIN_DATABASE_URL) and
+    /// time the trial balance, an as-of balance and a full verify.
+    Ledger {
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: usize,
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+    },
+}
+
+pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
+    let admin = crate::config::secret_from_env("LEDGERLINE_ADMIN_DATABASE_URL")?.ok_or(
+        crate::config::ConfigError::Missing {
+            name: "LEDGERLINE_ADMIN_DATABASE_URL",
+        },
+    )?;
+    match cmd {
+        BenchCmd::Ledger {
+            lines,
+            accounts,
+            batch,
+        } => {
+            crate::bench::ledger(
+                &admin,
+                lines,
+                accounts,
+                batch.clamp(1, crate::limits::BATCH_POSTINGS_MAX),
+            )
+            .await
+        }
+        BenchCmd::Pipeline {
+            postings,
+            accounts,
+            lines,
+            hot_account_share,
+            partitions,
+            posters,
+            batch_postings,
+            commit_lanes,
+        } => {
+            let settings = crate::bench_pipeline::PipelineSettings {
+                postings,
+                accounts,
+                lines: generator::parse_line_range(&lines).map_err(anyhow::Error::msg)?,
+                hot_account_share,
+                partitions,
+                posters: posters.max(1),
+                batch_postings: batch_postings.clamp(1, crate::limits::BATCH_POSTINGS_MAX),
+                commit_lanes: commit_lanes.clamp(1, crate::limits::COMMIT_LANES_MAX),
+            };
+            crate::bench_pipeline::pipeline(&admin, &KafkaSettings::from_env()?, &settings).await
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Command-line interface: the command tree, shared helpers (connections, topics, currencies)
+//! and the dispatch to one module per command family.
+
+mod admin;
+mod bench;
+mod produce;
+mod reports;
+mod services;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+
+use crate::config::database_url;
+use crate::domain::CurrencyTable;
+use crate::store;
+
+pub use admin::{read_chart, AccountsCmd, EntitiesCmd, PeriodArgs, PeriodsCmd, TopicsArgs};
+pub use bench::BenchCmd;
+pub use produce::{ProduceArgs, ProduceSummary};
+pub use reports::{AsOf, ReportCmd, TailArgs};
+pub use services::{PosterArgs, ReplayArgs, ReporterArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ledgerline",
+    version,
+    about = "Kafka to PostgreSQL general ledger, exactly once"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply database migrations (safe to repeat).
+    Migrate,
+    /// Entities (tenants).
+    #[command(subcommand)]
+    Entities(EntitiesCmd),
+    /// The chart of accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCmd),
+    /// Accounting periods.
+    #[command(subcommand)]
+    Periods(PeriodsCmd),
+    /// Create the ledger's topics on the broker (postings, balances, anomalies, rejections).
+    Topics(TopicsArgs),
+    /// Publish posting requests from a JSON-lines file or a synthetic generator.
+    Produce(ProduceArgs),
+    /// Consume posting requests and commit each exactly once (long-running).
+    Poster(PosterArgs),
+    /// Move the consumer group's positions (PostgreSQL checkpoints and Kafka offsets).
+    Replay(ReplayArgs),
+    /// Ledger summaries.
+    #[command(subcommand)]
+    Report(ReportCmd),
+    /// Publish outbox events (balances, anomalies, rejections) to Kafka (long-running).
+    Reporter(ReporterArgs),
+    /// Print downstream events for humans, one line each, from the start of the topic.
+    Tail(TailArgs),
+    /// Benchmarks that print a Markdown table of the machine, settings and figures.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+    /// Check the ledger's integrity: balanced entries, zero trial balance, balances = lines,
+    /// unbroken hash chains, monotonic checkpoints, no orphans. Exit code 1 on any violation.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The currency table: ISO 4217 plus `LEDGERLINE_EXTRA_CURRENCIES` (`XAU:4,BTC:8`).
+pub fn currencies() -> Result<CurrencyTable> {
+    let extra = std::env::var("LEDGERLINE_EXTRA_CURRENCIES").unwrap_or_default();
+    CurrencyTable::default()
+        .with_spec(&extra)
+        .map_err(|e| anyhow::anyhow!("LEDGERLINE_EXTRA_CURRENCIES: {e}"))
+}
+
+pub fn postings_topic() -> String {
+    std::env::var("LEDGERLINE_POSTINGS_TOPIC").unwrap_or_else(|_| "ledger.postings".into())
+}
+
+async fn pool() -> Result<PgPool> {
+    Ok(store::connect(&database_url()?, 4).await?)
+}
+
+/// Connects and checks that the schema is current (`ledgerline migrate` changes it; no other
+/// command does, so that they can run as roles without DDL rights).
+pub async fn schema_checked_pool() -> Result<PgPool> {
+    schema_checked(pool().await?).await
+}
+
+async fn schema_checked(pool: PgPool) -> Result<PgPool> {
+    store::require_current_schema(&pool).await?;
+    Ok(pool)
+}
+
+/// The topic names, from the environment with defaults.
+pub fn ledger_topics() -> [String; 4] {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    [
+        postings_topic(),
+        var("LEDGERLINE_BALANCES_TOPIC", "ledger.balances"),
+        var("LEDGERLINE_ANOMALIES_TOPIC", "ledger.anomalies"),
+        var("LEDGERLINE_REJECTIONS_TOPIC", "ledger.rejections"),
+    ]
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Migrate => {
+            store::migrate(&pool().await?).await?;
+            println!(
+                "migrations applied ({} known)",
+                store::MIGRATOR.iter().count()
+            );
+        }
+        Command::Entities(cmd) => admin::entities(cmd).await?,
+        Command::Accounts(cmd) => admin::accounts(cmd).await?,
+        Command::Periods(cmd) => admin::periods(cmd).await?,
+        Command::Topics(args) => admin::topics(args).await?,
+        Command::Produce(args) => produce::produce(args).await?,
+        Command::Poster(args) => services::poster(args).await?,
+        Command::Replay(args) => services::replay(args).await?,
+        Command::Report(cmd) => reports::report(cmd).await?,
+        Command::Reporter(args) => services::reporter(args).await?,
+        Command::Tail(args) => reports::tail(args).await?,
+        Command::Verify { json } => reports::verify(json).await?,
+        Command::Bench(cmd) => bench::bench(cmd).await?,
+    }
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! Read-only commands: reports, `verify` and `tail`.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+
+use super::{ledger_topics, schema_checked_pool};
+use crate::config::KafkaSettings;
+use crate::store;
+
+#[derive(Debug, Args)]
+pub struct AsOf {
+    /// Valid time: only entries effective on or before this date.
+    #[arg(long)]
+    pub as_of_date: Option<NaiveDate>,
+    /// Transaction time: only what the ledger had recorded at this moment (RFC 3339).
+    #[arg(long)]
+    pub as_of_time: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::output::Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// Debits and credits per entity and currency; fails when any pair differs or a stored
+    /// balance differs from its lines.
+    TrialBalance {
+        #[arg(long)]
+        entity: Option<String>,
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// Assets, liabilities and equity (with current earnings) of an entity.
+    BalanceSheet {
+        #[arg(long)]
+        entity: String,
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// Income and expenses of an entity over a period of effective dates.
+    IncomeStatement {
+        #[arg(long)]
+        entity: String,
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// One account's lines with a running balance.
+    Statement {
+        account: String,
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// One account's balance as of a valid time and/or a transaction time.
+    Balance {
+        account: String,
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// Rejections per reason code.
+    Rejections,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    pub stream: crate::tail::Stream,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub max: Option<usize>,
+    /// Stop when nothing arrives for this long.
+    #[arg(long, default_value_t = 3000)]
+    pub idle_ms: u64,
+}
+
+pub(super) async fn report(cmd: ReportCmd) -> Result<()> {
+    use crate::output::print;
+    let pool = schema_checked_pool().await?;
+    match cmd {
+        ReportCmd::TrialBalance { entity, as_of } => {
+            let rows = store::reports::trial_balance(
+                &pool,
+                entity.as_deref(),
+                as_of.as_of_date,
+                as_of.as_of_time,
+            )
+            .await?;
+            print(
+                as_of.format,
+                &["entity", "currency", "debits", "credits", "accounts"],
+                &rows,
+                |r| {
+                    vec![
+                        r.entity_id.clone(),
+                        r.currency.clone(),
+                        r.debits.to_string(),
+                        r.credits.to_string(),
+                        r.accounts.to_string(),
+                    ]
+                },
+            )?;
+            if let Some(r) = rows.iter().find(|r| r.debits != r.credits) {
+                bail!(
+                    "trial balance does not balance for {} {}",
+                    r.entity_id,
+                    r.currency
+                );
+            }
+            let drift = store::reports::balance_drift(&pool).await?;
+            if let Some((account, stored, lines)) = drift.first() {
+                bail!("{} account balance(s) differ from the sum of their lines, first {account}: {stored} vs {lines}", drift.len());
+            }
+            if as_of.format == crate::output::Format::Table {
+                println!("balanced: debits = credits for every entity and currency; every balance = sum of its lines");
+            }
+        }
+        ReportCmd::BalanceSheet { entity, as_of } => {
+            let sheet =
+                store::reports::balance_sheet(&pool, &entity, as_of.as_of_date, as_of.as_of_time)
+                    .await?;
+            print_accounts(as_of.format, "balance", &sheet)?;
+        }
+        ReportCmd::IncomeStatement {
+            entity,
+            from,
+            as_of,
+        } => {
+            let rows = store::reports::income_statement(
+                &pool,
+                &entity,
+                from,
+                as_of.as_of_date,
+                as_of.as_of_time,
+            )
+            .await?;
+            print_accounts(as_of.format, "amount", &rows)?;
+            if as_of.format == crate::output::Format::Table {
+                let net: rust_decimal::Decimal = rows
+                    .iter()
+                    .map(|r| {
+                        if r.account_type == "income" {
+                            r.balance
+                        } else {
+                            -r.balance
+                        }
+                    })
+                    .sum();
+                println!("net income: {net}");
+            }
+        }
+        ReportCmd::Statement { account, as_of } => {
+            let rows =
+                store::reports::statement(&pool, &account, as_of.as_of_date, as_of.as_of_time)
+                    .await?;
+            print(
+                as_of.format,
+                &[
+                    "effective",
+                    "recorded",
+                    "entry",
+                    "side",
+                    "amount",
+                    "balance",
+                    "description",
+                ],
+                &rows,
+                |r| {
+                    vec![
+                        r.effective_date.to_string(),
+                        r.recorded_at.to_rfc3339(),
+                        r.entry_id.to_string(),
+                        r.side.clone(),
+                        r.amount.to_string(),
+                        r.balance.to_string(),
+                        r.description.clone().unwrap_or_default(),
+                    ]
+                },
+            )?;
+        }
+        ReportCmd::Balance { account, as_of } => {
+            let balance =
+                store::reports::balance_as_of(&pool, &account, as_of.as_of_date, as_of.as_of_time)
+                    .await?;
+            let row = serde_json::json!({ "account": account, "balance": balance.to_string(),
+                "as_of_date": as_of.as_of_date, "as_of_time": as_of.as_of_time });
+            print(as_of.format, &["account", "balance"], &[row], |_| {
+                vec![account.clone(), balance.to_string()]
+            })?;
+        }
+        ReportCmd::Rejections => {
+            let rows = store::reports::rejection_counts(&pool).await?;
+            print(
+                crate::output::Format::Table,
+                &["reason", "count"],
+                &rows,
+                |(r, n)| vec![r.clone(), n.to_string()],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Account rows of the balance sheet and the income statement.
+fn print_accounts(
+    format: crate::output::Format,
+    amount: &str,
+    rows: &[store::reports::AccountBalanceRow],
+) -> Result<()> {
+    crate::output::print(
+        format,
+        &["type", "account", "name", "currency", amount],
+        rows,
+        |r| {
+            vec![
+                r.account_type.clone(),
+                r.account_id.clone(),
+                r.name.clone(),
+                r.currency.clone(),
+                r.balance.to_string(),
+            ]
+        },
+    )
+}
+
+pub(super) async fn verify(json: bool) -> Result<()> {
+    let pool = schema_checked_pool().await?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = crate::verify::run(&pool, interactive && !json).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::verify::render_table(&report));
+    }
+    if !report.ok {
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.check)
+            .collect();
+        bail!("integrity violations in: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+pub(super) async fn tail(args: TailArgs) -> Result<()> {
+    let [_, balances, anomalies, rejections] = ledger_topics();
+    let topic = match args.stream {
+        crate::tail::Stream::Balances => balances,
+        crate::tail::Stream::Anomalies => anomalies,
+        crate::tail::Stream::Rejections => rejections,
+    };
+    let kafka = KafkaSettings::from_env()?;
+    let idle = Duration::from_millis(args.idle_ms);
+    tokio::task::spawn_blocking(move || {
+        crate::tail::tail(&kafka, args.stream, &topic, args.max, idle)
+    })
+    .await??;
+    Ok(())
+}

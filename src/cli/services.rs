@@ -1,0 +1,192 @@
+//! The long-running services (`poster`, `reporter`) and `replay`, which moves their positions.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use super::{currencies, ledger_topics, postings_topic, schema_checked, schema_checked_pool};
+use crate::config::{database_url, KafkaSettings};
+use crate::store;
+
+#[derive(Debug, Args)]
+pub struct PosterArgs {
+    #[arg(long, env = "LEDGERLINE_GROUP", default_value = "ledgerline-poster")]
+    pub group: String,
+    /// Defaults to $LEDGERLINE_POSTINGS_TOPIC.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Most messages in one batch (one PostgreSQL transaction per partition).
+    #[arg(long, env = "LEDGERLINE_BATCH_POSTINGS", default_value_t = 1000)]
+    pub batch_postings: usize,
+    #[arg(long, env = "LEDGERLINE_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub batch_bytes: usize,
+    /// Longest a batch waits to fill.
+    #[arg(long, env = "LEDGERLINE_BATCH_WAIT_MS", default_value_t = 100)]
+    pub batch_wait_ms: u64,
+    /// Partition batches committed side by side. 2 suits narrow postings; 1 suits wide ones
+    /// (many lines over the same accounts), whose balance locks make lanes wait for each other.
+    #[arg(long, env = "LEDGERLINE_COMMIT_LANES", default_value_t = 2)]
+    pub commit_lanes: usize,
+    /// HTTP address for /health, /ready, /metrics, /recovery.
+    #[arg(long, env = "LEDGERLINE_HTTP_ADDR", default_value = "127.0.0.1:9464")]
+    pub http_addr: std::net::SocketAddr,
+    /// Exit once all assigned partitions are caught up and idle this long (demos, tests).
+    #[arg(long)]
+    pub exit_when_idle_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReporterArgs {
+    #[arg(
+        long,
+        env = "LEDGERLINE_REPORTER_HTTP_ADDR",
+        default_value = "127.0.0.1:9465"
+    )]
+    pub http_addr: std::net::SocketAddr,
+    /// Outbox rows published per round.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_rows: i64,
+    /// Exit once the outbox stays empty this long (demos, tests).
+    #[arg(long)]
+    pub exit_when_idle_ms: Option<u64>,
+    /// Anomaly detectors to run: all, none, or a list such as LARGE_AMOUNT,VELOCITY_SPIKE.
+    #[arg(long, env = "LEDGERLINE_DETECTORS", default_value = "all")]
+    pub detectors: String,
+    #[arg(long, default_value_t = 5000)]
+    pub detect_interval_ms: u64,
+    /// How often the integrity check recomputes every balance from its lines.
+    #[arg(long, default_value_t = 60_000)]
+    pub integrity_interval_ms: u64,
+    /// Seconds of recent activity the per-entry detectors look at.
+    #[arg(long, default_value_t = 600)]
+    pub window_seconds: i64,
+    #[arg(long, default_value = "10")]
+    pub large_amount_factor: rust_decimal::Decimal,
+    #[arg(long, default_value_t = 5)]
+    pub large_amount_history_min: i64,
+    #[arg(long, default_value_t = 120)]
+    pub velocity_lines_per_minute_max: i64,
+    #[arg(long, default_value_t = 30)]
+    pub backdated_days_max: i64,
+    #[arg(long, default_value_t = 0.25)]
+    pub rejection_rate_max: f64,
+    #[arg(long, default_value_t = 20)]
+    pub rejection_rate_messages_min: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[arg(long, env = "LEDGERLINE_GROUP", default_value = "ledgerline-poster")]
+    pub group: String,
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Align Kafka's committed offsets with the PostgreSQL checkpoints (after a restore).
+    #[arg(long, conflicts_with_all = ["to_offset", "to_timestamp"])]
+    pub to_checkpoint: bool,
+    #[arg(long)]
+    pub to_offset: Option<i64>,
+    /// RFC 3339 time, e.g. 2026-11-01T00:00:00Z.
+    #[arg(long)]
+    pub to_timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only this partition (default: all).
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// Proceed although members are active, or although positions would move forward.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub(super) async fn poster(args: PosterArgs) -> Result<()> {
+    let pool = schema_checked(store::connect(&database_url()?, 8).await?).await?;
+    let settings = crate::poster::PosterSettings {
+        group: args.group,
+        topic: args.topic.unwrap_or_else(postings_topic),
+        batch_postings_max: args.batch_postings,
+        batch_bytes_max: args.batch_bytes,
+        batch_wait_ms: args.batch_wait_ms,
+        commit_lanes: args.commit_lanes,
+        exit_when_idle_ms: args.exit_when_idle_ms,
+    };
+    crate::poster::serve(
+        pool,
+        KafkaSettings::from_env()?,
+        settings,
+        currencies()?,
+        args.http_addr,
+    )
+    .await
+}
+
+pub(super) async fn replay(args: ReplayArgs) -> Result<()> {
+    use crate::replay::{ReplayRequest, Target};
+    let target = match (args.to_checkpoint, args.to_offset, args.to_timestamp) {
+        (true, None, None) => Target::Checkpoint,
+        (false, Some(o), None) => Target::Offset(o),
+        (false, None, Some(t)) => Target::Timestamp(t.timestamp_millis()),
+        _ => bail!("give exactly one of --to-checkpoint, --to-offset, --to-timestamp"),
+    };
+    let pool = schema_checked_pool().await?;
+    let topic = args.topic.unwrap_or_else(postings_topic);
+    let request = ReplayRequest {
+        group: &args.group,
+        topic: &topic,
+        target,
+        partition: args.partition,
+        force: args.force,
+        dry_run: args.dry_run,
+    };
+    let changes = crate::replay::replay(&pool, &KafkaSettings::from_env()?, &request).await?;
+    println!("{:<10} {:>14} {:>14}", "PARTITION", "FROM", "TO");
+    for c in &changes {
+        let from = c.from.map_or("-".to_string(), |f| f.to_string());
+        println!("{:<10} {:>14} {:>14}", c.partition, from, c.to);
+    }
+    println!(
+        "{} {} partition(s) of {topic} for group {}",
+        if args.dry_run { "would move" } else { "moved" },
+        changes.len(),
+        args.group
+    );
+    Ok(())
+}
+
+pub(super) async fn reporter(args: ReporterArgs) -> Result<()> {
+    let pool = schema_checked_pool().await?;
+    let [_, balances_topic, anomalies_topic, rejections_topic] = ledger_topics();
+    let settings = crate::reporter::ReporterSettings {
+        balances_topic,
+        anomalies_topic,
+        rejections_topic,
+        batch_rows: args.batch_rows.clamp(1, 10_000),
+        idle_wait: std::time::Duration::from_millis(200),
+        exit_when_idle: args.exit_when_idle_ms.map(std::time::Duration::from_millis),
+    };
+    let detectors =
+        crate::reporter::detect::parse_detectors(&args.detectors).map_err(anyhow::Error::msg)?;
+    let thresholds = crate::domain::anomaly::DetectorSettings {
+        window_seconds: args.window_seconds,
+        large_amount_factor: args.large_amount_factor,
+        large_amount_history_min: args.large_amount_history_min,
+        velocity_lines_per_minute_max: args.velocity_lines_per_minute_max,
+        backdated_days_max: args.backdated_days_max,
+        rejection_rate_max: args.rejection_rate_max,
+        rejection_rate_messages_min: args.rejection_rate_messages_min,
+    };
+    let detection = crate::reporter::detect::Detection::new(
+        thresholds,
+        detectors,
+        Duration::from_millis(args.detect_interval_ms),
+        Duration::from_millis(args.integrity_interval_ms),
+    );
+    crate::reporter::serve::serve(
+        pool,
+        KafkaSettings::from_env()?,
+        settings,
+        detection,
+        args.http_addr,
+    )
+    .await
+}
