@@ -2,8 +2,8 @@
 //! pipeline for the same postings, so the pipeline's figure is a ratio that survives a noisy
 //! machine:
 //! - limit A (broker): consume-and-discard rate of the pre-loaded topic;
-//! - limit B (PostgreSQL): COPY of the same entries, lines and idempotency records into the same
-//!   schema, no Kafka, no checks;
+//! - limit B (PostgreSQL): binary COPY of the same entries, lines and idempotency records into
+//!   the same schema, no Kafka, no checks;
 //! - pipeline: posters from the pre-loaded topic until every posting is committed (exactly-once
 //!   on), with batch commit latency percentiles and the process's peak RSS;
 //! - latency under load: a real poster process while a producer publishes at half the
@@ -28,6 +28,7 @@ use crate::domain::{CurrencyTable, Posting};
 use crate::generator::{self, GeneratorSettings};
 use crate::metrics::PosterMetrics;
 use crate::poster::{Poster, PosterSettings};
+use crate::store::copy_binary::BinaryRows;
 
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
@@ -89,7 +90,7 @@ pub async fn pipeline(
     );
     println!("| produce (idempotent, acks=all) | {produced:.0} messages/s |");
     println!("| limit A: broker consume-and-discard | {broker_rate:.0} messages/s |");
-    println!("| limit B: PostgreSQL COPY of the same rows | {copy_rate:.0} postings/s |");
+    println!("| limit B: PostgreSQL binary COPY of the same rows | {copy_rate:.0} postings/s |");
     println!(
         "| pipeline, all committed (wall, incl. group join) | {:.0} postings/s ({:.1} s) |",
         s.postings as f64 / run.wall.as_secs_f64(),
@@ -203,7 +204,7 @@ pub fn consume_and_discard(
     Ok(seen as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Limit B: COPY of the same entries, lines and idempotency records into a fresh database of
+/// Limit B: binary COPY of the same entries, lines and idempotency records into a fresh database of
 /// the same schema (balances, checks and the hash chain left out).
 async fn copy_limit(
     admin_url: &Secret,
@@ -213,9 +214,12 @@ async fn copy_limit(
     let db = ScratchDb::create(admin_url).await?;
     seed(&db.pool, accounts).await?;
     let table = CurrencyTable::default();
-    let mut entries = String::new();
-    let mut lines = String::new();
-    let mut keys = String::new();
+    let recorded_at = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .expect("literal time")
+        .with_timezone(&chrono::Utc);
+    let mut entries = BinaryRows::default();
+    let mut lines = BinaryRows::default();
+    let mut keys = BinaryRows::default();
     let mut postings = 0usize;
     let mut seen = std::collections::HashSet::new();
     for m in messages {
@@ -228,39 +232,53 @@ async fn copy_limit(
         }
         postings += 1;
         let id = entry_id(p.key.as_str());
-        entries.push_str(&format!(
-            "{id}\tbench\t{}\t{}\tbench\t0\t{postings}\n",
-            p.key, p.effective_date
-        ));
+        entries
+            .row(7)
+            .field(&id)
+            .field(&"bench")
+            .field(&p.key.as_str())
+            .field(&p.effective_date)
+            .field(&"bench")
+            .field(&0i32)
+            .field(&(postings as i64));
         for (i, l) in p.lines.iter().enumerate() {
-            lines.push_str(&format!(
-                "{id}\t{}\t{}\t{}\t{}\t{}\t{}\t2026-11-01 00:00:00+00\n",
-                i + 1,
-                l.account,
-                l.side.code(),
-                l.amount,
-                l.currency,
-                p.effective_date
-            ));
+            lines
+                .row(8)
+                .field(&id)
+                .field(&(i as i16 + 1))
+                .field(&l.account.as_str())
+                .field(&l.side.code())
+                .field(&l.amount)
+                .field(&l.currency.to_string())
+                .field(&p.effective_date)
+                .field(&recorded_at);
         }
-        keys.push_str(&format!(
-            "{}\t\\\\x{}\tposted\t{id}\n",
-            p.key,
-            hex::encode(p.fingerprint())
-        ));
+        keys.row(4)
+            .field(&p.key.as_str())
+            .field(&p.fingerprint().to_vec())
+            .field(&"posted")
+            .field(&id);
     }
+    let (entries, lines, keys) = (entries.finish(), lines.finish(), keys.finish());
     let mut conn = db.pool.acquire().await?;
     let started = Instant::now();
     for (sql, data) in [
-        ("COPY journal_entries (id, entity_id, idempotency_key, effective_date, source_topic, source_partition, source_offset) FROM STDIN", &entries),
-        ("COPY journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at) FROM STDIN", &lines),
-        ("COPY idempotency_records (key, fingerprint, outcome, entry_id) FROM STDIN", &keys),
+        ("COPY journal_entries (id, entity_id, idempotency_key, effective_date, source_topic, source_partition, source_offset) FROM STDIN (FORMAT binary)", &entries),
+        ("COPY journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at) FROM STDIN (FORMAT binary)", &lines),
+        ("COPY idempotency_records (key, fingerprint, outcome, entry_id) FROM STDIN (FORMAT binary)", &keys),
     ] {
         let mut copy = conn.copy_in_raw(sql).await?;
-        copy.send(data.as_bytes()).await?;
+        copy.send(data.as_slice()).await?;
         copy.finish().await?;
     }
     let rate = postings as f64 / started.elapsed().as_secs_f64();
+    let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
+        .fetch_one(&mut *conn)
+        .await?;
+    ensure!(
+        copied as usize == postings,
+        "limit B copied {copied} entries of {postings}"
+    );
     drop(conn);
     db.drop().await?;
     Ok(rate)

@@ -24,7 +24,7 @@ fn short_pipeline_benchmark_runs_and_leaves_a_correct_ledger() {
     );
     for row in [
         "limit A: broker consume-and-discard",
-        "limit B: PostgreSQL COPY",
+        "limit B: PostgreSQL binary COPY",
         "pipeline, first to last batch commit",
         "ratio pipeline",
         "checked: zero per currency",

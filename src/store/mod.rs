@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod anomalies;
 pub mod checkpoints;
+pub mod copy_binary;
 pub mod copy_text;
 pub mod entities;
 pub mod instances;
