@@ -336,20 +336,15 @@ async fn run_posters(
                 .1,
         );
     }
-    loop {
-        let cp = crate::store::checkpoints::all(&db.pool, &group, topic).await?;
-        if ends
-            .iter()
-            .all(|(p, e)| cp.get(p).copied().unwrap_or(0) >= *e)
-        {
-            break;
-        }
-        ensure!(
-            started.elapsed() < Duration::from_secs(1800),
-            "not drained after 30 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_committed(
+        &db.pool,
+        &group,
+        topic,
+        &ends,
+        started,
+        Duration::from_secs(1800),
+    )
+    .await?;
     let wall = started.elapsed();
     for t in threads {
         t.await??;
@@ -551,20 +546,15 @@ async fn load_and_watch(
         let e = ends.entry(*p).or_insert(0i64);
         *e = (*e).max(o + 1);
     }
-    loop {
-        let cp = crate::store::checkpoints::all(&db.pool, group, topic).await?;
-        if ends
-            .iter()
-            .all(|(p, e)| cp.get(p).copied().unwrap_or(0) >= *e)
-        {
-            break;
-        }
-        ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "not committed after 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_committed(
+        &db.pool,
+        group,
+        topic,
+        &ends,
+        started,
+        Duration::from_secs(600),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_millis(20)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (seen, poster_rss_mib) = watcher.await?;
@@ -601,4 +591,31 @@ fn rss_mib(status_file: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kib| kib / 1024)
+}
+
+/// Waits until every partition's checkpoint reaches its end offset, failing once `limit` has
+/// passed since `started`.
+async fn wait_committed(
+    pool: &sqlx::PgPool,
+    group: &str,
+    topic: &str,
+    ends: &std::collections::BTreeMap<i32, i64>,
+    started: Instant,
+    limit: Duration,
+) -> Result<()> {
+    loop {
+        let cp = crate::store::checkpoints::all(pool, group, topic).await?;
+        if ends
+            .iter()
+            .all(|(p, e)| cp.get(p).copied().unwrap_or(0) >= *e)
+        {
+            return Ok(());
+        }
+        ensure!(
+            started.elapsed() < limit,
+            "not all committed after {} s",
+            limit.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -99,23 +99,8 @@ fn sasl_env(port: u16, password: &str) -> Vec<(String, String)> {
 }
 
 fn poster(ledger: &Ledger, port: u16, env: &[(String, String)]) -> common::PosterProcess {
-    let http = format!("127.0.0.1:{port}");
-    let writer = common::writer_url(&ledger.db_url);
-    let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    vars.push(("LEDGERLINE_DATABASE_URL", &writer));
-    common::spawn_ledgerline(
-        &format!("{}-sasl", ledger.group),
-        &[
-            "poster",
-            "--group",
-            &ledger.group,
-            "--topic",
-            &ledger.topic,
-            "--http-addr",
-            &http,
-        ],
-        &vars,
-    )
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    common::spawn_poster_env(&format!("{}-sasl", ledger.group), ledger, port, &vars)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

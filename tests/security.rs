@@ -5,32 +5,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, http_get, http_get_auth, spawn_ledgerline, Ledger};
+use common::{free_port, http_get, http_get_auth, Ledger};
 use ledgerline::generator::{generate, GeneratorSettings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_token_guards_ledger_data_and_leaves_health_and_metrics_open() {
     let ledger = Ledger::new(10, 1).await;
     let port = free_port();
-    let http = format!("127.0.0.1:{port}");
-    let _poster = spawn_ledgerline(
+    let _poster = common::spawn_poster_env(
         &ledger.group,
-        &[
-            "poster",
-            "--group",
-            &ledger.group,
-            "--topic",
-            &ledger.topic,
-            "--http-addr",
-            &http,
-        ],
-        &[
-            (
-                "LEDGERLINE_DATABASE_URL",
-                &common::writer_url(&ledger.db_url),
-            ),
-            ("LEDGERLINE_HTTP_TOKEN", "tok-3f9a-correct"),
-        ],
+        &ledger,
+        port,
+        &[("LEDGERLINE_HTTP_TOKEN", "tok-3f9a-correct")],
     );
     common::wait_ready(port, true, Duration::from_secs(30)).await;
     for path in ["/health", "/ready", "/metrics", "/"] {
@@ -103,19 +89,11 @@ async fn a_known_password_never_appears_in_logs_or_responses() {
     ledger.produce(&messages).await;
 
     let port = free_port();
-    let http = format!("127.0.0.1:{port}");
     let log_name = format!("{}-secret-scan", ledger.group);
-    let mut poster = spawn_ledgerline(
+    let mut poster = common::spawn_poster_env(
         &log_name,
-        &[
-            "poster",
-            "--group",
-            &ledger.group,
-            "--topic",
-            &ledger.topic,
-            "--http-addr",
-            &http,
-        ],
+        &ledger,
+        port,
         &[
             ("LEDGERLINE_DATABASE_URL", &url),
             ("RUST_LOG", "debug"),

@@ -362,6 +362,30 @@ pub fn spawn_poster(
     )
 }
 
+/// A poster of `ledger` with more environment (later entries override earlier ones, so `env`
+/// may also replace the writer's database URL), logging to LOG.log.
+pub fn spawn_poster_env(
+    log: &str,
+    ledger: &Ledger,
+    http_port: u16,
+    env: &[(&str, &str)],
+) -> PosterProcess {
+    let http = format!("127.0.0.1:{http_port}");
+    let args = [
+        "poster",
+        "--group",
+        &ledger.group,
+        "--topic",
+        &ledger.topic,
+        "--http-addr",
+        &http,
+    ];
+    let writer = writer_url(&ledger.db_url);
+    let mut vars = vec![("LEDGERLINE_DATABASE_URL", writer.as_str())];
+    vars.extend_from_slice(env);
+    spawn_ledgerline(log, &args, &vars)
+}
+
 /// Runs the ledgerline binary with its output appended to target/tmp/poster-logs/LOG.log.
 pub fn spawn_ledgerline(log: &str, args: &[&str], env: &[(&str, &str)]) -> PosterProcess {
     let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("poster-logs");
