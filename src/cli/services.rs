@@ -44,9 +44,9 @@ pub struct ReporterArgs {
         default_value = "127.0.0.1:9465"
     )]
     pub http_addr: std::net::SocketAddr,
-    /// Outbox rows published per round.
-    #[arg(long, default_value_t = 1000)]
-    pub batch_rows: i64,
+    /// Events published per round (at least one outbox row, even if it holds more).
+    #[arg(long, alias = "batch-rows", default_value_t = 5000)]
+    pub batch_events: i64,
     /// Exit once the outbox stays empty this long (demos, tests).
     #[arg(long)]
     pub exit_when_idle_ms: Option<u64>,
@@ -160,7 +160,7 @@ pub(super) async fn reporter(args: ReporterArgs) -> Result<()> {
         balances_topic,
         anomalies_topic,
         rejections_topic,
-        batch_rows: args.batch_rows.clamp(1, 10_000),
+        batch_events: args.batch_events.clamp(1, 100_000),
         idle_wait: std::time::Duration::from_millis(200),
         exit_when_idle: args.exit_when_idle_ms.map(std::time::Duration::from_millis),
     };

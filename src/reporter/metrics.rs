@@ -30,7 +30,7 @@ impl ReporterMetrics {
             published: register_int_counter_vec_with_registry!("events_published_total", "Events published, by kind.", &["kind"], r).unwrap(),
             anomalies: register_int_counter_vec_with_registry!("anomalies_published_total", "Anomaly events published, by anomaly kind.", &["anomaly"], r).unwrap(),
             publish_seconds: register_histogram_with_registry!("publish_round_seconds", "Time to publish and mark one round of outbox rows.", vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0], r).unwrap(),
-            backlog: register_int_gauge_with_registry!("outbox_backlog", "Unpublished outbox rows.", r).unwrap(),
+            backlog: register_int_gauge_with_registry!("outbox_backlog", "Unpublished events in the outbox.", r).unwrap(),
             oldest_unpublished_age_seconds: register_int_gauge_with_registry!("outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row.", r).unwrap(),
             leader: register_int_gauge_with_registry!("leader", "1 while this reporter is the active publisher.", r).unwrap(),
             drifted_accounts: register_int_gauge_with_registry!("integrity_drifted_accounts", "Accounts whose balance differed from the sum of their lines at the last integrity check.", r).unwrap(),
@@ -42,7 +42,15 @@ impl ReporterMetrics {
 
     pub fn observe_round(&self, rows: &[OutboxRow], took: Duration) {
         for row in rows {
-            self.published.with_label_values(&[&row.kind]).inc();
+            // A batch row of balance events counts as its events, under the same label.
+            let kind = if row.kind == "balances" {
+                "balance"
+            } else {
+                &row.kind
+            };
+            self.published
+                .with_label_values(&[kind])
+                .inc_by(row.events.max(1) as u64);
             if row.kind == "anomaly" {
                 let kind = row
                     .payload

@@ -31,8 +31,8 @@ pub struct ReporterSettings {
     pub balances_topic: String,
     pub anomalies_topic: String,
     pub rejections_topic: String,
-    /// Rows read and published per round.
-    pub batch_rows: i64,
+    /// Events read and published per round (at least one outbox row, even if it holds more).
+    pub batch_events: i64,
     pub idle_wait: Duration,
     /// Stop once the outbox is empty and stays so this long (tests, demos).
     pub exit_when_idle: Option<Duration>,
@@ -55,17 +55,33 @@ impl Codecs {
         }
     }
 
-    /// The Avro bytes of one outbox row.
-    fn encode(&self, row: &OutboxRow) -> Result<Vec<u8>> {
+    /// The Kafka records (key, Avro bytes) of one outbox row, in order: one, or for a row of
+    /// kind 'balances' one per balance event in it, keyed by account.
+    fn encode(&self, row: &OutboxRow) -> Result<Vec<(String, Vec<u8>)>> {
         let framing = Framing::AvroSingleObject;
         let payload = row.payload.clone();
-        let bytes = match row.kind.as_str() {
-            "balance" => self
+        let one = |bytes: Vec<u8>| vec![(row.event_key.clone(), bytes)];
+        Ok(match row.kind.as_str() {
+            "balance" => one(self
                 .balance
-                .encode(&serde_json::from_value(payload)?, framing)?,
-            "anomaly" => self
+                .encode(&serde_json::from_value(payload)?, framing)?),
+            "balances" => {
+                let events: Vec<BalanceEvent> = serde_json::from_value(payload)?;
+                anyhow::ensure!(
+                    events.len() == row.events as usize,
+                    "outbox row {} says {} events but holds {}",
+                    row.id,
+                    row.events,
+                    events.len()
+                );
+                events
+                    .into_iter()
+                    .map(|e| Ok((e.account_id.clone(), self.balance.encode(&e, framing)?)))
+                    .collect::<Result<_>>()?
+            }
+            "anomaly" => one(self
                 .anomaly
-                .encode(&serde_json::from_value(payload)?, framing)?,
+                .encode(&serde_json::from_value(payload)?, framing)?),
             "rejection" => {
                 let mut event: RejectionEvent = serde_json::from_value(payload)?;
                 if let Some(raw) = &row.raw {
@@ -73,11 +89,10 @@ impl Codecs {
                     event.raw_truncated = event.raw.len() < raw.len();
                     event.raw_size = raw.len() as i64;
                 }
-                self.rejection.encode(&event, framing)?
+                one(self.rejection.encode(&event, framing)?)
             }
             other => anyhow::bail!("outbox row {} has unknown kind {other:?}", row.id),
-        };
-        Ok(bytes)
+        })
     }
 }
 
@@ -167,37 +182,38 @@ impl Reporter {
 
     /// Publishes the oldest unpublished rows; returns how many.
     async fn publish_round(&self, codecs: &Codecs) -> Result<usize> {
-        let rows = outbox::unpublished(&self.pool, self.settings.batch_rows).await?;
+        let rows = outbox::unpublished(&self.pool, self.settings.batch_events).await?;
         if rows.is_empty() {
             return Ok(0);
         }
         let started = Instant::now();
-        let mut deliveries = Vec::with_capacity(rows.len());
+        let mut deliveries = Vec::with_capacity(rows.iter().map(|r| r.events as usize).sum());
         for row in &rows {
-            let bytes = codecs.encode(row)?;
             let topic = self.topic(&row.kind);
-            // `send_result` enqueues at once, so enqueue order is row order; with idempotence
-            // librdkafka keeps that order per partition through retries.
-            let delivery = loop {
-                match self
-                    .producer
-                    .send_result(FutureRecord::to(topic).key(&row.event_key).payload(&bytes))
-                {
-                    Ok(d) => break d,
-                    Err((e, _)) if is_queue_full(&e) => {
-                        tokio::time::sleep(Duration::from_millis(10)).await
+            for (key, bytes) in codecs.encode(row)? {
+                // `send_result` enqueues at once, so enqueue order is row order; with
+                // idempotence librdkafka keeps that order per partition through retries.
+                let delivery = loop {
+                    match self
+                        .producer
+                        .send_result(FutureRecord::to(topic).key(&key).payload(&bytes))
+                    {
+                        Ok(d) => break d,
+                        Err((e, _)) if is_queue_full(&e) => {
+                            tokio::time::sleep(Duration::from_millis(10)).await
+                        }
+                        Err((e, _)) => return Err(e).context("enqueueing an event"),
                     }
-                    Err((e, _)) => return Err(e).context("enqueueing an event"),
-                }
-            };
-            deliveries.push(delivery);
+                };
+                deliveries.push((row.id, delivery));
+            }
         }
-        for (row, delivery) in rows.iter().zip(deliveries) {
+        for (row_id, delivery) in deliveries {
             delivery
                 .await
                 .context("producer dropped the event")?
                 .map_err(|(e, _)| e)
-                .with_context(|| format!("publishing outbox row {}", row.id))?;
+                .with_context(|| format!("publishing outbox row {row_id}"))?;
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         outbox::mark_published(&self.pool, &ids).await?;
@@ -208,7 +224,7 @@ impl Reporter {
 
     fn topic(&self, kind: &str) -> &str {
         match kind {
-            "balance" => &self.settings.balances_topic,
+            "balance" | "balances" => &self.settings.balances_topic,
             "anomaly" => &self.settings.anomalies_topic,
             _ => &self.settings.rejections_topic,
         }
@@ -245,14 +261,77 @@ mod tests {
             kind: "rejection".into(),
             event_key: "k".into(),
             payload: serde_json::to_value(&event).unwrap(),
+            events: 1,
             raw: Some(raw),
         }
+    }
+
+    /// The one record an outbox row of a single event becomes.
+    fn encode_one(codecs: &Codecs, row: &OutboxRow) -> Vec<u8> {
+        let mut records = codecs.encode(row).unwrap();
+        assert_eq!(records.len(), 1, "one event, one record");
+        records.pop().unwrap().1
+    }
+
+    fn balance_event(account: &str, version: i64) -> BalanceEvent {
+        BalanceEvent {
+            event_id: format!("e-{account}-{version}"),
+            account_id: account.into(),
+            entity_id: "acme".into(),
+            currency: "EUR".into(),
+            balance_after: format!("{version}.00"),
+            delta: "1.00".into(),
+            version,
+            entry_id: "entry".into(),
+            effective_date: "2026-11-01".into(),
+            recorded_at: "2026-11-01T10:00:00Z".into(),
+        }
+    }
+
+    fn balances_row(events: &[BalanceEvent], count: i32) -> OutboxRow {
+        OutboxRow {
+            id: 9,
+            kind: "balances".into(),
+            event_key: "batch".into(),
+            payload: serde_json::to_value(events).unwrap(),
+            events: count,
+            raw: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_row_of_balance_events_becomes_one_record_per_event_keyed_by_account_in_order() {
+        let codecs = Codecs::new();
+        let events = vec![
+            balance_event("cash", 1),
+            balance_event("sales", 4),
+            balance_event("cash", 2),
+        ];
+        let records = codecs.encode(&balances_row(&events, 3)).unwrap();
+        let keys: Vec<&str> = records.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["cash", "sales", "cash"]);
+        let decoded: Vec<BalanceEvent> = records
+            .iter()
+            .map(|(_, b)| codecs.balance.decode(b).unwrap())
+            .collect();
+        assert_eq!(decoded, events);
+    }
+
+    #[test]
+    fn a_batch_row_whose_count_disagrees_with_its_events_is_refused() {
+        let codecs = Codecs::new();
+        let events = vec![balance_event("cash", 1), balance_event("cash", 2)];
+        let err = codecs.encode(&balances_row(&events, 3)).unwrap_err();
+        assert!(
+            err.to_string().contains("says 3 events but holds 2"),
+            "{err}"
+        );
     }
 
     #[test]
     fn rejection_events_carry_the_raw_bytes_from_the_rejections_table() {
         let codecs = Codecs::new();
-        let bytes = codecs.encode(&rejection_row(vec![1, 2, 3])).unwrap();
+        let bytes = encode_one(&codecs, &rejection_row(vec![1, 2, 3]));
         let event = codecs.rejection.decode(&bytes).unwrap();
         assert_eq!(event.raw, vec![1, 2, 3]);
         assert_eq!((event.raw_size, event.raw_truncated), (3, false));
@@ -262,7 +341,7 @@ mod tests {
     fn a_rejected_message_larger_than_an_event_may_be_is_sent_as_a_marked_prefix() {
         let codecs = Codecs::new();
         let raw: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
-        let bytes = codecs.encode(&rejection_row(raw.clone())).unwrap();
+        let bytes = encode_one(&codecs, &rejection_row(raw.clone()));
         assert!(
             bytes.len() < 1_000_000,
             "fits librdkafka's default message size"

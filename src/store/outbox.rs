@@ -15,20 +15,27 @@ pub struct OutboxRow {
     pub id: i64,
     pub kind: String,
     pub event_key: String,
+    /// One event, or for kind 'balances' a JSON array of `events` balance events.
     pub payload: serde_json::Value,
+    pub events: i32,
     /// For a rejection: the rejected message's bytes, from `rejections`.
     pub raw: Option<Vec<u8>>,
 }
 
 /// The oldest unpublished rows, in id order (per account, id order is version order: the
-/// poster writes an account's rows only while holding its balance row lock).
-pub async fn unpublished(pool: &PgPool, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+/// poster writes an account's rows only while holding its balance row lock), holding at most
+/// `max_events` events, but always at least one row.
+pub async fn unpublished(pool: &PgPool, max_events: i64) -> Result<Vec<OutboxRow>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT o.id, o.kind, o.event_key, o.payload, r.raw FROM outbox o
+        "SELECT o.id, o.kind, o.event_key, o.payload, o.events, r.raw
+         FROM (SELECT id, sum(events) OVER (ORDER BY id) - events AS before
+               FROM (SELECT id, events FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1) AS oldest) AS w
+         JOIN outbox o ON o.id = w.id
          LEFT JOIN rejections r ON o.kind = 'rejection' AND r.id = o.event_id
-         WHERE o.published_at IS NULL ORDER BY o.id LIMIT $1",
+         WHERE w.before = 0 OR w.before + o.events <= $1
+         ORDER BY o.id",
     )
-    .bind(limit)
+    .bind(max_events)
     .fetch_all(pool)
     .await?)
 }
@@ -43,13 +50,13 @@ pub async fn mark_published(pool: &PgPool, ids: &[i64]) -> Result<(), StoreError
     Ok(())
 }
 
-/// Unpublished rows and the age of the oldest, for metrics.
+/// Unpublished events and the age of the oldest, for metrics.
 pub async fn backlog(pool: &PgPool) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
-    Ok(
-        sqlx::query_as("SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(pool)
-            .await?,
+    Ok(sqlx::query_as(
+        "SELECT COALESCE(sum(events), 0)::bigint, min(created_at) FROM outbox WHERE published_at IS NULL",
     )
+    .fetch_one(pool)
+    .await?)
 }
 
 /// A connection holding the reporter lock, or None when another reporter holds it. The lock

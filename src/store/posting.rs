@@ -156,12 +156,7 @@ pub async fn commit_batch_in_tx(
         posted: w.posted,
         duplicates: w.duplicates,
         rejections: w.rejection_codes,
-        balance_events: w
-            .outbox_ids
-            .iter()
-            .zip(&w.outbox_kinds)
-            .filter(|(_, k)| **k == "balance")
-            .count(),
+        balance_events: w.balance_events.len(),
     })
 }
 
@@ -524,14 +519,18 @@ struct Writes<'a> {
     balance_deltas: HashMap<String, (Decimal, i64)>,
     /// Balance and version of each account when the batch was judged (unlocked).
     snapshot: HashMap<String, (Decimal, i64)>,
-    /// Balance events computed from that snapshot, by outbox index; serialized once the rows
-    /// are locked and any change committed since the snapshot is added in.
-    balance_events: Vec<(usize, BalanceEvent, Decimal, i64)>,
+    /// Balance events computed from that snapshot, with the balance and version they were
+    /// computed with; corrected once the rows are locked (anything committed since the
+    /// snapshot is added in), then written as one outbox row of kind 'balances'.
+    balance_events: Vec<BalanceEvent>,
+    /// Per balance event: the balance after and the version computed from the snapshot.
+    balance_basis: Vec<(Decimal, i64)>,
     // outbox
     outbox_ids: Vec<Uuid>,
     outbox_kinds: Vec<&'static str>,
     outbox_keys: Vec<String>,
     outbox_payloads: Vec<String>,
+    outbox_events: Vec<i32>,
 }
 
 impl<'a> Writes<'a> {
@@ -599,17 +598,8 @@ impl<'a> Writes<'a> {
                         effective_date: p.effective_date.to_string(),
                         recorded_at: self.now.to_rfc3339(),
                     };
-                    self.outbox_ids
-                        .push(balance_event_id(*entry_id, &c.account));
-                    self.outbox_kinds.push("balance");
-                    self.outbox_keys.push(c.account.clone());
-                    self.outbox_payloads.push(String::new());
-                    self.balance_events.push((
-                        self.outbox_payloads.len() - 1,
-                        event,
-                        c.balance_after,
-                        c.version,
-                    ));
+                    self.balance_events.push(event);
+                    self.balance_basis.push((c.balance_after, c.version));
                 }
             }
             (
@@ -658,7 +648,7 @@ impl<'a> Writes<'a> {
                 let event_key = key
                     .clone()
                     .unwrap_or_else(|| format!("{}/{}/{}", self.topic, self.partition, m.offset));
-                self.outbox(*rejection_id, "rejection", event_key, &event);
+                self.outbox(*rejection_id, "rejection", event_key, 1, &event);
                 if rejection.code() == "IDEMPOTENCY_CONFLICT" {
                     let cause = format!("{}/{}/{}", self.topic, self.partition, m.offset);
                     let id = anomaly_event_id("IDEMPOTENCY_CONFLICT", &cause);
@@ -675,7 +665,7 @@ impl<'a> Writes<'a> {
                         detail: rejection.to_string(),
                         detected_at: self.now.to_rfc3339(),
                     };
-                    self.outbox(id, "anomaly", key.unwrap_or_default(), &event);
+                    self.outbox(id, "anomaly", key.unwrap_or_default(), 1, &event);
                 }
             }
             (Decision::Post { .. }, Candidate::Refused { .. }) => {
@@ -739,18 +729,21 @@ impl<'a> Writes<'a> {
         self.key_rejections.push(None);
     }
 
-    fn outbox<T: serde::Serialize>(
+    /// One outbox row: a single event, or (kind 'balances') a JSON array of `events` events.
+    fn outbox<T: serde::Serialize + ?Sized>(
         &mut self,
         id: Uuid,
         kind: &'static str,
         key: String,
-        event: &T,
+        events: usize,
+        payload: &T,
     ) {
+        let payload = serde_json::to_string(payload).expect("events serialize");
         self.outbox_ids.push(id);
         self.outbox_kinds.push(kind);
         self.outbox_keys.push(key);
-        self.outbox_payloads
-            .push(serde_json::to_string(event).expect("events serialize"));
+        self.outbox_events.push(events as i32);
+        self.outbox_payloads.push(payload);
     }
 
     async fn flush_in_tx(
@@ -878,20 +871,19 @@ impl<'a> Writes<'a> {
             .execute(&mut *tx)
             .await?;
         }
-        let mut payloads = std::mem::take(&mut self.outbox_payloads);
         if !self.balance_deltas.is_empty() {
             let mut accounts: Vec<&String> = self.balance_deltas.keys().collect();
             accounts.sort_unstable();
             let names: Vec<&str> = accounts.iter().map(|a| a.as_str()).collect();
             let locked = lock_balances_in_tx(tx, &names).await?;
-            for (slot, event, after, version) in &mut self.balance_events {
+            for (event, (after, version)) in self.balance_events.iter_mut().zip(&self.balance_basis)
+            {
                 let (b0, v0) = self.snapshot[&event.account_id];
                 let (b1, v1) = locked[&event.account_id];
                 if (b1, v1) != (b0, v0) {
                     event.balance_after = (*after + (b1 - b0)).to_string();
                     event.version = *version + (v1 - v0);
                 }
-                payloads[*slot] = serde_json::to_string(event).expect("events serialize");
             }
             let deltas: Vec<Decimal> = accounts.iter().map(|a| self.balance_deltas[*a].0).collect();
             let versions: Vec<i64> = accounts.iter().map(|a| self.balance_deltas[*a].1).collect();
@@ -906,17 +898,29 @@ impl<'a> Writes<'a> {
             .bind(self.now)
             .execute(&mut *tx)
             .await?;
+            // Written while the balance rows are locked: per account, outbox id order (and
+            // array order within a row) is version order.
+            let events = std::mem::take(&mut self.balance_events);
+            self.outbox(
+                batch_id,
+                "balances",
+                batch_id.to_string(),
+                events.len(),
+                &events[..],
+            );
+            self.balance_events = events;
         }
         if !self.outbox_ids.is_empty() {
             sqlx::query(
-                "INSERT INTO outbox (event_id, kind, event_key, payload, created_at)
-                 SELECT id, k, ek, p::json, $5 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, k, ek, p)
+                "INSERT INTO outbox (event_id, kind, event_key, payload, events, created_at)
+                 SELECT id, k, ek, p::json, n, $6 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) AS u(id, k, ek, p, n)
                  ON CONFLICT (event_id) DO NOTHING",
             )
             .bind(&self.outbox_ids)
             .bind(&self.outbox_kinds)
             .bind(&self.outbox_keys)
-            .bind(&payloads)
+            .bind(&self.outbox_payloads)
+            .bind(&self.outbox_events)
             .bind(self.now)
             .execute(&mut *tx)
             .await?;
