@@ -383,6 +383,38 @@ async fn lock_balances_in_tx(
     Ok(rows.into_iter().map(|(a, b, v)| (a, (b, v))).collect())
 }
 
+/// Adds each account's delta and version count to its balance row, locking the rows first in
+/// sorted account order (the CTE), in one statement. Returns each row's balance and version as
+/// they were just before this update: the latest committed ones, which may be newer than the
+/// batch's unlocked snapshot.
+async fn apply_balance_deltas_in_tx(
+    tx: &mut PgConnection,
+    accounts: &[&str],
+    deltas: &[Decimal],
+    versions: &[i64],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, (Decimal, i64)>, sqlx::Error> {
+    let rows: Vec<(String, Decimal, i64)> = sqlx::query_as(
+        "WITH locked AS MATERIALIZED (
+             SELECT account_id FROM account_balances
+             WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE
+         )
+         UPDATE account_balances b
+         SET balance = b.balance + u.delta, version = b.version + u.versions, updated_at = $4
+         FROM locked l JOIN UNNEST($1::text[], $2::numeric[], $3::bigint[]) AS u(account_id, delta, versions)
+              ON u.account_id = l.account_id
+         WHERE b.account_id = l.account_id
+         RETURNING b.account_id, b.balance - u.delta, b.version - u.versions",
+    )
+    .bind(accounts)
+    .bind(deltas)
+    .bind(versions)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows.into_iter().map(|(a, b, v)| (a, (b, v))).collect())
+}
+
 #[derive(sqlx::FromRow)]
 struct TargetRow {
     id: Uuid,
@@ -875,7 +907,10 @@ impl<'a> Writes<'a> {
             let mut accounts: Vec<&String> = self.balance_deltas.keys().collect();
             accounts.sort_unstable();
             let names: Vec<&str> = accounts.iter().map(|a| a.as_str()).collect();
-            let locked = lock_balances_in_tx(tx, &names).await?;
+            let deltas: Vec<Decimal> = accounts.iter().map(|a| self.balance_deltas[*a].0).collect();
+            let versions: Vec<i64> = accounts.iter().map(|a| self.balance_deltas[*a].1).collect();
+            let locked =
+                apply_balance_deltas_in_tx(tx, &names, &deltas, &versions, self.now).await?;
             for (event, (after, version)) in self.balance_events.iter_mut().zip(&self.balance_basis)
             {
                 let (b0, v0) = self.snapshot[&event.account_id];
@@ -885,19 +920,6 @@ impl<'a> Writes<'a> {
                     event.version = *version + (v1 - v0);
                 }
             }
-            let deltas: Vec<Decimal> = accounts.iter().map(|a| self.balance_deltas[*a].0).collect();
-            let versions: Vec<i64> = accounts.iter().map(|a| self.balance_deltas[*a].1).collect();
-            sqlx::query(
-                "UPDATE account_balances b SET balance = b.balance + u.delta, version = b.version + u.versions, updated_at = $4
-                 FROM UNNEST($1::text[], $2::numeric[], $3::bigint[]) AS u(account_id, delta, versions)
-                 WHERE b.account_id = u.account_id",
-            )
-            .bind(&accounts)
-            .bind(&deltas)
-            .bind(&versions)
-            .bind(self.now)
-            .execute(&mut *tx)
-            .await?;
             // Written while the balance rows are locked: per account, outbox id order (and
             // array order within a row) is version order.
             let events = std::mem::take(&mut self.balance_events);
