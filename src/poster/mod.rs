@@ -11,7 +11,7 @@ mod queues;
 mod serve;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,13 @@ struct Job {
     batch: Vec<BatchMessage>,
 }
 
+/// A message taken from Kafka, decoded and validated (pure), not yet checked against its
+/// partition's position.
+struct Decoded {
+    partition: i32,
+    message: BatchMessage,
+}
+
 /// A message taken from Kafka, owned.
 struct Fetched {
     partition: i32,
@@ -112,17 +119,16 @@ impl Poster {
         let mut last_message = Instant::now();
         let mut last_lag_update = Instant::now();
         let mut gaps = commit::GapGuard::default();
-        let mut fetched: Vec<Fetched> = Vec::new();
+        let mut fetched: Vec<Decoded> = Vec::new();
         while !self.shutdown.load(Ordering::Relaxed) {
             let jobs = self.prepare(
                 &consumer,
                 &positions,
-                &codec,
                 &mut gaps,
                 std::mem::take(&mut fetched),
             );
             let (results, next) =
-                self.commit_while_collecting(&jobs, &consumer, &mut queues, &positions);
+                self.commit_while_collecting(&jobs, &consumer, &mut queues, &positions, &codec);
             for (job, result) in jobs.iter().zip(results) {
                 self.apply(&consumer, &positions, job.partition, result);
             }
@@ -198,33 +204,39 @@ impl Poster {
     }
 
     /// Commits the jobs in `commit_lanes` lanes (each its own transaction on its own
-    /// connection) while this thread collects the next batch: PostgreSQL works while Kafka is
-    /// read, and two partitions' journal writes overlap. A partition's next batch is prepared
-    /// only after its previous commit is applied, so positions stay in order; the commit's
-    /// fencing keeps a partition that moved meanwhile (rebalance, replay) exactly-once.
+    /// connection) while this thread collects and decodes the next batch: PostgreSQL works while
+    /// Kafka is read, and two partitions' journal writes overlap. Each lane takes the next job
+    /// not yet taken, largest first, so that lanes finish close together. A partition's next
+    /// batch is prepared only after its previous commit is applied, so positions stay in order;
+    /// the commit's fencing keeps a partition that moved meanwhile (rebalance, replay)
+    /// exactly-once.
     fn commit_while_collecting(
         &self,
         jobs: &[Job],
         consumer: &Arc<BaseConsumer<PosterContext>>,
         queues: &mut queues::PartitionQueues,
         positions: &Positions,
-    ) -> (Vec<commit::Committed>, Vec<Fetched>) {
+        codec: &RecordCodec<PostingRequest>,
+    ) -> (Vec<commit::Committed>, Vec<Decoded>) {
         let lanes = self.settings.commit_lanes.min(jobs.len());
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        order.sort_by_key(|i| std::cmp::Reverse(jobs[*i].batch.len()));
+        let (order, taken, committing) = (&order, &AtomicUsize::new(0), &AtomicUsize::new(lanes));
         std::thread::scope(|s| {
             let running: Vec<_> = (0..lanes)
-                .map(|lane| {
+                .map(|_| {
                     s.spawn(move || {
-                        jobs.iter()
-                            .enumerate()
-                            .filter(|(i, _)| i % lanes == lane)
-                            .map(|(i, job)| {
-                                (i, self.commit(job.partition, job.position, &job.batch))
-                            })
-                            .collect::<Vec<(usize, commit::Committed)>>()
+                        let mut results = Vec::new();
+                        while let Some(&i) = order.get(taken.fetch_add(1, Ordering::Relaxed)) {
+                            let job = &jobs[i];
+                            results.push((i, self.commit(job.partition, job.position, &job.batch)));
+                        }
+                        committing.fetch_sub(1, Ordering::Release);
+                        results
                     })
                 })
                 .collect();
-            let next = self.collect(consumer, queues, positions);
+            let next = self.decode(codec, self.collect(consumer, queues, positions, committing));
             let mut results: Vec<(usize, commit::Committed)> = running
                 .into_iter()
                 .flat_map(|h| h.join().expect("commit thread"))
@@ -236,12 +248,15 @@ impl Poster {
 
     /// Polls until one partition's batch is full by count, all of them together are (count per
     /// partition times partitions owned) or full by bytes, or the wait is over. Takes from every
-    /// partition's own queue in turn.
+    /// partition's own queue in turn. While the previous batch is still `committing` (lanes
+    /// running), the batch only closes when full: it could not be committed sooner anyway, so
+    /// under load batches grow towards their limits instead of closing small.
     fn collect(
         &self,
         consumer: &Arc<BaseConsumer<PosterContext>>,
         queues: &mut queues::PartitionQueues,
         positions: &Positions,
+        committing: &AtomicUsize,
     ) -> Vec<Fetched> {
         let wait = Duration::from_millis(self.settings.batch_wait_ms);
         let deadline = Instant::now() + wait;
@@ -252,8 +267,9 @@ impl Poster {
             self.settings.batch_bytes_max,
         );
         while !batch.full() {
+            let busy = committing.load(Ordering::Acquire) > 0;
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() && !busy {
                 break;
             }
             queues.refresh(consumer, &self.settings.topic);
@@ -262,6 +278,8 @@ impl Poster {
             // before a partition's queue was split off. It also paces the loop when idle.
             let pause = if taken > 0 {
                 Duration::ZERO
+            } else if busy {
+                Duration::from_millis(5)
             } else {
                 left.min(Duration::from_millis(5))
             };
@@ -277,7 +295,7 @@ impl Poster {
             // half load it made batches so small that per-commit costs dominated and latency
             // tripled (docs/BENCHMARKS.md). A batch closes when full, when its wait is over,
             // or when nothing arrives for half the wait.
-            if taken == 0 && !batch.messages.is_empty() && left < wait / 2 {
+            if taken == 0 && !busy && !batch.messages.is_empty() && left < wait / 2 {
                 break;
             }
         }
@@ -285,42 +303,40 @@ impl Poster {
     }
 
     /// Pure part of a batch: decode and validate every message.
-    fn candidates(
-        &self,
-        codec: &RecordCodec<PostingRequest>,
-        messages: Vec<Fetched>,
-    ) -> Vec<BatchMessage> {
+    fn decode(&self, codec: &RecordCodec<PostingRequest>, messages: Vec<Fetched>) -> Vec<Decoded> {
         messages
             .into_iter()
             .map(|f| {
                 let candidate = decode_candidate(codec, &self.currencies, &f.payload);
-                BatchMessage {
-                    offset: f.offset,
-                    raw: f.payload,
-                    candidate,
+                Decoded {
+                    partition: f.partition,
+                    message: BatchMessage {
+                        offset: f.offset,
+                        raw: f.payload,
+                        candidate,
+                    },
                 }
             })
             .collect()
     }
 
-    /// Groups a collected batch by partition, drops what is already committed, handles gaps,
-    /// and decodes what is left: one job per partition.
+    /// Groups a collected, decoded batch by partition, drops what is already committed and
+    /// handles gaps: one job per partition.
     fn prepare(
         &self,
         consumer: &BaseConsumer<PosterContext>,
         positions: &Positions,
-        codec: &RecordCodec<PostingRequest>,
         gaps: &mut commit::GapGuard,
-        fetched: Vec<Fetched>,
+        fetched: Vec<Decoded>,
     ) -> Vec<Job> {
-        let mut by_partition: BTreeMap<i32, Vec<Fetched>> = BTreeMap::new();
-        for f in fetched {
-            by_partition.entry(f.partition).or_default().push(f);
+        let mut by_partition: BTreeMap<i32, Vec<BatchMessage>> = BTreeMap::new();
+        for d in fetched {
+            by_partition.entry(d.partition).or_default().push(d.message);
         }
         by_partition
             .into_iter()
             .filter_map(|(partition, messages)| {
-                self.prepare_partition(consumer, positions, codec, gaps, partition, messages)
+                self.prepare_partition(consumer, positions, gaps, partition, messages)
             })
             .collect()
     }
@@ -329,10 +345,9 @@ impl Poster {
         &self,
         consumer: &BaseConsumer<PosterContext>,
         positions: &Positions,
-        codec: &RecordCodec<PostingRequest>,
         gaps: &mut commit::GapGuard,
         partition: i32,
-        messages: Vec<Fetched>,
+        messages: Vec<BatchMessage>,
     ) -> Option<Job> {
         // None: revoked while the batch was filling; the new owner starts from PostgreSQL.
         let position = positions
@@ -340,7 +355,7 @@ impl Poster {
             .expect("positions lock")
             .get(&partition)
             .copied()?;
-        let messages: Vec<Fetched> = messages
+        let messages: Vec<BatchMessage> = messages
             .into_iter()
             .filter(|m| m.offset >= position)
             .collect();
@@ -359,7 +374,7 @@ impl Poster {
         Some(Job {
             partition,
             position,
-            batch: self.candidates(codec, messages),
+            batch: messages,
         })
     }
 
