@@ -24,7 +24,8 @@ pub enum BenchCmd {
         partitions: i32,
         #[arg(long, default_value_t = 1)]
         posters: usize,
-        #[arg(long, default_value_t = 2000)]
+        /// Postings per partition batch; the poster's own default.
+        #[arg(long, default_value_t = 1000)]
         batch_postings: usize,
         #[arg(long, default_value_t = 2)]
         commit_lanes: usize,
