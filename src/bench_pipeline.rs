@@ -123,6 +123,10 @@ pub async fn pipeline(
         load.ack_p50_ms, load.ack_p99_ms
     );
     println!(
+        "| broker acknowledgement to commit p50 / p99 (the poster's share) | {:.0} ms / {:.0} ms |",
+        load.after_ack_p50_ms, load.after_ack_p99_ms
+    );
+    println!(
         "| peak RSS of the poster process (under load) | {} MiB |",
         load.poster_rss_mib
     );
@@ -456,6 +460,9 @@ struct UnderLoad {
     /// Of which: from handing the message to the producer to the broker's acknowledgement.
     ack_p50_ms: f64,
     ack_p99_ms: f64,
+    /// From the broker's acknowledgement to the commit, per message: what the poster adds.
+    after_ack_p50_ms: f64,
+    after_ack_p99_ms: f64,
     poster_rss_mib: u64,
 }
 
@@ -571,13 +578,13 @@ async fn load_and_watch(
             .context("producer dropped a message")?
             .map_err(|(e, _)| e)?;
         acked_ms.push(acked.saturating_duration_since(at).as_secs_f64() * 1000.0);
-        placed.push((at, delivery.partition, delivery.offset));
+        placed.push((at, acked, delivery.partition, delivery.offset));
     }
     acked_ms.sort_by(f64::total_cmp);
     let produce_rate = messages.len() as f64 / t0.elapsed().as_secs_f64();
     // Wait until everything is committed, then stop the watcher.
     let mut ends = std::collections::BTreeMap::new();
-    for (_, p, o) in &placed {
+    for (_, _, p, o) in &placed {
         let e = ends.entry(*p).or_insert(0i64);
         *e = (*e).max(o + 1);
     }
@@ -594,17 +601,20 @@ async fn load_and_watch(
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (seen, poster_rss_mib) = watcher.await?;
     check_ledger(db).await?;
-    let mut latencies: Vec<f64> = placed
+    let ms =
+        |from: &Instant, to: Instant| to.saturating_duration_since(*from).as_secs_f64() * 1000.0;
+    let (mut latencies, mut after_ack): (Vec<f64>, Vec<f64>) = placed
         .iter()
-        .map(|(at, p, o)| {
+        .map(|(at, acked, p, o)| {
             let committed = seen
                 .iter()
                 .find(|(_, cp)| cp.get(p).copied().unwrap_or(0) > *o)
                 .map_or(Instant::now(), |(t, _)| *t);
-            committed.saturating_duration_since(*at).as_secs_f64() * 1000.0
+            (ms(at, committed), ms(acked, committed))
         })
-        .collect();
+        .unzip();
     latencies.sort_by(f64::total_cmp);
+    after_ack.sort_by(f64::total_cmp);
     let pick = |v: &[f64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
     Ok(UnderLoad {
         rate: produce_rate,
@@ -613,6 +623,8 @@ async fn load_and_watch(
         p99_ms: pick(&latencies, 0.99),
         ack_p50_ms: pick(&acked_ms, 0.5),
         ack_p99_ms: pick(&acked_ms, 0.99),
+        after_ack_p50_ms: pick(&after_ack, 0.5),
+        after_ack_p99_ms: pick(&after_ack, 0.99),
         poster_rss_mib,
     })
 }
