@@ -551,9 +551,9 @@ struct Writes<'a> {
     balance_deltas: HashMap<String, (Decimal, i64)>,
     /// Balance and version of each account when the batch was judged (unlocked).
     snapshot: HashMap<String, (Decimal, i64)>,
-    /// Balance events computed from that snapshot, with the balance and version they were
-    /// computed with; corrected once the rows are locked (anything committed since the
-    /// snapshot is added in), then written as one outbox row of kind 'balances'.
+    /// Balance events computed from that snapshot; corrected once the rows are locked
+    /// (anything committed since the snapshot is added in), then written as one outbox row of
+    /// kind 'balances'.
     balance_events: Vec<BalanceEvent>,
     /// Per balance event: the balance after and the version computed from the snapshot.
     balance_basis: Vec<(Decimal, i64)>,
