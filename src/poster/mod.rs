@@ -7,6 +7,7 @@
 
 mod commit;
 mod context;
+mod lanes;
 mod queues;
 mod serve;
 
@@ -205,7 +206,8 @@ impl Poster {
 
     /// Commits the jobs in `commit_lanes` lanes (each its own transaction on its own
     /// connection) while this thread collects and decodes the next batch: PostgreSQL works while
-    /// Kafka is read, and two partitions' journal writes overlap. Each lane takes the next job
+    /// Kafka is read, and two partitions' journal writes overlap (one lane when the batches
+    /// share most of their accounts). Each lane takes the next job
     /// not yet taken, largest first, so that lanes finish close together. A partition's next
     /// batch is prepared only after its previous commit is applied, so positions stay in order;
     /// the commit's fencing keeps a partition that moved meanwhile (rebalance, replay)
@@ -218,7 +220,13 @@ impl Poster {
         positions: &Positions,
         codec: &RecordCodec<PostingRequest>,
     ) -> (Vec<commit::Committed>, Vec<Decoded>) {
-        let lanes = self.settings.commit_lanes.min(jobs.len());
+        // Batches that share most of their accounts would only wait for each other's balance
+        // locks: those commit in one lane (`lanes.rs`).
+        let lanes = lanes::lanes_for(
+            self.settings.commit_lanes,
+            jobs.iter().map(|j| j.batch.as_slice()),
+        )
+        .min(jobs.len());
         let mut order: Vec<usize> = (0..jobs.len()).collect();
         order.sort_by_key(|i| std::cmp::Reverse(jobs[*i].batch.len()));
         let (order, taken, committing) = (&order, &AtomicUsize::new(0), &AtomicUsize::new(lanes));

@@ -1,0 +1,128 @@
+//! How many commit lanes a round of partition batches should use.
+//!
+//! Lanes help when their batches touch mostly different accounts: each batch writes its journal
+//! rows side by side with the others and only waits for the others' balance locks on the
+//! accounts they share. When batches share most of their accounts (wide postings over few
+//! accounts: 10-line postings touched 86% of 10,000 accounts per batch), the second lane spends
+//! its time waiting for the first one's locks, and two lanes measured half the throughput of one
+//! (docs/BENCHMARKS.md). Pure: it looks only at the decoded postings.
+
+use std::collections::HashSet;
+
+use crate::domain::batch::Candidate;
+use crate::store::posting::BatchMessage;
+
+/// Above this share of shared accounts (of the smaller batch), batches commit one at a time.
+pub(super) const OVERLAP_MAX: f64 = 0.5;
+
+/// The accounts a batch's postings name (reversals name theirs only once their target is read,
+/// so they are not counted here).
+fn accounts(batch: &[BatchMessage]) -> HashSet<&str> {
+    batch
+        .iter()
+        .filter_map(|m| match &m.candidate {
+            Candidate::Parsed(p) => Some(p.lines.iter().map(|l| l.account.as_str())),
+            Candidate::Refused { .. } => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The largest share of accounts any two batches have in common, relative to the smaller one.
+pub(super) fn overlap<'a>(batches: impl IntoIterator<Item = &'a [BatchMessage]>) -> f64 {
+    let sets: Vec<HashSet<&str>> = batches.into_iter().map(accounts).collect();
+    let mut worst: f64 = 0.0;
+    for (i, a) in sets.iter().enumerate() {
+        for b in &sets[i + 1..] {
+            let smaller = a.len().min(b.len());
+            if smaller > 0 {
+                let shared = a.intersection(b).count();
+                worst = worst.max(shared as f64 / smaller as f64);
+            }
+        }
+    }
+    worst
+}
+
+/// The lanes for a round: the configured number, or one when the batches overlap too much.
+pub(super) fn lanes_for<'a>(
+    configured: usize,
+    batches: impl IntoIterator<Item = &'a [BatchMessage]>,
+) -> usize {
+    if configured > 1 && overlap(batches) > OVERLAP_MAX {
+        1
+    } else {
+        configured
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CurrencyTable, Posting, PostingRequest};
+
+    fn batch(postings: &[&[&str]]) -> Vec<BatchMessage> {
+        let table = CurrencyTable::default();
+        postings
+            .iter()
+            .enumerate()
+            .map(|(i, accounts)| {
+                let lines = accounts
+                    .iter()
+                    .enumerate()
+                    .map(|(n, a)| {
+                        serde_json::json!({
+                            "account_id": a,
+                            "side": if n % 2 == 0 { "D" } else { "C" },
+                            "amount": "1.00",
+                            "currency": "EUR",
+                        })
+                    })
+                    .collect::<Vec<_>>();
+                let request: PostingRequest = serde_json::from_value(serde_json::json!({
+                    "idempotency_key": format!("k{i}"),
+                    "entity_id": "acme",
+                    "effective_date": "2026-11-01",
+                    "lines": lines,
+                }))
+                .unwrap();
+                BatchMessage {
+                    offset: i as i64,
+                    raw: Vec::new(),
+                    candidate: Candidate::Parsed(Posting::parse(&request, &table).unwrap()),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_on_different_accounts_keep_their_lanes() {
+        let a = batch(&[&["cash", "sales"], &["bank", "fees"]]);
+        let b = batch(&[&["rent", "payables"], &["tax", "wages"]]);
+        assert_eq!(overlap([&a[..], &b[..]]), 0.0);
+        assert_eq!(lanes_for(2, [&a[..], &b[..]]), 2);
+    }
+
+    #[test]
+    fn batches_sharing_most_accounts_commit_one_at_a_time() {
+        let a = batch(&[&["cash", "sales"], &["bank", "fees"]]);
+        let b = batch(&[&["cash", "sales"], &["bank", "tax"]]);
+        assert_eq!(overlap([&a[..], &b[..]]), 0.75);
+        assert_eq!(lanes_for(2, [&a[..], &b[..]]), 1);
+    }
+
+    #[test]
+    fn one_shared_hot_account_is_not_enough_to_serialize() {
+        let a = batch(&[&["hot", "a1"], &["hot", "a2"], &["hot", "a3"]]);
+        let b = batch(&[&["hot", "b1"], &["hot", "b2"], &["hot", "b3"]]);
+        assert_eq!(overlap([&a[..], &b[..]]), 0.25);
+        assert_eq!(lanes_for(2, [&a[..], &b[..]]), 2);
+    }
+
+    #[test]
+    fn one_lane_or_one_batch_stays_as_configured() {
+        let a = batch(&[&["cash", "sales"]]);
+        assert_eq!(lanes_for(1, [&a[..], &a[..]]), 1);
+        assert_eq!(lanes_for(2, [&a[..]]), 2);
+    }
+}
