@@ -680,7 +680,7 @@ impl<'a> Writes<'a> {
                 let event_key = key
                     .clone()
                     .unwrap_or_else(|| format!("{}/{}/{}", self.topic, self.partition, m.offset));
-                self.outbox(*rejection_id, "rejection", event_key, 1, &event);
+                self.outbox(*rejection_id, "rejection", event_key, &event);
                 if rejection.code() == "IDEMPOTENCY_CONFLICT" {
                     let cause = format!("{}/{}/{}", self.topic, self.partition, m.offset);
                     let id = anomaly_event_id("IDEMPOTENCY_CONFLICT", &cause);
@@ -697,7 +697,7 @@ impl<'a> Writes<'a> {
                         detail: rejection.to_string(),
                         detected_at: self.now.to_rfc3339(),
                     };
-                    self.outbox(id, "anomaly", key.unwrap_or_default(), 1, &event);
+                    self.outbox(id, "anomaly", key.unwrap_or_default(), &event);
                 }
             }
             (Decision::Post { .. }, Candidate::Refused { .. }) => {
@@ -761,16 +761,27 @@ impl<'a> Writes<'a> {
         self.key_rejections.push(None);
     }
 
+    /// An outbox row of one event.
+    fn outbox<T: serde::Serialize>(
+        &mut self,
+        id: Uuid,
+        kind: &'static str,
+        key: String,
+        event: &T,
+    ) {
+        let payload = serde_json::to_string(event).expect("events serialize");
+        self.outbox_row(id, kind, key, 1, payload);
+    }
+
     /// One outbox row: a single event, or (kind 'balances') a JSON array of `events` events.
-    fn outbox<T: serde::Serialize + ?Sized>(
+    fn outbox_row(
         &mut self,
         id: Uuid,
         kind: &'static str,
         key: String,
         events: usize,
-        payload: &T,
+        payload: String,
     ) {
-        let payload = serde_json::to_string(payload).expect("events serialize");
         self.outbox_ids.push(id);
         self.outbox_kinds.push(kind);
         self.outbox_keys.push(key);
@@ -904,11 +915,10 @@ impl<'a> Writes<'a> {
             .await?;
         }
         if !self.balance_deltas.is_empty() {
-            let mut accounts: Vec<&String> = self.balance_deltas.keys().collect();
-            accounts.sort_unstable();
-            let names: Vec<&str> = accounts.iter().map(|a| a.as_str()).collect();
-            let deltas: Vec<Decimal> = accounts.iter().map(|a| self.balance_deltas[*a].0).collect();
-            let versions: Vec<i64> = accounts.iter().map(|a| self.balance_deltas[*a].1).collect();
+            let mut names: Vec<&str> = self.balance_deltas.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            let deltas: Vec<Decimal> = names.iter().map(|a| self.balance_deltas[*a].0).collect();
+            let versions: Vec<i64> = names.iter().map(|a| self.balance_deltas[*a].1).collect();
             let locked =
                 apply_balance_deltas_in_tx(tx, &names, &deltas, &versions, self.now).await?;
             for (event, (after, version)) in self.balance_events.iter_mut().zip(&self.balance_basis)
@@ -922,15 +932,9 @@ impl<'a> Writes<'a> {
             }
             // Written while the balance rows are locked: per account, outbox id order (and
             // array order within a row) is version order.
-            let events = std::mem::take(&mut self.balance_events);
-            self.outbox(
-                batch_id,
-                "balances",
-                batch_id.to_string(),
-                events.len(),
-                &events[..],
-            );
-            self.balance_events = events;
+            let payload = serde_json::to_string(&self.balance_events).expect("events serialize");
+            let events = self.balance_events.len();
+            self.outbox_row(batch_id, "balances", batch_id.to_string(), events, payload);
         }
         if !self.outbox_ids.is_empty() {
             sqlx::query(
