@@ -224,7 +224,7 @@ async fn copy_limit(
     let recorded_at = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
         .expect("literal time")
         .with_timezone(&chrono::Utc);
-    // The entries name their batch, as the poster's do (a foreign key PostgreSQL checks).
+    // The entries name their batch, as the poster's do (a reference PostgreSQL checks).
     let batch_id = uuid::Uuid::new_v4();
     sqlx::query(
         "INSERT INTO batches (id, consumer_group, topic, partition, first_offset, next_offset, posted, rejected, duplicates, committed_at)

@@ -122,6 +122,79 @@ async fn database_constraints_refuse_bad_rows() {
     );
 }
 
+/// The journal's references are checked per statement (migration 0008), with a foreign key's
+/// SQLSTATE, and the rows they point at can never be removed or re-keyed.
+#[tokio::test]
+async fn journal_references_are_checked_and_their_targets_stay() {
+    let (pool, _) = common::fresh_db().await;
+    let entry = seed_one_entry(&pool).await;
+    let fk_error = |sql: &str, err: sqlx::Error| match err {
+        sqlx::Error::Database(d) => {
+            assert_eq!(d.code().as_deref(), Some("23503"), "{sql}: {d}");
+            d.message().to_string()
+        }
+        other => panic!("{sql}: {other}"),
+    };
+    let missing = uuid::Uuid::new_v4();
+    let refused = [
+        (
+            format!("INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at)
+                     VALUES ('{entry}', 3, 'cash', 'D', 1, 'USD', '2026-11-01', now()), ('{entry}', 4, 'nowhere', 'C', 1, 'USD', '2026-11-01', now())"),
+            "account nowhere",
+        ),
+        (
+            format!("INSERT INTO journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at)
+                     VALUES ('{missing}', 1, 'cash', 'D', 1, 'USD', '2026-11-01', now())"),
+            "journal entry",
+        ),
+        (
+            "INSERT INTO journal_entries (id, entity_id, idempotency_key, effective_date) VALUES (gen_random_uuid(), 'nobody', 'k2', '2026-11-01')".to_string(),
+            "entity nobody",
+        ),
+        (
+            format!("INSERT INTO journal_entries (id, entity_id, idempotency_key, effective_date, batch_id) VALUES (gen_random_uuid(), 'acme', 'k3', '2026-11-01', '{missing}')"),
+            "batch",
+        ),
+        (
+            format!("INSERT INTO idempotency_records (key, fingerprint, outcome, entry_id) VALUES ('k4', decode(repeat('00', 32), 'hex'), 'posted', '{missing}')"),
+            "journal entry",
+        ),
+        (
+            format!("INSERT INTO idempotency_records (key, fingerprint, outcome, rejection_id) VALUES ('k5', decode(repeat('00', 32), 'hex'), 'rejected', '{missing}')"),
+            "rejection",
+        ),
+    ];
+    for (sql, names) in refused {
+        let err = sqlx::query(&sql).execute(&pool).await.expect_err(&sql);
+        let message = fk_error(&sql, err);
+        assert!(message.contains(names), "{sql}: {message}");
+    }
+    // A refused statement leaves nothing behind, not even its valid rows.
+    let lines: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_lines")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(lines, 2);
+    // What the journal points at stays.
+    for sql in [
+        "DELETE FROM accounts WHERE id = 'cash'",
+        "UPDATE accounts SET id = 'cash2' WHERE id = 'cash'",
+        "TRUNCATE accounts CASCADE",
+        "DELETE FROM entities WHERE id = 'acme'",
+        "UPDATE entities SET id = 'acme2' WHERE id = 'acme'",
+        "TRUNCATE entities CASCADE",
+    ] {
+        let err = sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .expect_err(sql)
+            .to_string();
+        assert!(err.contains("never removed or re-keyed"), "{sql}: {err}");
+    }
+    // Other changes to accounts are still allowed (deactivation is how an account retires).
+    accounts::set_active(&pool, "cash", false).await.unwrap();
+}
+
 #[tokio::test]
 async fn account_import_is_idempotent_and_refuses_redefinition() {
     let (pool, _) = common::fresh_db().await;

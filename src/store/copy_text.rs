@@ -1,7 +1,7 @@
 //! Rows for `COPY ... FROM STDIN` in PostgreSQL's text format: the bulk path for the journal's
-//! two largest tables. COPY skips the per-row expression work of `INSERT ... SELECT FROM UNNEST`
+//! largest tables. COPY skips the per-row expression work of `INSERT ... SELECT FROM UNNEST`
 //! (it measured about twice as fast for journal lines, docs/BENCHMARKS.md) and fires the same
-//! constraints, foreign keys and triggers.
+//! constraints and triggers (including the journal's reference checks).
 
 use std::fmt::Display;
 use std::fmt::Write as _;

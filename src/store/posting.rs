@@ -834,9 +834,10 @@ impl<'a> Writes<'a> {
             .execute(&mut *tx)
             .await?;
         }
+        // The batch's time, as COPY text: every row written below carries it.
+        let recorded_at = self.now.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
         if !self.entry_ids.is_empty() {
             // COPY, not INSERT ... UNNEST: the two largest tables take most of a batch's time.
-            let recorded_at = self.now.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
             let mut entries = CopyRows::default();
             let mut lines = CopyRows::default();
             let mut line = 0;
@@ -901,17 +902,22 @@ impl<'a> Writes<'a> {
             .await?;
         }
         if !self.key_keys.is_empty() {
-            sqlx::query(
-                "INSERT INTO idempotency_records (key, fingerprint, outcome, entry_id, rejection_id, recorded_at)
-                 SELECT k, f, o, e, r, $6 FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::uuid[], $5::uuid[]) AS u(k, f, o, e, r)",
+            let mut records = CopyRows::default();
+            for i in 0..self.key_keys.len() {
+                records
+                    .text(&self.key_keys[i])
+                    .bytes(&self.key_fingerprints[i])
+                    .text(&self.key_outcomes[i])
+                    .opt_plain(self.key_entries[i])
+                    .opt_plain(self.key_rejections[i])
+                    .plain(&recorded_at)
+                    .end_row();
+            }
+            copy_in(
+                tx,
+                "COPY idempotency_records (key, fingerprint, outcome, entry_id, rejection_id, recorded_at) FROM STDIN",
+                &records,
             )
-            .bind(&self.key_keys)
-            .bind(&self.key_fingerprints)
-            .bind(&self.key_outcomes)
-            .bind(&self.key_entries)
-            .bind(&self.key_rejections)
-            .bind(self.now)
-            .execute(&mut *tx)
             .await?;
         }
         if !self.balance_deltas.is_empty() {
