@@ -488,7 +488,11 @@ async fn under_load(
         .args(["--batch-postings", &s.batch_postings.to_string()])
         .args(["--commit-lanes", &s.commit_lanes.to_string()])
         .env("LEDGERLINE_DATABASE_URL", db.url.expose())
-        .env("RUST_LOG", "warn")
+        // LEDGERLINE_BENCH_POSTER_LOG=info shows this poster's batches (sizes, commit times).
+        .env(
+            "RUST_LOG",
+            std::env::var("LEDGERLINE_BENCH_POSTER_LOG").unwrap_or("warn".into()),
+        )
         .stdin(std::process::Stdio::null())
         .spawn()
         .context("starting a poster process")?;

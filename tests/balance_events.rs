@@ -3,7 +3,9 @@
 //! balance = the previous one's + its delta, and the last one = the stored balance.
 //!
 //! This is what the poster's late balance lock relies on: a batch judges its postings against an
-//! unlocked snapshot, and corrects its events by whatever committed in between.
+//! unlocked snapshot, and corrects its events by whatever committed in between. Accounts that
+//! may not go negative are locked early instead (the decision depends on them): side by side,
+//! they must still never go negative.
 
 mod common;
 
@@ -23,6 +25,39 @@ const BATCH: usize = 150;
 async fn side_by_side_batches_on_shared_accounts_write_chained_balance_events() {
     // Few accounts and a hot one: nearly every pair of concurrent batches shares accounts.
     let ledger = Ledger::new(12, PARTITIONS).await;
+    commit_side_by_side_and_check(&ledger, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_that_may_not_go_negative_never_do_with_batches_side_by_side() {
+    // Every batch touches every account here, so concurrent batches judge the same guarded
+    // accounts: without their early lock, two batches would both spend the same balance.
+    let ledger = Ledger::new(12, PARTITIONS).await;
+    let guarded = ["acct-00009", "acct-00010", "acct-00011"];
+    sqlx::query("UPDATE accounts SET allow_negative = false WHERE id = ANY($1)")
+        .bind(&guarded[..])
+        .execute(&ledger.pool)
+        .await
+        .unwrap();
+    let per_account = commit_side_by_side_and_check(&ledger, &guarded).await;
+    for account in guarded {
+        let events = &per_account[account];
+        assert!(!events.is_empty(), "{account} was posted to");
+        for e in events {
+            let after: Decimal = e.balance_after.parse().unwrap();
+            assert!(after >= Decimal::ZERO, "{account} went negative: {e:?}");
+        }
+    }
+}
+
+/// Commits `BATCHES` batches on each of `PARTITIONS` partitions side by side (as commit lanes
+/// do), every commit must succeed, then checks that the balance events chain exactly. Postings
+/// that would take a `guarded` account negative are rejected; all others are posted.
+async fn commit_side_by_side_and_check(
+    ledger: &Ledger,
+    guarded: &[&str],
+) -> BTreeMap<String, Vec<BalanceEvent>> {
+    let any_guarded = !guarded.is_empty();
     let mut lanes = Vec::new();
     for partition in 0..PARTITIONS {
         let messages = generate(&GeneratorSettings {
@@ -49,8 +84,21 @@ async fn side_by_side_batches_on_shared_accounts_write_chained_balance_events() 
                     expected_next_offset: (k * BATCH) as i64,
                     messages: chunk,
                 };
-                let outcome = commit_batch(&pool, &input).await.unwrap();
-                assert_eq!(outcome.posted, chunk.len(), "every posting is posted");
+                let outcome = commit_batch(&pool, &input)
+                    .await
+                    .unwrap_or_else(|e| panic!("partition {partition} batch {k}: {e}"));
+                assert_eq!(
+                    outcome.posted + outcome.rejections.len(),
+                    chunk.len(),
+                    "every posting is posted or rejected"
+                );
+                if !any_guarded {
+                    assert_eq!(outcome.posted, chunk.len(), "every posting is posted");
+                }
+                assert!(outcome
+                    .rejections
+                    .iter()
+                    .all(|code| *code == "INSUFFICIENT_FUNDS"));
             }
         }));
     }
@@ -66,7 +114,13 @@ async fn side_by_side_batches_on_shared_accounts_write_chained_balance_events() 
     let mut per_account: BTreeMap<String, Vec<BalanceEvent>> = BTreeMap::new();
     let mut total = 0;
     for (kind, events, payload) in rows {
-        assert_eq!(kind, "balances", "only balance events here");
+        if kind == "rejection" && any_guarded {
+            continue;
+        }
+        assert_eq!(
+            kind, "balances",
+            "only balance events (and rejections) here"
+        );
         let events_in_row: Vec<BalanceEvent> = serde_json::from_value(payload).unwrap();
         assert_eq!(
             events_in_row.len(),
@@ -122,4 +176,5 @@ async fn side_by_side_batches_on_shared_accounts_write_chained_balance_events() 
         PARTITIONS as usize * BATCHES,
         per_account.len()
     );
+    per_account
 }

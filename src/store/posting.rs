@@ -314,9 +314,10 @@ async fn load_state_in_tx(
 
     // Balances as of now, unlocked: the batch's decisions depend on them only where an account
     // may not go negative, and those rows are locked here (sorted, so that batches queue instead
-    // of deadlocking). Every other balance row is locked late, just before it is updated
-    // (`Writes::flush_in_tx`), so that batches of different partitions overlap their journal
-    // writes; the running balances in events are corrected there for anything committed since.
+    // of deadlocking). Every other balance row is locked late, by its update under the balance
+    // lock (`apply_balance_deltas_in_tx`), so that batches of different partitions overlap their
+    // journal writes; the running balances in events are corrected there for anything committed
+    // since.
     let mut rows: Vec<AccountRow> = sqlx::query_as(
         "SELECT a.id, a.entity_id, a.currency::text AS currency, a.active, a.allow_negative,
                 a.normal_side::text AS normal_side, b.balance, b.version
@@ -368,6 +369,24 @@ async fn load_state_in_tx(
     })
 }
 
+/// The advisory lock a batch takes just before it updates balance rows, held until it commits:
+/// one batch at a time updates balances, so the update may take its rows in any order, in one
+/// pass, with no separate sorted locking read first (that read was most of the statement's
+/// time). Rows locked early, for accounts that may not go negative, cannot take part in a
+/// deadlock: a batch updates such a row only if it locked it early itself.
+/// It costs no parallelism in practice: two batches of 1,000 postings over 10,000 accounts
+/// share about 18% of their accounts, so their row locks already queued the second batch's
+/// update behind the first's commit. The journal writes before it still run side by side.
+const BALANCE_UPDATES_LOCK: i64 = 0x6c65_6467_6572_0001;
+
+async fn lock_balance_updates_in_tx(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(BALANCE_UPDATES_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Locks balance rows in sorted account order and reads them.
 async fn lock_balances_in_tx(
     tx: &mut PgConnection,
@@ -383,10 +402,9 @@ async fn lock_balances_in_tx(
     Ok(rows.into_iter().map(|(a, b, v)| (a, (b, v))).collect())
 }
 
-/// Adds each account's delta and version count to its balance row, locking the rows first in
-/// sorted account order (the CTE), in one statement. Returns each row's balance and version as
-/// they were just before this update: the latest committed ones, which may be newer than the
-/// batch's unlocked snapshot.
+/// Adds each account's delta and version count to its balance row, under the balance lock, in
+/// one statement. Returns each row's balance and version as they were just before this update:
+/// the latest committed ones, which may be newer than the batch's unlocked snapshot.
 async fn apply_balance_deltas_in_tx(
     tx: &mut PgConnection,
     accounts: &[&str],
@@ -394,16 +412,12 @@ async fn apply_balance_deltas_in_tx(
     versions: &[i64],
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, (Decimal, i64)>, sqlx::Error> {
+    lock_balance_updates_in_tx(tx).await?;
     let rows: Vec<(String, Decimal, i64)> = sqlx::query_as(
-        "WITH locked AS MATERIALIZED (
-             SELECT account_id FROM account_balances
-             WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE
-         )
-         UPDATE account_balances b
+        "UPDATE account_balances b
          SET balance = b.balance + u.delta, version = b.version + u.versions, updated_at = $4
-         FROM locked l JOIN UNNEST($1::text[], $2::numeric[], $3::bigint[]) AS u(account_id, delta, versions)
-              ON u.account_id = l.account_id
-         WHERE b.account_id = l.account_id
+         FROM UNNEST($1::text[], $2::numeric[], $3::bigint[]) AS u(account_id, delta, versions)
+         WHERE b.account_id = u.account_id
          RETURNING b.account_id, b.balance - u.delta, b.version - u.versions",
     )
     .bind(accounts)
