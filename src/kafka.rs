@@ -106,11 +106,21 @@ pub async fn require_broker(settings: &KafkaSettings) -> Result<(), KafkaError> 
 
 /// An idempotent producer (acks=all, no duplicates on retry).
 pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
+    producer_lingering(settings, 5)
+}
+
+/// The same producer, waiting up to `linger_ms` to fill a request. librdkafka's I/O thread wakes
+/// at least that often while messages trickle in: at 5 ms and a steady 6,000 messages/s it used
+/// most of a core on this 2-core machine.
+pub fn producer_lingering(
+    settings: &KafkaSettings,
+    linger_ms: u32,
+) -> Result<FutureProducer, KafkaError> {
     let mut config = settings.client_config();
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        .set("linger.ms", linger_ms.to_string())
         .set("message.timeout.ms", "60000")
         .set("compression.type", "none");
     Ok(config.create()?)
