@@ -372,8 +372,10 @@ async fn load_state_in_tx(
 /// The advisory lock a batch takes just before it updates balance rows, held until it commits:
 /// one batch at a time updates balances, so the update may take its rows in any order, in one
 /// pass, with no separate sorted locking read first (that read was most of the statement's
-/// time). Rows locked early, for accounts that may not go negative, cannot take part in a
-/// deadlock: a batch updates such a row only if it locked it early itself.
+/// time). Rows locked early, for accounts that may not go negative, do not change that: a batch
+/// updates such a row only if it locked it early itself. (Only if the account's flag changes
+/// between two batches' reads could they wait for each other; PostgreSQL then detects the
+/// deadlock and the batch is retried as a transient error.)
 /// It costs no parallelism in practice: two batches of 1,000 postings over 10,000 accounts
 /// share about 18% of their accounts, so their row locks already queued the second batch's
 /// update behind the first's commit. The journal writes before it still run side by side.
