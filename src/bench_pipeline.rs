@@ -360,6 +360,7 @@ async fn run_posters(
             shutdown: Arc::new(AtomicBool::new(false)),
             currencies: CurrencyTable::default(),
             handle: tokio::runtime::Handle::current(),
+            accounts: Default::default(),
         };
         let kafka = kafka.clone();
         threads.push(tokio::task::spawn_blocking(move || poster.run(&kafka)));

@@ -13,7 +13,7 @@ use crate::domain::batch::Candidate;
 use crate::domain::Rejection;
 use crate::limits::BATCH_RETRIES_MAX;
 use crate::store::posting::{
-    commit_batch, is_transient, BatchInput, BatchMessage, BatchOutcome, CommitError,
+    commit_batch_with, is_transient, BatchInput, BatchMessage, BatchOutcome, CommitError,
 };
 
 pub(super) enum Committed {
@@ -150,7 +150,10 @@ impl Poster {
         };
         loop {
             let started = Instant::now();
-            let attempt = || self.handle.block_on(commit_batch(&self.pool, &input));
+            let attempt = || {
+                self.handle
+                    .block_on(commit_batch_with(&self.pool, &input, &self.accounts))
+            };
             let result = attempt
                 .retry(
                     ExponentialBuilder::default()

@@ -27,6 +27,7 @@ use crate::domain::{CurrencyTable, Posting, PostingRequest};
 use crate::health::Health;
 use crate::limits;
 use crate::metrics::PosterMetrics;
+use crate::store::account_cache::AccountCache;
 use crate::store::posting::BatchMessage;
 pub use context::{Positions, PosterContext};
 pub use serve::serve;
@@ -86,6 +87,8 @@ pub struct Poster {
     pub shutdown: Arc<AtomicBool>,
     pub currencies: CurrencyTable,
     pub handle: tokio::runtime::Handle,
+    /// Account attributes kept between batches, shared by the commit lanes.
+    pub accounts: AccountCache,
 }
 
 /// One partition's share of a collected batch, decoded, with the position it must commit at.

@@ -50,6 +50,7 @@ pub async fn serve(
         shutdown,
         currencies,
         handle: tokio::runtime::Handle::current(),
+        accounts: Default::default(),
     };
     let result = tokio::task::spawn_blocking(move || poster.run(&kafka)).await?;
     checker.abort();

@@ -1,6 +1,7 @@
 //! The only place SQL lives. One file per table family; functions that run inside an open
 //! transaction end in `_in_tx`.
 
+pub mod account_cache;
 pub mod accounts;
 pub mod anomalies;
 pub mod checkpoints;

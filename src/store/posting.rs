@@ -15,12 +15,13 @@ use uuid::Uuid;
 
 use crate::codec::{AnomalyEvent, BalanceEvent, RejectionEvent};
 use crate::domain::batch::{
-    anomaly_event_id, balance_event_id, decide, rejection_id, AccountState, Candidate, Decision,
-    KnownKey, LedgerState, Outcome, Period, ReversalTarget,
+    anomaly_event_id, balance_event_id, decide, rejection_id, Candidate, Decision, KnownKey,
+    LedgerState, Outcome, Period, ReversalTarget,
 };
 use crate::domain::chain::{CanonicalEntry, CanonicalLine, GENESIS};
 use crate::domain::posting::Line;
 use crate::domain::{AccountId, Currency, Posting, Side};
+use crate::store::account_cache::AccountCache;
 use crate::store::copy_text::CopyRows;
 
 /// One message of a batch, in offset order.
@@ -90,13 +91,22 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Commits one batch of one partition.
+/// Commits one batch of one partition (account attributes read afresh).
 pub async fn commit_batch(
     pool: &PgPool,
     input: &BatchInput<'_>,
 ) -> Result<BatchOutcome, CommitError> {
+    commit_batch_with(pool, input, &AccountCache::default()).await
+}
+
+/// Commits one batch of one partition, with account attributes from (and into) `cache`.
+pub async fn commit_batch_with(
+    pool: &PgPool,
+    input: &BatchInput<'_>,
+    cache: &AccountCache,
+) -> Result<BatchOutcome, CommitError> {
     let mut tx = pool.begin().await?;
-    let outcome = commit_batch_in_tx(&mut tx, input).await?;
+    let outcome = commit_batch_in_tx(&mut tx, input, cache).await?;
     tx.commit().await?;
     Ok(outcome)
 }
@@ -104,6 +114,7 @@ pub async fn commit_batch(
 pub async fn commit_batch_in_tx(
     tx: &mut PgConnection,
     input: &BatchInput<'_>,
+    cache: &AccountCache,
 ) -> Result<BatchOutcome, CommitError> {
     let checkpoint = lock_checkpoint_in_tx(tx, input).await?;
     if checkpoint != input.expected_next_offset {
@@ -125,7 +136,7 @@ pub async fn commit_batch_in_tx(
     };
     let next_offset = last.offset + 1;
     let candidates: Vec<Candidate> = messages.iter().map(|m| m.candidate.clone()).collect();
-    let mut state = load_state_in_tx(tx, &candidates).await?;
+    let mut state = load_state_in_tx(tx, &candidates, cache).await?;
     let rejection_ids: Vec<Uuid> = messages
         .iter()
         .map(|m| rejection_id(input.topic, input.partition, m.offset))
@@ -241,6 +252,7 @@ async fn advance_checkpoint_in_tx(
 async fn load_state_in_tx(
     tx: &mut PgConnection,
     candidates: &[Candidate],
+    cache: &AccountCache,
 ) -> Result<LedgerState, sqlx::Error> {
     let mut keys: Vec<String> = Vec::new();
     let mut entities: HashSet<String> = HashSet::new();
@@ -312,54 +324,27 @@ async fn load_state_in_tx(
         });
     }
 
-    // Balances as of now, unlocked: the batch's decisions depend on them only where an account
-    // may not go negative, and those rows are locked here (sorted, so that batches queue instead
-    // of deadlocking). Every other balance row is locked late, by its update under the balance
+    // Account attributes from the poster's cache (`account_cache.rs`), balances as zero: the
+    // batch's decisions depend on balances only where an account may not go negative, and
+    // those rows are read and locked here (sorted, so that batches queue instead of
+    // deadlocking). Every other balance row is locked late, by its update under the balance
     // lock (`apply_balance_deltas_in_tx`), so that batches of different partitions overlap their
-    // journal writes; the running balances in events are corrected there for anything committed
-    // since.
-    let mut rows: Vec<AccountRow> = sqlx::query_as(
-        "SELECT a.id, a.entity_id, a.currency::text AS currency, a.active, a.allow_negative,
-                a.normal_side::text AS normal_side, b.balance, b.version
-         FROM account_balances b JOIN accounts a ON a.id = b.account_id
-         WHERE b.account_id = ANY($1) ORDER BY b.account_id",
-    )
-    .bind(&accounts)
-    .fetch_all(&mut *tx)
-    .await?;
-    let guarded: Vec<&str> = rows
+    // journal writes; the running balances in their events start from zero here and are
+    // corrected there by the balance found.
+    let mut accounts = cache.load_in_tx(tx, &accounts).await?;
+    let guarded: Vec<&str> = accounts
         .iter()
-        .filter(|r| !r.allow_negative)
-        .map(|r| r.id.as_str())
+        .filter(|(_, a)| !a.allow_negative)
+        .map(|(id, _)| id.as_str())
         .collect();
     if !guarded.is_empty() {
         let locked: HashMap<String, (Decimal, i64)> = lock_balances_in_tx(tx, &guarded).await?;
-        for r in &mut rows {
-            if let Some((balance, version)) = locked.get(&r.id) {
-                (r.balance, r.version) = (*balance, *version);
+        for (id, (balance, version)) in locked {
+            if let Some(a) = accounts.get_mut(&id) {
+                (a.balance, a.version) = (balance, version);
             }
         }
     }
-    let accounts = rows
-        .into_iter()
-        .map(|r| {
-            let normal_side = if r.normal_side == "D" {
-                Side::Debit
-            } else {
-                Side::Credit
-            };
-            let state = AccountState {
-                entity_id: r.entity_id,
-                currency: r.currency,
-                active: r.active,
-                allow_negative: r.allow_negative,
-                normal_side,
-                balance: r.balance,
-                version: r.version,
-            };
-            (r.id, state)
-        })
-        .collect();
     Ok(LedgerState {
         targets,
         entities: existing.into_iter().collect(),
@@ -503,18 +488,6 @@ struct KeyRow {
     outcome: String,
     entry_id: Option<Uuid>,
     rejection_id: Option<Uuid>,
-}
-
-#[derive(sqlx::FromRow)]
-struct AccountRow {
-    id: String,
-    entity_id: String,
-    currency: String,
-    active: bool,
-    allow_negative: bool,
-    normal_side: String,
-    balance: Decimal,
-    version: i64,
 }
 
 /// Column arrays for the bulk inserts of one batch.

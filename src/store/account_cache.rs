@@ -1,0 +1,127 @@
+//! Account attributes a poster keeps between batches.
+//!
+//! Every batch needs, for each account it touches, the attributes its postings are checked
+//! against: entity, currency, normal side, whether it is active and whether it may go negative.
+//! Reading them for every batch was 8 ms of PostgreSQL time per 1,000 postings
+//! (docs/BENCHMARKS.md point 20). They rarely change, so the poster keeps them, and each batch
+//! reads one counter instead: `account_revision` (migration 0009) moves in the same transaction
+//! as any change to `accounts`, and a moved counter empties the cache.
+//!
+//! What a batch sees is what it saw before: attributes as of one moment inside its transaction,
+//! unlocked. Balances are not kept here; the batch reads (and locks) the balances its decisions
+//! depend on, and corrects the others' events at update time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use sqlx::PgConnection;
+
+use crate::domain::batch::AccountState;
+use crate::domain::Side;
+
+/// At most this many accounts are kept; past it the cache starts again (bounded memory).
+const ACCOUNTS_KEPT_MAX: usize = 200_000;
+
+/// Shared by a poster's commit lanes.
+#[derive(Default)]
+pub struct AccountCache {
+    inner: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    /// The `account_revision` the kept attributes belong to.
+    revision: Option<i64>,
+    accounts: HashMap<String, AccountState>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: String,
+    entity_id: String,
+    currency: String,
+    active: bool,
+    allow_negative: bool,
+    normal_side: String,
+}
+
+impl AccountRow {
+    /// The account's state with a zero balance and version: the caller fills in the ones it
+    /// reads.
+    fn into_state(self) -> (String, AccountState) {
+        let normal_side = if self.normal_side == "D" {
+            Side::Debit
+        } else {
+            Side::Credit
+        };
+        let state = AccountState {
+            entity_id: self.entity_id,
+            currency: self.currency,
+            active: self.active,
+            allow_negative: self.allow_negative,
+            normal_side,
+            balance: rust_decimal::Decimal::ZERO,
+            version: 0,
+        };
+        (self.id, state)
+    }
+}
+
+impl AccountCache {
+    /// The accounts among `ids` that exist (with a balance row), with balance and version 0.
+    /// Reads the revision counter, then only the accounts not kept for that revision.
+    pub async fn load_in_tx(
+        &self,
+        tx: &mut PgConnection,
+        ids: &[String],
+    ) -> Result<HashMap<String, AccountState>, sqlx::Error> {
+        let revision: i64 = sqlx::query_scalar("SELECT revision FROM account_revision")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut found = HashMap::with_capacity(ids.len());
+        let missing: Vec<&str> = {
+            let mut kept = self.inner.lock().expect("account cache lock");
+            if kept.revision != Some(revision) {
+                kept.accounts.clear();
+                kept.revision = Some(revision);
+            }
+            ids.iter()
+                .filter(|id| match kept.accounts.get(*id) {
+                    Some(state) => {
+                        found.insert((*id).clone(), state.clone());
+                        false
+                    }
+                    None => true,
+                })
+                .map(String::as_str)
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let rows: Vec<AccountRow> = sqlx::query_as(
+            "SELECT a.id, a.entity_id, a.currency::text AS currency, a.active, a.allow_negative,
+                    a.normal_side::text AS normal_side
+             FROM accounts a JOIN account_balances b ON b.account_id = a.id
+             WHERE a.id = ANY($1)",
+        )
+        .bind(&missing)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut kept = self.inner.lock().expect("account cache lock");
+        // Kept only under the revision read above: if another lane has seen a newer one since,
+        // these rows may be older than it.
+        let keep = kept.revision == Some(revision);
+        if keep && kept.accounts.len() + rows.len() > ACCOUNTS_KEPT_MAX {
+            kept.accounts.clear();
+        }
+        for row in rows {
+            let (id, state) = row.into_state();
+            if keep {
+                kept.accounts.insert(id.clone(), state.clone());
+            }
+            found.insert(id, state);
+        }
+        Ok(found)
+    }
+}
