@@ -4,8 +4,8 @@
 //! against: entity, currency, normal side, whether it is active and whether it may go negative.
 //! Reading them for every batch was 8 ms of PostgreSQL time per 1,000 postings
 //! (docs/BENCHMARKS.md point 20). They rarely change, so the poster keeps them, and each batch
-//! reads one counter instead: `account_revision` (migration 0009) moves in the same transaction
-//! as any change to `accounts`, and a moved counter empties the cache.
+//! reads one value instead: `account_revision` (migration 0009) changes in the same transaction
+//! as any change to `accounts`, and a changed revision empties the cache.
 //!
 //! What a batch sees is what it saw before: attributes as of one moment inside its transaction,
 //! unlocked. Balances are not kept here; the batch reads (and locks) the balances its decisions
@@ -31,7 +31,7 @@ pub struct AccountCache {
 #[derive(Default)]
 struct Kept {
     /// The `account_revision` the kept attributes belong to.
-    revision: Option<i64>,
+    revision: Option<uuid::Uuid>,
     accounts: HashMap<String, AccountState>,
 }
 
@@ -69,13 +69,13 @@ impl AccountRow {
 
 impl AccountCache {
     /// The accounts among `ids` that exist (with a balance row), with balance and version 0.
-    /// Reads the revision counter, then only the accounts not kept for that revision.
+    /// Reads the revision, then only the accounts not kept for that revision.
     pub async fn load_in_tx(
         &self,
         tx: &mut PgConnection,
         ids: &[String],
     ) -> Result<HashMap<String, AccountState>, sqlx::Error> {
-        let revision: i64 = sqlx::query_scalar("SELECT revision FROM account_revision")
+        let revision: uuid::Uuid = sqlx::query_scalar("SELECT revision FROM account_revision")
             .fetch_one(&mut *tx)
             .await?;
         let mut found = HashMap::with_capacity(ids.len());
