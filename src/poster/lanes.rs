@@ -1,11 +1,12 @@
 //! How many commit lanes a round of partition batches should use.
 //!
-//! Lanes help when their batches touch mostly different accounts: each batch writes its journal
-//! rows side by side with the others and only waits for the others' balance locks on the
-//! accounts they share. When batches share most of their accounts (wide postings over few
-//! accounts: 10-line postings touched 86% of 10,000 accounts per batch), the second lane spends
-//! its time waiting for the first one's locks, and two lanes measured half the throughput of one
-//! (docs/BENCHMARKS.md). Pure: it looks only at the decoded postings.
+//! Lanes help when a batch's journal writes are most of its work: each batch writes its journal
+//! rows side by side with the others, and only their balance updates take turns (the balance
+//! lock, `store/posting.rs`). When batches share most of their accounts (wide postings over few
+//! accounts: 10-line postings touched 86% of 10,000 accounts per batch), the balance phase is
+//! long and the second lane spends its time waiting for the first one's, and two lanes measured
+//! half the throughput of one (docs/BENCHMARKS.md, measured when those waits were row locks).
+//! Pure: it looks only at the decoded postings.
 
 use std::collections::HashSet;
 

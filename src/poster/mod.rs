@@ -223,8 +223,8 @@ impl Poster {
         positions: &Positions,
         codec: &RecordCodec<PostingRequest>,
     ) -> (Vec<commit::Committed>, Vec<Decoded>) {
-        // Batches that share most of their accounts would only wait for each other's balance
-        // locks: those commit in one lane (`lanes.rs`).
+        // Batches that share most of their accounts would mostly wait for each other's balance
+        // updates: those commit in one lane (`lanes.rs`).
         let lanes = lanes::lanes_for(
             self.settings.commit_lanes,
             jobs.iter().map(|j| j.batch.as_slice()),

@@ -910,8 +910,8 @@ impl<'a> Writes<'a> {
             .await?;
         }
         if !self.balance_deltas.is_empty() {
-            let mut names: Vec<&str> = self.balance_deltas.keys().map(String::as_str).collect();
-            names.sort_unstable();
+            // Any order: the balance lock, not row order, keeps batches from deadlocking.
+            let names: Vec<&str> = self.balance_deltas.keys().map(String::as_str).collect();
             let deltas: Vec<Decimal> = names.iter().map(|a| self.balance_deltas[*a].0).collect();
             let versions: Vec<i64> = names.iter().map(|a| self.balance_deltas[*a].1).collect();
             let locked =
