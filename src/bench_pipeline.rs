@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::bench::{machine, seed, ScratchDb};
@@ -129,6 +129,11 @@ pub async fn pipeline(
     println!(
         "| peak RSS of the poster process (under load) | {} MiB |",
         load.poster_rss_mib
+    );
+    println!(
+        "| CPU while producing under load, in cores: whole machine / benchmark process (producer) / poster process | {:.2} / {:.2} / {:.2} of {} |",
+        load.cpu.machine, load.cpu.bench, load.cpu.poster,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!("| trial balance and balances after the run | checked: zero per currency, every balance = its lines |");
     Ok(())
@@ -465,6 +470,7 @@ struct UnderLoad {
     after_ack_p50_ms: f64,
     after_ack_p99_ms: f64,
     poster_rss_mib: u64,
+    cpu: CpuUse,
 }
 
 /// How long the under-load producer waits to fill a request (see `load_and_watch`).
@@ -520,6 +526,28 @@ async fn load_and_watch(
     rate: f64,
     pid: u32,
 ) -> Result<UnderLoad> {
+    // The producer stands in for upstream systems, which run on other machines, so it must
+    // take as little of the two cores as it can:
+    // - It lingers 20 ms (inside the measured latency): at the project's default of 5 ms its
+    //   I/O thread took 86% of a core at 6,000/s, at 20 ms 42%.
+    // - It keeps one request in flight: with librdkafka's idempotent default of five its
+    //   broker thread spun on poll() while Tansu answered one request at a time (0.54 of a
+    //   core at 8,900/s, 0.13 with one; produce-to-commit p99 1,160 ms against 425 ms). It
+    //   stays idempotent.
+    // - It connects and learns the partition leaders while the poster joins: made when the
+    //   clock started, it held its first 530 ms of messages until then, which measured the
+    //   harness's start, not the pipeline.
+    let producer = crate::kafka::producer_with(
+        kafka,
+        &[
+            ("linger.ms", &BENCH_PRODUCER_LINGER_MS.to_string()),
+            ("max.in.flight", "1"),
+        ],
+    )?;
+    producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .context("the load producer could not reach the broker")?;
     // Ready once the poster has been assigned every partition (it writes their checkpoints).
     let started = Instant::now();
     while crate::store::checkpoints::all(&db.pool, group, topic)
@@ -568,11 +596,6 @@ async fn load_and_watch(
             (None, None) => unreachable!("generated messages have a body"),
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    // The producer stands in for upstream systems, which run on other machines. It lingers
-    // 20 ms: at the project's default of 5 ms its I/O thread took 86% of a core at 6,000/s
-    // (produce to commit p50 844 ms); at 20 ms, 42% (p50 289 ms). The linger is inside the
-    // measured latency.
-    let producer = crate::kafka::producer_lingering(kafka, BENCH_PRODUCER_LINGER_MS)?;
     let (deliveries, mut delivered) = tokio::sync::mpsc::unbounded_channel();
     let acker = tokio::spawn(async move {
         use futures::StreamExt;
@@ -591,7 +614,9 @@ async fn load_and_watch(
         }
         acks
     });
+    let cpu_before = CpuSample::take(pid);
     let t0 = Instant::now();
+    let t0_wall = std::time::SystemTime::now();
     let mut next = 0;
     while next < messages.len() {
         let due = ((t0.elapsed().as_secs_f64() * rate) as usize + 1).min(messages.len());
@@ -612,6 +637,7 @@ async fn load_and_watch(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     drop(deliveries);
+    let cpu = CpuSample::take(pid).since(&cpu_before, t0.elapsed());
     let mut placed = Vec::with_capacity(messages.len());
     let mut acked_ms = Vec::with_capacity(messages.len());
     for (at, acked, delivery) in acker.await? {
@@ -654,6 +680,9 @@ async fn load_and_watch(
             (ms(at, committed), ms(acked, committed))
         })
         .unzip();
+    if let Ok(path) = std::env::var("LEDGERLINE_BENCH_TRACE") {
+        write_trace(&path, (t0, t0_wall), &placed, &seen)?;
+    }
     latencies.sort_by(f64::total_cmp);
     after_ack.sort_by(f64::total_cmp);
     let pick = |v: &[f64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
@@ -667,7 +696,108 @@ async fn load_and_watch(
         after_ack_p50_ms: pick(&after_ack, 0.5),
         after_ack_p99_ms: pick(&after_ack, 0.99),
         poster_rss_mib,
+        cpu,
     })
+}
+
+/// CPU time used so far: by the whole machine (busy, from /proc/stat), this process and the
+/// poster process (from /proc/PID/stat), in seconds.
+struct CpuSample {
+    machine_busy: f64,
+    machine_total: f64,
+    bench: f64,
+    poster: f64,
+}
+
+/// CPU used over the load, in cores (1.0 = one core busy the whole time).
+struct CpuUse {
+    machine: f64,
+    bench: f64,
+    poster: f64,
+}
+
+impl CpuSample {
+    /// Linux reports these in USER_HZ ticks, which is 100 per second on every architecture
+    /// Linux exports it for.
+    const TICK: f64 = 0.01;
+
+    fn take(poster_pid: u32) -> CpuSample {
+        let process = |path: &str| -> f64 {
+            // Fields after the command name (which may hold spaces): utime is the 12th, stime
+            // the 13th.
+            let stat = std::fs::read_to_string(path).unwrap_or_default();
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let fields: Vec<f64> = rest
+                .split_whitespace()
+                .map(|f| f.parse().unwrap_or(0.0))
+                .collect();
+            (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) * Self::TICK
+        };
+        let machine: Vec<f64> = std::fs::read_to_string("/proc/stat")
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0.0))
+            .collect();
+        // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+        let total: f64 = machine.iter().take(8).sum();
+        let idle = machine.get(3).unwrap_or(&0.0) + machine.get(4).unwrap_or(&0.0);
+        CpuSample {
+            machine_busy: (total - idle) * Self::TICK,
+            machine_total: total * Self::TICK,
+            bench: process("/proc/self/stat"),
+            poster: process(&format!("/proc/{poster_pid}/stat")),
+        }
+    }
+
+    fn since(&self, before: &CpuSample, elapsed: Duration) -> CpuUse {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let total = (self.machine_total - before.machine_total).max(1e-9);
+        CpuUse {
+            machine: (self.machine_busy - before.machine_busy) / total
+                * std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+            bench: (self.bench - before.bench) / secs,
+            poster: (self.poster - before.poster) / secs,
+        }
+    }
+}
+
+/// One CSV line per message of the latency phase (`LEDGERLINE_BENCH_TRACE=FILE`): when it was
+/// handed to the producer, acknowledged and seen committed (ms since the load began), and where
+/// it landed. For finding out where a latency tail comes from.
+fn write_trace(
+    path: &str,
+    (t0, t0_wall): (Instant, std::time::SystemTime),
+    placed: &[(Instant, Instant, i32, i64)],
+    seen: &[(Instant, std::collections::BTreeMap<i32, i64>)],
+) -> Result<()> {
+    use std::io::Write;
+    let ms = |t: Instant| t.saturating_duration_since(t0).as_secs_f64() * 1000.0;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let since_epoch = t0_wall.duration_since(std::time::UNIX_EPOCH)?;
+    writeln!(
+        out,
+        "# t0 = {} ms since the Unix epoch",
+        since_epoch.as_millis()
+    )?;
+    writeln!(out, "produced_ms,acked_ms,committed_ms,partition,offset")?;
+    for (at, acked, p, o) in placed {
+        let committed = seen
+            .iter()
+            .find(|(_, cp)| cp.get(p).copied().unwrap_or(0) > *o)
+            .map_or(f64::NAN, |(t, _)| ms(*t));
+        writeln!(
+            out,
+            "{:.1},{:.1},{committed:.1},{p},{o}",
+            ms(*at),
+            ms(*acked)
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn rss_mib(status_file: &str) -> u64 {

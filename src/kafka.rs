@@ -106,23 +106,26 @@ pub async fn require_broker(settings: &KafkaSettings) -> Result<(), KafkaError> 
 
 /// An idempotent producer (acks=all, no duplicates on retry).
 pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
-    producer_lingering(settings, 5)
+    producer_with(settings, &[])
 }
 
-/// The same producer, waiting up to `linger_ms` to fill a request. librdkafka's I/O thread wakes
-/// at least that often while messages trickle in: at 5 ms and a steady 6,000 messages/s it used
-/// most of a core on this 2-core machine.
-pub fn producer_lingering(
+/// The same producer with some of its settings changed, e.g. `[("linger.ms", "20")]`. These
+/// settings win over the operator's `LEDGERLINE_RDKAFKA_*` properties, as idempotence and
+/// acks=all must.
+pub fn producer_with(
     settings: &KafkaSettings,
-    linger_ms: u32,
+    changes: &[(&str, &str)],
 ) -> Result<FutureProducer, KafkaError> {
     let mut config = settings.client_config();
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", linger_ms.to_string())
+        .set("linger.ms", "5")
         .set("message.timeout.ms", "60000")
         .set("compression.type", "none");
+    for (key, value) in changes {
+        config.set(*key, *value);
+    }
     Ok(config.create()?)
 }
 

@@ -105,6 +105,7 @@ impl AccountCache {
              FROM accounts a JOIN account_balances b ON b.account_id = a.id
              WHERE a.id = ANY($1)",
         )
+        .persistent(false) // planned each time: see "Lookups by a list" in store/mod.rs
         .bind(&missing)
         .fetch_all(&mut *tx)
         .await?;

@@ -44,6 +44,7 @@ pub async fn mark_published(pool: &PgPool, ids: &[i64]) -> Result<(), StoreError
     sqlx::query(
         "UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL",
     )
+    .persistent(false) // planned each time: see "Lookups by a list" in store/mod.rs
     .bind(ids)
     .execute(pool)
     .await?;

@@ -283,6 +283,7 @@ async fn load_state_in_tx(
     let known: Vec<KeyRow> = sqlx::query_as(
         "SELECT key, fingerprint, outcome, entry_id, rejection_id FROM idempotency_records WHERE key = ANY($1)",
     )
+    .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
     .bind(&keys)
     .fetch_all(&mut *tx)
     .await?;
@@ -383,6 +384,7 @@ async fn lock_balances_in_tx(
         "SELECT account_id, balance, version FROM account_balances
          WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE",
     )
+    .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
     .bind(accounts)
     .fetch_all(&mut *tx)
     .await?;
@@ -449,6 +451,7 @@ async fn load_targets_in_tx(
          WHERE e.idempotency_key = ANY($1) OR e.id = ANY($2)
          GROUP BY e.id",
     )
+    .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
     .bind(refs)
     .bind(&ids)
     .fetch_all(&mut *tx)
