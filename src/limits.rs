@@ -43,9 +43,6 @@ pub const FETCH_PARTITION_BYTES_MAX: usize = 32 * 1024 * 1024;
 pub const STALL_SECONDS: u64 = 60;
 /// Kafka consumer session timeout; the rebalance drain must finish well inside it.
 pub const KAFKA_SESSION_TIMEOUT_MS: u64 = 30_000;
-/// How often the poster writes its advisory offsets to Kafka (for lag tools; positions live in
-/// PostgreSQL), in milliseconds.
-pub const ADVISORY_COMMIT_INTERVAL_MS: u64 = 1_000;
 /// Longest the poster spends finishing a batch when partitions are revoked or on shutdown.
 pub const REVOKE_DRAIN_MS_MAX: u64 = 10_000;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
@@ -50,8 +50,7 @@ impl ConsumerContext for PosterContext {
                     tracing::error!(?err, "rebalance error; dropping the assignment");
                 }
                 let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                let owned = std::mem::take(&mut *self.positions.lock().expect("positions lock"));
-                self.commit_advisory(consumer, &owned, &revoked);
+                self.positions.lock().expect("positions lock").clear();
                 self.health
                     .assigned
                     .store(0, std::sync::atomic::Ordering::Relaxed);
@@ -67,29 +66,6 @@ impl ConsumerContext for PosterContext {
 }
 
 impl PosterContext {
-    /// Writes the revoked partitions' positions to Kafka before letting them go: the advisory
-    /// offsets are otherwise written once a second (`advisory.rs`), and lag tools should see
-    /// where this poster left each partition.
-    fn commit_advisory(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        owned: &BTreeMap<i32, i64>,
-        revoked: &[i32],
-    ) {
-        let mut tpl = TopicPartitionList::new();
-        for p in revoked {
-            if let Some(next) = owned.get(p) {
-                tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*next))
-                    .expect("valid partition offset");
-            }
-        }
-        if tpl.count() > 0 {
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-                tracing::debug!(error = %e, "advisory Kafka offset commit on revoke failed");
-            }
-        }
-    }
-
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         let checkpoints = self.load_checkpoints(&partitions);

@@ -2,10 +2,9 @@
 //!
 //! Loop phases: collect a batch (count, bytes, age) -> decode and validate (pure) -> per
 //! partition, one PostgreSQL transaction (`store::posting`) with retry, split and fencing ->
-//! metrics -> at most once a second, an advisory offset commit to Kafka (`advisory.rs`). Runs on its own thread with a blocking
+//! advisory offset commit to Kafka -> metrics. Runs on its own thread with a blocking
 //! `BaseConsumer`, so rebalance callbacks can read checkpoints before any message is fetched.
 
-mod advisory;
 mod commit;
 mod context;
 mod lanes;
@@ -17,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 
 use crate::codec::{decode_posting, posting_codec, RecordCodec};
@@ -125,7 +124,6 @@ impl Poster {
         let mut last_lag_update = Instant::now();
         let mut gaps = commit::GapGuard::default();
         let mut fetched: Vec<Decoded> = Vec::new();
-        let mut advisory = advisory::AdvisoryOffsets::default();
         while !self.shutdown.load(Ordering::Relaxed) {
             let jobs = self.prepare(
                 &consumer,
@@ -136,11 +134,8 @@ impl Poster {
             let (results, next) =
                 self.commit_while_collecting(&jobs, &consumer, &mut queues, &positions, &codec);
             for (job, result) in jobs.iter().zip(results) {
-                if let Some(next) = self.apply(&consumer, &positions, job.partition, result) {
-                    advisory.advanced(job.partition, next);
-                }
+                self.apply(&consumer, &positions, job.partition, result);
             }
-            advisory.commit_if_due(&consumer, &positions, &self.settings.topic);
             if !next.is_empty() {
                 last_message = Instant::now();
                 self.health.broker_ok.store(true, Ordering::Relaxed);
@@ -161,7 +156,6 @@ impl Poster {
             }
         }
         self.health.shutting_down.store(true, Ordering::Relaxed);
-        advisory.commit(&consumer, &positions, &self.settings.topic);
         consumer.unsubscribe();
         drop(queues);
         drop(consumer); // closes the consumer: leaves the group
@@ -395,15 +389,15 @@ impl Poster {
         })
     }
 
-    /// Applies a commit's outcome: the new position (returned, for the advisory Kafka offset
-    /// commit), or a seek to where PostgreSQL says the partition is.
+    /// Applies a commit's outcome: the new position (and an advisory Kafka offset commit), or a
+    /// seek to where PostgreSQL says the partition is.
     fn apply(
         &self,
         consumer: &BaseConsumer<PosterContext>,
         positions: &Positions,
         partition: i32,
         result: commit::Committed,
-    ) -> Option<i64> {
+    ) {
         match result {
             commit::Committed::Advanced(next) => {
                 positions
@@ -415,7 +409,12 @@ impl Poster {
                     .checkpoint_offset
                     .with_label_values(&[&self.settings.topic, &partition.to_string()])
                     .set(next);
-                Some(next)
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&self.settings.topic, partition, Offset::Offset(next))
+                    .expect("valid offset");
+                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::debug!(error = %e, "advisory Kafka offset commit failed");
+                }
             }
             commit::Committed::Fenced(checkpoint) => {
                 positions
@@ -424,9 +423,8 @@ impl Poster {
                     .entry(partition)
                     .and_modify(|p| *p = checkpoint);
                 self.seek(consumer, partition, checkpoint);
-                None
             }
-            commit::Committed::Stopped => None,
+            commit::Committed::Stopped => {}
         }
     }
 
