@@ -133,9 +133,19 @@ impl Poster {
             );
             let (results, next) =
                 self.commit_while_collecting(&jobs, &consumer, &mut queues, &positions, &codec);
+            let mut advanced = TopicPartitionList::new();
             for (job, result) in jobs.iter().zip(results) {
-                self.apply(&consumer, &positions, job.partition, result);
+                if let Some(next) = self.apply(&consumer, &positions, job.partition, result) {
+                    advanced
+                        .add_partition_offset(
+                            &self.settings.topic,
+                            job.partition,
+                            Offset::Offset(next),
+                        )
+                        .expect("valid offset");
+                }
             }
+            self.commit_advisory(&consumer, &advanced);
             if !next.is_empty() {
                 last_message = Instant::now();
                 self.health.broker_ok.store(true, Ordering::Relaxed);
@@ -389,15 +399,31 @@ impl Poster {
         })
     }
 
-    /// Applies a commit's outcome: the new position (and an advisory Kafka offset commit), or a
-    /// seek to where PostgreSQL says the partition is.
+    /// Commits the round's new positions to Kafka, asynchronously and in one request: advisory,
+    /// for lag tools (positions live in PostgreSQL). One request per round rather than one per
+    /// partition: Tansu runs a round of SQL, parsed anew, for each request.
+    fn commit_advisory(
+        &self,
+        consumer: &BaseConsumer<PosterContext>,
+        advanced: &TopicPartitionList,
+    ) {
+        if advanced.count() == 0 {
+            return;
+        }
+        if let Err(e) = consumer.commit(advanced, CommitMode::Async) {
+            tracing::debug!(error = %e, "advisory Kafka offset commit failed");
+        }
+    }
+
+    /// Applies a commit's outcome: the new position (returned, for the advisory Kafka offset
+    /// commit), or a seek to where PostgreSQL says the partition is.
     fn apply(
         &self,
         consumer: &BaseConsumer<PosterContext>,
         positions: &Positions,
         partition: i32,
         result: commit::Committed,
-    ) {
+    ) -> Option<i64> {
         match result {
             commit::Committed::Advanced(next) => {
                 positions
@@ -409,12 +435,7 @@ impl Poster {
                     .checkpoint_offset
                     .with_label_values(&[&self.settings.topic, &partition.to_string()])
                     .set(next);
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(&self.settings.topic, partition, Offset::Offset(next))
-                    .expect("valid offset");
-                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                    tracing::debug!(error = %e, "advisory Kafka offset commit failed");
-                }
+                Some(next)
             }
             commit::Committed::Fenced(checkpoint) => {
                 positions
@@ -423,8 +444,9 @@ impl Poster {
                     .entry(partition)
                     .and_modify(|p| *p = checkpoint);
                 self.seek(consumer, partition, checkpoint);
+                None
             }
-            commit::Committed::Stopped => {}
+            commit::Committed::Stopped => None,
         }
     }
 
