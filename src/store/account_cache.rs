@@ -102,10 +102,12 @@ impl AccountCache {
         let rows: Vec<AccountRow> = sqlx::query_as(
             "SELECT a.id, a.entity_id, a.currency::text AS currency, a.active, a.allow_negative,
                     a.normal_side::text AS normal_side
-             FROM accounts a JOIN account_balances b ON b.account_id = a.id
-             WHERE a.id = ANY($1)",
+             FROM unnest($1::text[]) AS k(id)
+             CROSS JOIN LATERAL (SELECT * FROM accounts x WHERE x.id = k.id LIMIT 1) a
+             JOIN account_balances b ON b.account_id = a.id",
         )
-        .persistent(false) // planned each time: see "Lookups by a list" in store/mod.rs
+        // One index probe per account, planned each time: "Lookups by a list" in store/mod.rs.
+        .persistent(false)
         .bind(&missing)
         .fetch_all(&mut *tx)
         .await?;

@@ -280,10 +280,13 @@ async fn load_state_in_tx(
     accounts.dedup();
     let entities: Vec<String> = entities.into_iter().collect();
 
+    // One index probe per key, planned for each batch: see "Lookups by a list" in store/mod.rs.
     let known: Vec<KeyRow> = sqlx::query_as(
-        "SELECT key, fingerprint, outcome, entry_id, rejection_id FROM idempotency_records WHERE key = ANY($1)",
+        "SELECT r.key, r.fingerprint, r.outcome, r.entry_id, r.rejection_id
+         FROM unnest($1::text[]) AS k(key)
+         CROSS JOIN LATERAL (SELECT * FROM idempotency_records i WHERE i.key = k.key LIMIT 1) r",
     )
-    .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
+    .persistent(false)
     .bind(&keys)
     .fetch_all(&mut *tx)
     .await?;
