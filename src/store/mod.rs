@@ -3,8 +3,8 @@
 //!
 //! ## Lookups by a list
 //!
-//! A lookup of many keys at once in a table that grows (idempotency records, journal entries,
-//! accounts, balances, the outbox) is sent unprepared (`.persistent(false)`), so that
+//! A lookup or update of many keys at once in a table that grows (idempotency records, journal
+//! entries, accounts, balances, the outbox) is sent unprepared (`.persistent(false)`), so that
 //! PostgreSQL plans it for each call with the list in hand. Prepared, it is planned once per
 //! connection: after five calls PostgreSQL may keep a generic plan, and when those calls came
 //! while the table was a few pages (a new ledger, a new poster), that plan is a sequential

@@ -412,6 +412,7 @@ async fn apply_balance_deltas_in_tx(
          WHERE b.account_id = u.account_id
          RETURNING b.account_id, b.balance - u.delta, b.version - u.versions",
     )
+    .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
     .bind(accounts)
     .bind(deltas)
     .bind(versions)
