@@ -8,7 +8,6 @@ use common::Ledger;
 use ledgerline::generator::{generate, GeneratorSettings};
 use ledgerline::store::account_cache::AccountCache;
 use ledgerline::store::accounts;
-use ledgerline::store::posting::{commit_batch_with, BatchInput, BatchMessage, BatchOutcome};
 
 const BATCH: usize = 10;
 
@@ -25,7 +24,7 @@ async fn a_change_to_an_account_reaches_the_next_batch() {
     });
     let batch = common::parsed_batch(&messages);
     let cache = AccountCache::default();
-    let commit = |k: usize| commit_chunk(&ledger, &cache, &batch, k);
+    let commit = |k: usize| ledger.commit_chunk(&ledger.pool, &cache, &batch, (k, BATCH));
 
     let first = commit(0).await;
     assert_eq!(first.posted, BATCH, "both accounts active: all posted");
@@ -47,22 +46,4 @@ async fn a_change_to_an_account_reaches_the_next_batch() {
         .unwrap();
     let again = commit(3).await;
     assert_eq!(again.posted, BATCH, "reactivated: posts again");
-}
-
-async fn commit_chunk(
-    ledger: &Ledger,
-    cache: &AccountCache,
-    batch: &[BatchMessage],
-    k: usize,
-) -> BatchOutcome {
-    let input = BatchInput {
-        group: &ledger.group,
-        topic: &ledger.topic,
-        partition: 0,
-        expected_next_offset: (k * BATCH) as i64,
-        messages: &batch[k * BATCH..(k + 1) * BATCH],
-    };
-    commit_batch_with(&ledger.pool, &input, cache)
-        .await
-        .unwrap()
 }

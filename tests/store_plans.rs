@@ -13,7 +13,6 @@ use common::Ledger;
 use ledgerline::generator::{generate, GeneratorSettings};
 use ledgerline::store::account_cache::AccountCache;
 use ledgerline::store::outbox;
-use ledgerline::store::posting::{commit_batch_with, BatchInput};
 use sqlx::postgres::PgPoolOptions;
 
 const BATCH: usize = 20;
@@ -49,16 +48,8 @@ async fn list_lookups_in_growing_tables_are_planned_for_each_call() {
     for k in 0..BATCHES {
         // A fresh cache every other batch, so that the accounts lookup runs repeatedly too.
         let fresh = AccountCache::default();
-        let input = BatchInput {
-            group: &ledger.group,
-            topic: &ledger.topic,
-            partition: 0,
-            expected_next_offset: (k * BATCH) as i64,
-            messages: &batch[k * BATCH..(k + 1) * BATCH],
-        };
-        let outcome = commit_batch_with(&one, &input, if k % 2 == 0 { &fresh } else { &cache })
-            .await
-            .unwrap();
+        let kept = if k % 2 == 0 { &fresh } else { &cache };
+        let outcome = ledger.commit_chunk(&one, kept, &batch, (k, BATCH)).await;
         assert_eq!(outcome.posted, BATCH, "batch {k} posts in full");
         outbox::mark_published(&one, &[k as i64 + 1, k as i64 + 2])
             .await

@@ -138,6 +138,27 @@ impl Ledger {
         Publisher::new(&self.topic).produce(messages).await;
     }
 
+    /// Commits the `k`-th chunk of `size` messages of `batch` on partition 0, through `pool`
+    /// (this ledger's or another connection to it) with the poster's account `cache`.
+    pub async fn commit_chunk(
+        &self,
+        pool: &PgPool,
+        cache: &ledgerline::store::account_cache::AccountCache,
+        batch: &[ledgerline::store::posting::BatchMessage],
+        (k, size): (usize, usize),
+    ) -> ledgerline::store::posting::BatchOutcome {
+        let input = ledgerline::store::posting::BatchInput {
+            group: &self.group,
+            topic: &self.topic,
+            partition: 0,
+            expected_next_offset: (k * size) as i64,
+            messages: &batch[k * size..(k + 1) * size],
+        };
+        ledgerline::store::posting::commit_batch_with(pool, &input, cache)
+            .await
+            .unwrap()
+    }
+
     pub async fn produce_raw(&self, messages: &[(String, Vec<u8>)]) {
         Publisher::new(&self.topic).produce_raw(messages).await;
     }
