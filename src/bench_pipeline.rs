@@ -670,19 +670,27 @@ async fn load_and_watch(
     check_ledger(db).await?;
     let ms =
         |from: &Instant, to: Instant| to.saturating_duration_since(*from).as_secs_f64() * 1000.0;
+    // When each message was first seen committed (all are, after wait_committed above).
+    let committed: Vec<Option<Instant>> = placed
+        .iter()
+        .map(|(_, _, p, o)| {
+            seen.iter()
+                .find(|(_, cp)| cp.get(p).copied().unwrap_or(0) > *o)
+                .map(|(t, _)| *t)
+        })
+        .collect();
+    if let Ok(path) = std::env::var("LEDGERLINE_BENCH_TRACE") {
+        write_trace(&path, (t0, t0_wall), &placed, &committed)?;
+    }
+    let now = Instant::now();
     let (mut latencies, mut after_ack): (Vec<f64>, Vec<f64>) = placed
         .iter()
-        .map(|(at, acked, p, o)| {
-            let committed = seen
-                .iter()
-                .find(|(_, cp)| cp.get(p).copied().unwrap_or(0) > *o)
-                .map_or(Instant::now(), |(t, _)| *t);
+        .zip(&committed)
+        .map(|((at, acked, _, _), committed)| {
+            let committed = committed.unwrap_or(now);
             (ms(at, committed), ms(acked, committed))
         })
         .unzip();
-    if let Ok(path) = std::env::var("LEDGERLINE_BENCH_TRACE") {
-        write_trace(&path, (t0, t0_wall), &placed, &seen)?;
-    }
     latencies.sort_by(f64::total_cmp);
     after_ack.sort_by(f64::total_cmp);
     let pick = |v: &[f64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
@@ -772,7 +780,7 @@ fn write_trace(
     path: &str,
     (t0, t0_wall): (Instant, std::time::SystemTime),
     placed: &[(Instant, Instant, i32, i64)],
-    seen: &[(Instant, std::collections::BTreeMap<i32, i64>)],
+    committed: &[Option<Instant>],
 ) -> Result<()> {
     use std::io::Write;
     let ms = |t: Instant| t.saturating_duration_since(t0).as_secs_f64() * 1000.0;
@@ -784,11 +792,8 @@ fn write_trace(
         since_epoch.as_millis()
     )?;
     writeln!(out, "produced_ms,acked_ms,committed_ms,partition,offset")?;
-    for (at, acked, p, o) in placed {
-        let committed = seen
-            .iter()
-            .find(|(_, cp)| cp.get(p).copied().unwrap_or(0) > *o)
-            .map_or(f64::NAN, |(t, _)| ms(*t));
+    for ((at, acked, p, o), committed) in placed.iter().zip(committed) {
+        let committed = committed.map_or(f64::NAN, ms);
         writeln!(
             out,
             "{:.1},{:.1},{committed:.1},{p},{o}",
