@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset};
@@ -27,12 +28,29 @@ pub struct PosterContext {
     pub health: Arc<Health>,
     /// Counts assignments, so that the loop knows to split partition queues again.
     pub assignments: std::sync::atomic::AtomicU64,
+    /// Each partition's high watermark as librdkafka last saw it in a fetch response (from its
+    /// statistics, `statistics.interval.ms`): the lag metric reads these instead of asking the
+    /// broker, which took the commit loop about 100 ms on Tansu (docs/BENCHMARKS.md point 26).
+    pub watermarks: Mutex<BTreeMap<i32, i64>>,
 }
 
 impl ClientContext for PosterContext {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "Kafka client error");
         self.health.record_broker_error(&error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let mut watermarks = self.watermarks.lock().expect("watermarks lock");
+        for (partition, p) in &topic.partitions {
+            // Partition -1 is librdkafka's internal "unassigned" one; -1 offsets are unknown.
+            if *partition >= 0 && p.hi_offset >= 0 {
+                watermarks.insert(*partition, p.hi_offset);
+            }
+        }
     }
 }
 

@@ -152,7 +152,15 @@ impl Poster {
             }
             fetched = next;
             if last_lag_update.elapsed() > Duration::from_secs(5) {
-                let lag = self.update_lag(&consumer, &positions);
+                let lag = self.record_lag(&positions, |p| {
+                    consumer
+                        .context()
+                        .watermarks
+                        .lock()
+                        .expect("watermarks lock")
+                        .get(&p)
+                        .copied()
+                });
                 self.report_stall(lag, last_message.elapsed());
                 last_lag_update = Instant::now();
             }
@@ -186,6 +194,7 @@ impl Poster {
             positions,
             health: self.health.clone(),
             assignments: Default::default(),
+            watermarks: Default::default(),
         };
         let defaults = [
             ("group.id", self.settings.group.clone()),
@@ -212,6 +221,8 @@ impl Poster {
             // A fetch returns after at most this long even without new data. The default
             // (500 ms) was the largest part of produce-to-commit latency at moderate load.
             ("fetch.wait.max.ms", "25".into()),
+            // High watermarks for the lag metric, without a request to the broker.
+            ("statistics.interval.ms", "1000".into()),
         ];
         let config = kafka.client_config_with(&defaults);
         Ok(config.create_with_context(context)?)
@@ -461,31 +472,37 @@ impl Poster {
         }
     }
 
-    /// Lag per owned partition from the broker's high watermarks; `i64::MAX` when it cannot tell.
+    /// Lag per owned partition, asking the broker for its high watermarks (blocking: one
+    /// request per partition); `i64::MAX` when it cannot tell.
     fn update_lag(&self, consumer: &BaseConsumer<PosterContext>, positions: &Positions) -> i64 {
+        self.record_lag(positions, |partition| {
+            consumer
+                .fetch_watermarks(&self.settings.topic, partition, Duration::from_secs(2))
+                .ok()
+                .map(|w| w.1)
+        })
+    }
+
+    /// Lag per owned partition from each partition's high watermark (`None`: unknown), into the
+    /// metrics; the total, or `i64::MAX` when one is unknown.
+    fn record_lag(&self, positions: &Positions, high: impl Fn(i32) -> Option<i64>) -> i64 {
         let owned = positions.lock().expect("positions lock").clone();
         let mut total = 0;
         for (partition, position) in owned {
-            let high = consumer
-                .fetch_watermarks(&self.settings.topic, partition, Duration::from_secs(2))
-                .map(|w| w.1);
-            if let Ok(high) = high {
-                if high >= 0 {
-                    let lag = (high - position).max(0);
-                    total += lag;
-                    let labels = [self.settings.topic.as_str(), &partition.to_string()];
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&labels)
-                        .set(lag);
-                    self.metrics
-                        .checkpoint_offset
-                        .with_label_values(&labels)
-                        .set(position);
-                }
-            } else {
+            let Some(high) = high(partition).filter(|h| *h >= 0) else {
                 return i64::MAX;
-            }
+            };
+            let lag = (high - position).max(0);
+            total += lag;
+            let labels = [self.settings.topic.as_str(), &partition.to_string()];
+            self.metrics
+                .consumer_lag
+                .with_label_values(&labels)
+                .set(lag);
+            self.metrics
+                .checkpoint_offset
+                .with_label_values(&labels)
+                .set(position);
         }
         total
     }

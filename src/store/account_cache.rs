@@ -69,15 +69,15 @@ impl AccountRow {
 
 impl AccountCache {
     /// The accounts among `ids` that exist (with a balance row), with balance and version 0.
-    /// Reads the revision, then only the accounts not kept for that revision.
+    /// `revision` is the accounts' revision as the caller's transaction read it
+    /// (`SELECT revision FROM account_revision`); only the accounts not kept for that revision
+    /// are read.
     pub async fn load_in_tx(
         &self,
         tx: &mut PgConnection,
         ids: &[String],
+        revision: uuid::Uuid,
     ) -> Result<HashMap<String, AccountState>, sqlx::Error> {
-        let revision: uuid::Uuid = sqlx::query_scalar("SELECT revision FROM account_revision")
-            .fetch_one(&mut *tx)
-            .await?;
         let mut found = HashMap::with_capacity(ids.len());
         let missing: Vec<&str> = {
             let mut kept = self.inner.lock().expect("account cache lock");

@@ -116,7 +116,8 @@ pub async fn commit_batch_in_tx(
     input: &BatchInput<'_>,
     cache: &AccountCache,
 ) -> Result<BatchOutcome, CommitError> {
-    let checkpoint = lock_checkpoint_in_tx(tx, input).await?;
+    let locked = lock_partition_in_tx(tx, input).await?;
+    let checkpoint = locked.checkpoint;
     if checkpoint != input.expected_next_offset {
         return Err(CommitError::Fenced {
             checkpoint,
@@ -136,7 +137,7 @@ pub async fn commit_batch_in_tx(
     };
     let next_offset = last.offset + 1;
     let candidates: Vec<Candidate> = messages.iter().map(|m| m.candidate.clone()).collect();
-    let mut state = load_state_in_tx(tx, &candidates, cache).await?;
+    let mut state = load_state_in_tx(tx, &candidates, cache, locked.account_revision).await?;
     let rejection_ids: Vec<Uuid> = messages
         .iter()
         .map(|m| rejection_id(input.topic, input.partition, m.offset))
@@ -148,19 +149,14 @@ pub async fn commit_batch_in_tx(
         .collect();
     let decisions = decide(&candidates, &rejection_ids, &mut state);
 
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
-        .fetch_one(&mut *tx)
-        .await?;
-    let chain = lock_chain_in_tx(tx, input).await?;
-    let mut w = Writes::new(input, now, chain, snapshot);
+    let mut w = Writes::new(input, locked.now, locked.chain_head, snapshot);
     for ((m, candidate), decision) in messages.iter().zip(&candidates).zip(&decisions) {
         w.add(m, candidate, decision, &state);
     }
     let batch_id = Uuid::new_v4();
     let first_offset = messages[0].offset;
-    w.flush_in_tx(tx, batch_id, first_offset, next_offset)
+    w.flush_in_tx(tx, input, batch_id, first_offset, next_offset)
         .await?;
-    advance_checkpoint_in_tx(tx, input, batch_id, next_offset).await?;
     Ok(BatchOutcome {
         batch_id,
         next_offset,
@@ -171,88 +167,70 @@ pub async fn commit_batch_in_tx(
     })
 }
 
-async fn lock_checkpoint_in_tx(
-    tx: &mut PgConnection,
-    input: &BatchInput<'_>,
-) -> Result<i64, CommitError> {
-    sqlx::query(
-        "INSERT INTO consumer_checkpoints (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
-         ON CONFLICT (consumer_group, topic, partition) DO NOTHING",
-    )
-    .bind(input.group)
-    .bind(input.topic)
-    .bind(input.partition)
-    .execute(&mut *tx)
-    .await?;
-    Ok(sqlx::query_scalar(
-        "SELECT next_offset FROM consumer_checkpoints
-         WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-    )
-    .bind(input.group)
-    .bind(input.topic)
-    .bind(input.partition)
-    .fetch_one(&mut *tx)
-    .await?)
+/// What a batch holds locked from its first statement to its commit: the partition's
+/// checkpoint (fencing) and the head of its source partition's hash chain.
+struct PartitionLocks {
+    checkpoint: i64,
+    /// The transaction's time (`now()`), which every row of the batch records.
+    now: DateTime<Utc>,
+    chain_head: [u8; 32],
+    /// The accounts' revision as this transaction sees it (`account_cache.rs`).
+    account_revision: Uuid,
 }
 
-/// The head of this source partition's hash chain, locked until the batch commits.
-async fn lock_chain_in_tx(
+/// Locks the partition's checkpoint and chain head in one round trip; the first batch of a
+/// partition creates both rows first.
+async fn lock_partition_in_tx(
     tx: &mut PgConnection,
     input: &BatchInput<'_>,
-) -> Result<[u8; 32], CommitError> {
-    sqlx::query(
-        "INSERT INTO hash_chains (source_topic, source_partition, head, entries) VALUES ($1, $2, $3, 0)
-         ON CONFLICT (source_topic, source_partition) DO NOTHING",
-    )
-    .bind(input.topic)
-    .bind(input.partition)
-    .bind(GENESIS.to_vec())
-    .execute(&mut *tx)
-    .await?;
-    let head: Vec<u8> = sqlx::query_scalar(
-        "SELECT head FROM hash_chains WHERE source_topic = $1 AND source_partition = $2 FOR UPDATE",
-    )
-    .bind(input.topic)
-    .bind(input.partition)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(head
-        .try_into()
-        .expect("the schema keeps chain heads at 32 bytes"))
-}
-
-async fn advance_checkpoint_in_tx(
-    tx: &mut PgConnection,
-    input: &BatchInput<'_>,
-    batch_id: Uuid,
-    next_offset: i64,
-) -> Result<(), CommitError> {
-    let updated = sqlx::query(
-        "UPDATE consumer_checkpoints SET next_offset = $5, batch_id = $6, updated_at = now()
-         WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $4",
-    )
-    .bind(input.group)
-    .bind(input.topic)
-    .bind(input.partition)
-    .bind(input.expected_next_offset)
-    .bind(next_offset)
-    .bind(batch_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated != 1 {
-        return Err(CommitError::Fenced {
-            checkpoint: -1,
-            expected: input.expected_next_offset,
-        });
-    }
-    Ok(())
+) -> Result<PartitionLocks, CommitError> {
+    let lock = || {
+        sqlx::query_as::<_, (i64, DateTime<Utc>, Vec<u8>, Uuid)>(
+            "SELECT c.next_offset, now(), h.head, (SELECT revision FROM account_revision)
+             FROM consumer_checkpoints c
+             JOIN hash_chains h ON h.source_topic = c.topic AND h.source_partition = c.partition
+             WHERE c.consumer_group = $1 AND c.topic = $2 AND c.partition = $3
+             FOR UPDATE OF c, h",
+        )
+        .bind(input.group)
+        .bind(input.topic)
+        .bind(input.partition)
+    };
+    let row = match lock().fetch_optional(&mut *tx).await? {
+        Some(row) => row,
+        None => {
+            sqlx::query(
+                "WITH c AS (
+                     INSERT INTO consumer_checkpoints (consumer_group, topic, partition, next_offset)
+                     VALUES ($1, $2, $3, 0) ON CONFLICT (consumer_group, topic, partition) DO NOTHING)
+                 INSERT INTO hash_chains (source_topic, source_partition, head, entries) VALUES ($2, $3, $4, 0)
+                 ON CONFLICT (source_topic, source_partition) DO NOTHING",
+            )
+            .bind(input.group)
+            .bind(input.topic)
+            .bind(input.partition)
+            .bind(GENESIS.to_vec())
+            .execute(&mut *tx)
+            .await?;
+            lock().fetch_one(&mut *tx).await?
+        }
+    };
+    let (checkpoint, now, head, account_revision) = row;
+    Ok(PartitionLocks {
+        checkpoint,
+        now,
+        chain_head: head
+            .try_into()
+            .expect("the schema keeps chain heads at 32 bytes"),
+        account_revision,
+    })
 }
 
 async fn load_state_in_tx(
     tx: &mut PgConnection,
     candidates: &[Candidate],
     cache: &AccountCache,
+    account_revision: Uuid,
 ) -> Result<LedgerState, sqlx::Error> {
     let mut keys: Vec<String> = Vec::new();
     let mut entities: HashSet<String> = HashSet::new();
@@ -309,23 +287,26 @@ async fn load_state_in_tx(
         })
         .collect();
 
-    let existing: Vec<String> = sqlx::query_scalar("SELECT id FROM entities WHERE id = ANY($1)")
-        .bind(&entities)
-        .fetch_all(&mut *tx)
-        .await?;
-    let period_rows: Vec<(String, NaiveDate, NaiveDate, String)> = sqlx::query_as(
-        "SELECT entity_id, period_start, period_end, status FROM accounting_periods WHERE entity_id = ANY($1)",
+    // The entities that exist, each with its periods (none: a row of NULLs).
+    let entity_rows: Vec<EntityPeriodRow> = sqlx::query_as(
+        "SELECT e.id, p.period_start, p.period_end, p.status
+         FROM entities e LEFT JOIN accounting_periods p ON p.entity_id = e.id
+         WHERE e.id = ANY($1)",
     )
     .bind(&entities)
     .fetch_all(&mut *tx)
     .await?;
+    let mut existing: HashSet<String> = HashSet::new();
     let mut periods: HashMap<String, Vec<Period>> = HashMap::new();
-    for (entity, start, end, status) in period_rows {
-        periods.entry(entity).or_default().push(Period {
-            start,
-            end,
-            open: status == "open",
-        });
+    for r in entity_rows {
+        if let (Some(start), Some(end), Some(status)) = (r.period_start, r.period_end, r.status) {
+            periods.entry(r.id.clone()).or_default().push(Period {
+                start,
+                end,
+                open: status == "open",
+            });
+        }
+        existing.insert(r.id);
     }
 
     // Account attributes from the poster's cache (`account_cache.rs`), balances as zero: the
@@ -335,7 +316,7 @@ async fn load_state_in_tx(
     // lock (`apply_balance_deltas_in_tx`), so that batches of different partitions overlap their
     // journal writes; the running balances in their events start from zero here and are
     // corrected there by the balance found.
-    let mut accounts = cache.load_in_tx(tx, &accounts).await?;
+    let mut accounts = cache.load_in_tx(tx, &accounts, account_revision).await?;
     let guarded: Vec<&str> = accounts
         .iter()
         .filter(|(_, a)| !a.allow_negative)
@@ -351,7 +332,7 @@ async fn load_state_in_tx(
     }
     Ok(LedgerState {
         targets,
-        entities: existing.into_iter().collect(),
+        entities: existing,
         periods,
         accounts,
         known_keys,
@@ -486,6 +467,14 @@ async fn load_targets_in_tx(
         targets.insert(r.idempotency_key, target);
     }
     Ok(targets)
+}
+
+#[derive(sqlx::FromRow)]
+struct EntityPeriodRow {
+    id: String,
+    period_start: Option<NaiveDate>,
+    period_end: Option<NaiveDate>,
+    status: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -788,13 +777,19 @@ impl<'a> Writes<'a> {
     async fn flush_in_tx(
         &mut self,
         tx: &mut PgConnection,
+        input: &BatchInput<'_>,
         batch_id: Uuid,
         first_offset: i64,
         next_offset: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), CommitError> {
+        // The batch row (which its entries name), and the chain's new head (locked since the
+        // batch's first statement; an empty batch leaves it as it was).
         sqlx::query(
-            "INSERT INTO batches (id, consumer_group, topic, partition, first_offset, next_offset, posted, rejected, duplicates, committed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "WITH b AS (
+                 INSERT INTO batches (id, consumer_group, topic, partition, first_offset, next_offset, posted, rejected, duplicates, committed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10))
+             UPDATE hash_chains SET head = $11, entries = entries + $12
+             WHERE source_topic = $3 AND source_partition = $4 AND head = $13 AND $12 > 0",
         )
         .bind(batch_id)
         .bind(self.group)
@@ -806,6 +801,9 @@ impl<'a> Writes<'a> {
         .bind(self.rejection_ids.len() as i32)
         .bind(self.duplicates as i32)
         .bind(self.now)
+        .bind(self.chain_head.to_vec())
+        .bind(self.entry_ids.len() as i64)
+        .bind(self.chain_start.to_vec())
         .execute(&mut *tx)
         .await?;
         if !self.rejection_ids.is_empty() {
@@ -885,17 +883,6 @@ impl<'a> Writes<'a> {
                 &lines,
             )
             .await?;
-            sqlx::query(
-                "UPDATE hash_chains SET head = $3, entries = entries + $4
-                 WHERE source_topic = $1 AND source_partition = $2 AND head = $5",
-            )
-            .bind(self.topic)
-            .bind(self.partition)
-            .bind(self.chain_head.to_vec())
-            .bind(self.entry_ids.len() as i64)
-            .bind(self.chain_start.to_vec())
-            .execute(&mut *tx)
-            .await?;
         }
         if !self.key_keys.is_empty() {
             let mut records = CopyRows::default();
@@ -938,20 +925,35 @@ impl<'a> Writes<'a> {
             let events = self.balance_events.len();
             self.outbox_row(batch_id, "balances", batch_id.to_string(), events, payload);
         }
-        if !self.outbox_ids.is_empty() {
-            sqlx::query(
-                "INSERT INTO outbox (event_id, kind, event_key, payload, events, created_at)
+        // The events, and the checkpoint moved on, in one statement: the last of the batch.
+        let advanced = sqlx::query(
+            "WITH o AS (
+                 INSERT INTO outbox (event_id, kind, event_key, payload, events, created_at)
                  SELECT id, k, ek, p::json, n, $6 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) AS u(id, k, ek, p, n)
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(&self.outbox_ids)
-            .bind(&self.outbox_kinds)
-            .bind(&self.outbox_keys)
-            .bind(&self.outbox_payloads)
-            .bind(&self.outbox_events)
-            .bind(self.now)
-            .execute(&mut *tx)
-            .await?;
+                 ON CONFLICT (event_id) DO NOTHING)
+             UPDATE consumer_checkpoints SET next_offset = $11, batch_id = $12, updated_at = now()
+             WHERE consumer_group = $7 AND topic = $8 AND partition = $9 AND next_offset = $10",
+        )
+        .bind(&self.outbox_ids)
+        .bind(&self.outbox_kinds)
+        .bind(&self.outbox_keys)
+        .bind(&self.outbox_payloads)
+        .bind(&self.outbox_events)
+        .bind(self.now)
+        .bind(input.group)
+        .bind(input.topic)
+        .bind(input.partition)
+        .bind(input.expected_next_offset)
+        .bind(next_offset)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if advanced != 1 {
+            return Err(CommitError::Fenced {
+                checkpoint: -1,
+                expected: input.expected_next_offset,
+            });
         }
         Ok(())
     }
