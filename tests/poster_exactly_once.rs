@@ -173,6 +173,92 @@ async fn zombie_consumer_cannot_commit_overlapping_batch() {
     assert_eq!((next.next_offset, next.posted), (20, 5));
 }
 
+/// Two partitions' batches in one transaction: each gets its own batch row, checkpoint and
+/// hash-chain links, a key posted in both is posted once, and when one partition is fenced
+/// nothing of either is written.
+#[tokio::test]
+async fn batches_of_two_partitions_commit_together_or_not_at_all() {
+    use ledgerline::store::account_cache::AccountCache;
+    use ledgerline::store::posting::{commit_batches_with, BatchInput, CommitError};
+
+    let ledger = Ledger::new(50, 2).await;
+    let messages = generate(&GeneratorSettings {
+        count: 30,
+        accounts: 50,
+        key_prefix: common::unique("t"),
+        ..Default::default()
+    });
+    let first = common::parsed_batch(&messages[..15]);
+    // Partition 1 holds the other 15 and, last, the first partition's first request again.
+    let mut again = messages[15..].to_vec();
+    again.push(messages[0].clone());
+    let second = common::parsed_batch(&again);
+    let input = |partition: i32, expected: i64, batch: &'static str| BatchInput {
+        group: &ledger.group,
+        topic: &ledger.topic,
+        partition,
+        expected_next_offset: expected,
+        messages: match batch {
+            "first" => &first[..],
+            _ => &second[..],
+        },
+    };
+    let cache = AccountCache::default();
+    let outcomes = commit_batches_with(
+        &ledger.pool,
+        &[input(0, 0, "first"), input(1, 0, "second")],
+        &cache,
+    )
+    .await
+    .unwrap();
+    let summary: Vec<(i64, usize, usize)> = outcomes
+        .iter()
+        .map(|o| (o.next_offset, o.posted, o.duplicates))
+        .collect();
+    assert_eq!(summary, vec![(15, 15, 0), (16, 15, 1)]);
+    assert_ne!(outcomes[0].batch_id, outcomes[1].batch_id);
+    let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
+    assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
+    let per_partition: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT source_partition, count(*) FROM journal_entries GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&ledger.pool)
+    .await
+    .unwrap();
+    assert_eq!(per_partition, vec![(0, 15), (1, 15)]);
+    let chains: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT source_partition, entries FROM hash_chains ORDER BY 1")
+            .fetch_all(&ledger.pool)
+            .await
+            .unwrap();
+    assert_eq!(chains, vec![(0, 15), (1, 15)]);
+
+    // Partition 0 is where its input expects; partition 1 is not (a zombie's view).
+    match commit_batches_with(
+        &ledger.pool,
+        &[input(0, 15, "first"), input(1, 0, "second")],
+        &cache,
+    )
+    .await
+    {
+        Err(CommitError::Fenced {
+            partition: 1,
+            checkpoint: 16,
+            ..
+        }) => {}
+        other => panic!("the stale partition must fence the transaction, got {other:?}"),
+    }
+    let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM batches")
+        .fetch_one(&ledger.pool)
+        .await
+        .unwrap();
+    assert_eq!(batches, 2, "nothing of a fenced transaction is written");
+    assert_eq!(
+        ledger.checkpoints().await,
+        [(0, 15), (1, 16)].into_iter().collect()
+    );
+}
+
 /// Replaying a whole topic after it was posted changes nothing: every message is a duplicate
 /// or an already-recorded rejection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,7 +57,9 @@ async fn list_lookups_in_growing_tables_are_planned_for_each_call() {
     }
 
     // A lookup by list takes the list as an array: `= ANY($1)` or `unnest($1 ...)`. An INSERT
-    // from a list reads nothing of its table (its conflict check is an index probe per row).
+    // from a list reads nothing of its table (its conflict check is an index probe per row), also
+    // when it is one part of a statement (`WITH o AS (INSERT INTO outbox ...) UPDATE ...`): only
+    // the tables a statement reads or updates count.
     let generic: Vec<(String, i64)> = sqlx::query_as(
         "SELECT statement, generic_plans FROM pg_prepared_statements
          WHERE generic_plans > 0 AND statement NOT ILIKE 'INSERT%'
@@ -69,9 +71,12 @@ async fn list_lookups_in_growing_tables_are_planned_for_each_call() {
     let offending: Vec<&(String, i64)> = generic
         .iter()
         .filter(|(sql, _)| {
-            GROWING
-                .iter()
-                .any(|t| sql.contains(&format!(" {t} ")) || sql.contains(&format!(" {t}\n")))
+            GROWING.iter().any(|t| {
+                let read = sql
+                    .replace(&format!("INSERT INTO {t} "), "")
+                    .replace(&format!("INSERT INTO {t}\n"), "");
+                read.contains(&format!(" {t} ")) || read.contains(&format!(" {t}\n"))
+            })
         })
         .collect();
     assert!(

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use backon::{BlockingRetryable, ExponentialBuilder};
 
-use super::Poster;
+use super::{Job, Poster};
 use crate::domain::batch::Candidate;
 use crate::domain::Rejection;
 use crate::limits::BATCH_RETRIES_MAX;
 use crate::store::posting::{
-    commit_batch_with, is_transient, BatchInput, BatchMessage, BatchOutcome, CommitError,
+    commit_batches_with, is_transient, BatchInput, BatchMessage, BatchOutcome, CommitError,
 };
 
 pub(super) enum Committed {
@@ -53,6 +53,51 @@ fn unavailable(e: &CommitError) -> bool {
 }
 
 impl Poster {
+    /// Commits several partitions' batches in one transaction (one set of per-transaction
+    /// costs for all of them). If that fails for any reason other than a database that is
+    /// unreachable while shutting down (a fenced partition, a message that cannot be
+    /// committed), each batch is committed on its own, with the handling `commit` gives it.
+    pub(super) fn commit_together(&self, jobs: &[&Job]) -> Vec<Committed> {
+        if let [job] = jobs {
+            return vec![self.commit(job.partition, job.position, &job.batch)];
+        }
+        let inputs: Vec<BatchInput> = jobs
+            .iter()
+            .map(|j| self.input(j.partition, j.position, &j.batch))
+            .collect();
+        match self.commit_with_retry(&inputs) {
+            Ok(outcomes) => outcomes
+                .iter()
+                .map(|o| Committed::Advanced(o.next_offset))
+                .collect(),
+            Err(e) if self.shutdown.load(Ordering::Relaxed) && unavailable(&e) => {
+                jobs.iter().map(|_| Committed::Stopped).collect()
+            }
+            Err(e) => {
+                let partitions: Vec<i32> = jobs.iter().map(|j| j.partition).collect();
+                tracing::warn!(?partitions, error = %e, "batches of several partitions failed together; committing each on its own");
+                jobs.iter()
+                    .map(|j| self.commit(j.partition, j.position, &j.batch))
+                    .collect()
+            }
+        }
+    }
+
+    fn input<'a>(
+        &'a self,
+        partition: i32,
+        position: i64,
+        batch: &'a [BatchMessage],
+    ) -> BatchInput<'a> {
+        BatchInput {
+            group: &self.settings.group,
+            topic: &self.settings.topic,
+            partition,
+            expected_next_offset: position,
+            messages: batch,
+        }
+    }
+
     pub(super) fn commit(
         &self,
         partition: i32,
@@ -64,6 +109,7 @@ impl Poster {
             Err(CommitError::Fenced {
                 checkpoint,
                 expected,
+                ..
             }) => {
                 self.metrics.fenced.inc();
                 tracing::warn!(
@@ -96,8 +142,9 @@ impl Poster {
         position: i64,
         batch: &[BatchMessage],
     ) -> Result<i64, CommitError> {
-        match self.commit_with_retry(partition, position, batch) {
-            Ok(outcome) => Ok(outcome.next_offset),
+        let input = self.input(partition, position, batch);
+        match self.commit_with_retry(std::slice::from_ref(&input)) {
+            Ok(outcomes) => Ok(outcomes[0].next_offset),
             Err(e @ CommitError::Fenced { .. }) => Err(e),
             Err(e) if self.shutdown.load(Ordering::Relaxed) && unavailable(&e) => Err(e),
             Err(e) if batch.len() > 1 => {
@@ -127,32 +174,23 @@ impl Poster {
                         rejection: Rejection::Internal(e.to_string()),
                     },
                 };
-                self.commit_with_retry(partition, position, std::slice::from_ref(&internal))
-                    .map(|o| o.next_offset)
+                let input = self.input(partition, position, std::slice::from_ref(&internal));
+                self.commit_with_retry(std::slice::from_ref(&input))
+                    .map(|o| o[0].next_offset)
             }
         }
     }
 
-    /// One batch, retried with exponential backoff on transient errors; while the database is
-    /// unreachable it keeps waiting (not-ready) instead of splitting or skipping.
-    fn commit_with_retry(
-        &self,
-        partition: i32,
-        position: i64,
-        batch: &[BatchMessage],
-    ) -> Result<BatchOutcome, CommitError> {
-        let input = BatchInput {
-            group: &self.settings.group,
-            topic: &self.settings.topic,
-            partition,
-            expected_next_offset: position,
-            messages: batch,
-        };
+    /// One transaction of one or more partitions' batches, retried with exponential backoff on
+    /// transient errors; while the database is unreachable it keeps waiting (not-ready) instead
+    /// of splitting or skipping.
+    fn commit_with_retry(&self, inputs: &[BatchInput]) -> Result<Vec<BatchOutcome>, CommitError> {
+        let partitions: Vec<i32> = inputs.iter().map(|i| i.partition).collect();
         loop {
             let started = Instant::now();
             let attempt = || {
                 self.handle
-                    .block_on(commit_batch_with(&self.pool, &input, &self.accounts))
+                    .block_on(commit_batches_with(&self.pool, inputs, &self.accounts))
             };
             let result = attempt
                 .retry(
@@ -165,28 +203,24 @@ impl Poster {
                 .when(|e: &CommitError| e.is_transient() && !self.shutdown.load(Ordering::Relaxed))
                 .notify(|e: &CommitError, wait: Duration| {
                     self.metrics.retries.inc();
-                    tracing::warn!(partition, error = %e, ?wait, "batch commit failed; retrying");
+                    tracing::warn!(?partitions, error = %e, ?wait, "batch commit failed; retrying");
                 })
                 .call();
             match result {
-                Ok(outcome) => {
+                Ok(outcomes) => {
                     self.health.set_stalled(None);
                     self.health.db_ok.store(true, Ordering::Relaxed);
                     self.metrics.ready.set(1);
-                    self.record(
-                        partition,
-                        position,
-                        &outcome,
-                        batch.len(),
-                        started.elapsed(),
-                    );
-                    return Ok(outcome);
+                    for (input, outcome) in inputs.iter().zip(&outcomes) {
+                        self.record(input, outcome, started.elapsed());
+                    }
+                    return Ok(outcomes);
                 }
                 Err(e) if unavailable(&e) && !self.shutdown.load(Ordering::Relaxed) => {
                     self.health.set_stalled(Some(format!("cannot commit: {e}")));
                     self.health.db_ok.store(false, Ordering::Relaxed);
                     self.metrics.ready.set(0);
-                    tracing::warn!(partition, error = %e, "database unavailable; waiting before the next attempt");
+                    tracing::warn!(?partitions, error = %e, "database unavailable; waiting before the next attempt");
                     std::thread::sleep(Duration::from_secs(1));
                 }
                 Err(e) => return Err(e),
@@ -194,11 +228,12 @@ impl Poster {
         }
     }
 
-    /// Metrics and one log line per committed batch.
-    fn record(&self, partition: i32, position: i64, o: &BatchOutcome, size: usize, took: Duration) {
+    /// Metrics and one log line per committed batch (`took`: its whole transaction).
+    fn record(&self, input: &BatchInput, o: &BatchOutcome, took: Duration) {
+        let size = input.messages.len();
         tracing::info!(
-            partition,
-            checkpoint_before = position,
+            partition = input.partition,
+            checkpoint_before = input.expected_next_offset,
             checkpoint_after = o.next_offset,
             messages = size,
             posted = o.posted,

@@ -45,6 +45,29 @@ pub(super) fn overlap<'a>(batches: impl IntoIterator<Item = &'a [BatchMessage]>)
     worst
 }
 
+/// Splits a round's batches (by their sizes) into at most `lanes` groups of about the same
+/// number of messages, each committed as one transaction: largest first, each to the group
+/// with the fewest messages so far. Returns the batches' indexes per group, none empty.
+pub(super) fn split(sizes: &[usize], lanes: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(sizes[*i]));
+    let mut groups: Vec<(usize, Vec<usize>)> =
+        vec![(0, Vec::new()); lanes.clamp(1, sizes.len().max(1))];
+    for i in order {
+        let lightest = groups
+            .iter_mut()
+            .min_by_key(|(total, _)| *total)
+            .expect("at least one group");
+        lightest.0 += sizes[i];
+        lightest.1.push(i);
+    }
+    groups
+        .into_iter()
+        .map(|(_, g)| g)
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
 /// The lanes for a round: the configured number, or one when the batches overlap too much.
 pub(super) fn lanes_for<'a>(
     configured: usize,
@@ -118,6 +141,22 @@ mod tests {
         let b = batch(&[&["hot", "b1"], &["hot", "b2"], &["hot", "b3"]]);
         assert_eq!(overlap([&a[..], &b[..]]), 0.25);
         assert_eq!(lanes_for(2, [&a[..], &b[..]]), 2);
+    }
+
+    #[test]
+    fn split_balances_messages_over_lanes() {
+        assert_eq!(
+            split(&[100, 400, 300, 200], 2),
+            vec![vec![1, 0], vec![2, 3]]
+        );
+        assert_eq!(split(&[5, 5, 5], 1), vec![vec![0, 1, 2]]);
+        assert_eq!(split(&[7], 2), vec![vec![0]]);
+        assert!(split(&[], 2).is_empty());
+        let all: usize = split(&[3, 1, 4, 1, 5, 9, 2, 6], 3)
+            .iter()
+            .map(Vec::len)
+            .sum();
+        assert_eq!(all, 8, "every batch is in exactly one group");
     }
 
     #[test]

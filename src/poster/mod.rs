@@ -228,14 +228,15 @@ impl Poster {
         Ok(config.create_with_context(context)?)
     }
 
-    /// Commits the jobs in `commit_lanes` lanes (each its own transaction on its own
-    /// connection) while this thread collects and decodes the next batch: PostgreSQL works while
-    /// Kafka is read, and two partitions' journal writes overlap (one lane when the batches
-    /// share most of their accounts). Each lane takes the next job
-    /// not yet taken, largest first, so that lanes finish close together. A partition's next
-    /// batch is prepared only after its previous commit is applied, so positions stay in order;
-    /// the commit's fencing keeps a partition that moved meanwhile (rebalance, replay)
-    /// exactly-once.
+    /// Commits the jobs in `commit_lanes` lanes while this thread collects and decodes the next
+    /// batch: PostgreSQL works while Kafka is read. The round's partition batches are split into
+    /// one group per lane, of about the same size (`lanes::split`), and each lane commits its
+    /// group as one transaction on its own connection: two lanes' journal writes overlap, and
+    /// each transaction's fixed costs are paid once for all of its partitions (at half load they
+    /// were most of a small batch's time: docs/BENCHMARKS.md point 27). Batches that share most
+    /// of their accounts commit in one lane. A partition's next batch is prepared only after its
+    /// previous commit is applied, so positions stay in order; the commit's fencing keeps a
+    /// partition that moved meanwhile (rebalance, replay) exactly-once.
     fn commit_while_collecting(
         &self,
         jobs: &[Job],
@@ -249,22 +250,19 @@ impl Poster {
         let lanes = lanes::lanes_for(
             self.settings.commit_lanes,
             jobs.iter().map(|j| j.batch.as_slice()),
-        )
-        .min(jobs.len());
-        let mut order: Vec<usize> = (0..jobs.len()).collect();
-        order.sort_by_key(|i| std::cmp::Reverse(jobs[*i].batch.len()));
-        let (order, taken, committing) = (&order, &AtomicUsize::new(0), &AtomicUsize::new(lanes));
+        );
+        let sizes: Vec<usize> = jobs.iter().map(|j| j.batch.len()).collect();
+        let groups = lanes::split(&sizes, lanes);
+        let committing = &AtomicUsize::new(groups.len());
         std::thread::scope(|s| {
-            let running: Vec<_> = (0..lanes)
-                .map(|_| {
+            let running: Vec<_> = groups
+                .iter()
+                .map(|group| {
                     s.spawn(move || {
-                        let mut results = Vec::new();
-                        while let Some(&i) = order.get(taken.fetch_add(1, Ordering::Relaxed)) {
-                            let job = &jobs[i];
-                            results.push((i, self.commit(job.partition, job.position, &job.batch)));
-                        }
+                        let together: Vec<&Job> = group.iter().map(|i| &jobs[*i]).collect();
+                        let results = self.commit_together(&together);
                         committing.fetch_sub(1, Ordering::Release);
-                        results
+                        group.iter().copied().zip(results).collect::<Vec<_>>()
                     })
                 })
                 .collect();

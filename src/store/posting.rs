@@ -56,8 +56,14 @@ pub struct BatchOutcome {
 #[derive(Debug, Error)]
 pub enum CommitError {
     /// Another poster moved this partition on: this one is a zombie or out of date.
-    #[error("partition checkpoint is at {checkpoint}, this poster expected {expected}")]
-    Fenced { checkpoint: i64, expected: i64 },
+    #[error(
+        "partition {partition}: checkpoint is at {checkpoint}, this poster expected {expected}"
+    )]
+    Fenced {
+        partition: i32,
+        checkpoint: i64,
+        expected: i64,
+    },
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
 }
@@ -105,42 +111,65 @@ pub async fn commit_batch_with(
     input: &BatchInput<'_>,
     cache: &AccountCache,
 ) -> Result<BatchOutcome, CommitError> {
-    let mut tx = pool.begin().await?;
-    let outcome = commit_batch_in_tx(&mut tx, input, cache).await?;
-    tx.commit().await?;
-    Ok(outcome)
+    let mut outcomes = commit_batches_with(pool, std::slice::from_ref(input), cache).await?;
+    Ok(outcomes.remove(0))
 }
 
-pub async fn commit_batch_in_tx(
-    tx: &mut PgConnection,
-    input: &BatchInput<'_>,
+/// Commits batches of several partitions of one topic and group in one transaction: all of them
+/// or none. Each partition still gets its own batch row, checkpoint and hash-chain links, exactly
+/// as if it had committed alone; the transaction's fixed costs (statements, round trips, the
+/// commit) are paid once (docs/BENCHMARKS.md point 27). Outcomes are in the order of `inputs`.
+/// Fenced if any partition's checkpoint is not where its input expects.
+pub async fn commit_batches_with(
+    pool: &PgPool,
+    inputs: &[BatchInput<'_>],
     cache: &AccountCache,
-) -> Result<BatchOutcome, CommitError> {
-    let locked = lock_partition_in_tx(tx, input).await?;
-    let checkpoint = locked.checkpoint;
-    if checkpoint != input.expected_next_offset {
-        return Err(CommitError::Fenced {
-            checkpoint,
-            expected: input.expected_next_offset,
-        });
-    }
-    let messages: Vec<&BatchMessage> = input
-        .messages
-        .iter()
-        .filter(|m| m.offset >= checkpoint)
-        .collect();
-    let Some(last) = messages.last() else {
-        return Ok(BatchOutcome {
-            next_offset: checkpoint,
-            ..Default::default()
-        });
+) -> Result<Vec<BatchOutcome>, CommitError> {
+    let mut tx = pool.begin().await?;
+    let outcomes = commit_batches_in_tx(&mut tx, inputs, cache).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+pub async fn commit_batches_in_tx(
+    tx: &mut PgConnection,
+    inputs: &[BatchInput<'_>],
+    cache: &AccountCache,
+) -> Result<Vec<BatchOutcome>, CommitError> {
+    let Some(first) = inputs.first() else {
+        return Ok(Vec::new());
     };
-    let next_offset = last.offset + 1;
-    let candidates: Vec<Candidate> = messages.iter().map(|m| m.candidate.clone()).collect();
+    let (group, topic) = (first.group, first.topic);
+    assert!(
+        inputs.iter().all(|i| i.group == group && i.topic == topic),
+        "one transaction commits batches of one topic for one group"
+    );
+    let partitions: Vec<i32> = inputs.iter().map(|i| i.partition).collect();
+    let locked = lock_partitions_in_tx(tx, group, topic, &partitions).await?;
+    // Each partition's messages not yet committed, as (partition index, message).
+    let mut messages: Vec<(usize, &BatchMessage)> = Vec::new();
+    for (index, input) in inputs.iter().enumerate() {
+        let (checkpoint, _) = locked.partitions[&input.partition];
+        if checkpoint != input.expected_next_offset {
+            return Err(CommitError::Fenced {
+                partition: input.partition,
+                checkpoint,
+                expected: input.expected_next_offset,
+            });
+        }
+        messages.extend(
+            input
+                .messages
+                .iter()
+                .filter(|m| m.offset >= checkpoint)
+                .map(|m| (index, m)),
+        );
+    }
+    let candidates: Vec<Candidate> = messages.iter().map(|(_, m)| m.candidate.clone()).collect();
     let mut state = load_state_in_tx(tx, &candidates, cache, locked.account_revision).await?;
     let rejection_ids: Vec<Uuid> = messages
         .iter()
-        .map(|m| rejection_id(input.topic, input.partition, m.offset))
+        .map(|(index, m)| rejection_id(topic, inputs[*index].partition, m.offset))
         .collect();
     let snapshot: HashMap<String, (Decimal, i64)> = state
         .accounts
@@ -149,79 +178,104 @@ pub async fn commit_batch_in_tx(
         .collect();
     let decisions = decide(&candidates, &rejection_ids, &mut state);
 
-    let mut w = Writes::new(input, locked.now, locked.chain_head, snapshot);
-    for ((m, candidate), decision) in messages.iter().zip(&candidates).zip(&decisions) {
-        w.add(m, candidate, decision, &state);
+    let mut w = Writes::new(group, topic, locked.now, snapshot);
+    let parts: Vec<Option<usize>> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, input)| {
+            let mut mine = messages.iter().filter(|(i, _)| *i == index);
+            let first = mine.next()?.1.offset;
+            let last = mine.next_back().map_or(first, |(_, m)| m.offset);
+            let (checkpoint, head) = locked.partitions[&input.partition];
+            Some(w.start_partition(input.partition, checkpoint, head, first, last + 1))
+        })
+        .collect();
+    for (((index, m), candidate), decision) in messages.iter().zip(&candidates).zip(&decisions) {
+        let part = parts[*index].expect("a partition with messages has its part");
+        w.add(part, m, candidate, decision, &state);
     }
-    let batch_id = Uuid::new_v4();
-    let first_offset = messages[0].offset;
-    w.flush_in_tx(tx, input, batch_id, first_offset, next_offset)
-        .await?;
-    Ok(BatchOutcome {
-        batch_id,
-        next_offset,
-        posted: w.posted,
-        duplicates: w.duplicates,
-        rejections: w.rejection_codes,
-        balance_events: w.balance_events.len(),
-    })
+    w.flush_in_tx(tx).await?;
+    Ok(inputs
+        .iter()
+        .zip(&parts)
+        .map(|(input, part)| match part {
+            Some(part) => w.outcome(*part),
+            None => BatchOutcome {
+                next_offset: locked.partitions[&input.partition].0,
+                ..Default::default()
+            },
+        })
+        .collect())
 }
 
-/// What a batch holds locked from its first statement to its commit: the partition's
+/// What a transaction holds locked from its first statement to its commit: each partition's
 /// checkpoint (fencing) and the head of its source partition's hash chain.
 struct PartitionLocks {
-    checkpoint: i64,
-    /// The transaction's time (`now()`), which every row of the batch records.
+    /// Per partition: its checkpoint and its chain head.
+    partitions: HashMap<i32, (i64, [u8; 32])>,
+    /// The transaction's time (`now()`), which every row of its batches records.
     now: DateTime<Utc>,
-    chain_head: [u8; 32],
     /// The accounts' revision as this transaction sees it (`account_cache.rs`).
     account_revision: Uuid,
 }
 
-/// Locks the partition's checkpoint and chain head in one round trip; the first batch of a
-/// partition creates both rows first.
-async fn lock_partition_in_tx(
+/// Locks the partitions' checkpoints and chain heads in one round trip, in partition order (so
+/// that two transactions over the same partitions queue instead of deadlocking); the first
+/// batch of a partition creates both rows first.
+async fn lock_partitions_in_tx(
     tx: &mut PgConnection,
-    input: &BatchInput<'_>,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
 ) -> Result<PartitionLocks, CommitError> {
     let lock = || {
-        sqlx::query_as::<_, (i64, DateTime<Utc>, Vec<u8>, Uuid)>(
-            "SELECT c.next_offset, now(), h.head, (SELECT revision FROM account_revision)
+        sqlx::query_as::<_, (i32, i64, Vec<u8>, DateTime<Utc>, Uuid)>(
+            "SELECT c.partition, c.next_offset, h.head, now(), (SELECT revision FROM account_revision)
              FROM consumer_checkpoints c
              JOIN hash_chains h ON h.source_topic = c.topic AND h.source_partition = c.partition
-             WHERE c.consumer_group = $1 AND c.topic = $2 AND c.partition = $3
+             WHERE c.consumer_group = $1 AND c.topic = $2 AND c.partition = ANY($3)
+             ORDER BY c.partition
              FOR UPDATE OF c, h",
         )
-        .bind(input.group)
-        .bind(input.topic)
-        .bind(input.partition)
+        .bind(group)
+        .bind(topic)
+        .bind(partitions)
     };
-    let row = match lock().fetch_optional(&mut *tx).await? {
-        Some(row) => row,
-        None => {
-            sqlx::query(
-                "WITH c AS (
-                     INSERT INTO consumer_checkpoints (consumer_group, topic, partition, next_offset)
-                     VALUES ($1, $2, $3, 0) ON CONFLICT (consumer_group, topic, partition) DO NOTHING)
-                 INSERT INTO hash_chains (source_topic, source_partition, head, entries) VALUES ($2, $3, $4, 0)
-                 ON CONFLICT (source_topic, source_partition) DO NOTHING",
-            )
-            .bind(input.group)
-            .bind(input.topic)
-            .bind(input.partition)
-            .bind(GENESIS.to_vec())
-            .execute(&mut *tx)
-            .await?;
-            lock().fetch_one(&mut *tx).await?
-        }
+    let mut rows = lock().fetch_all(&mut *tx).await?;
+    if rows.len() < partitions.len() {
+        sqlx::query(
+            "WITH c AS (
+                 INSERT INTO consumer_checkpoints (consumer_group, topic, partition, next_offset)
+                 SELECT $1, $2, p, 0 FROM unnest($3::int[]) AS p
+                 ON CONFLICT (consumer_group, topic, partition) DO NOTHING)
+             INSERT INTO hash_chains (source_topic, source_partition, head, entries)
+             SELECT $2, p, $4, 0 FROM unnest($3::int[]) AS p
+             ON CONFLICT (source_topic, source_partition) DO NOTHING",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(partitions)
+        .bind(GENESIS.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        rows = lock().fetch_all(&mut *tx).await?;
+    }
+    let (now, account_revision) = match rows.first() {
+        Some((_, _, _, now, revision)) => (*now, *revision),
+        None => unreachable!("the rows were just created"),
     };
-    let (checkpoint, now, head, account_revision) = row;
+    let partitions = rows
+        .into_iter()
+        .map(|(partition, checkpoint, head, _, _)| {
+            let head: [u8; 32] = head
+                .try_into()
+                .expect("the schema keeps chain heads at 32 bytes");
+            (partition, (checkpoint, head))
+        })
+        .collect();
     Ok(PartitionLocks {
-        checkpoint,
+        partitions,
         now,
-        chain_head: head
-            .try_into()
-            .expect("the schema keeps chain heads at 32 bytes"),
         account_revision,
     })
 }
@@ -486,16 +540,31 @@ struct KeyRow {
     rejection_id: Option<Uuid>,
 }
 
-/// Column arrays for the bulk inserts of one batch.
+/// One partition's batch within a transaction: its batch row, checkpoint move and chain links.
+struct PartWrites {
+    partition: i32,
+    batch_id: Uuid,
+    /// The checkpoint before (as locked) and after this batch.
+    expected: i64,
+    next_offset: i64,
+    first_offset: i64,
+    /// The hash chain of this source partition: its head before and after this batch.
+    chain_start: [u8; 32],
+    chain_head: [u8; 32],
+    entries: i64,
+    posted: usize,
+    duplicates: usize,
+    rejection_codes: Vec<&'static str>,
+    balance_events: usize,
+}
+
+/// Column arrays for the bulk inserts of one transaction's batches (one per partition).
 #[derive(Default)]
 struct Writes<'a> {
     group: &'a str,
     topic: &'a str,
-    partition: i32,
     now: DateTime<Utc>,
-    posted: usize,
-    duplicates: usize,
-    rejection_codes: Vec<&'static str>,
+    parts: Vec<PartWrites>,
     // journal_entries
     entry_ids: Vec<Uuid>,
     entry_entities: Vec<String>,
@@ -508,9 +577,7 @@ struct Writes<'a> {
     entry_hashes: Vec<Vec<u8>>,
     entry_reverses: Vec<Option<Uuid>>,
     entry_prev_hashes: Vec<Vec<u8>>,
-    /// The hash chain of this source partition: its head before and after this batch.
-    chain_start: [u8; 32],
-    chain_head: [u8; 32],
+    entry_parts: Vec<usize>,
     // journal_lines
     line_entries: Vec<Uuid>,
     line_numbers: Vec<i16>,
@@ -526,6 +593,7 @@ struct Writes<'a> {
     rejection_raw: Vec<Vec<u8>>,
     rejection_offsets: Vec<i64>,
     rejection_sources: Vec<Option<String>>,
+    rejection_parts: Vec<usize>,
     // idempotency_records
     key_keys: Vec<String>,
     key_fingerprints: Vec<Vec<u8>>,
@@ -552,32 +620,68 @@ struct Writes<'a> {
 
 impl<'a> Writes<'a> {
     fn new(
-        input: &BatchInput<'a>,
+        group: &'a str,
+        topic: &'a str,
         now: DateTime<Utc>,
-        chain_head: [u8; 32],
         snapshot: HashMap<String, (Decimal, i64)>,
     ) -> Self {
         Writes {
-            group: input.group,
-            topic: input.topic,
-            partition: input.partition,
+            group,
+            topic,
             now,
-            chain_start: chain_head,
-            chain_head,
             snapshot,
             ..Default::default()
         }
     }
 
+    /// A partition's batch, from `first_offset` up to `next_offset`; returns its index.
+    fn start_partition(
+        &mut self,
+        partition: i32,
+        checkpoint: i64,
+        chain_head: [u8; 32],
+        first_offset: i64,
+        next_offset: i64,
+    ) -> usize {
+        self.parts.push(PartWrites {
+            partition,
+            batch_id: Uuid::new_v4(),
+            expected: checkpoint,
+            next_offset,
+            first_offset,
+            chain_start: chain_head,
+            chain_head,
+            entries: 0,
+            posted: 0,
+            duplicates: 0,
+            rejection_codes: Vec::new(),
+            balance_events: 0,
+        });
+        self.parts.len() - 1
+    }
+
+    fn outcome(&self, part: usize) -> BatchOutcome {
+        let p = &self.parts[part];
+        BatchOutcome {
+            batch_id: p.batch_id,
+            next_offset: p.next_offset,
+            posted: p.posted,
+            duplicates: p.duplicates,
+            rejections: p.rejection_codes.clone(),
+            balance_events: p.balance_events,
+        }
+    }
+
     fn add(
         &mut self,
+        part: usize,
         m: &BatchMessage,
         candidate: &Candidate,
         decision: &Decision,
         state: &LedgerState,
     ) {
         match (decision, candidate) {
-            (Decision::Duplicate { .. }, _) => self.duplicates += 1,
+            (Decision::Duplicate { .. }, _) => self.parts[part].duplicates += 1,
             (
                 Decision::Post {
                     entry_id,
@@ -586,7 +690,7 @@ impl<'a> Writes<'a> {
                 },
                 Candidate::Parsed(p),
             ) => {
-                self.posted += 1;
+                self.parts[part].posted += 1;
                 match reversal {
                     // A reversal posts the target's lines inverted, and names its target.
                     Some(r) => {
@@ -594,9 +698,9 @@ impl<'a> Writes<'a> {
                             lines: r.lines.clone(),
                             ..p.clone()
                         };
-                        self.add_entry(m.offset, *entry_id, &inverted, Some(r.target));
+                        self.add_entry(part, m.offset, *entry_id, &inverted, Some(r.target));
                     }
-                    None => self.add_entry(m.offset, *entry_id, p, None),
+                    None => self.add_entry(part, m.offset, *entry_id, p, None),
                 }
                 for c in changes {
                     let slot = self.balance_deltas.entry(c.account.clone()).or_default();
@@ -616,6 +720,7 @@ impl<'a> Writes<'a> {
                         recorded_at: self.now.to_rfc3339(),
                     };
                     self.balance_events.push(event);
+                    self.parts[part].balance_events += 1;
                     self.balance_basis.push((c.balance_after, c.version));
                 }
             }
@@ -631,7 +736,8 @@ impl<'a> Writes<'a> {
                     Candidate::Parsed(p) => Some(p.key.as_str().to_string()),
                     Candidate::Refused { key, .. } => key.clone(),
                 };
-                self.rejection_codes.push(rejection.code());
+                self.parts[part].rejection_codes.push(rejection.code());
+                self.rejection_parts.push(part);
                 self.rejection_ids.push(*rejection_id);
                 self.rejection_keys.push(key.clone());
                 self.rejection_reasons.push(rejection.code().to_string());
@@ -653,7 +759,7 @@ impl<'a> Writes<'a> {
                     detail: rejection.to_string(),
                     idempotency_key: key.clone(),
                     source_topic: self.topic.to_string(),
-                    source_partition: self.partition,
+                    source_partition: self.parts[part].partition,
                     source_offset: m.offset,
                     // Stored once, in rejections.raw: the reporter adds the bytes when it
                     // publishes (a JSON copy would cost several times their size to write).
@@ -662,12 +768,13 @@ impl<'a> Writes<'a> {
                     raw_size: m.raw.len() as i64,
                     raw_truncated: false,
                 };
+                let partition = self.parts[part].partition;
                 let event_key = key
                     .clone()
-                    .unwrap_or_else(|| format!("{}/{}/{}", self.topic, self.partition, m.offset));
+                    .unwrap_or_else(|| format!("{}/{}/{}", self.topic, partition, m.offset));
                 self.outbox(*rejection_id, "rejection", event_key, &event);
                 if rejection.code() == "IDEMPOTENCY_CONFLICT" {
-                    let cause = format!("{}/{}/{}", self.topic, self.partition, m.offset);
+                    let cause = format!("{}/{}/{}", self.topic, partition, m.offset);
                     let id = anomaly_event_id("IDEMPOTENCY_CONFLICT", &cause);
                     let event = AnomalyEvent {
                         event_id: id.to_string(),
@@ -691,7 +798,15 @@ impl<'a> Writes<'a> {
         }
     }
 
-    fn add_entry(&mut self, offset: i64, entry_id: Uuid, p: &Posting, reverses: Option<Uuid>) {
+    fn add_entry(
+        &mut self,
+        part: usize,
+        offset: i64,
+        entry_id: Uuid,
+        p: &Posting,
+        reverses: Option<Uuid>,
+    ) {
+        self.entry_parts.push(part);
         self.entry_reverses.push(reverses);
         self.entry_ids.push(entry_id);
         self.entry_entities.push(p.entity.as_str().to_string());
@@ -710,7 +825,7 @@ impl<'a> Writes<'a> {
             recorded_at: self.now,
             description: p.description.clone(),
             source_topic: self.topic.to_string(),
-            source_partition: self.partition,
+            source_partition: self.parts[part].partition,
             source_offset: offset,
             reverses,
             lines: p
@@ -726,10 +841,12 @@ impl<'a> Writes<'a> {
                 })
                 .collect(),
         };
-        let hash = canonical.hash(&self.chain_head);
-        self.entry_prev_hashes.push(self.chain_head.to_vec());
+        let chain = &mut self.parts[part];
+        let hash = canonical.hash(&chain.chain_head);
+        self.entry_prev_hashes.push(chain.chain_head.to_vec());
         self.entry_hashes.push(hash.to_vec());
-        self.chain_head = hash;
+        chain.chain_head = hash;
+        chain.entries += 1;
         for (i, line) in p.lines.iter().enumerate() {
             self.line_entries.push(entry_id);
             self.line_numbers
@@ -774,44 +891,56 @@ impl<'a> Writes<'a> {
         self.outbox_payloads.push(payload);
     }
 
-    async fn flush_in_tx(
-        &mut self,
-        tx: &mut PgConnection,
-        input: &BatchInput<'_>,
-        batch_id: Uuid,
-        first_offset: i64,
-        next_offset: i64,
-    ) -> Result<(), CommitError> {
-        // The batch row (which its entries name), and the chain's new head (locked since the
-        // batch's first statement; an empty batch leaves it as it was).
+    async fn flush_in_tx(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
+        // The batch rows (which their entries name), and each chain's new head (locked since the
+        // transaction's first statement; a batch without entries leaves its chain as it was).
+        let column =
+            |f: &dyn Fn(&PartWrites) -> i64| -> Vec<i64> { self.parts.iter().map(f).collect() };
+        let batch_ids: Vec<Uuid> = self.parts.iter().map(|p| p.batch_id).collect();
+        let partitions: Vec<i32> = self.parts.iter().map(|p| p.partition).collect();
+        let heads: Vec<Vec<u8>> = self.parts.iter().map(|p| p.chain_head.to_vec()).collect();
+        let starts: Vec<Vec<u8>> = self.parts.iter().map(|p| p.chain_start.to_vec()).collect();
         sqlx::query(
             "WITH b AS (
                  INSERT INTO batches (id, consumer_group, topic, partition, first_offset, next_offset, posted, rejected, duplicates, committed_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10))
-             UPDATE hash_chains SET head = $11, entries = entries + $12
-             WHERE source_topic = $3 AND source_partition = $4 AND head = $13 AND $12 > 0",
+                 SELECT id, $1, $2, p, f, n, po, r, d, $3
+                 FROM UNNEST($4::uuid[], $5::int[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[]) AS u(id, p, f, n, po, r, d))
+             UPDATE hash_chains h SET head = u.head, entries = h.entries + u.n
+             FROM UNNEST($5::int[], $11::bytea[], $12::bigint[], $13::bytea[]) AS u(p, head, n, start)
+             WHERE h.source_topic = $2 AND h.source_partition = u.p AND h.head = u.start AND u.n > 0",
         )
-        .bind(batch_id)
         .bind(self.group)
         .bind(self.topic)
-        .bind(self.partition)
-        .bind(first_offset)
-        .bind(next_offset)
-        .bind(self.posted as i32)
-        .bind(self.rejection_ids.len() as i32)
-        .bind(self.duplicates as i32)
         .bind(self.now)
-        .bind(self.chain_head.to_vec())
-        .bind(self.entry_ids.len() as i64)
-        .bind(self.chain_start.to_vec())
+        .bind(&batch_ids)
+        .bind(&partitions)
+        .bind(column(&|p| p.first_offset))
+        .bind(column(&|p| p.next_offset))
+        .bind(column(&|p| p.posted as i64))
+        .bind(column(&|p| p.rejection_codes.len() as i64))
+        .bind(column(&|p| p.duplicates as i64))
+        .bind(&heads)
+        .bind(column(&|p| p.entries))
+        .bind(&starts)
         .execute(&mut *tx)
         .await?;
         if !self.rejection_ids.is_empty() {
             // A replayed offset finds its rejection already there (same deterministic id).
+            let of_part = |f: &dyn Fn(&PartWrites) -> Uuid| -> Vec<Uuid> {
+                self.rejection_parts
+                    .iter()
+                    .map(|i| f(&self.parts[*i]))
+                    .collect()
+            };
+            let rejection_partitions: Vec<i32> = self
+                .rejection_parts
+                .iter()
+                .map(|i| self.parts[*i].partition)
+                .collect();
             sqlx::query(
                 "INSERT INTO rejections (id, idempotency_key, reason_code, detail, raw, source_topic, source_partition, source_offset, batch_id, rejected_at, source)
-                 SELECT id, k, r, d, raw, $6, $7, o, $8, $9, src
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $10::bigint[], $11::text[]) AS u(id, k, r, d, raw, o, src)
+                 SELECT id, k, r, d, raw, $6, p, o, b, $9, src
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $7::int[], $8::uuid[], $10::bigint[], $11::text[]) AS u(id, k, r, d, raw, p, b, o, src)
                  ON CONFLICT DO NOTHING",
             )
             .bind(&self.rejection_ids)
@@ -820,8 +949,8 @@ impl<'a> Writes<'a> {
             .bind(&self.rejection_details)
             .bind(&self.rejection_raw)
             .bind(self.topic)
-            .bind(self.partition)
-            .bind(batch_id)
+            .bind(rejection_partitions)
+            .bind(of_part(&|p| p.batch_id))
             .bind(self.now)
             .bind(&self.rejection_offsets)
             .bind(&self.rejection_sources)
@@ -846,9 +975,9 @@ impl<'a> Writes<'a> {
                     .opt_text(self.entry_sources[i].as_deref())
                     .text(&self.entry_metadata[i])
                     .text(self.topic)
-                    .plain(self.partition)
+                    .plain(self.parts[self.entry_parts[i]].partition)
                     .plain(self.entry_offsets[i])
-                    .plain(batch_id)
+                    .plain(self.parts[self.entry_parts[i]].batch_id)
                     .plain(&recorded_at)
                     .bytes(&self.entry_hashes[i])
                     .bytes(&self.entry_prev_hashes[i])
@@ -923,16 +1052,22 @@ impl<'a> Writes<'a> {
             // array order within a row) is version order.
             let payload = serde_json::to_string(&self.balance_events).expect("events serialize");
             let events = self.balance_events.len();
-            self.outbox_row(batch_id, "balances", batch_id.to_string(), events, payload);
+            // One row per transaction, named after its first batch.
+            let id = self.parts[0].batch_id;
+            self.outbox_row(id, "balances", id.to_string(), events, payload);
         }
-        // The events, and the checkpoint moved on, in one statement: the last of the batch.
+        // The events, and the checkpoints moved on, in one statement: the last of the
+        // transaction. Each checkpoint moves only from where it was locked.
+        let column =
+            |f: &dyn Fn(&PartWrites) -> i64| -> Vec<i64> { self.parts.iter().map(f).collect() };
         let advanced = sqlx::query(
             "WITH o AS (
                  INSERT INTO outbox (event_id, kind, event_key, payload, events, created_at)
                  SELECT id, k, ek, p::json, n, $6 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) AS u(id, k, ek, p, n)
                  ON CONFLICT (event_id) DO NOTHING)
-             UPDATE consumer_checkpoints SET next_offset = $11, batch_id = $12, updated_at = now()
-             WHERE consumer_group = $7 AND topic = $8 AND partition = $9 AND next_offset = $10",
+             UPDATE consumer_checkpoints c SET next_offset = u.next, batch_id = u.batch, updated_at = now()
+             FROM UNNEST($9::int[], $10::bigint[], $11::bigint[], $12::uuid[]) AS u(p, expected, next, batch)
+             WHERE c.consumer_group = $7 AND c.topic = $8 AND c.partition = u.p AND c.next_offset = u.expected",
         )
         .bind(&self.outbox_ids)
         .bind(&self.outbox_kinds)
@@ -940,19 +1075,22 @@ impl<'a> Writes<'a> {
         .bind(&self.outbox_payloads)
         .bind(&self.outbox_events)
         .bind(self.now)
-        .bind(input.group)
-        .bind(input.topic)
-        .bind(input.partition)
-        .bind(input.expected_next_offset)
-        .bind(next_offset)
-        .bind(batch_id)
+        .bind(self.group)
+        .bind(self.topic)
+        .bind(&partitions)
+        .bind(column(&|p| p.expected))
+        .bind(column(&|p| p.next_offset))
+        .bind(&batch_ids)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if advanced != 1 {
+        if advanced != self.parts.len() as u64 {
+            // Cannot happen while the checkpoints are locked; refuse rather than commit.
+            let p = &self.parts[0];
             return Err(CommitError::Fenced {
+                partition: p.partition,
                 checkpoint: -1,
-                expected: input.expected_next_offset,
+                expected: p.expected,
             });
         }
         Ok(())
