@@ -126,18 +126,42 @@ pub async fn commit_batches_with(
     cache: &AccountCache,
 ) -> Result<Vec<BatchOutcome>, CommitError> {
     let mut tx = pool.begin().await?;
-    let outcomes = commit_batches_in_tx(&mut tx, inputs, cache).await?;
+    let (outcomes, scratch) = commit_batches_in_tx(&mut tx, inputs, cache).await?;
     tx.commit().await?;
+    scratch.free();
     Ok(outcomes)
 }
 
-pub async fn commit_batches_in_tx(
+/// What a transaction's batches were built from: tens of thousands of small allocations for
+/// batches of a few thousand postings (strings of every row and event, the decoded postings).
+/// Freeing them took about 5 ms of a 150-170 ms transaction of 2,000 postings, on the commit
+/// lane before its COMMIT; `free` does it on a blocking-pool thread after the commit
+/// (docs/BENCHMARKS.md point 28).
+struct Scratch {
+    _owned: Box<dyn Send>,
+}
+
+impl Scratch {
+    /// Frees it off the caller's thread (on the current thread outside a Tokio runtime).
+    fn free(self) {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn_blocking(move || drop(self));
+        }
+    }
+}
+
+async fn commit_batches_in_tx(
     tx: &mut PgConnection,
     inputs: &[BatchInput<'_>],
     cache: &AccountCache,
-) -> Result<Vec<BatchOutcome>, CommitError> {
+) -> Result<(Vec<BatchOutcome>, Scratch), CommitError> {
     let Some(first) = inputs.first() else {
-        return Ok(Vec::new());
+        return Ok((
+            Vec::new(),
+            Scratch {
+                _owned: Box::new(()),
+            },
+        ));
     };
     let (group, topic) = (first.group, first.topic);
     assert!(
@@ -195,7 +219,7 @@ pub async fn commit_batches_in_tx(
         w.add(part, m, candidate, decision, &state);
     }
     w.flush_in_tx(tx).await?;
-    Ok(inputs
+    let outcomes = inputs
         .iter()
         .zip(&parts)
         .map(|(input, part)| match part {
@@ -205,7 +229,13 @@ pub async fn commit_batches_in_tx(
                 ..Default::default()
             },
         })
-        .collect())
+        .collect();
+    Ok((
+        outcomes,
+        Scratch {
+            _owned: Box::new((w, state, candidates, decisions)),
+        },
+    ))
 }
 
 /// What a transaction holds locked from its first statement to its commit: each partition's
@@ -560,10 +590,12 @@ struct PartWrites {
 
 /// Column arrays for the bulk inserts of one transaction's batches (one per partition).
 #[derive(Default)]
-struct Writes<'a> {
-    group: &'a str,
-    topic: &'a str,
+struct Writes {
+    group: String,
+    topic: String,
     now: DateTime<Utc>,
+    /// `now` as events carry it (formatted once: it was a measurable part of building them).
+    now_rfc3339: String,
     parts: Vec<PartWrites>,
     // journal_entries
     entry_ids: Vec<Uuid>,
@@ -618,16 +650,17 @@ struct Writes<'a> {
     outbox_events: Vec<i32>,
 }
 
-impl<'a> Writes<'a> {
+impl Writes {
     fn new(
-        group: &'a str,
-        topic: &'a str,
+        group: &str,
+        topic: &str,
         now: DateTime<Utc>,
         snapshot: HashMap<String, (Decimal, i64)>,
     ) -> Self {
         Writes {
-            group,
-            topic,
+            group: group.to_string(),
+            topic: topic.to_string(),
+            now_rfc3339: now.to_rfc3339(),
             now,
             snapshot,
             ..Default::default()
@@ -702,6 +735,7 @@ impl<'a> Writes<'a> {
                     }
                     None => self.add_entry(part, m.offset, *entry_id, p, None),
                 }
+                let (entry, date) = (entry_id.to_string(), p.effective_date.to_string());
                 for c in changes {
                     let slot = self.balance_deltas.entry(c.account.clone()).or_default();
                     slot.0 += c.delta;
@@ -715,9 +749,9 @@ impl<'a> Writes<'a> {
                         balance_after: c.balance_after.to_string(),
                         delta: c.delta.to_string(),
                         version: c.version,
-                        entry_id: entry_id.to_string(),
-                        effective_date: p.effective_date.to_string(),
-                        recorded_at: self.now.to_rfc3339(),
+                        entry_id: entry.clone(),
+                        effective_date: date.clone(),
+                        recorded_at: self.now_rfc3339.clone(),
                     };
                     self.balance_events.push(event);
                     self.parts[part].balance_events += 1;
@@ -764,7 +798,7 @@ impl<'a> Writes<'a> {
                     // Stored once, in rejections.raw: the reporter adds the bytes when it
                     // publishes (a JSON copy would cost several times their size to write).
                     raw: Vec::new(),
-                    rejected_at: self.now.to_rfc3339(),
+                    rejected_at: self.now_rfc3339.clone(),
                     raw_size: m.raw.len() as i64,
                     raw_truncated: false,
                 };
@@ -787,7 +821,7 @@ impl<'a> Writes<'a> {
                         account_id: None,
                         entry_id: None,
                         detail: rejection.to_string(),
-                        detected_at: self.now.to_rfc3339(),
+                        detected_at: self.now_rfc3339.clone(),
                     };
                     self.outbox(id, "anomaly", key.unwrap_or_default(), &event);
                 }
@@ -909,8 +943,8 @@ impl<'a> Writes<'a> {
              FROM UNNEST($5::int[], $11::bytea[], $12::bigint[], $13::bytea[]) AS u(p, head, n, start)
              WHERE h.source_topic = $2 AND h.source_partition = u.p AND h.head = u.start AND u.n > 0",
         )
-        .bind(self.group)
-        .bind(self.topic)
+        .bind(&self.group)
+        .bind(&self.topic)
         .bind(self.now)
         .bind(&batch_ids)
         .bind(&partitions)
@@ -948,7 +982,7 @@ impl<'a> Writes<'a> {
             .bind(&self.rejection_reasons)
             .bind(&self.rejection_details)
             .bind(&self.rejection_raw)
-            .bind(self.topic)
+            .bind(&self.topic)
             .bind(rejection_partitions)
             .bind(of_part(&|p| p.batch_id))
             .bind(self.now)
@@ -974,7 +1008,7 @@ impl<'a> Writes<'a> {
                     .opt_text(self.entry_descriptions[i].as_deref())
                     .opt_text(self.entry_sources[i].as_deref())
                     .text(&self.entry_metadata[i])
-                    .text(self.topic)
+                    .text(&self.topic)
                     .plain(self.parts[self.entry_parts[i]].partition)
                     .plain(self.entry_offsets[i])
                     .plain(self.parts[self.entry_parts[i]].batch_id)
@@ -1075,8 +1109,8 @@ impl<'a> Writes<'a> {
         .bind(&self.outbox_payloads)
         .bind(&self.outbox_events)
         .bind(self.now)
-        .bind(self.group)
-        .bind(self.topic)
+        .bind(&self.group)
+        .bind(&self.topic)
         .bind(&partitions)
         .bind(column(&|p| p.expected))
         .bind(column(&|p| p.next_offset))
