@@ -155,7 +155,7 @@ pub enum Decision {
 
 /// Decides every message of a batch. `ids` gives each message's rejection id.
 pub fn decide(
-    candidates: &[Candidate],
+    candidates: &[&Candidate],
     rejection_ids: &[Uuid],
     state: &mut LedgerState,
 ) -> Vec<Decision> {
@@ -452,14 +452,14 @@ mod tests {
     #[test]
     fn duplicates_conflicts_and_balances_within_one_batch() {
         let mut s = state();
-        let c = vec![
+        let c = [
             Candidate::Parsed(posting("k1", "10.00", "cash", "sales")),
             Candidate::Parsed(posting("k1", "10.00", "cash", "sales")),
             Candidate::Parsed(posting("k1", "11.00", "cash", "sales")),
             Candidate::Parsed(posting("k2", "25.00", "sales", "cash")),
             Candidate::Parsed(posting("k3", "4.00", "sales", "cash")),
         ];
-        let d = decide(&c, &ids(5), &mut s);
+        let d = decide(&c.iter().collect::<Vec<_>>(), &ids(5), &mut s);
         assert!(matches!(&d[0], Decision::Post { changes, .. } if changes[0].version == 1));
         assert!(matches!(
             &d[1],
@@ -498,7 +498,7 @@ mod tests {
         let code = |p: Posting, f: &dyn Fn(&mut LedgerState)| {
             let mut s = state();
             f(&mut s);
-            match &decide(&[Candidate::Parsed(p)], &ids(1), &mut s)[0] {
+            match &decide(&[&Candidate::Parsed(p)], &ids(1), &mut s)[0] {
                 Decision::Reject { rejection, .. } => rejection.code(),
                 other => panic!("{other:?}"),
             }

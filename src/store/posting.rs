@@ -133,7 +133,7 @@ pub async fn commit_batches_with(
 }
 
 /// What a transaction's batches were built from: tens of thousands of small allocations for
-/// batches of a few thousand postings (strings of every row and event, the decoded postings).
+/// batches of a few thousand postings (strings of every row and event, the account states).
 /// Freeing them took about 5 ms of a 150-170 ms transaction of 2,000 postings, on the commit
 /// lane before its COMMIT; `free` does it on a blocking-pool thread after the commit
 /// (docs/BENCHMARKS.md point 28).
@@ -189,7 +189,7 @@ async fn commit_batches_in_tx(
                 .map(|m| (index, m)),
         );
     }
-    let candidates: Vec<Candidate> = messages.iter().map(|(_, m)| m.candidate.clone()).collect();
+    let candidates: Vec<&Candidate> = messages.iter().map(|(_, m)| &m.candidate).collect();
     let mut state = load_state_in_tx(tx, &candidates, cache, locked.account_revision).await?;
     let rejection_ids: Vec<Uuid> = messages
         .iter()
@@ -233,7 +233,7 @@ async fn commit_batches_in_tx(
     Ok((
         outcomes,
         Scratch {
-            _owned: Box::new((w, state, candidates, decisions)),
+            _owned: Box::new((w, state, decisions)),
         },
     ))
 }
@@ -312,7 +312,7 @@ async fn lock_partitions_in_tx(
 
 async fn load_state_in_tx(
     tx: &mut PgConnection,
-    candidates: &[Candidate],
+    candidates: &[&Candidate],
     cache: &AccountCache,
     account_revision: Uuid,
 ) -> Result<LedgerState, sqlx::Error> {
