@@ -27,6 +27,38 @@ fn workload_over(count: usize, seed: u64, accounts: usize) -> Vec<Message> {
     })
 }
 
+/// A fresh ledger of 50 accounts and `partitions` partitions, and `count` valid postings over
+/// those accounts with keys starting with `prefix` (not yet produced).
+async fn ledger_with_postings(
+    partitions: i32,
+    count: usize,
+    prefix: &str,
+) -> (Ledger, Vec<Message>) {
+    let ledger = Ledger::new(50, partitions).await;
+    let messages = generate(&GeneratorSettings {
+        count,
+        accounts: 50,
+        key_prefix: common::unique(prefix),
+        ..Default::default()
+    });
+    (ledger, messages)
+}
+
+/// Runs a poster over the ledger's topic until it is caught up and idle, and expects it to
+/// exit cleanly.
+async fn run_until_idle(ledger: &Ledger, extra: &[&str]) {
+    let mut args = vec!["--exit-when-idle-ms", "1500"];
+    args.extend_from_slice(extra);
+    let poster = ledger.poster(free_port(), &args);
+    let status = tokio::task::spawn_blocking(move || {
+        let mut p = poster;
+        p.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+}
+
 fn stop(mut child: common::PosterProcess) {
     signal(&child, "TERM");
     let status = child.wait().unwrap();
@@ -127,13 +159,7 @@ async fn members_joining_and_leaving_keep_exactly_once() {
 async fn zombie_consumer_cannot_commit_overlapping_batch() {
     use ledgerline::store::posting::{commit_batch, BatchInput, CommitError};
 
-    let ledger = Ledger::new(50, 1).await;
-    let messages = generate(&GeneratorSettings {
-        count: 20,
-        accounts: 50,
-        key_prefix: common::unique("z"),
-        ..Default::default()
-    });
+    let (ledger, messages) = ledger_with_postings(1, 20, "z").await;
     let batch = common::parsed_batch(&messages);
     let input = |expected: i64, range: std::ops::Range<usize>| BatchInput {
         group: &ledger.group,
@@ -181,13 +207,7 @@ async fn batches_of_two_partitions_commit_together_or_not_at_all() {
     use ledgerline::store::account_cache::AccountCache;
     use ledgerline::store::posting::{commit_batches_with, BatchInput, CommitError};
 
-    let ledger = Ledger::new(50, 2).await;
-    let messages = generate(&GeneratorSettings {
-        count: 30,
-        accounts: 50,
-        key_prefix: common::unique("t"),
-        ..Default::default()
-    });
+    let (ledger, messages) = ledger_with_postings(2, 30, "t").await;
     let first = common::parsed_batch(&messages[..15]);
     // Partition 1 holds the other 15 and, last, the first partition's first request again.
     let mut again = messages[15..].to_vec();
@@ -259,6 +279,66 @@ async fn batches_of_two_partitions_commit_together_or_not_at_all() {
     );
 }
 
+/// A message PostgreSQL refuses, inside a transaction of two partitions (one commit lane): the
+/// transaction fails, each partition's batch is committed on its own, the batch holding the
+/// message is split until it is isolated, and it alone is rejected as INTERNAL. Everything else
+/// posts exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_database_refuses_is_rejected_alone_from_a_two_partition_transaction() {
+    let (ledger, messages) = ledger_with_postings(2, 400, "r").await;
+    let refused = messages[123].key.clone();
+    // Stands in for any error that retrying cannot fix (a constraint, a bug).
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.idempotency_key = '{refused}' THEN
+                 RAISE EXCEPTION 'refused by the test';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_one BEFORE INSERT ON journal_entries
+             FOR EACH ROW EXECUTE FUNCTION refuse_one();"
+    ))
+    .execute(&ledger.pool)
+    .await
+    .unwrap();
+    ledger.produce(&messages).await;
+    // Small batches: many rounds, nearly all of them holding both partitions.
+    run_until_idle(&ledger, &["--commit-lanes", "1", "--batch-postings", "20"]).await;
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("poster-logs")
+        .join(format!("{}.log", ledger.group));
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("batches of several partitions failed together"),
+        "the refused message was in a transaction of both partitions ({})",
+        log.display()
+    );
+    let internal: Vec<(Option<String>, String)> = sqlx::query_as(
+        "SELECT idempotency_key, reason_code FROM rejections WHERE reason_code = 'INTERNAL'",
+    )
+    .fetch_all(&ledger.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        internal,
+        vec![(Some(refused.clone()), "INTERNAL".to_string())]
+    );
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
+        .fetch_one(&ledger.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        entries,
+        messages.len() as i64 - 1,
+        "all but the refused one"
+    );
+    assert_eq!(ledger.checkpoints().await, ledger.end_offsets());
+    let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
+    assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
+}
+
 /// Replaying a whole topic after it was posted changes nothing: every message is a duplicate
 /// or an already-recorded rejection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,17 +346,7 @@ async fn replay_from_zero_changes_nothing() {
     let ledger = Ledger::new(200, 2).await;
     let messages = workload_over(3_000, 5, 200);
     ledger.produce(&messages).await;
-    let run = || async {
-        let poster = ledger.poster(free_port(), &["--exit-when-idle-ms", "1500"]);
-        let status = tokio::task::spawn_blocking(move || {
-            let mut p = poster;
-            p.wait().unwrap()
-        })
-        .await
-        .unwrap();
-        assert!(status.success());
-    };
-    run().await;
+    run_until_idle(&ledger, &[]).await;
     ledger.wait_drained(Duration::from_secs(60)).await;
     let before = common::ledger_content(&ledger.pool).await;
     let facts_before = ledger.assert_invariants(&messages).await;
@@ -321,7 +391,7 @@ async fn replay_from_zero_changes_nothing() {
     assert!(stdout.contains("moved 2 partition(s)"), "{stdout}");
     assert!(ledger.checkpoints().await.values().all(|o| *o == 0));
 
-    run().await;
+    run_until_idle(&ledger, &[]).await;
     ledger.wait_drained(Duration::from_secs(60)).await;
     assert_eq!(
         common::ledger_content(&ledger.pool).await,
