@@ -16,7 +16,8 @@ pub struct PosterArgs {
     /// Defaults to $LEDGERLINE_POSTINGS_TOPIC.
     #[arg(long)]
     pub topic: Option<String>,
-    /// Most messages in one batch (one PostgreSQL transaction per partition).
+    /// Most messages in one partition's batch. A round's partition batches are committed in
+    /// one PostgreSQL transaction per commit lane.
     #[arg(long, env = "LEDGERLINE_BATCH_POSTINGS", default_value_t = 1000)]
     pub batch_postings: usize,
     #[arg(long, env = "LEDGERLINE_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
@@ -24,8 +25,9 @@ pub struct PosterArgs {
     /// Longest a batch waits to fill.
     #[arg(long, env = "LEDGERLINE_BATCH_WAIT_MS", default_value_t = 100)]
     pub batch_wait_ms: u64,
-    /// Partition batches committed side by side. 2 suits narrow postings; 1 suits wide ones
-    /// (many lines over the same accounts), whose balance locks make lanes wait for each other.
+    /// Transactions committed side by side, each holding its share of a round's partition
+    /// batches. 2 suits narrow postings; 1 suits wide ones (many lines over the same accounts),
+    /// whose balance locks make lanes wait for each other.
     #[arg(long, env = "LEDGERLINE_COMMIT_LANES", default_value_t = 2)]
     pub commit_lanes: usize,
     /// HTTP address for /health, /ready, /metrics, /recovery.
