@@ -155,15 +155,13 @@ impl Poster {
             }
             fetched = next;
             if last_lag_update.elapsed() > Duration::from_secs(5) {
-                let lag = self.record_lag(&positions, |p| {
-                    consumer
-                        .context()
-                        .watermarks
-                        .lock()
-                        .expect("watermarks lock")
-                        .get(&p)
-                        .copied()
-                });
+                let seen = consumer
+                    .context()
+                    .watermarks
+                    .lock()
+                    .expect("watermarks lock")
+                    .clone();
+                let lag = self.record_lag(&positions, |p| seen.get(&p).copied());
                 self.report_stall(lag, last_message.elapsed());
                 last_lag_update = Instant::now();
             }

@@ -218,7 +218,10 @@ async fn commit_batches_in_tx(
         let part = parts[*index].expect("a partition with messages has its part");
         w.add(part, m, candidate, decision, &state);
     }
-    w.flush_in_tx(tx).await?;
+    // Nothing past any checkpoint (a replayed round): nothing to write, no checkpoint moves.
+    if !w.parts.is_empty() {
+        w.flush_in_tx(tx).await?;
+    }
     let outcomes = inputs
         .iter()
         .zip(&parts)
@@ -925,15 +928,16 @@ impl Writes {
         self.outbox_payloads.push(payload);
     }
 
+    /// One value per partition batch, in `parts` order, for an UNNEST column.
+    fn column<T>(&self, value: impl Fn(&PartWrites) -> T) -> Vec<T> {
+        self.parts.iter().map(value).collect()
+    }
+
     async fn flush_in_tx(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
         // The batch rows (which their entries name), and each chain's new head (locked since the
         // transaction's first statement; a batch without entries leaves its chain as it was).
-        let column =
-            |f: &dyn Fn(&PartWrites) -> i64| -> Vec<i64> { self.parts.iter().map(f).collect() };
-        let batch_ids: Vec<Uuid> = self.parts.iter().map(|p| p.batch_id).collect();
-        let partitions: Vec<i32> = self.parts.iter().map(|p| p.partition).collect();
-        let heads: Vec<Vec<u8>> = self.parts.iter().map(|p| p.chain_head.to_vec()).collect();
-        let starts: Vec<Vec<u8>> = self.parts.iter().map(|p| p.chain_start.to_vec()).collect();
+        let batch_ids = self.column(|p| p.batch_id);
+        let partitions = self.column(|p| p.partition);
         sqlx::query(
             "WITH b AS (
                  INSERT INTO batches (id, consumer_group, topic, partition, first_offset, next_offset, posted, rejected, duplicates, committed_at)
@@ -948,28 +952,28 @@ impl Writes {
         .bind(self.now)
         .bind(&batch_ids)
         .bind(&partitions)
-        .bind(column(&|p| p.first_offset))
-        .bind(column(&|p| p.next_offset))
-        .bind(column(&|p| p.posted as i64))
-        .bind(column(&|p| p.rejection_codes.len() as i64))
-        .bind(column(&|p| p.duplicates as i64))
-        .bind(&heads)
-        .bind(column(&|p| p.entries))
-        .bind(&starts)
+        .bind(self.column(|p| p.first_offset))
+        .bind(self.column(|p| p.next_offset))
+        .bind(self.column(|p| p.posted as i64))
+        .bind(self.column(|p| p.rejection_codes.len() as i64))
+        .bind(self.column(|p| p.duplicates as i64))
+        .bind(self.column(|p| p.chain_head.to_vec()))
+        .bind(self.column(|p| p.entries))
+        .bind(self.column(|p| p.chain_start.to_vec()))
         .execute(&mut *tx)
         .await?;
         if !self.rejection_ids.is_empty() {
             // A replayed offset finds its rejection already there (same deterministic id).
-            let of_part = |f: &dyn Fn(&PartWrites) -> Uuid| -> Vec<Uuid> {
-                self.rejection_parts
-                    .iter()
-                    .map(|i| f(&self.parts[*i]))
-                    .collect()
-            };
+            let of_part = |i: &usize| &self.parts[*i];
             let rejection_partitions: Vec<i32> = self
                 .rejection_parts
                 .iter()
-                .map(|i| self.parts[*i].partition)
+                .map(|i| of_part(i).partition)
+                .collect();
+            let rejection_batches: Vec<Uuid> = self
+                .rejection_parts
+                .iter()
+                .map(|i| of_part(i).batch_id)
                 .collect();
             sqlx::query(
                 "INSERT INTO rejections (id, idempotency_key, reason_code, detail, raw, source_topic, source_partition, source_offset, batch_id, rejected_at, source)
@@ -984,7 +988,7 @@ impl Writes {
             .bind(&self.rejection_raw)
             .bind(&self.topic)
             .bind(rejection_partitions)
-            .bind(of_part(&|p| p.batch_id))
+            .bind(rejection_batches)
             .bind(self.now)
             .bind(&self.rejection_offsets)
             .bind(&self.rejection_sources)
@@ -1092,8 +1096,6 @@ impl Writes {
         }
         // The events, and the checkpoints moved on, in one statement: the last of the
         // transaction. Each checkpoint moves only from where it was locked.
-        let column =
-            |f: &dyn Fn(&PartWrites) -> i64| -> Vec<i64> { self.parts.iter().map(f).collect() };
         let advanced = sqlx::query(
             "WITH o AS (
                  INSERT INTO outbox (event_id, kind, event_key, payload, events, created_at)
@@ -1112,8 +1114,8 @@ impl Writes {
         .bind(&self.group)
         .bind(&self.topic)
         .bind(&partitions)
-        .bind(column(&|p| p.expected))
-        .bind(column(&|p| p.next_offset))
+        .bind(self.column(|p| p.expected))
+        .bind(self.column(|p| p.next_offset))
         .bind(&batch_ids)
         .execute(&mut *tx)
         .await?
