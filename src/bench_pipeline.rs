@@ -266,7 +266,7 @@ async fn copy_limit(
             .field(&p.effective_date)
             .field(&p.description)
             .field(&p.source)
-            .field(&sqlx::types::Json(&p.metadata))
+            .jsonb(&p.metadata)
             .field(&"bench")
             .field(&0i32)
             .field(&(postings as i64))

@@ -1,22 +1,29 @@
 //! Rows for `COPY ... FROM STDIN (FORMAT binary)`: PostgreSQL's binary copy format, each value
 //! encoded by sqlx's own binary encoder for its type, so the bytes are what the server expects.
-//! Used for limit B of `bench pipeline` (the issue asks for binary COPY there).
+//! The poster's bulk path for the journal's largest tables (entries, lines, idempotency
+//! records), and limit B of `bench pipeline`. Binary spares the server parsing every uuid,
+//! amount, date and timestamp from text (docs/BENCHMARKS.md point 29).
+//!
+//! Values are encoded straight into the one buffer: no allocation per value.
 
+use serde::Serialize;
 use sqlx::encode::IsNull;
 use sqlx::postgres::PgArgumentBuffer;
 use sqlx::{Encode, Postgres};
 
 /// A buffer of rows in the binary format, header included; `finish` adds the trailer.
 pub struct BinaryRows {
-    buf: Vec<u8>,
+    buf: PgArgumentBuffer,
+    rows: usize,
 }
 
 impl Default for BinaryRows {
     fn default() -> Self {
-        let mut buf = b"PGCOPY\n\xff\r\n\0".to_vec();
+        let mut buf = PgArgumentBuffer::default();
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         buf.extend(0i32.to_be_bytes()); // flags: no OIDs
         buf.extend(0i32.to_be_bytes()); // header extension length
-        BinaryRows { buf }
+        BinaryRows { buf, rows: 0 }
     }
 }
 
@@ -24,28 +31,56 @@ impl BinaryRows {
     /// Starts a row of `fields` values.
     pub fn row(&mut self, fields: i16) -> &mut Self {
         self.buf.extend(fields.to_be_bytes());
+        self.rows += 1;
         self
     }
 
-    /// One value, as sqlx would send it as a binary parameter.
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// One value, as sqlx would send it as a binary parameter. Not for `Json` (its encoder
+    /// leaves a deferred patch behind in the buffer): use `jsonb`.
     pub fn field<'q, T: Encode<'q, Postgres>>(&mut self, value: &T) -> &mut Self {
-        let mut encoded = PgArgumentBuffer::default();
-        match value.encode_by_ref(&mut encoded) {
-            Ok(IsNull::No) => {
-                let len = i32::try_from(encoded.len()).expect("a value under 2 GiB");
-                self.buf.extend(len.to_be_bytes());
-                self.buf.extend_from_slice(&encoded);
+        let at = self.open_value();
+        match value.encode_by_ref(&mut self.buf) {
+            Ok(IsNull::No) => self.close_value(at),
+            Ok(IsNull::Yes) => {
+                self.buf.truncate(at);
+                self.buf.extend((-1i32).to_be_bytes());
             }
-            Ok(IsNull::Yes) => self.buf.extend((-1i32).to_be_bytes()),
             Err(e) => panic!("encoding a COPY value: {e}"),
         }
         self
     }
 
+    /// A `jsonb` value: the format's version byte, then the JSON text.
+    pub fn jsonb<T: Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
+        let at = self.open_value();
+        self.buf.push(1);
+        serde_json::to_writer(&mut *self.buf, value).expect("a value that serializes");
+        self.close_value(at);
+        self
+    }
+
+    /// Reserves the value's length; returns where it goes.
+    fn open_value(&mut self) -> usize {
+        let at = self.buf.len();
+        self.buf.extend(0i32.to_be_bytes());
+        at
+    }
+
+    /// Writes the length of the value that follows `at`.
+    fn close_value(&mut self, at: usize) {
+        let len = i32::try_from(self.buf.len() - at - 4).expect("a value under 2 GiB");
+        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
     /// The whole stream, with the trailer.
     pub fn finish(mut self) -> Vec<u8> {
         self.buf.extend((-1i16).to_be_bytes());
-        self.buf
+        std::mem::take(&mut *self.buf)
     }
 }
 
@@ -57,11 +92,14 @@ mod tests {
     fn header_rows_and_trailer_follow_the_format() {
         let mut rows = BinaryRows::default();
         rows.row(2).field(&7i32).field(&Option::<i32>::None);
+        rows.row(1).jsonb(&serde_json::json!({"a": 1}));
+        assert_eq!(rows.rows(), 2);
         let bytes = rows.finish();
         assert_eq!(&bytes[..11], b"PGCOPY\n\xff\r\n\0");
-        assert_eq!(
-            &bytes[19..],
-            &[0, 2, 0, 0, 0, 4, 0, 0, 0, 7, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
-        );
+        let mut expected = vec![0, 2, 0, 0, 0, 4, 0, 0, 0, 7, 0xff, 0xff, 0xff, 0xff];
+        expected.extend([0, 1, 0, 0, 0, 8, 1]);
+        expected.extend(b"{\"a\":1}");
+        expected.extend([0xff, 0xff]);
+        assert_eq!(&bytes[19..], &expected[..]);
     }
 }

@@ -24,7 +24,6 @@ pub mod accounts;
 pub mod anomalies;
 pub mod checkpoints;
 pub mod copy_binary;
-pub mod copy_text;
 pub mod entities;
 pub mod instances;
 pub mod outbox;

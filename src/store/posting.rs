@@ -22,7 +22,7 @@ use crate::domain::chain::{CanonicalEntry, CanonicalLine, GENESIS};
 use crate::domain::posting::Line;
 use crate::domain::{AccountId, Currency, Posting, Side};
 use crate::store::account_cache::AccountCache;
-use crate::store::copy_text::CopyRows;
+use crate::store::copy_binary::BinaryRows;
 
 /// One message of a batch, in offset order.
 #[derive(Debug, Clone)]
@@ -600,26 +600,10 @@ struct Writes {
     /// `now` as events carry it (formatted once: it was a measurable part of building them).
     now_rfc3339: String,
     parts: Vec<PartWrites>,
-    // journal_entries
-    entry_ids: Vec<Uuid>,
-    entry_entities: Vec<String>,
-    entry_keys: Vec<String>,
-    entry_dates: Vec<NaiveDate>,
-    entry_descriptions: Vec<Option<String>>,
-    entry_sources: Vec<Option<String>>,
-    entry_metadata: Vec<String>,
-    entry_offsets: Vec<i64>,
-    entry_hashes: Vec<Vec<u8>>,
-    entry_reverses: Vec<Option<Uuid>>,
-    entry_prev_hashes: Vec<Vec<u8>>,
-    entry_parts: Vec<usize>,
-    // journal_lines
-    line_entries: Vec<Uuid>,
-    line_numbers: Vec<i16>,
-    line_accounts: Vec<String>,
-    line_sides: Vec<String>,
-    line_amounts: Vec<Decimal>,
-    line_currencies: Vec<String>,
+    // journal_entries and journal_lines, as binary COPY rows (written as each posting is added:
+    // no column arrays of owned strings in between)
+    entries: BinaryRows,
+    lines: BinaryRows,
     // rejections
     rejection_ids: Vec<Uuid>,
     rejection_keys: Vec<Option<String>>,
@@ -629,12 +613,8 @@ struct Writes {
     rejection_offsets: Vec<i64>,
     rejection_sources: Vec<Option<String>>,
     rejection_parts: Vec<usize>,
-    // idempotency_records
-    key_keys: Vec<String>,
-    key_fingerprints: Vec<Vec<u8>>,
-    key_outcomes: Vec<String>,
-    key_entries: Vec<Option<Uuid>>,
-    key_rejections: Vec<Option<Uuid>>,
+    // idempotency_records, as binary COPY rows
+    keys: BinaryRows,
     // account_balances, aggregated per account
     balance_deltas: HashMap<String, (Decimal, i64)>,
     /// Balance and version of each account when the batch was judged (unlocked).
@@ -784,11 +764,7 @@ impl Writes {
                 self.rejection_sources
                     .push(candidate.source().map(str::to_string));
                 if let Some((k, fp)) = record_key {
-                    self.key_keys.push(k.clone());
-                    self.key_fingerprints.push(fp.to_vec());
-                    self.key_outcomes.push("rejected".into());
-                    self.key_entries.push(None);
-                    self.key_rejections.push(Some(*rejection_id));
+                    self.key_record(k, fp, None, Some(*rejection_id));
                 }
                 let event = RejectionEvent {
                     event_id: rejection_id.to_string(),
@@ -843,17 +819,6 @@ impl Writes {
         p: &Posting,
         reverses: Option<Uuid>,
     ) {
-        self.entry_parts.push(part);
-        self.entry_reverses.push(reverses);
-        self.entry_ids.push(entry_id);
-        self.entry_entities.push(p.entity.as_str().to_string());
-        self.entry_keys.push(p.key.as_str().to_string());
-        self.entry_dates.push(p.effective_date);
-        self.entry_descriptions.push(p.description.clone());
-        self.entry_sources.push(p.source.clone());
-        self.entry_metadata
-            .push(serde_json::to_string(&p.metadata).expect("string map serializes"));
-        self.entry_offsets.push(offset);
         let canonical = CanonicalEntry {
             id: entry_id,
             entity: p.entity.as_str().to_string(),
@@ -879,25 +844,63 @@ impl Writes {
                 .collect(),
         };
         let chain = &mut self.parts[part];
-        let hash = canonical.hash(&chain.chain_head);
-        self.entry_prev_hashes.push(chain.chain_head.to_vec());
-        self.entry_hashes.push(hash.to_vec());
+        let prev_hash = chain.chain_head;
+        let hash = canonical.hash(&prev_hash);
         chain.chain_head = hash;
         chain.entries += 1;
+        self.entries
+            .row(15)
+            .field(&entry_id)
+            .field(&p.entity.as_str())
+            .field(&p.key.as_str())
+            .field(&p.effective_date)
+            .field(&p.description)
+            .field(&p.source)
+            .jsonb(&p.metadata)
+            .field(&self.topic.as_str())
+            .field(&chain.partition)
+            .field(&offset)
+            .field(&chain.batch_id)
+            .field(&self.now)
+            .field(&&hash[..])
+            .field(&&prev_hash[..])
+            .field(&reverses);
         for (i, line) in p.lines.iter().enumerate() {
-            self.line_entries.push(entry_id);
-            self.line_numbers
-                .push(i16::try_from(i + 1).expect("lines are bounded by LINES_PER_ENTRY_MAX"));
-            self.line_accounts.push(line.account.as_str().to_string());
-            self.line_sides.push(line.side.code().to_string());
-            self.line_amounts.push(line.amount);
-            self.line_currencies.push(line.currency.to_string());
+            self.lines
+                .row(8)
+                .field(&entry_id)
+                .field(&i16::try_from(i + 1).expect("lines are bounded by LINES_PER_ENTRY_MAX"))
+                .field(&line.account.as_str())
+                .field(&line.side.code())
+                .field(&line.amount)
+                .field(&line.currency.as_str())
+                .field(&p.effective_date)
+                .field(&self.now);
         }
-        self.key_keys.push(p.key.as_str().to_string());
-        self.key_fingerprints.push(p.fingerprint().to_vec());
-        self.key_outcomes.push("posted".into());
-        self.key_entries.push(Some(entry_id));
-        self.key_rejections.push(None);
+        self.key_record(p.key.as_str(), &p.fingerprint(), Some(entry_id), None);
+    }
+
+    /// An idempotency record: the key's first outcome, an entry or a rejection.
+    fn key_record(
+        &mut self,
+        key: &str,
+        fingerprint: &[u8],
+        entry: Option<Uuid>,
+        rejection: Option<Uuid>,
+    ) {
+        let outcome = if entry.is_some() {
+            "posted"
+        } else {
+            "rejected"
+        };
+        self.keys
+            .row(6)
+            .field(&key)
+            .field(&fingerprint)
+            .field(&outcome)
+            .field(&entry)
+            .field(&rejection)
+            .field(&self.now);
     }
 
     /// An outbox row of one event.
@@ -995,78 +998,30 @@ impl Writes {
             .execute(&mut *tx)
             .await?;
         }
-        // The batch's time, as COPY text: every row written below carries it.
-        let recorded_at = self.now.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
-        if !self.entry_ids.is_empty() {
-            // COPY, not INSERT ... UNNEST: the two largest tables take most of a batch's time.
-            let mut entries = CopyRows::default();
-            let mut lines = CopyRows::default();
-            let mut line = 0;
-            for i in 0..self.entry_ids.len() {
-                let (id, date) = (self.entry_ids[i], self.entry_dates[i]);
-                entries
-                    .plain(id)
-                    .text(&self.entry_entities[i])
-                    .text(&self.entry_keys[i])
-                    .plain(date)
-                    .opt_text(self.entry_descriptions[i].as_deref())
-                    .opt_text(self.entry_sources[i].as_deref())
-                    .text(&self.entry_metadata[i])
-                    .text(&self.topic)
-                    .plain(self.parts[self.entry_parts[i]].partition)
-                    .plain(self.entry_offsets[i])
-                    .plain(self.parts[self.entry_parts[i]].batch_id)
-                    .plain(&recorded_at)
-                    .bytes(&self.entry_hashes[i])
-                    .bytes(&self.entry_prev_hashes[i])
-                    .opt_plain(self.entry_reverses[i])
-                    .end_row();
-                while line < self.line_entries.len() && self.line_entries[line] == id {
-                    lines
-                        .plain(id)
-                        .plain(self.line_numbers[line])
-                        .text(&self.line_accounts[line])
-                        .text(&self.line_sides[line])
-                        .plain(self.line_amounts[line])
-                        .text(&self.line_currencies[line])
-                        .plain(date)
-                        .plain(&recorded_at)
-                        .end_row();
-                    line += 1;
-                }
-            }
-            debug_assert_eq!(line, self.line_entries.len(), "lines follow their entries");
+        // COPY, not INSERT ... UNNEST: the two largest tables take most of a batch's time.
+        if self.entries.rows() > 0 {
             copy_in(
                 tx,
                 "COPY journal_entries (id, entity_id, idempotency_key, effective_date, description, source, metadata,
                                        source_topic, source_partition, source_offset, batch_id, recorded_at, hash, prev_hash, reverses)
-                 FROM STDIN",
-                &entries,
+                 FROM STDIN (FORMAT binary)",
+                std::mem::take(&mut self.entries),
             )
             .await?;
             copy_in(
                 tx,
-                "COPY journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at) FROM STDIN",
-                &lines,
+                "COPY journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at)
+                 FROM STDIN (FORMAT binary)",
+                std::mem::take(&mut self.lines),
             )
             .await?;
         }
-        if !self.key_keys.is_empty() {
-            let mut records = CopyRows::default();
-            for i in 0..self.key_keys.len() {
-                records
-                    .text(&self.key_keys[i])
-                    .bytes(&self.key_fingerprints[i])
-                    .text(&self.key_outcomes[i])
-                    .opt_plain(self.key_entries[i])
-                    .opt_plain(self.key_rejections[i])
-                    .plain(&recorded_at)
-                    .end_row();
-            }
+        if self.keys.rows() > 0 {
             copy_in(
                 tx,
-                "COPY idempotency_records (key, fingerprint, outcome, entry_id, rejection_id, recorded_at) FROM STDIN",
-                &records,
+                "COPY idempotency_records (key, fingerprint, outcome, entry_id, rejection_id, recorded_at)
+                 FROM STDIN (FORMAT binary)",
+                std::mem::take(&mut self.keys),
             )
             .await?;
         }
@@ -1136,10 +1091,10 @@ impl Writes {
 async fn copy_in(
     tx: &mut PgConnection,
     statement: &str,
-    rows: &CopyRows,
+    rows: BinaryRows,
 ) -> Result<(), sqlx::Error> {
     let mut copy = tx.copy_in_raw(statement).await?;
-    copy.send(rows.as_bytes()).await?;
+    copy.send(rows.finish()).await?;
     copy.finish().await?;
     Ok(())
 }
