@@ -496,6 +496,11 @@ async fn reversals_post_inverted_lines_once_and_refuse_what_cannot_be_reversed()
             .unwrap();
     assert_eq!(link, (target0, entry_id(&r0)));
 
+    // The same reversal request in a later batch is a duplicate too: its idempotency record
+    // holds the request's fingerprint (not that of the inverted lines it posted).
+    let (again, offset) = commit_requests(&ledger, offset, &[reversal(&r0, &k(0))]).await;
+    assert_eq!(again, ["DUPLICATE"]);
+
     // An entry and its reversal in one batch; then every balance is back where it was.
     let (both, _) = commit_requests(
         &ledger,

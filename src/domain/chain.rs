@@ -23,6 +23,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
 use uuid::Uuid;
 
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -53,34 +54,32 @@ pub struct CanonicalEntry {
 
 impl CanonicalEntry {
     pub fn canonical_bytes(&self) -> Vec<u8> {
+        // Written in place (no string per field): the poster hashes every entry it commits.
         let mut out = String::with_capacity(256 + 64 * self.lines.len());
-        out.push_str("ledgerline-entry-v1\n");
-        out.push_str(&format!("id={}\n", self.id));
-        out.push_str(&format!("entity={}\n", self.entity));
-        out.push_str(&format!("key={}\n", self.key));
-        out.push_str(&format!(
-            "effective_date={}\n",
-            self.effective_date.format("%Y-%m-%d")
-        ));
-        out.push_str(&format!(
-            "recorded_at={}\n",
-            self.recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        ));
         let description = serde_json::to_string(&self.description).expect("strings serialize");
-        out.push_str(&format!("description={description}\n"));
-        out.push_str(&format!(
-            "source={}/{}/{}\n",
-            self.source_topic, self.source_partition, self.source_offset
-        ));
+        let _ = write!(
+            out,
+            "ledgerline-entry-v1\nid={}\nentity={}\nkey={}\neffective_date={}\nrecorded_at={}\n\
+             description={description}\nsource={}/{}/{}\n",
+            self.id,
+            self.entity,
+            self.key,
+            self.effective_date.format("%Y-%m-%d"),
+            self.recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            self.source_topic,
+            self.source_partition,
+            self.source_offset
+        );
         match self.reverses {
-            Some(r) => out.push_str(&format!("reverses={r}\n")),
+            Some(r) => _ = writeln!(out, "reverses={r}"),
             None => out.push_str("reverses=-\n"),
         }
         for l in &self.lines {
-            out.push_str(&format!(
-                "line={}|{}|{}|{}|{}\n",
+            let _ = writeln!(
+                out,
+                "line={}|{}|{}|{}|{}",
                 l.line_no, l.account, l.side, l.amount, l.currency
-            ));
+            );
         }
         out.into_bytes()
     }

@@ -98,6 +98,10 @@ pub struct Posting {
     pub reverses: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub lines: Vec<Line>,
+    /// The request's fingerprint (`fingerprint`), computed once when parsed (off the commit
+    /// path). A copy with other lines (a reversal's inverted lines) keeps it: the idempotency
+    /// record holds what the request said.
+    pub(crate) request_fingerprint: [u8; 32],
 }
 
 impl Posting {
@@ -127,7 +131,7 @@ impl Posting {
             (Some(_), false) => return Err(Rejection::ReversalHasLines),
             (None, _) => parse_lines(&raw.lines, currencies)?,
         };
-        let posting = Posting {
+        let mut posting = Posting {
             key,
             entity,
             effective_date,
@@ -136,8 +140,10 @@ impl Posting {
             reverses: raw.reverses.clone(),
             metadata: raw.metadata.clone(),
             lines,
+            request_fingerprint: [0; 32],
         };
         posting.check_balanced()?;
+        posting.request_fingerprint = posting.compute_fingerprint();
         Ok(posting)
     }
 
@@ -170,6 +176,10 @@ impl Posting {
     /// same request (a duplicate); same key, different fingerprint is a conflict. Amounts are
     /// taken after rescaling, so "10.5" and "10.50" are the same request.
     pub fn fingerprint(&self) -> [u8; 32] {
+        self.request_fingerprint
+    }
+
+    fn compute_fingerprint(&self) -> [u8; 32] {
         let mut h = Sha256::new();
         let mut field = |bytes: &[u8]| {
             h.update((bytes.len() as u64).to_be_bytes());

@@ -720,9 +720,10 @@ impl Writes {
                 }
                 let (entry, date) = (entry_id.to_string(), p.effective_date.to_string());
                 for c in changes {
-                    let slot = self.balance_deltas.entry(c.account.clone()).or_default();
-                    slot.0 += c.delta;
-                    slot.1 += 1;
+                    match self.balance_deltas.get_mut(&c.account) {
+                        Some(slot) => *slot = (slot.0 + c.delta, slot.1 + 1),
+                        None => _ = self.balance_deltas.insert(c.account.clone(), (c.delta, 1)),
+                    }
                     let a = &state.accounts[&c.account];
                     let event = BalanceEvent {
                         event_id: balance_event_id(*entry_id, &c.account).to_string(),
