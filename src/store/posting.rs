@@ -463,28 +463,34 @@ async fn lock_balances_in_tx(
 }
 
 /// Adds each account's delta and version count to its balance row, under the balance lock, in
-/// one statement. Returns each row's balance and version as they were just before this update:
-/// the latest committed ones, which may be newer than the batch's unlocked snapshot.
+/// one statement. Returns the rows whose version just before this update was not `seen` (the
+/// batch's unlocked snapshot: another batch committed since), with the balance and version
+/// they had then. A row's version counts its changes, so an unchanged version is an unchanged
+/// balance; most rows are, and are not sent back.
 async fn apply_balance_deltas_in_tx(
     tx: &mut PgConnection,
     accounts: &[&str],
     deltas: &[Decimal],
     versions: &[i64],
+    seen: &[i64],
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, (Decimal, i64)>, sqlx::Error> {
     lock_balance_updates_in_tx(tx).await?;
     let rows: Vec<(String, Decimal, i64)> = sqlx::query_as(
-        "UPDATE account_balances b
-         SET balance = b.balance + u.delta, version = b.version + u.versions, updated_at = $4
-         FROM UNNEST($1::text[], $2::numeric[], $3::bigint[]) AS u(account_id, delta, versions)
-         WHERE b.account_id = u.account_id
-         RETURNING b.account_id, b.balance - u.delta, b.version - u.versions",
+        "WITH changed AS (
+             UPDATE account_balances b
+             SET balance = b.balance + u.delta, version = b.version + u.versions, updated_at = $4
+             FROM UNNEST($1::text[], $2::numeric[], $3::bigint[], $5::bigint[]) AS u(account_id, delta, versions, seen)
+             WHERE b.account_id = u.account_id
+             RETURNING b.account_id, b.balance - u.delta AS balance, b.version - u.versions AS version, u.seen)
+         SELECT account_id, balance, version FROM changed WHERE version <> seen",
     )
     .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
     .bind(accounts)
     .bind(deltas)
     .bind(versions)
     .bind(now)
+    .bind(seen)
     .fetch_all(&mut *tx)
     .await?;
     Ok(rows.into_iter().map(|(a, b, v)| (a, (b, v))).collect())
@@ -1031,13 +1037,13 @@ impl Writes {
             let names: Vec<&str> = self.balance_deltas.keys().map(String::as_str).collect();
             let deltas: Vec<Decimal> = names.iter().map(|a| self.balance_deltas[*a].0).collect();
             let versions: Vec<i64> = names.iter().map(|a| self.balance_deltas[*a].1).collect();
-            let locked =
-                apply_balance_deltas_in_tx(tx, &names, &deltas, &versions, self.now).await?;
+            let seen: Vec<i64> = names.iter().map(|a| self.snapshot[*a].1).collect();
+            let changed =
+                apply_balance_deltas_in_tx(tx, &names, &deltas, &versions, &seen, self.now).await?;
             for (event, (after, version)) in self.balance_events.iter_mut().zip(&self.balance_basis)
             {
                 let (b0, v0) = self.snapshot[&event.account_id];
-                let (b1, v1) = locked[&event.account_id];
-                if (b1, v1) != (b0, v0) {
+                if let Some(&(b1, v1)) = changed.get(&event.account_id) {
                     event.balance_after = (*after + (b1 - b0)).to_string();
                     event.version = *version + (v1 - v0);
                 }
