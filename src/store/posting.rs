@@ -13,7 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::codec::{AnomalyEvent, BalanceEvent, RejectionEvent};
+use crate::codec::{AnomalyEvent, RejectionEvent};
 use crate::domain::batch::{
     anomaly_event_id, balance_event_id, decide, rejection_id, Candidate, Decision, KnownKey,
     LedgerState, Outcome, Period, ReversalTarget,
@@ -597,6 +597,81 @@ struct PartWrites {
     balance_events: usize,
 }
 
+/// An account's balance change in a transaction: the sum of its lines' deltas and how many.
+struct BalanceRow {
+    account: String,
+    entity: String,
+    currency: String,
+    delta: Decimal,
+    changes: i64,
+}
+
+/// A balance event as a transaction builds it: a `BalanceEvent` without a string per field (a
+/// transaction of 2,000 postings makes about 4,000). Written as the same JSON
+/// (`BalanceEventsJson`).
+struct PendingBalanceEvent {
+    event_id: Uuid,
+    /// Its account's `BalanceRow`.
+    row: usize,
+    balance_after: Decimal,
+    delta: Decimal,
+    version: i64,
+    entry_id: Uuid,
+    effective_date: NaiveDate,
+}
+
+/// A transaction's balance events as the JSON array of `BalanceEvent`s the reporter reads.
+struct BalanceEventsJson<'a> {
+    events: &'a [PendingBalanceEvent],
+    rows: &'a [BalanceRow],
+    recorded_at: &'a str,
+}
+
+impl serde::Serialize for BalanceEventsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// `BalanceEvent`'s fields, in its order, borrowed; values in their display form.
+        #[derive(serde::Serialize)]
+        struct Event<'a> {
+            #[serde(serialize_with = "display")]
+            event_id: &'a Uuid,
+            account_id: &'a str,
+            entity_id: &'a str,
+            currency: &'a str,
+            #[serde(serialize_with = "display")]
+            balance_after: &'a Decimal,
+            #[serde(serialize_with = "display")]
+            delta: &'a Decimal,
+            version: i64,
+            #[serde(serialize_with = "display")]
+            entry_id: &'a Uuid,
+            #[serde(serialize_with = "display")]
+            effective_date: &'a NaiveDate,
+            recorded_at: &'a str,
+        }
+        fn display<S: serde::Serializer>(
+            value: &impl std::fmt::Display,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.collect_str(value)
+        }
+        serializer.collect_seq(self.events.iter().map(|e| {
+            let row = &self.rows[e.row];
+            Event {
+                event_id: &e.event_id,
+                account_id: &row.account,
+                entity_id: &row.entity,
+                currency: &row.currency,
+                balance_after: &e.balance_after,
+                delta: &e.delta,
+                version: e.version,
+                entry_id: &e.entry_id,
+                effective_date: &e.effective_date,
+                recorded_at: self.recorded_at,
+            }
+        }))
+    }
+}
+
 /// Column arrays for the bulk inserts of one transaction's batches (one per partition).
 #[derive(Default)]
 struct Writes {
@@ -621,16 +696,16 @@ struct Writes {
     rejection_parts: Vec<usize>,
     // idempotency_records, as binary COPY rows
     keys: BinaryRows,
-    // account_balances, aggregated per account
-    balance_deltas: HashMap<String, (Decimal, i64)>,
+    // account_balances, aggregated per account: `balance_rows` in first-seen order, indexed
+    // by account id in `balance_index`
+    balance_rows: Vec<BalanceRow>,
+    balance_index: HashMap<String, usize>,
     /// Balance and version of each account when the batch was judged (unlocked).
     snapshot: HashMap<String, (Decimal, i64)>,
     /// Balance events computed from that snapshot; corrected once the rows are locked
     /// (anything committed since the snapshot is added in), then written as one outbox row of
     /// kind 'balances'.
-    balance_events: Vec<BalanceEvent>,
-    /// Per balance event: the balance after and the version computed from the snapshot.
-    balance_basis: Vec<(Decimal, i64)>,
+    balance_events: Vec<PendingBalanceEvent>,
     // outbox
     outbox_ids: Vec<Uuid>,
     outbox_kinds: Vec<&'static str>,
@@ -724,28 +799,36 @@ impl Writes {
                     }
                     None => self.add_entry(part, m.offset, *entry_id, p, None),
                 }
-                let (entry, date) = (entry_id.to_string(), p.effective_date.to_string());
                 for c in changes {
-                    match self.balance_deltas.get_mut(&c.account) {
-                        Some(slot) => *slot = (slot.0 + c.delta, slot.1 + 1),
-                        None => _ = self.balance_deltas.insert(c.account.clone(), (c.delta, 1)),
-                    }
-                    let a = &state.accounts[&c.account];
-                    let event = BalanceEvent {
-                        event_id: balance_event_id(*entry_id, &c.account).to_string(),
-                        account_id: c.account.clone(),
-                        entity_id: a.entity_id.clone(),
-                        currency: a.currency.clone(),
-                        balance_after: c.balance_after.to_string(),
-                        delta: c.delta.to_string(),
-                        version: c.version,
-                        entry_id: entry.clone(),
-                        effective_date: date.clone(),
-                        recorded_at: self.now_rfc3339.clone(),
+                    let row = match self.balance_index.get(&c.account) {
+                        Some(row) => *row,
+                        None => {
+                            let a = &state.accounts[&c.account];
+                            self.balance_rows.push(BalanceRow {
+                                account: c.account.clone(),
+                                entity: a.entity_id.clone(),
+                                currency: a.currency.clone(),
+                                delta: Decimal::ZERO,
+                                changes: 0,
+                            });
+                            let row = self.balance_rows.len() - 1;
+                            self.balance_index.insert(c.account.clone(), row);
+                            row
+                        }
                     };
-                    self.balance_events.push(event);
+                    let totals = &mut self.balance_rows[row];
+                    totals.delta += c.delta;
+                    totals.changes += 1;
+                    self.balance_events.push(PendingBalanceEvent {
+                        event_id: balance_event_id(*entry_id, &c.account),
+                        row,
+                        balance_after: c.balance_after,
+                        delta: c.delta,
+                        version: c.version,
+                        entry_id: *entry_id,
+                        effective_date: p.effective_date,
+                    });
                     self.parts[part].balance_events += 1;
-                    self.balance_basis.push((c.balance_after, c.version));
                 }
             }
             (
@@ -1032,25 +1115,31 @@ impl Writes {
             )
             .await?;
         }
-        if !self.balance_deltas.is_empty() {
+        if !self.balance_rows.is_empty() {
             // Any order: the balance lock, not row order, keeps batches from deadlocking.
-            let names: Vec<&str> = self.balance_deltas.keys().map(String::as_str).collect();
-            let deltas: Vec<Decimal> = names.iter().map(|a| self.balance_deltas[*a].0).collect();
-            let versions: Vec<i64> = names.iter().map(|a| self.balance_deltas[*a].1).collect();
+            let rows = &self.balance_rows;
+            let names: Vec<&str> = rows.iter().map(|r| r.account.as_str()).collect();
+            let deltas: Vec<Decimal> = rows.iter().map(|r| r.delta).collect();
+            let versions: Vec<i64> = rows.iter().map(|r| r.changes).collect();
             let seen: Vec<i64> = names.iter().map(|a| self.snapshot[*a].1).collect();
             let changed =
                 apply_balance_deltas_in_tx(tx, &names, &deltas, &versions, &seen, self.now).await?;
-            for (event, (after, version)) in self.balance_events.iter_mut().zip(&self.balance_basis)
-            {
-                let (b0, v0) = self.snapshot[&event.account_id];
-                if let Some(&(b1, v1)) = changed.get(&event.account_id) {
-                    event.balance_after = (*after + (b1 - b0)).to_string();
-                    event.version = *version + (v1 - v0);
+            for event in &mut self.balance_events {
+                let account = rows[event.row].account.as_str();
+                if let Some(&(b1, v1)) = changed.get(account) {
+                    let (b0, v0) = self.snapshot[account];
+                    event.balance_after += b1 - b0;
+                    event.version += v1 - v0;
                 }
             }
             // Written while the balance rows are locked: per account, outbox id order (and
             // array order within a row) is version order.
-            let payload = serde_json::to_string(&self.balance_events).expect("events serialize");
+            let payload = serde_json::to_string(&BalanceEventsJson {
+                events: &self.balance_events,
+                rows: &self.balance_rows,
+                recorded_at: &self.now_rfc3339,
+            })
+            .expect("events serialize");
             let events = self.balance_events.len();
             // One row per transaction, named after its first batch.
             let id = self.parts[0].batch_id;
@@ -1104,4 +1193,52 @@ async fn copy_in(
     copy.send(rows.finish()).await?;
     copy.finish().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::BalanceEvent;
+
+    #[test]
+    fn balance_events_are_written_as_the_reporter_reads_them() {
+        let rows = [BalanceRow {
+            account: "cash \"main\"".into(),
+            entity: "acme".into(),
+            currency: "JPY".into(),
+            delta: Decimal::ZERO,
+            changes: 0,
+        }];
+        let event = PendingBalanceEvent {
+            event_id: Uuid::from_u128(1),
+            row: 0,
+            balance_after: Decimal::new(-125000, 2),
+            delta: Decimal::new(7, 0),
+            version: 42,
+            entry_id: Uuid::from_u128(2),
+            effective_date: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        };
+        let recorded_at = "2026-11-02T10:00:00.5+00:00";
+        let written = serde_json::to_string(&BalanceEventsJson {
+            events: &[event],
+            rows: &rows,
+            recorded_at,
+        })
+        .unwrap();
+        let expected = BalanceEvent {
+            event_id: Uuid::from_u128(1).to_string(),
+            account_id: "cash \"main\"".into(),
+            entity_id: "acme".into(),
+            currency: "JPY".into(),
+            balance_after: "-1250.00".into(),
+            delta: "7".into(),
+            version: 42,
+            entry_id: Uuid::from_u128(2).to_string(),
+            effective_date: "2026-11-01".into(),
+            recorded_at: recorded_at.into(),
+        };
+        assert_eq!(written, serde_json::to_string(&[&expected]).unwrap());
+        let read: Vec<BalanceEvent> = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, [expected]);
+    }
 }
