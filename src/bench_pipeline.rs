@@ -107,6 +107,13 @@ pub async fn pipeline(
         run.p99 * 1000.0
     );
     println!(
+        "| CPU until all committed, in cores: whole machine / posters (in-process) of {} | {:.2} / {:.2}; posters {:.1} µs per posting |",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        run.cpu.machine,
+        run.cpu.poster,
+        run.poster_us
+    );
+    println!(
         "| peak RSS of the benchmark process (posters in-process) | {} MiB |",
         rss_mib("/proc/self/status")
     );
@@ -332,6 +339,10 @@ struct Run {
     steady_rate: f64,
     p50: f64,
     p99: f64,
+    /// CPU from start to all committed: the machine's, and the posters' (this process).
+    cpu: CpuUse,
+    /// The posters' CPU time per posting, in microseconds.
+    poster_us: f64,
 }
 
 /// The posters, in-process, from the pre-loaded topic until every partition is committed.
@@ -346,6 +357,7 @@ async fn run_posters(
     settle(&db).await?;
     let metrics = Arc::new(PosterMetrics::new());
     let group = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let cpu_before = CpuSample::take(std::process::id());
     let started = Instant::now();
     let mut threads = Vec::new();
     for _ in 0..s.posters {
@@ -391,6 +403,7 @@ async fn run_posters(
     )
     .await?;
     let wall = started.elapsed();
+    let cpu = CpuSample::take(std::process::id()).since(&cpu_before, wall);
     for t in threads {
         t.await??;
     }
@@ -410,6 +423,8 @@ async fn run_posters(
         steady_rate: messages as f64 / span,
         p50: quantile(histogram, 0.5),
         p99: quantile(histogram, 0.99),
+        poster_us: cpu.poster * wall.as_secs_f64() / messages.max(1) as f64 * 1e6,
+        cpu,
     };
     Ok((run, db))
 }
