@@ -62,7 +62,8 @@ pub async fn pipeline(
     crate::kafka::create_topics(kafka, &[&topic], s.partitions).await?;
     let produced = produce(kafka, &topic, &messages).await?;
     let broker_rate = consume_and_discard(kafka, &topic, s.postings, s.partitions)?;
-    let copy_rate = copy_limit(admin_url, s.accounts, &messages).await?;
+    let copy = copy_limit(admin_url, s.accounts, &messages).await?;
+    let copy_rate = copy.rate;
     let (run, db) = run_posters(admin_url, kafka, &topic, s).await?;
     check_ledger(&db).await?;
     db.drop().await?;
@@ -107,11 +108,20 @@ pub async fn pipeline(
         run.p99 * 1000.0
     );
     println!(
-        "| CPU until all committed, in cores: whole machine / posters (in-process) of {} | {:.2} / {:.2}; posters {:.1} µs per posting |",
+        "| CPU until all committed, in cores of {}: machine / PostgreSQL / broker / posters (in-process) | {:.2} / {:.2} / {:.2} / {:.2} |",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         run.cpu.machine,
+        run.cpu.postgres,
+        run.cpu.broker,
         run.cpu.poster,
-        run.poster_us
+    );
+    let per_posting = |cores: f64| cores * run.wall.as_secs_f64() / s.postings as f64 * 1e6;
+    println!(
+        "| CPU time per posting: PostgreSQL / broker / posters (limit B: PostgreSQL {:.1} µs) | {:.1} / {:.1} / {:.1} µs |",
+        copy.postgres_us,
+        per_posting(run.cpu.postgres),
+        per_posting(run.cpu.broker),
+        per_posting(run.cpu.poster),
     );
     println!(
         "| peak RSS of the benchmark process (posters in-process) | {} MiB |",
@@ -225,11 +235,17 @@ pub fn consume_and_discard(
 /// the same schema, every column the poster writes included (balances, outbox, checks and the
 /// work of computing the hash chain left out; its hashes are 32-byte stand-ins here, which
 /// PostgreSQL stores the same way).
+/// Limit B's rate, and PostgreSQL's CPU time per posting while copying.
+struct CopyLimit {
+    rate: f64,
+    postgres_us: f64,
+}
+
 async fn copy_limit(
     admin_url: &Secret,
     accounts: usize,
     messages: &[generator::Message],
-) -> Result<f64> {
+) -> Result<CopyLimit> {
     let db = ScratchDb::create(admin_url).await?;
     seed(&db.pool, accounts).await?;
     let table = CurrencyTable::default();
@@ -304,6 +320,7 @@ async fn copy_limit(
     let (entries, lines, keys) = (entries.finish(), lines.finish(), keys.finish());
     settle(&db).await?;
     let mut conn = db.pool.acquire().await?;
+    let cpu_before = CpuSample::take(std::process::id());
     let started = Instant::now();
     for (sql, data) in [
         ("COPY journal_entries (id, entity_id, idempotency_key, effective_date, description, source, metadata, source_topic, source_partition, source_offset, batch_id, recorded_at, hash, prev_hash, reverses) FROM STDIN (FORMAT binary)", &entries),
@@ -314,7 +331,10 @@ async fn copy_limit(
         copy.send(data.as_slice()).await?;
         copy.finish().await?;
     }
-    let rate = postings as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
+    let cpu = CpuSample::take(std::process::id()).since(&cpu_before, elapsed);
+    let rate = postings as f64 / elapsed.as_secs_f64();
+    let postgres_us = cpu.postgres * elapsed.as_secs_f64() / postings.max(1) as f64 * 1e6;
     let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
         .fetch_one(&mut *conn)
         .await?;
@@ -324,7 +344,7 @@ async fn copy_limit(
     );
     drop(conn);
     db.drop().await?;
-    Ok(rate)
+    Ok(CopyLimit { rate, postgres_us })
 }
 
 /// A checkpoint before each timed phase, so that limit B and the pipeline both start with no
@@ -339,10 +359,8 @@ struct Run {
     steady_rate: f64,
     p50: f64,
     p99: f64,
-    /// CPU from start to all committed: the machine's, and the posters' (this process).
+    /// CPU from start to all committed (the posters are this process).
     cpu: CpuUse,
-    /// The posters' CPU time per posting, in microseconds.
-    poster_us: f64,
 }
 
 /// The posters, in-process, from the pre-loaded topic until every partition is committed.
@@ -423,7 +441,6 @@ async fn run_posters(
         steady_rate: messages as f64 / span,
         p50: quantile(histogram, 0.5),
         p99: quantile(histogram, 0.99),
-        poster_us: cpu.poster * wall.as_secs_f64() / messages.max(1) as f64 * 1e6,
         cpu,
     };
     Ok((run, db))
@@ -730,12 +747,17 @@ struct CpuSample {
     machine_total: f64,
     bench: f64,
     poster: f64,
+    /// All PostgreSQL processes (server and backends), and the broker (Tansu), in seconds.
+    postgres: f64,
+    broker: f64,
 }
 
 /// CPU used over the load, in cores (1.0 = one core busy the whole time).
 struct CpuUse {
     machine: f64,
     bench: f64,
+    postgres: f64,
+    broker: f64,
     poster: f64,
 }
 
@@ -745,17 +767,36 @@ impl CpuSample {
     const TICK: f64 = 0.01;
 
     fn take(poster_pid: u32) -> CpuSample {
-        let process = |path: &str| -> f64 {
+        // (command name, CPU seconds) of a process.
+        let stat = |path: &str| -> (String, f64) {
             // Fields after the command name (which may hold spaces): utime is the 12th, stime
             // the 13th.
             let stat = std::fs::read_to_string(path).unwrap_or_default();
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let (head, rest) = stat.rsplit_once(')').unwrap_or(("", ""));
+            let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
             let fields: Vec<f64> = rest
                 .split_whitespace()
                 .map(|f| f.parse().unwrap_or(0.0))
                 .collect();
-            (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) * Self::TICK
+            let cpu =
+                (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) * Self::TICK;
+            (name, cpu)
         };
+        let process = |path: &str| stat(path).1;
+        // Every process by name: PostgreSQL's backends come and go, so a process that ended
+        // during the measurement is missed (the benchmark's connections stay open throughout).
+        let (mut postgres, mut broker) = (0.0, 0.0);
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let pid = entry.file_name();
+            if pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                let (name, cpu) = stat(&format!("/proc/{}/stat", pid.to_string_lossy()));
+                match name.as_str() {
+                    "postgres" => postgres += cpu,
+                    "tansu" => broker += cpu,
+                    _ => {}
+                }
+            }
+        }
         let machine: Vec<f64> = std::fs::read_to_string("/proc/stat")
             .unwrap_or_default()
             .lines()
@@ -773,6 +814,8 @@ impl CpuSample {
             machine_total: total * Self::TICK,
             bench: process("/proc/self/stat"),
             poster: process(&format!("/proc/{poster_pid}/stat")),
+            postgres,
+            broker,
         }
     }
 
@@ -784,6 +827,8 @@ impl CpuSample {
                 * std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
             bench: (self.bench - before.bench) / secs,
             poster: (self.poster - before.poster) / secs,
+            postgres: (self.postgres - before.postgres) / secs,
+            broker: (self.broker - before.broker) / secs,
         }
     }
 }
