@@ -231,16 +231,16 @@ pub fn consume_and_discard(
     Ok(seen as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Limit B: binary COPY of the same entries, lines and idempotency records into a fresh database of
-/// the same schema, every column the poster writes included (balances, outbox, checks and the
-/// work of computing the hash chain left out; its hashes are 32-byte stand-ins here, which
-/// PostgreSQL stores the same way).
 /// Limit B's rate, and PostgreSQL's CPU time per posting while copying.
 struct CopyLimit {
     rate: f64,
     postgres_us: f64,
 }
 
+/// Limit B: binary COPY of the same entries, lines and idempotency records into a fresh database of
+/// the same schema, every column the poster writes included (balances, outbox, checks and the
+/// work of computing the hash chain left out; its hashes are 32-byte stand-ins here, which
+/// PostgreSQL stores the same way).
 async fn copy_limit(
     admin_url: &Secret,
     accounts: usize,

@@ -10,7 +10,9 @@ use common::Ledger;
 use ledgerline::domain::batch::{entry_id, Candidate};
 use ledgerline::domain::{CurrencyTable, LineRequest, Posting, PostingRequest};
 use ledgerline::generator::{generate, GeneratorSettings};
-use ledgerline::store::posting::{commit_batch, BatchInput, BatchMessage};
+use ledgerline::store::posting::{
+    commit_batch, BatchInput, BatchMessage, BatchOutcome, CommitError,
+};
 use ledgerline::store::reports::{balance_as_of, statement};
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
@@ -362,11 +364,12 @@ fn reversal(key: &str, target: &str) -> PostingRequest {
 
 /// Commits requests as one batch at `offset`; returns each message's outcome code ("POSTED",
 /// "DUPLICATE" or the rejection code) and the next offset.
-async fn commit_requests(
+/// One batch of `requests` at `offset` on partition 0, committed directly (no poster).
+async fn try_commit_requests(
     ledger: &Ledger,
     offset: i64,
     requests: &[PostingRequest],
-) -> (Vec<String>, i64) {
+) -> Result<BatchOutcome, CommitError> {
     let table = CurrencyTable::default();
     let batch: Vec<BatchMessage> = requests
         .iter()
@@ -392,7 +395,15 @@ async fn commit_requests(
         expected_next_offset: offset,
         messages: &batch,
     };
-    let outcome = commit_batch(&ledger.pool, &input).await.unwrap();
+    commit_batch(&ledger.pool, &input).await
+}
+
+async fn commit_requests(
+    ledger: &Ledger,
+    offset: i64,
+    requests: &[PostingRequest],
+) -> (Vec<String>, i64) {
+    let outcome = try_commit_requests(ledger, offset, requests).await.unwrap();
     let codes: Vec<(i64, String)> =
         sqlx::query_as("SELECT source_offset, reason_code FROM rejections WHERE batch_id = $1")
             .bind(outcome.batch_id)
@@ -577,4 +588,40 @@ async fn random_postings_and_reversals_keep_every_invariant() {
         "{outcomes:?}"
     );
     println!("random postings and reversals: {outcomes:?}");
+}
+
+/// Every account has a balance row from its creation. If one is missing anyway, the postings
+/// that would change it are rejected (the account cannot be read whole), the others post, and
+/// no entry is written without its balance change. (The balance update also refuses a
+/// transaction if it finds fewer rows than it was given.)
+#[tokio::test]
+async fn postings_on_an_account_without_its_balance_row_are_rejected() {
+    let ledger = Ledger::new(20, 1).await;
+    let requests: Vec<PostingRequest> = generate(&GeneratorSettings {
+        count: 20,
+        accounts: 20,
+        key_prefix: common::unique("mb"),
+        ..Default::default()
+    })
+    .into_iter()
+    .map(|m| m.request.unwrap())
+    .collect();
+    let missing = requests[0].lines[0].account_id.clone();
+    sqlx::query("DELETE FROM account_balances WHERE account_id = $1")
+        .bind(&missing)
+        .execute(&ledger.pool)
+        .await
+        .unwrap();
+    let (results, _) = commit_requests(&ledger, 0, &requests).await;
+    for (request, result) in requests.iter().zip(&results) {
+        let names = request.lines.iter().any(|l| l.account_id == missing);
+        assert_eq!(
+            result == "UNKNOWN_ACCOUNT",
+            names,
+            "{result} for {request:?}"
+        );
+    }
+    assert!(results.iter().any(|r| r == "POSTED"), "{results:?}");
+    let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
+    assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
 }

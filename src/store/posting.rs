@@ -476,14 +476,16 @@ async fn apply_balance_deltas_in_tx(
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, (Decimal, i64)>, sqlx::Error> {
     lock_balance_updates_in_tx(tx).await?;
-    let rows: Vec<(String, Decimal, i64)> = sqlx::query_as(
+    // The changed rows, then (account NULL) how many rows the update found.
+    let rows: Vec<(Option<String>, Option<Decimal>, i64)> = sqlx::query_as(
         "WITH changed AS (
              UPDATE account_balances b
              SET balance = b.balance + u.delta, version = b.version + u.versions, updated_at = $4
              FROM UNNEST($1::text[], $2::numeric[], $3::bigint[], $5::bigint[]) AS u(account_id, delta, versions, seen)
              WHERE b.account_id = u.account_id
              RETURNING b.account_id, b.balance - u.delta AS balance, b.version - u.versions AS version, u.seen)
-         SELECT account_id, balance, version FROM changed WHERE version <> seen",
+         SELECT account_id, balance, version FROM changed WHERE version <> seen
+         UNION ALL SELECT NULL, NULL, count(*) FROM changed",
     )
     .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
     .bind(accounts)
@@ -493,7 +495,24 @@ async fn apply_balance_deltas_in_tx(
     .bind(seen)
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows.into_iter().map(|(a, b, v)| (a, (b, v))).collect())
+    let mut changed = HashMap::new();
+    for row in rows {
+        match row {
+            (Some(account), Some(balance), version) => {
+                _ = changed.insert(account, (balance, version))
+            }
+            (_, _, updated) if updated == accounts.len() as i64 => {}
+            // Every account has a balance row from its creation; refuse rather than commit
+            // postings whose balances were not updated.
+            (_, _, updated) => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "balance update found {updated} of {} balance rows",
+                    accounts.len()
+                )))
+            }
+        }
+    }
+    Ok(changed)
 }
 
 #[derive(sqlx::FromRow)]
