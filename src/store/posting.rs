@@ -691,7 +691,9 @@ impl serde::Serialize for BalanceEventsJson<'_> {
     }
 }
 
-/// Column arrays for the bulk inserts of one transaction's batches (one per partition).
+/// What one transaction's batches (one per partition) write: binary COPY rows for the journal
+/// and the idempotency records, column arrays for the other bulk inserts, balance changes and
+/// events.
 #[derive(Default)]
 struct Writes {
     group: String,
