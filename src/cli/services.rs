@@ -22,8 +22,10 @@ pub struct PosterArgs {
     pub batch_postings: usize,
     #[arg(long, env = "LEDGERLINE_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub batch_bytes: usize,
-    /// Longest a batch waits to fill.
-    #[arg(long, env = "LEDGERLINE_BATCH_WAIT_MS", default_value_t = 100)]
+    /// Longest a batch waits to fill while no commit is running (under load, batches close
+    /// when full). 50 ms measured a lower produce-to-commit latency at half load than 100
+    /// (docs/BENCHMARKS.md point 33).
+    #[arg(long, env = "LEDGERLINE_BATCH_WAIT_MS", default_value_t = 50)]
     pub batch_wait_ms: u64,
     /// Transactions committed side by side, each holding its share of a round's partition
     /// batches. 2 suits narrow postings; 1 suits wide ones (many lines over the same accounts),
