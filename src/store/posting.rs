@@ -195,14 +195,9 @@ async fn commit_batches_in_tx(
         .iter()
         .map(|(index, m)| rejection_id(topic, inputs[*index].partition, m.offset))
         .collect();
-    let snapshot: HashMap<String, (Decimal, i64)> = state
-        .accounts
-        .iter()
-        .map(|(id, a)| (id.clone(), (a.balance, a.version)))
-        .collect();
     let decisions = decide(&candidates, &rejection_ids, &mut state);
 
-    let mut w = Writes::new(group, topic, locked.now, snapshot);
+    let mut w = Writes::new(group, topic, locked.now);
     let parts: Vec<Option<usize>> = inputs
         .iter()
         .enumerate()
@@ -621,6 +616,8 @@ struct BalanceRow {
     account: String,
     entity: String,
     currency: String,
+    /// Balance and version when the batch was judged (unlocked): before its first change.
+    seen: (Decimal, i64),
     delta: Decimal,
     changes: i64,
 }
@@ -721,11 +718,9 @@ struct Writes {
     // by account id in `balance_index`
     balance_rows: Vec<BalanceRow>,
     balance_index: HashMap<String, usize>,
-    /// Balance and version of each account when the batch was judged (unlocked).
-    snapshot: HashMap<String, (Decimal, i64)>,
-    /// Balance events computed from that snapshot; corrected once the rows are locked
-    /// (anything committed since the snapshot is added in), then written as one outbox row of
-    /// kind 'balances'.
+    /// Balance events computed from the balances the batch was judged on (unlocked, each
+    /// row's `seen`); corrected once the rows are locked (anything committed since is added
+    /// in), then written as one outbox row of kind 'balances'.
     balance_events: Vec<PendingBalanceEvent>,
     // outbox
     outbox_ids: Vec<Uuid>,
@@ -736,18 +731,12 @@ struct Writes {
 }
 
 impl Writes {
-    fn new(
-        group: &str,
-        topic: &str,
-        now: DateTime<Utc>,
-        snapshot: HashMap<String, (Decimal, i64)>,
-    ) -> Self {
+    fn new(group: &str, topic: &str, now: DateTime<Utc>) -> Self {
         Writes {
             group: group.to_string(),
             topic: topic.to_string(),
             now_rfc3339: now.to_rfc3339(),
             now,
-            snapshot,
             ..Default::default()
         }
     }
@@ -829,6 +818,8 @@ impl Writes {
                                 account: c.account.clone(),
                                 entity: a.entity_id.clone(),
                                 currency: a.currency.clone(),
+                                // The account's first change in this transaction.
+                                seen: (c.balance_after - c.delta, c.version - 1),
                                 delta: Decimal::ZERO,
                                 changes: 0,
                             });
@@ -1142,13 +1133,13 @@ impl Writes {
             let names: Vec<&str> = rows.iter().map(|r| r.account.as_str()).collect();
             let deltas: Vec<Decimal> = rows.iter().map(|r| r.delta).collect();
             let versions: Vec<i64> = rows.iter().map(|r| r.changes).collect();
-            let seen: Vec<i64> = names.iter().map(|a| self.snapshot[*a].1).collect();
+            let seen: Vec<i64> = rows.iter().map(|r| r.seen.1).collect();
             let changed =
                 apply_balance_deltas_in_tx(tx, &names, &deltas, &versions, &seen, self.now).await?;
             for event in &mut self.balance_events {
-                let account = rows[event.row].account.as_str();
-                if let Some(&(b1, v1)) = changed.get(account) {
-                    let (b0, v0) = self.snapshot[account];
+                let row = &rows[event.row];
+                if let Some(&(b1, v1)) = changed.get(&row.account) {
+                    let (b0, v0) = row.seen;
                     event.balance_after += b1 - b0;
                     event.version += v1 - v0;
                 }
@@ -1227,6 +1218,7 @@ mod tests {
             account: "cash \"main\"".into(),
             entity: "acme".into(),
             currency: "JPY".into(),
+            seen: (Decimal::ZERO, 0),
             delta: Decimal::ZERO,
             changes: 0,
         }];
