@@ -10,9 +10,7 @@ use common::Ledger;
 use ledgerline::domain::batch::{entry_id, Candidate};
 use ledgerline::domain::{CurrencyTable, LineRequest, Posting, PostingRequest};
 use ledgerline::generator::{generate, GeneratorSettings};
-use ledgerline::store::posting::{
-    commit_batch, BatchInput, BatchMessage, BatchOutcome, CommitError,
-};
+use ledgerline::store::posting::{commit_batch, BatchInput, BatchMessage};
 use ledgerline::store::reports::{balance_as_of, statement};
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
@@ -364,12 +362,11 @@ fn reversal(key: &str, target: &str) -> PostingRequest {
 
 /// Commits requests as one batch at `offset`; returns each message's outcome code ("POSTED",
 /// "DUPLICATE" or the rejection code) and the next offset.
-/// One batch of `requests` at `offset` on partition 0, committed directly (no poster).
-async fn try_commit_requests(
+async fn commit_requests(
     ledger: &Ledger,
     offset: i64,
     requests: &[PostingRequest],
-) -> Result<BatchOutcome, CommitError> {
+) -> (Vec<String>, i64) {
     let table = CurrencyTable::default();
     let batch: Vec<BatchMessage> = requests
         .iter()
@@ -395,15 +392,7 @@ async fn try_commit_requests(
         expected_next_offset: offset,
         messages: &batch,
     };
-    commit_batch(&ledger.pool, &input).await
-}
-
-async fn commit_requests(
-    ledger: &Ledger,
-    offset: i64,
-    requests: &[PostingRequest],
-) -> (Vec<String>, i64) {
-    let outcome = try_commit_requests(ledger, offset, requests).await.unwrap();
+    let outcome = commit_batch(&ledger.pool, &input).await.unwrap();
     let codes: Vec<(i64, String)> =
         sqlx::query_as("SELECT source_offset, reason_code FROM rejections WHERE batch_id = $1")
             .bind(outcome.batch_id)
