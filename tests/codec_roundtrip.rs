@@ -101,6 +101,37 @@ fn every_record_type_round_trips_in_every_framing() {
     );
 }
 
+/// Decoding skips collecting named types for schemas without references; a schema that
+/// refers to a type by name still decodes.
+#[test]
+fn a_schema_that_names_a_type_twice_round_trips() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Amount {
+        value: String,
+        currency: String,
+    }
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Transfer {
+        debit: Amount,
+        credit: Amount,
+    }
+    let schema = r#"{"type": "record", "name": "Transfer", "fields": [
+        {"name": "debit", "type": {"type": "record", "name": "Amount", "fields": [
+            {"name": "value", "type": "string"}, {"name": "currency", "type": "string"}]}},
+        {"name": "credit", "type": "Amount"}]}"#;
+    let amount = |value: &str| Amount {
+        value: value.into(),
+        currency: "EUR".into(),
+    };
+    round_trip(
+        &RecordCodec::new(schema, 1 << 20),
+        &Transfer {
+            debit: amount("12.50"),
+            credit: amount("12.50"),
+        },
+    );
+}
+
 #[test]
 fn single_object_header_is_the_avro_spec_one() {
     let bytes = posting_codec()

@@ -4,7 +4,10 @@
 //! period -> accounts (exist, active, entity, currency) -> no-negative balances -> accept, moving
 //! the in-memory balances and versions so later messages in the batch see earlier ones.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use foldhash::{HashMap, HashSet};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -44,8 +47,8 @@ pub fn anomaly_event_id(kind: &str, cause: &str) -> Uuid {
 
 #[derive(Debug, Clone)]
 pub struct AccountState {
-    pub entity_id: String,
-    pub currency: String,
+    pub entity_id: Arc<str>,
+    pub currency: Arc<str>,
     pub active: bool,
     pub allow_negative: bool,
     pub normal_side: Side,
@@ -97,12 +100,14 @@ impl Candidate {
     }
 }
 
-/// The state a batch is judged against, loaded under lock.
+/// The state a batch is judged against, loaded under lock. Keyed by ids with a fast hasher
+/// (foldhash: its maps are most of a batch's lookups); accounts by shared ids, which the
+/// account cache, balance changes and balance rows share instead of copying.
 #[derive(Debug, Default)]
 pub struct LedgerState {
     pub entities: HashSet<String>,
     pub periods: HashMap<String, Vec<Period>>,
-    pub accounts: HashMap<String, AccountState>,
+    pub accounts: HashMap<Arc<str>, AccountState>,
     pub known_keys: HashMap<String, KnownKey>,
     /// Entries that reversals of this batch may target, keyed by entry id and by idempotency key.
     pub targets: HashMap<String, ReversalTarget>,
@@ -128,7 +133,7 @@ pub struct Reversal {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalanceChange {
-    pub account: String,
+    pub account: Arc<str>,
     pub delta: Decimal,
     pub balance_after: Decimal,
     pub version: i64,
@@ -317,36 +322,38 @@ fn check_and_apply(
         });
     }
     // Deltas per account in the account's normal-side direction, in first-seen line order.
-    let mut deltas: BTreeMap<&str, Decimal> = BTreeMap::new();
+    // Each with the account's shared id, for its balance change.
+    let mut deltas: BTreeMap<&str, (Arc<str>, Decimal)> = BTreeMap::new();
     for (i, line) in p.lines.iter().enumerate() {
         let n = i + 1;
         let account = line.account.as_str();
-        let a = state
-            .accounts
-            .get(account)
-            .ok_or_else(|| Rejection::UnknownAccount {
-                line: n,
-                account: account.to_string(),
-            })?;
+        let (id, a) =
+            state
+                .accounts
+                .get_key_value(account)
+                .ok_or_else(|| Rejection::UnknownAccount {
+                    line: n,
+                    account: account.to_string(),
+                })?;
         if !a.active {
             return Err(Rejection::AccountInactive {
                 line: n,
                 account: account.to_string(),
             });
         }
-        if a.entity_id != entity {
+        if &*a.entity_id != entity {
             return Err(Rejection::EntityMismatch {
                 line: n,
                 account: account.to_string(),
-                account_entity: a.entity_id.clone(),
+                account_entity: a.entity_id.to_string(),
                 entry_entity: entity.to_string(),
             });
         }
-        if a.currency != line.currency.as_str() {
+        if &*a.currency != line.currency.as_str() {
             return Err(Rejection::CurrencyMismatch {
                 line: n,
                 account: account.to_string(),
-                account_currency: a.currency.clone(),
+                account_currency: a.currency.to_string(),
                 line_currency: line.currency.to_string(),
             });
         }
@@ -355,9 +362,12 @@ fn check_and_apply(
         } else {
             -line.amount
         };
-        *deltas.entry(account).or_default() += signed;
+        deltas
+            .entry(account)
+            .or_insert_with(|| (id.clone(), Decimal::ZERO))
+            .1 += signed;
     }
-    for (account, delta) in &deltas {
+    for (account, (_, delta)) in &deltas {
         let a = &state.accounts[*account];
         let after = a.balance + delta;
         if !a.allow_negative && after < Decimal::ZERO {
@@ -372,12 +382,12 @@ fn check_and_apply(
     let entry = entry_id(p.key.as_str());
     let changes = deltas
         .into_iter()
-        .map(|(account, delta)| {
+        .map(|(account, (id, delta))| {
             let a = state.accounts.get_mut(account).expect("checked above");
             a.balance += delta;
             a.version += 1;
             BalanceChange {
-                account: account.to_string(),
+                account: id,
                 delta,
                 balance_after: a.balance,
                 version: a.version,
@@ -425,8 +435,8 @@ mod tests {
         };
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         LedgerState {
-            targets: HashMap::new(),
-            entities: ["acme".to_string()].into(),
+            targets: HashMap::default(),
+            entities: ["acme".to_string()].into_iter().collect(),
             periods: [(
                 "acme".to_string(),
                 vec![Period {
@@ -435,13 +445,15 @@ mod tests {
                     open: true,
                 }],
             )]
-            .into(),
+            .into_iter()
+            .collect(),
             accounts: [
-                ("cash".to_string(), account(Side::Debit, false)),
-                ("sales".to_string(), account(Side::Credit, true)),
+                ("cash".into(), account(Side::Debit, false)),
+                ("sales".into(), account(Side::Credit, true)),
             ]
-            .into(),
-            known_keys: HashMap::new(),
+            .into_iter()
+            .collect(),
+            known_keys: HashMap::default(),
         }
     }
 

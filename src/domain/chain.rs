@@ -20,111 +20,152 @@
 //! units after the point ("1250.00", "7" for JPY). The first entry of a chain uses 32 zero
 //! bytes as its previous hash. Metadata is not covered.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use std::io::{self, Write};
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 use uuid::Uuid;
 
 pub const GENESIS: [u8; 32] = [0; 32];
 
+/// One line of an entry, borrowed from wherever the entry is held.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CanonicalLine {
+pub struct CanonicalLine<'a> {
     pub line_no: i16,
-    pub account: String,
-    pub side: String,
+    pub account: &'a str,
+    pub side: &'a str,
     pub amount: Decimal,
-    pub currency: String,
+    pub currency: &'a str,
 }
 
+/// An entry as its hash covers it, borrowed (the poster hashes every entry it commits: no
+/// copies of its strings are made for that).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CanonicalEntry {
+pub struct CanonicalEntry<'a> {
     pub id: Uuid,
-    pub entity: String,
-    pub key: String,
+    pub entity: &'a str,
+    pub key: &'a str,
     pub effective_date: NaiveDate,
     pub recorded_at: DateTime<Utc>,
-    pub description: Option<String>,
-    pub source_topic: String,
+    pub description: Option<&'a str>,
+    pub source_topic: &'a str,
     pub source_partition: i32,
     pub source_offset: i64,
     pub reverses: Option<Uuid>,
-    pub lines: Vec<CanonicalLine>,
+    pub lines: Vec<CanonicalLine<'a>>,
 }
 
-impl CanonicalEntry {
+impl CanonicalEntry<'_> {
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        // Written in place (no string per field): the poster hashes every entry it commits.
-        let mut out = String::with_capacity(256 + 64 * self.lines.len());
-        let description = serde_json::to_string(&self.description).expect("strings serialize");
-        let _ = write!(
-            out,
-            "ledgerline-entry-v1\nid={}\nentity={}\nkey={}\neffective_date={}\nrecorded_at={}\n\
-             description={description}\nsource={}/{}/{}\n",
-            self.id,
-            self.entity,
-            self.key,
-            self.effective_date.format("%Y-%m-%d"),
-            self.recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
-            self.source_topic,
-            self.source_partition,
-            self.source_offset
-        );
-        match self.reverses {
-            Some(r) => _ = writeln!(out, "reverses={r}"),
-            None => out.push_str("reverses=-\n"),
-        }
-        for l in &self.lines {
-            let _ = writeln!(
-                out,
-                "line={}|{}|{}|{}|{}",
-                l.line_no, l.account, l.side, l.amount, l.currency
-            );
-        }
-        out.into_bytes()
+        let mut out = Vec::with_capacity(256 + 64 * self.lines.len());
+        self.write_canonical(&mut out)
+            .expect("writing to a Vec cannot fail");
+        out
     }
 
-    /// This entry's hash given the previous one in its chain.
+    /// This entry's hash given the previous one in its chain. The canonical text goes straight
+    /// into the hash, with no buffer in between.
     pub fn hash(&self, prev: &[u8; 32]) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(prev);
-        h.update(self.canonical_bytes());
+        self.write_canonical(&mut h)
+            .expect("writing to a hash cannot fail");
         h.finalize().into()
     }
+
+    fn write_canonical(&self, out: &mut impl Write) -> io::Result<()> {
+        write!(
+            out,
+            "ledgerline-entry-v1\nid={}\nentity={}\nkey={}\neffective_date=",
+            self.id, self.entity, self.key
+        )?;
+        write_date(out, self.effective_date)?;
+        out.write_all(b"\nrecorded_at=")?;
+        write_timestamp(out, self.recorded_at)?;
+        out.write_all(b"\ndescription=")?;
+        serde_json::to_writer(&mut *out, &self.description)?;
+        write!(
+            out,
+            "\nsource={}/{}/{}\n",
+            self.source_topic, self.source_partition, self.source_offset
+        )?;
+        match self.reverses {
+            Some(r) => writeln!(out, "reverses={r}")?,
+            None => out.write_all(b"reverses=-\n")?,
+        }
+        for l in &self.lines {
+            writeln!(
+                out,
+                "line={}|{}|{}|{}|{}",
+                l.line_no, l.account, l.side, l.amount, l.currency
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `YYYY-MM-DD`, as chrono's `%Y-%m-%d` writes it (digits written directly: chrono parses its
+/// format string on every call, a measurable part of hashing). Years outside 0-9999, which
+/// chrono writes with a sign, are left to chrono.
+fn write_date(out: &mut impl Write, d: NaiveDate) -> io::Result<()> {
+    if (0..=9999).contains(&d.year()) {
+        write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+    } else {
+        write!(out, "{}", d.format("%Y-%m-%d"))
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (microseconds), as chrono's `%Y-%m-%dT%H:%M:%S%.6fZ`
+/// writes it.
+fn write_timestamp(out: &mut impl Write, t: DateTime<Utc>) -> io::Result<()> {
+    let leap = t.nanosecond() >= 1_000_000_000;
+    if !(0..=9999).contains(&t.year()) || leap {
+        return write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+    }
+    write_date(out, t.date_naive())?;
+    write!(
+        out,
+        "T{:02}:{:02}:{:02}.{:06}Z",
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() / 1_000
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry() -> CanonicalEntry {
+    fn entry() -> CanonicalEntry<'static> {
         CanonicalEntry {
             id: Uuid::nil(),
-            entity: "acme".into(),
-            key: "k1".into(),
+            entity: "acme",
+            key: "k1",
             effective_date: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
             recorded_at: DateTime::parse_from_rfc3339("2026-11-02T10:00:00.5Z")
                 .unwrap()
                 .into(),
-            description: Some("rent \"Nov\"\n".into()),
-            source_topic: "ledger.postings".into(),
+            description: Some("rent \"Nov\"\n"),
+            source_topic: "ledger.postings",
             source_partition: 3,
             source_offset: 42,
             reverses: None,
             lines: vec![
                 CanonicalLine {
                     line_no: 1,
-                    account: "rent".into(),
-                    side: "D".into(),
+                    account: "rent",
+                    side: "D",
                     amount: Decimal::new(125000, 2),
-                    currency: "USD".into(),
+                    currency: "USD",
                 },
                 CanonicalLine {
                     line_no: 2,
-                    account: "cash".into(),
-                    side: "C".into(),
+                    account: "cash",
+                    side: "C",
                     amount: Decimal::new(125000, 2),
-                    currency: "USD".into(),
+                    currency: "USD",
                 },
             ],
         }
@@ -142,6 +183,40 @@ mod tests {
     }
 
     #[test]
+    fn dates_and_times_are_written_as_chrono_formats_them() {
+        let text = |write: &dyn Fn(&mut Vec<u8>) -> io::Result<()>| {
+            let mut out = Vec::new();
+            write(&mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        for s in [
+            "2026-11-02T10:00:00.5Z",
+            "2026-01-09T03:04:05.000007Z",
+            "1999-12-31T23:59:59.999999999Z",
+            "0001-02-03T00:00:00Z",
+            "9999-12-31T23:59:59.123456Z",
+            "2016-12-31T23:59:60.25Z",
+        ] {
+            let t: DateTime<Utc> = DateTime::parse_from_rfc3339(s).unwrap().into();
+            assert_eq!(
+                text(&|out| write_timestamp(out, t)),
+                t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+                "{s}"
+            );
+            let d = t.date_naive();
+            assert_eq!(
+                text(&|out| write_date(out, d)),
+                d.format("%Y-%m-%d").to_string()
+            );
+        }
+        let far = NaiveDate::from_ymd_opt(12026, 1, 1).unwrap();
+        assert_eq!(
+            text(&|out| write_date(out, far)),
+            far.format("%Y-%m-%d").to_string()
+        );
+    }
+
+    #[test]
     fn every_field_changes_the_hash() {
         let base = entry().hash(&GENESIS);
         assert_ne!(entry().hash(&[1; 32]), base, "previous hash");
@@ -149,7 +224,7 @@ mod tests {
         e.lines[1].amount = Decimal::new(125001, 2);
         assert_ne!(e.hash(&GENESIS), base);
         let mut e = entry();
-        e.lines[0].account = "rant".into();
+        e.lines[0].account = "rant";
         assert_ne!(e.hash(&GENESIS), base);
         let mut e = entry();
         e.effective_date = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();

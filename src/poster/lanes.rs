@@ -8,7 +8,7 @@
 //! half the throughput of one (docs/BENCHMARKS.md, measured when those waits were row locks).
 //! Pure: it looks only at the decoded postings.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use crate::domain::batch::Candidate;
 use crate::store::posting::BatchMessage;

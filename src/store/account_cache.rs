@@ -11,8 +11,9 @@
 //! unlocked. Balances are not kept here; the batch reads (and locks) the balances its decisions
 //! depend on, and corrects the others' events at update time.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use foldhash::HashMap;
 
 use sqlx::PgConnection;
 
@@ -32,7 +33,7 @@ pub struct AccountCache {
 struct Kept {
     /// The `account_revision` the kept attributes belong to.
     revision: Option<uuid::Uuid>,
-    accounts: HashMap<String, AccountState>,
+    accounts: HashMap<Arc<str>, AccountState>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -48,22 +49,22 @@ struct AccountRow {
 impl AccountRow {
     /// The account's state with a zero balance and version: the caller fills in the ones it
     /// reads.
-    fn into_state(self) -> (String, AccountState) {
+    fn into_state(self) -> (Arc<str>, AccountState) {
         let normal_side = if self.normal_side == "D" {
             Side::Debit
         } else {
             Side::Credit
         };
         let state = AccountState {
-            entity_id: self.entity_id,
-            currency: self.currency,
+            entity_id: self.entity_id.into(),
+            currency: self.currency.into(),
             active: self.active,
             allow_negative: self.allow_negative,
             normal_side,
             balance: rust_decimal::Decimal::ZERO,
             version: 0,
         };
-        (self.id, state)
+        (self.id.into(), state)
     }
 }
 
@@ -75,10 +76,10 @@ impl AccountCache {
     pub async fn load_in_tx(
         &self,
         tx: &mut PgConnection,
-        ids: &[String],
+        ids: &[&str],
         revision: uuid::Uuid,
-    ) -> Result<HashMap<String, AccountState>, sqlx::Error> {
-        let mut found = HashMap::with_capacity(ids.len());
+    ) -> Result<HashMap<Arc<str>, AccountState>, sqlx::Error> {
+        let mut found = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
         let missing: Vec<&str> = {
             let mut kept = self.inner.lock().expect("account cache lock");
             if kept.revision != Some(revision) {
@@ -86,14 +87,14 @@ impl AccountCache {
                 kept.revision = Some(revision);
             }
             ids.iter()
-                .filter(|id| match kept.accounts.get(*id) {
-                    Some(state) => {
-                        found.insert((*id).clone(), state.clone());
+                .copied()
+                .filter(|id| match kept.accounts.get_key_value(*id) {
+                    Some((id, state)) => {
+                        found.insert(id.clone(), state.clone());
                         false
                     }
                     None => true,
                 })
-                .map(String::as_str)
                 .collect()
         };
         if missing.is_empty() {

@@ -5,7 +5,9 @@
 //! -> bulk writes (UNNEST): batch, rejections, entries, lines, idempotency records, balances,
 //! outbox -> advance the checkpoint conditionally -> COMMIT.
 
-use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use foldhash::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -314,19 +316,21 @@ async fn load_state_in_tx(
     cache: &AccountCache,
     account_revision: Uuid,
 ) -> Result<LedgerState, sqlx::Error> {
-    let mut keys: Vec<String> = Vec::new();
-    let mut entities: HashSet<String> = HashSet::new();
-    let mut accounts: Vec<String> = Vec::new();
-    let mut target_refs: Vec<String> = Vec::new();
+    // Borrowed from the candidates (and the targets): a batch's keys and account ids are bound
+    // as they are, not copied first.
+    let mut keys: Vec<&str> = Vec::new();
+    let mut entities: HashSet<&str> = HashSet::default();
+    let mut accounts: Vec<&str> = Vec::new();
+    let mut target_refs: Vec<&str> = Vec::new();
     for c in candidates {
         match c {
             Candidate::Parsed(p) => {
-                keys.push(p.key.as_str().to_string());
-                entities.insert(p.entity.as_str().to_string());
-                accounts.extend(p.lines.iter().map(|l| l.account.as_str().to_string()));
-                target_refs.extend(p.reverses.clone());
+                keys.push(p.key.as_str());
+                entities.insert(p.entity.as_str());
+                accounts.extend(p.lines.iter().map(|l| l.account.as_str()));
+                target_refs.extend(p.reverses.as_deref());
             }
-            Candidate::Refused { key: Some(k), .. } => keys.push(k.clone()),
+            Candidate::Refused { key: Some(k), .. } => keys.push(k),
             Candidate::Refused { .. } => {}
         }
     }
@@ -334,11 +338,11 @@ async fn load_state_in_tx(
     accounts.extend(
         targets
             .values()
-            .flat_map(|t| t.lines.iter().map(|l| l.account.as_str().to_string())),
+            .flat_map(|t| t.lines.iter().map(|l| l.account.as_str())),
     );
     accounts.sort_unstable();
     accounts.dedup();
-    let entities: Vec<String> = entities.into_iter().collect();
+    let entities: Vec<&str> = entities.into_iter().collect();
 
     // One index probe per key, planned for each batch: see "Lookups by a list" in store/mod.rs.
     let known: Vec<KeyRow> = sqlx::query_as(
@@ -378,8 +382,8 @@ async fn load_state_in_tx(
     .bind(&entities)
     .fetch_all(&mut *tx)
     .await?;
-    let mut existing: HashSet<String> = HashSet::new();
-    let mut periods: HashMap<String, Vec<Period>> = HashMap::new();
+    let mut existing: HashSet<String> = HashSet::default();
+    let mut periods: HashMap<String, Vec<Period>> = HashMap::default();
     for r in entity_rows {
         if let (Some(start), Some(end), Some(status)) = (r.period_start, r.period_end, r.status) {
             periods.entry(r.id.clone()).or_default().push(Period {
@@ -402,12 +406,12 @@ async fn load_state_in_tx(
     let guarded: Vec<&str> = accounts
         .iter()
         .filter(|(_, a)| !a.allow_negative)
-        .map(|(id, _)| id.as_str())
+        .map(|(id, _)| &**id)
         .collect();
     if !guarded.is_empty() {
         let locked: HashMap<String, (Decimal, i64)> = lock_balances_in_tx(tx, &guarded).await?;
         for (id, (balance, version)) in locked {
-            if let Some(a) = accounts.get_mut(&id) {
+            if let Some(a) = accounts.get_mut(id.as_str()) {
                 (a.balance, a.version) = (balance, version);
             }
         }
@@ -490,7 +494,7 @@ async fn apply_balance_deltas_in_tx(
     .bind(seen)
     .fetch_all(&mut *tx)
     .await?;
-    let mut changed = HashMap::new();
+    let mut changed = HashMap::default();
     for row in rows {
         match row {
             (Some(account), Some(balance), version) => {
@@ -526,10 +530,10 @@ struct TargetRow {
 /// Entries named by reversal requests (by entry id or idempotency key), with their lines.
 async fn load_targets_in_tx(
     tx: &mut PgConnection,
-    refs: &[String],
+    refs: &[&str],
 ) -> Result<HashMap<String, ReversalTarget>, sqlx::Error> {
     if refs.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(HashMap::default());
     }
     let ids: Vec<Uuid> = refs.iter().filter_map(|r| r.parse().ok()).collect();
     let rows: Vec<TargetRow> = sqlx::query_as(
@@ -548,7 +552,7 @@ async fn load_targets_in_tx(
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    let mut targets = HashMap::new();
+    let mut targets = HashMap::default();
     for r in rows {
         let lines = (0..r.accounts.len())
             .filter_map(|i| {
@@ -613,9 +617,9 @@ struct PartWrites {
 
 /// An account's balance change in a transaction: the sum of its lines' deltas and how many.
 struct BalanceRow {
-    account: String,
-    entity: String,
-    currency: String,
+    account: Arc<str>,
+    entity: Arc<str>,
+    currency: Arc<str>,
     /// Balance and version when the batch was judged (unlocked): before its first change.
     seen: (Decimal, i64),
     delta: Decimal,
@@ -717,7 +721,7 @@ struct Writes {
     // account_balances, aggregated per account: `balance_rows` in first-seen order, indexed
     // by account id in `balance_index`
     balance_rows: Vec<BalanceRow>,
-    balance_index: HashMap<String, usize>,
+    balance_index: HashMap<Arc<str>, usize>,
     /// Balance events computed from the balances the batch was judged on (unlocked, each
     /// row's `seen`); corrected once the rows are locked (anything committed since is added
     /// in), then written as one outbox row of kind 'balances'.
@@ -813,7 +817,7 @@ impl Writes {
                     let row = match self.balance_index.get(&c.account) {
                         Some(row) => *row,
                         None => {
-                            let a = &state.accounts[&c.account];
+                            let a = &state.accounts[&*c.account];
                             self.balance_rows.push(BalanceRow {
                                 account: c.account.clone(),
                                 entity: a.entity_id.clone(),
@@ -923,12 +927,12 @@ impl Writes {
     ) {
         let canonical = CanonicalEntry {
             id: entry_id,
-            entity: p.entity.as_str().to_string(),
-            key: p.key.as_str().to_string(),
+            entity: p.entity.as_str(),
+            key: p.key.as_str(),
             effective_date: p.effective_date,
             recorded_at: self.now,
-            description: p.description.clone(),
-            source_topic: self.topic.to_string(),
+            description: p.description.as_deref(),
+            source_topic: &self.topic,
             source_partition: self.parts[part].partition,
             source_offset: offset,
             reverses,
@@ -938,16 +942,16 @@ impl Writes {
                 .enumerate()
                 .map(|(i, l)| CanonicalLine {
                     line_no: i as i16 + 1,
-                    account: l.account.as_str().to_string(),
-                    side: l.side.code().to_string(),
+                    account: l.account.as_str(),
+                    side: l.side.code(),
                     amount: l.amount,
-                    currency: l.currency.to_string(),
+                    currency: l.currency.as_str(),
                 })
                 .collect(),
         };
+        let hash = canonical.hash(&self.parts[part].chain_head);
         let chain = &mut self.parts[part];
         let prev_hash = chain.chain_head;
-        let hash = canonical.hash(&prev_hash);
         chain.chain_head = hash;
         chain.entries += 1;
         self.entries
@@ -1130,7 +1134,7 @@ impl Writes {
         if !self.balance_rows.is_empty() {
             // Any order: the balance lock, not row order, keeps batches from deadlocking.
             let rows = &self.balance_rows;
-            let names: Vec<&str> = rows.iter().map(|r| r.account.as_str()).collect();
+            let names: Vec<&str> = rows.iter().map(|r| &*r.account).collect();
             let deltas: Vec<Decimal> = rows.iter().map(|r| r.delta).collect();
             let versions: Vec<i64> = rows.iter().map(|r| r.changes).collect();
             let seen: Vec<i64> = rows.iter().map(|r| r.seen.1).collect();
@@ -1138,7 +1142,7 @@ impl Writes {
                 apply_balance_deltas_in_tx(tx, &names, &deltas, &versions, &seen, self.now).await?;
             for event in &mut self.balance_events {
                 let row = &rows[event.row];
-                if let Some(&(b1, v1)) = changed.get(&row.account) {
+                if let Some(&(b1, v1)) = changed.get(&*row.account) {
                     let (b0, v0) = row.seen;
                     event.balance_after += b1 - b0;
                     event.version += v1 - v0;

@@ -161,22 +161,22 @@ pub async fn hash_chains(
             .unwrap_or(GENESIS);
         let entry = CanonicalEntry {
             id: r.id,
-            entity: r.entity_id,
-            key: r.idempotency_key,
+            entity: &r.entity_id,
+            key: &r.idempotency_key,
             effective_date: r.effective_date,
             recorded_at: r.recorded_at,
-            description: r.description,
-            source_topic: topic.clone(),
+            description: r.description.as_deref(),
+            source_topic: &topic,
             source_partition: partition,
             source_offset: offset,
             reverses: r.reverses,
             lines: (0..r.line_nos.len())
                 .map(|i| CanonicalLine {
                     line_no: r.line_nos[i],
-                    account: r.accounts[i].clone(),
-                    side: r.sides[i].clone(),
+                    account: &r.accounts[i],
+                    side: &r.sides[i],
                     amount: r.amounts[i],
-                    currency: r.currencies[i].clone(),
+                    currency: &r.currencies[i],
                 })
                 .collect(),
         };
