@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{free_port, signal, Ledger};
@@ -72,15 +74,27 @@ fn stop(mut child: common::PosterProcess) {
 async fn sigkilled_poster_restarts_converge_to_exactly_once() {
     let ledger = Ledger::new(1000, 4).await;
     let messages = workload(20_000, 7);
-    // Publish in slices while the poster is being killed, so kills land mid-stream.
-    let slices: Vec<Vec<Message>> = messages.chunks(2_000).map(<[Message]>::to_vec).collect();
+    const KILLS: usize = 12;
+    // Publish in slices paced by the kills, so that kills land mid-stream however fast the
+    // poster is: slice i is published once i kills have happened, so that each restarted
+    // poster has new messages to commit before its kill, and the last slice (published after
+    // the last kill) always remains when the last kill lands.
+    let kills = Arc::new(AtomicUsize::new(0));
+    let slices: Vec<Vec<Message>> = messages
+        .chunks(messages.len().div_ceil(KILLS + 1))
+        .map(<[Message]>::to_vec)
+        .collect();
+    assert_eq!(slices.len(), KILLS + 1);
     let producing = {
         let ledger_topic = ledger.topic.clone();
+        let kills = kills.clone();
         tokio::spawn(async move {
             let publisher = common::Publisher::new(&ledger_topic);
-            for slice in slices {
+            for (i, slice) in slices.into_iter().enumerate() {
+                while kills.load(Ordering::SeqCst) < i {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 publisher.produce(&slice).await;
-                tokio::time::sleep(Duration::from_millis(400)).await;
             }
         })
     };
@@ -89,7 +103,7 @@ async fn sigkilled_poster_restarts_converge_to_exactly_once() {
     let args = ["--batch-postings", "100"];
     let mut poster = ledger.poster(port, &args);
     let mut kills_mid_stream = 0;
-    while kills_mid_stream < 12 {
+    while kills_mid_stream < KILLS {
         // Kill at a random moment after this poster's first committed batch.
         let before: i64 = ledger.checkpoints().await.values().sum();
         ledger.wait_progress(before, Duration::from_secs(60)).await;
@@ -102,6 +116,7 @@ async fn sigkilled_poster_restarts_converge_to_exactly_once() {
             "the kill loop must end while messages remain"
         );
         kills_mid_stream += 1;
+        kills.store(kills_mid_stream, Ordering::SeqCst);
         poster = ledger.poster(port, &args);
     }
     producing.await.unwrap();

@@ -165,14 +165,24 @@ pub fn decide(
     state: &mut LedgerState,
 ) -> Vec<Decision> {
     debug_assert_eq!(candidates.len(), rejection_ids.len());
+    // Entries posted by this batch are kept as reversal targets only for reversals of this
+    // batch: without any, keeping them (copies of every entry's key and lines) is skipped.
+    let remember = candidates
+        .iter()
+        .any(|c| matches!(c, Candidate::Parsed(p) if p.reverses.is_some()));
     candidates
         .iter()
         .zip(rejection_ids)
-        .map(|(candidate, rejection_id)| decide_one(candidate, *rejection_id, state))
+        .map(|(candidate, rejection_id)| decide_one(candidate, *rejection_id, state, remember))
         .collect()
 }
 
-fn decide_one(candidate: &Candidate, rejection_id: Uuid, state: &mut LedgerState) -> Decision {
+fn decide_one(
+    candidate: &Candidate,
+    rejection_id: Uuid,
+    state: &mut LedgerState,
+    remember_targets: bool,
+) -> Decision {
     let (key, fingerprint) = match candidate {
         Candidate::Parsed(p) => (Some(p.key.as_str().to_string()), Some(p.fingerprint())),
         Candidate::Refused {
@@ -203,7 +213,9 @@ fn decide_one(candidate: &Candidate, rejection_id: Uuid, state: &mut LedgerState
         },
         Candidate::Refused { rejection, .. } => Err(rejection.clone()),
     };
-    if let (Ok((entry_id, _, reversal)), Candidate::Parsed(p)) = (&verdict, candidate) {
+    if let (Ok((entry_id, _, reversal)), Candidate::Parsed(p), true) =
+        (&verdict, candidate, remember_targets)
+    {
         remember_target(state, *entry_id, p, reversal.as_ref());
     }
     let decision = match verdict {
@@ -503,6 +515,40 @@ mod tests {
         assert_eq!(s.accounts["cash"].balance, Decimal::new(600, 2));
         assert_eq!(s.accounts["sales"].balance, Decimal::new(600, 2));
         assert_eq!(s.accounts["cash"].version, 2);
+    }
+
+    #[test]
+    fn an_entry_is_reversed_later_in_its_own_batch() {
+        let mut s = state();
+        let reversal = |key: &str, target: String| {
+            let mut p = posting(key, "10.00", "cash", "sales");
+            p.reverses = Some(target);
+            Candidate::Parsed(p)
+        };
+        let c = [
+            Candidate::Parsed(posting("k1", "10.00", "cash", "sales")),
+            reversal("r1", "k1".into()),
+            reversal("r2", entry_id("k1").to_string()),
+        ];
+        let d = decide(&c.iter().collect::<Vec<_>>(), &ids(3), &mut s);
+        assert!(matches!(&d[0], Decision::Post { reversal: None, .. }));
+        assert!(
+            matches!(&d[1], Decision::Post { reversal: Some(r), .. } if r.target == entry_id("k1")),
+            "{:?}",
+            d[1]
+        );
+        assert!(
+            matches!(
+                &d[2],
+                Decision::Reject {
+                    rejection: Rejection::AlreadyReversed(_),
+                    ..
+                }
+            ),
+            "{:?}",
+            d[2]
+        );
+        assert_eq!(s.accounts["cash"].balance, Decimal::ZERO);
     }
 
     #[test]
