@@ -158,13 +158,13 @@ pub enum Decision {
     },
 }
 
-/// Decides every message of a batch. `ids` gives each message's rejection id.
+/// Decides every message of a batch. `rejection_id(i)` gives message `i`'s rejection id (asked
+/// for only when the message is rejected: it is a SHA-1 hash).
 pub fn decide(
     candidates: &[&Candidate],
-    rejection_ids: &[Uuid],
+    rejection_id: impl Fn(usize) -> Uuid,
     state: &mut LedgerState,
 ) -> Vec<Decision> {
-    debug_assert_eq!(candidates.len(), rejection_ids.len());
     // Entries posted by this batch are kept as reversal targets only for reversals of this
     // batch: without any, keeping them (copies of every entry's key and lines) is skipped.
     let remember = candidates
@@ -172,14 +172,14 @@ pub fn decide(
         .any(|c| matches!(c, Candidate::Parsed(p) if p.reverses.is_some()));
     candidates
         .iter()
-        .zip(rejection_ids)
-        .map(|(candidate, rejection_id)| decide_one(candidate, *rejection_id, state, remember))
+        .enumerate()
+        .map(|(i, candidate)| decide_one(candidate, || rejection_id(i), state, remember))
         .collect()
 }
 
 fn decide_one(
     candidate: &Candidate,
-    rejection_id: Uuid,
+    rejection_id: impl Fn() -> Uuid,
     state: &mut LedgerState,
     remember_targets: bool,
 ) -> Decision {
@@ -199,7 +199,7 @@ fn decide_one(
             }
             // A conflict is an outcome of this message, but the key keeps its first outcome.
             return Decision::Reject {
-                rejection_id,
+                rejection_id: rejection_id(),
                 rejection: Rejection::IdempotencyConflict { key: key.clone() },
                 record_key: None,
             };
@@ -218,23 +218,28 @@ fn decide_one(
     {
         remember_target(state, *entry_id, p, reversal.as_ref());
     }
-    let decision = match verdict {
-        Ok((entry_id, changes, reversal)) => Decision::Post {
-            entry_id,
-            changes,
-            reversal,
-        },
-        Err(rejection) => Decision::Reject {
-            rejection_id,
-            rejection,
-            record_key: record_key.clone(),
-        },
+    let (decision, outcome) = match verdict {
+        Ok((entry_id, changes, reversal)) => (
+            Decision::Post {
+                entry_id,
+                changes,
+                reversal,
+            },
+            Outcome::Posted(entry_id),
+        ),
+        Err(rejection) => {
+            let id = rejection_id();
+            (
+                Decision::Reject {
+                    rejection_id: id,
+                    rejection,
+                    record_key: record_key.clone(),
+                },
+                Outcome::Rejected(id),
+            )
+        }
     };
     if let Some((key, fingerprint)) = record_key {
-        let outcome = match &decision {
-            Decision::Post { entry_id, .. } => Outcome::Posted(*entry_id),
-            _ => Outcome::Rejected(rejection_id),
-        };
         state.known_keys.insert(
             key,
             KnownKey {
@@ -469,8 +474,8 @@ mod tests {
         }
     }
 
-    fn ids(n: usize) -> Vec<Uuid> {
-        (0..n).map(|i| rejection_id("t", 0, i as i64)).collect()
+    fn ids(i: usize) -> Uuid {
+        rejection_id("t", 0, i as i64)
     }
 
     #[test]
@@ -483,7 +488,7 @@ mod tests {
             Candidate::Parsed(posting("k2", "25.00", "sales", "cash")),
             Candidate::Parsed(posting("k3", "4.00", "sales", "cash")),
         ];
-        let d = decide(&c.iter().collect::<Vec<_>>(), &ids(5), &mut s);
+        let d = decide(&c.iter().collect::<Vec<_>>(), ids, &mut s);
         assert!(matches!(&d[0], Decision::Post { changes, .. } if changes[0].version == 1));
         assert!(matches!(
             &d[1],
@@ -530,7 +535,7 @@ mod tests {
             reversal("r1", "k1".into()),
             reversal("r2", entry_id("k1").to_string()),
         ];
-        let d = decide(&c.iter().collect::<Vec<_>>(), &ids(3), &mut s);
+        let d = decide(&c.iter().collect::<Vec<_>>(), ids, &mut s);
         assert!(matches!(&d[0], Decision::Post { reversal: None, .. }));
         assert!(
             matches!(&d[1], Decision::Post { reversal: Some(r), .. } if r.target == entry_id("k1")),
@@ -556,7 +561,7 @@ mod tests {
         let code = |p: Posting, f: &dyn Fn(&mut LedgerState)| {
             let mut s = state();
             f(&mut s);
-            match &decide(&[&Candidate::Parsed(p)], &ids(1), &mut s)[0] {
+            match &decide(&[&Candidate::Parsed(p)], ids, &mut s)[0] {
                 Decision::Reject { rejection, .. } => rejection.code(),
                 other => panic!("{other:?}"),
             }

@@ -193,11 +193,14 @@ async fn commit_batches_in_tx(
     }
     let candidates: Vec<&Candidate> = messages.iter().map(|(_, m)| &m.candidate).collect();
     let mut state = load_state_in_tx(tx, &candidates, cache, locked.account_revision).await?;
-    let rejection_ids: Vec<Uuid> = messages
-        .iter()
-        .map(|(index, m)| rejection_id(topic, inputs[*index].partition, m.offset))
-        .collect();
-    let decisions = decide(&candidates, &rejection_ids, &mut state);
+    let decisions = decide(
+        &candidates,
+        |i| {
+            let (index, m) = messages[i];
+            rejection_id(topic, inputs[index].partition, m.offset)
+        },
+        &mut state,
+    );
 
     let mut w = Writes::new(group, topic, locked.now);
     let parts: Vec<Option<usize>> = inputs
