@@ -12,7 +12,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::Ledger;
-use ledgerline::codec::BalanceEvent;
+use ledgerline::codec::{balance_events_from_json, BalanceEvent};
 use ledgerline::generator::{generate, GeneratorSettings};
 use ledgerline::store::posting::{commit_batch, BatchInput};
 use rust_decimal::Decimal;
@@ -121,7 +121,7 @@ async fn commit_side_by_side_and_check(
             kind, "balances",
             "only balance events (and rejections) here"
         );
-        let events_in_row: Vec<BalanceEvent> = serde_json::from_value(payload).unwrap();
+        let events_in_row = balance_events_from_json(&payload).unwrap();
         assert_eq!(
             events_in_row.len(),
             events as usize,

@@ -6,7 +6,9 @@ pub mod events;
 use std::sync::Once;
 
 pub use avro::{DecodeError, EncodeError, Framing, RecordCodec};
-pub use events::{AnomalyEvent, BalanceEvent, RejectionEvent};
+pub use events::{
+    balance_events_from_json, AnomalyEvent, BalanceEvent, BalanceEventsRow, RejectionEvent,
+};
 
 use crate::domain::{PostingRequest, Rejection};
 use crate::limits::{AVRO_ALLOCATION_BYTES_MAX, MESSAGE_BYTES_MAX};

@@ -19,8 +19,8 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::codec::{
-    AnomalyEvent, BalanceEvent, Framing, RecordCodec, RejectionEvent, ANOMALY_EVENT_SCHEMA,
-    BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
+    balance_events_from_json, AnomalyEvent, BalanceEvent, Framing, RecordCodec, RejectionEvent,
+    ANOMALY_EVENT_SCHEMA, BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
 };
 use crate::health::Health;
 use crate::limits::REJECTION_EVENT_RAW_BYTES_MAX;
@@ -68,7 +68,8 @@ impl Codecs {
                 .balance
                 .encode(&Deserialize::deserialize(payload)?, framing)?),
             "balances" => {
-                let events: Vec<BalanceEvent> = Deserialize::deserialize(payload)?;
+                let events = balance_events_from_json(payload)
+                    .map_err(|e| anyhow::anyhow!("outbox row {}: {e}", row.id))?;
                 anyhow::ensure!(
                     events.len() == row.events as usize,
                     "outbox row {} says {} events but holds {}",

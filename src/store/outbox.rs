@@ -15,7 +15,8 @@ pub struct OutboxRow {
     pub id: i64,
     pub kind: String,
     pub event_key: String,
-    /// One event, or for kind 'balances' a JSON array of `events` balance events.
+    /// One event, or for kind 'balances' the `events` balance events of one transaction
+    /// (`codec::balance_events_from_json` reads them).
     pub payload: serde_json::Value,
     pub events: i32,
     /// For a rejection: the rejected message's bytes, from `rejections`.

@@ -15,10 +15,10 @@ use sqlx::{PgConnection, PgPool};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::codec::{AnomalyEvent, RejectionEvent};
+use crate::codec::{AnomalyEvent, BalanceEventsRow, RejectionEvent};
 use crate::domain::batch::{
-    anomaly_event_id, balance_event_id, decide, rejection_id, Candidate, Decision, KnownKey,
-    LedgerState, Outcome, Period, ReversalTarget,
+    anomaly_event_id, decide, rejection_id, Candidate, Decision, KnownKey, LedgerState, Outcome,
+    Period, ReversalTarget,
 };
 use crate::domain::chain::{CanonicalEntry, CanonicalLine, GENESIS};
 use crate::domain::posting::Line;
@@ -630,10 +630,9 @@ struct BalanceRow {
 }
 
 /// A balance event as a transaction builds it: a `BalanceEvent` without a string per field (a
-/// transaction of 2,000 postings makes about 4,000). Written as the same JSON
+/// transaction of 2,000 postings makes about 4,000), written as a `BalanceEventsRow`
 /// (`BalanceEventsJson`).
 struct PendingBalanceEvent {
-    event_id: Uuid,
     /// Its account's `BalanceRow`.
     row: usize,
     balance_after: Decimal,
@@ -643,7 +642,9 @@ struct PendingBalanceEvent {
     effective_date: NaiveDate,
 }
 
-/// A transaction's balance events as the JSON array of `BalanceEvent`s the reporter reads.
+/// A transaction's balance events as the outbox row the reporter reads (`BalanceEventsRow`):
+/// the balance rows' accounts once, and the events grouped by entry (an entry's events are
+/// added together, so they are next to each other).
 struct BalanceEventsJson<'a> {
     events: &'a [PendingBalanceEvent],
     rows: &'a [BalanceRow],
@@ -652,46 +653,53 @@ struct BalanceEventsJson<'a> {
 
 impl serde::Serialize for BalanceEventsJson<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        /// `BalanceEvent`'s fields, in its order, borrowed; values in their display form.
-        #[derive(serde::Serialize)]
-        struct Event<'a> {
-            #[serde(serialize_with = "display")]
-            event_id: &'a Uuid,
-            account_id: &'a str,
-            entity_id: &'a str,
-            currency: &'a str,
-            #[serde(serialize_with = "display")]
-            balance_after: &'a Decimal,
-            #[serde(serialize_with = "display")]
-            delta: &'a Decimal,
-            version: i64,
-            #[serde(serialize_with = "display")]
-            entry_id: &'a Uuid,
-            #[serde(serialize_with = "display")]
-            effective_date: &'a NaiveDate,
-            recorded_at: &'a str,
-        }
-        fn display<S: serde::Serializer>(
-            value: &impl std::fmt::Display,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.collect_str(value)
-        }
-        serializer.collect_seq(self.events.iter().map(|e| {
-            let row = &self.rows[e.row];
-            Event {
-                event_id: &e.event_id,
-                account_id: &row.account,
-                entity_id: &row.entity,
-                currency: &row.currency,
-                balance_after: &e.balance_after,
-                delta: &e.delta,
-                version: e.version,
-                entry_id: &e.entry_id,
-                effective_date: &e.effective_date,
-                recorded_at: self.recorded_at,
+        /// A value in its display form, as `BalanceEvent` holds it.
+        struct Shown<'a, T>(&'a T);
+        impl<T: std::fmt::Display> serde::Serialize for Shown<'_, T> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self.0)
             }
-        }))
+        }
+        struct Accounts<'a>(&'a [BalanceRow]);
+        impl serde::Serialize for Accounts<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let columns = self
+                    .0
+                    .iter()
+                    .map(|r| (&*r.account, &*r.entity, &*r.currency));
+                serializer.collect_seq(columns)
+            }
+        }
+        struct Changes<'a>(&'a [PendingBalanceEvent]);
+        impl serde::Serialize for Changes<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let columns = self
+                    .0
+                    .iter()
+                    .map(|e| (e.row, Shown(&e.balance_after), Shown(&e.delta), e.version));
+                serializer.collect_seq(columns)
+            }
+        }
+        struct Entries<'a>(&'a [PendingBalanceEvent]);
+        impl serde::Serialize for Entries<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let entries = self.0.chunk_by(|a, b| a.entry_id == b.entry_id);
+                serializer.collect_seq(entries.map(|events| {
+                    let first = &events[0];
+                    (
+                        Shown(&first.entry_id),
+                        Shown(&first.effective_date),
+                        Changes(events),
+                    )
+                }))
+            }
+        }
+        BalanceEventsRow {
+            recorded_at: self.recorded_at,
+            accounts: Accounts(self.rows),
+            entries: Entries(self.events),
+        }
+        .serialize(serializer)
     }
 }
 
@@ -839,7 +847,6 @@ impl Writes {
                     totals.delta += c.delta;
                     totals.changes += 1;
                     self.balance_events.push(PendingBalanceEvent {
-                        event_id: balance_event_id(*entry_id, &c.account),
                         row,
                         balance_after: c.balance_after,
                         delta: c.delta,
@@ -1024,7 +1031,7 @@ impl Writes {
         self.outbox_row(id, kind, key, 1, payload);
     }
 
-    /// One outbox row: a single event, or (kind 'balances') a JSON array of `events` events.
+    /// One outbox row: a single event, or (kind 'balances') `events` events (`BalanceEventsRow`).
     fn outbox_row(
         &mut self,
         id: Uuid,
@@ -1217,48 +1224,63 @@ async fn copy_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::BalanceEvent;
+    use crate::codec::{balance_events_from_json, BalanceEvent};
+    use crate::domain::batch::balance_event_id;
 
     #[test]
     fn balance_events_are_written_as_the_reporter_reads_them() {
-        let rows = [BalanceRow {
-            account: "cash \"main\"".into(),
+        let row = |account: &str, currency: &str| BalanceRow {
+            account: account.into(),
             entity: "acme".into(),
-            currency: "JPY".into(),
+            currency: currency.into(),
             seen: (Decimal::ZERO, 0),
             delta: Decimal::ZERO,
             changes: 0,
-        }];
-        let event = PendingBalanceEvent {
-            event_id: Uuid::from_u128(1),
-            row: 0,
-            balance_after: Decimal::new(-125000, 2),
-            delta: Decimal::new(7, 0),
-            version: 42,
-            entry_id: Uuid::from_u128(2),
-            effective_date: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
         };
+        let rows = [row("cash \"main\"", "JPY"), row("sales", "USD")];
+        let date = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let event = |row, entry, balance_after, version| PendingBalanceEvent {
+            row,
+            balance_after,
+            delta: Decimal::new(7, 0),
+            version,
+            entry_id: Uuid::from_u128(entry),
+            effective_date: date,
+        };
+        // Two entries: the first with two events, the second with one.
+        let events = [
+            event(0, 2, Decimal::new(-125000, 2), 42),
+            event(1, 2, Decimal::new(7, 0), 1),
+            event(0, 3, Decimal::new(-124300, 2), 43),
+        ];
         let recorded_at = "2026-11-02T10:00:00.5+00:00";
-        let written = serde_json::to_string(&BalanceEventsJson {
-            events: &[event],
+        let written = serde_json::to_value(BalanceEventsJson {
+            events: &events,
             rows: &rows,
             recorded_at,
         })
         .unwrap();
-        let expected = BalanceEvent {
-            event_id: Uuid::from_u128(1).to_string(),
-            account_id: "cash \"main\"".into(),
-            entity_id: "acme".into(),
-            currency: "JPY".into(),
-            balance_after: "-1250.00".into(),
-            delta: "7".into(),
-            version: 42,
-            entry_id: Uuid::from_u128(2).to_string(),
-            effective_date: "2026-11-01".into(),
-            recorded_at: recorded_at.into(),
-        };
-        assert_eq!(written, serde_json::to_string(&[&expected]).unwrap());
-        let read: Vec<BalanceEvent> = serde_json::from_str(&written).unwrap();
-        assert_eq!(read, [expected]);
+        assert_eq!(written["entries"].as_array().unwrap().len(), 2);
+        let expected =
+            |account: &str, currency: &str, entry, balance_after: &str, version| BalanceEvent {
+                event_id: balance_event_id(Uuid::from_u128(entry), account).to_string(),
+                account_id: account.into(),
+                entity_id: "acme".into(),
+                currency: currency.into(),
+                balance_after: balance_after.into(),
+                delta: "7".into(),
+                version,
+                entry_id: Uuid::from_u128(entry).to_string(),
+                effective_date: "2026-11-01".into(),
+                recorded_at: recorded_at.into(),
+            };
+        assert_eq!(
+            balance_events_from_json(&written).unwrap(),
+            [
+                expected("cash \"main\"", "JPY", 2, "-1250.00", 42),
+                expected("sales", "USD", 2, "7", 1),
+                expected("cash \"main\"", "JPY", 3, "-1243.00", 43),
+            ]
+        );
     }
 }
