@@ -118,6 +118,13 @@ async fn real_prometheus_scrapes_the_poster_and_evaluates_rules_and_dashboard() 
             .expect("prometheus (Debian package prometheus) is installed"),
     );
 
+    // Prometheus answers queries once it is ready (the poster may drain the topic first).
+    wait_for("Prometheus ready", Duration::from_secs(60), async || {
+        common::http_get(prom_port, "/-/ready")
+            .await
+            .is_some_and(|(status, _)| status == 200)
+    })
+    .await;
     // The poster's metrics arrive and the lag metric reaches 0 once the topic is drained.
     ledger.wait_drained(Duration::from_secs(60)).await;
     wait_for(
