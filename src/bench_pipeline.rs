@@ -385,7 +385,7 @@ async fn run_posters(
                 topic: topic.to_string(),
                 batch_postings_max: s.batch_postings,
                 batch_bytes_max: 16 * 1024 * 1024,
-                batch_wait_ms: 50, // the poster's default
+                batch_wait_ms: crate::limits::BATCH_WAIT_MS_DEFAULT,
                 commit_lanes: s.commit_lanes,
                 exit_when_idle_ms: Some(3000),
             },

@@ -29,12 +29,18 @@ pub const REJECTION_EVENT_RAW_BYTES_MAX: usize = 256 * 1024;
 
 /// Postings in one poster batch (upper bound for configuration).
 pub const BATCH_POSTINGS_MAX: usize = 10_000;
+/// Postings in one poster batch unless configured (the benchmark uses the same).
+pub const BATCH_POSTINGS_DEFAULT: usize = 1000;
 /// Bytes of message payloads in one poster batch (upper bound for configuration).
 pub const BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Partition batches one poster commits side by side (upper bound for configuration).
 pub const COMMIT_LANES_MAX: usize = 4;
 /// Longest a batch may wait to fill, in milliseconds (upper bound for configuration).
 pub const BATCH_WAIT_MS_MAX: u64 = 10_000;
+/// Longest a batch waits to fill while no commit runs, unless configured (the benchmark uses
+/// the same). 50 ms measured a lower produce-to-commit latency at half load than 100
+/// (docs/BENCHMARKS.md point 33).
+pub const BATCH_WAIT_MS_DEFAULT: u64 = 50;
 /// Retries of one batch on transient errors before it is split.
 pub const BATCH_RETRIES_MAX: usize = 8;
 /// Per-partition fetch size: the largest message the poster can read (and reject).

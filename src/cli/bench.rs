@@ -25,7 +25,7 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         posters: usize,
         /// Postings per partition batch; the poster's own default.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = crate::limits::BATCH_POSTINGS_DEFAULT)]
         batch_postings: usize,
         #[arg(long, default_value_t = 2)]
         commit_lanes: usize,

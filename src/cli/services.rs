@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::{currencies, ledger_topics, postings_topic, schema_checked, schema_checked_pool};
 use crate::config::{database_url, KafkaSettings};
-use crate::store;
+use crate::{limits, store};
 
 #[derive(Debug, Args)]
 pub struct PosterArgs {
@@ -18,14 +18,13 @@ pub struct PosterArgs {
     pub topic: Option<String>,
     /// Most messages in one partition's batch. A round's partition batches are committed in
     /// one PostgreSQL transaction per commit lane.
-    #[arg(long, env = "LEDGERLINE_BATCH_POSTINGS", default_value_t = 1000)]
+    #[arg(long, env = "LEDGERLINE_BATCH_POSTINGS", default_value_t = limits::BATCH_POSTINGS_DEFAULT)]
     pub batch_postings: usize,
     #[arg(long, env = "LEDGERLINE_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub batch_bytes: usize,
     /// Longest a batch waits to fill while no commit is running (under load, batches close
-    /// when full). 50 ms measured a lower produce-to-commit latency at half load than 100
-    /// (docs/BENCHMARKS.md point 33).
-    #[arg(long, env = "LEDGERLINE_BATCH_WAIT_MS", default_value_t = 50)]
+    /// when full).
+    #[arg(long, env = "LEDGERLINE_BATCH_WAIT_MS", default_value_t = limits::BATCH_WAIT_MS_DEFAULT)]
     pub batch_wait_ms: u64,
     /// Transactions committed side by side, each holding its share of a round's partition
     /// batches. 2 suits narrow postings; 1 suits wide ones (many lines over the same accounts),
