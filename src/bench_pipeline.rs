@@ -60,13 +60,19 @@ pub async fn pipeline(
     });
     let topic = format!("bench.postings.{}", uuid::Uuid::new_v4().simple());
     crate::kafka::create_topics(kafka, &[&topic], s.partitions).await?;
-    let produced = produce(kafka, &topic, &messages).await?;
-    let broker_rate = consume_and_discard(kafka, &topic, s.postings, s.partitions)?;
-    let copy = copy_limit(admin_url, s.accounts, &messages).await?;
+    let measured = async {
+        let produced = produce(kafka, &topic, &messages).await?;
+        let broker_rate = consume_and_discard(kafka, &topic, s.postings, s.partitions)?;
+        let copy = copy_limit(admin_url, s.accounts, &messages).await?;
+        let (run, db) = run_posters(admin_url, kafka, &topic, s).await?;
+        check_ledger(&db).await?;
+        db.drop().await?;
+        anyhow::Ok((produced, broker_rate, copy, run))
+    }
+    .await;
+    crate::kafka::delete_topics(kafka, &[&topic]).await?;
+    let (produced, broker_rate, copy, run) = measured?;
     let copy_rate = copy.rate;
-    let (run, db) = run_posters(admin_url, kafka, &topic, s).await?;
-    check_ledger(&db).await?;
-    db.drop().await?;
     // Half the pipeline's rate, for a tenth of the postings (at least 10 s of load).
     let load_count = (s.postings / 10)
         .max((run.steady_rate * 5.0) as usize)
@@ -544,6 +550,7 @@ async fn under_load(
         .status();
     let _ = poster.wait();
     db.drop().await?;
+    crate::kafka::delete_topics(kafka, &[&topic]).await?;
     result
 }
 

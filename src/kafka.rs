@@ -22,6 +22,8 @@ pub enum KafkaError {
     Client(#[from] rdkafka::error::KafkaError),
     #[error("creating topic {topic}: {code}")]
     CreateTopic { topic: String, code: String },
+    #[error("deleting topic {topic}: {code}")]
+    DeleteTopic { topic: String, code: String },
     #[error("cannot reach the broker at {brokers}: {detail}")]
     Unreachable { brokers: String, detail: String },
 }
@@ -153,6 +155,25 @@ pub async fn create_topics(
     partitions: i32,
 ) -> Result<(), KafkaError> {
     create_topics_with(settings, topics, partitions, &[]).await
+}
+
+/// Deletes topics (the benchmark's own, after each run, so that the broker's storage does not
+/// grow with every run). A topic that is already gone is not an error.
+pub async fn delete_topics(settings: &KafkaSettings, topics: &[&str]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.delete_topics(topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::DeleteTopic {
+                    topic,
+                    code: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates topics with topic configuration, e.g. `[("cleanup.policy", "compact")]`.
