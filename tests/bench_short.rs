@@ -1,6 +1,6 @@
 //! The short pipeline benchmark runs in CI: 20,000 postings through the real broker and
 //! PostgreSQL. It fails if the ledger is wrong afterwards (trial balance or balances), whatever
-//! the speed.
+//! the speed. Two runs, so that measuring again on the same topic is exercised too.
 
 #[test]
 fn short_pipeline_benchmark_runs_and_leaves_a_correct_ledger() {
@@ -12,6 +12,8 @@ fn short_pipeline_benchmark_runs_and_leaves_a_correct_ledger() {
             "20000",
             "--accounts",
             "2000",
+            "--runs",
+            "2",
         ])
         .env("RUST_LOG", "warn")
         .output()
@@ -27,6 +29,7 @@ fn short_pipeline_benchmark_runs_and_leaves_a_correct_ledger() {
         "limit B: PostgreSQL binary COPY",
         "pipeline, first to last batch commit",
         "ratio pipeline",
+        "2 runs, in order: limit A / limit B / pipeline (steady) / ratio",
         "checked: zero per currency",
     ] {
         assert!(stdout.contains(row), "missing {row:?} in\n{stdout}");

@@ -29,6 +29,11 @@ pub enum BenchCmd {
         batch_postings: usize,
         #[arg(long, default_value_t = 2)]
         commit_lanes: usize,
+        /// Measure limits A and B and the pipeline this many times, alternating (a noisy
+        /// machine's speed moves between runs); the table shows the run with the median ratio
+        /// and lists every run.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
     },
     /// Load a synthetic ledger into a fresh database (needs LEDGERLINE_ADMIN_DATABASE_URL) and
     /// time the trial balance, an as-of balance and a full verify.
@@ -71,6 +76,7 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
             posters,
             batch_postings,
             commit_lanes,
+            runs,
         } => {
             let settings = crate::bench_pipeline::PipelineSettings {
                 postings,
@@ -81,6 +87,7 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
                 posters: posters.max(1),
                 batch_postings: batch_postings.clamp(1, crate::limits::BATCH_POSTINGS_MAX),
                 commit_lanes: commit_lanes.clamp(1, crate::limits::COMMIT_LANES_MAX),
+                runs: runs.clamp(1, 10),
             };
             crate::bench_pipeline::pipeline(&admin, &KafkaSettings::from_env()?, &settings).await
         }
