@@ -9,6 +9,25 @@ ops/install-deps.sh --test
 ops/stack.sh up
 load_env
 
+# Each integration test makes a database of its own (test_<32 hex digits>), and one run of the
+# suite leaves about a hundred of them (about 15 MB each). They are dropped when the suite ends,
+# passed or failed, and the leftovers of an interrupted run when it starts. To look into a
+# failed test's database, run with LEDGERLINE_KEEP_TEST_DBS=1. A database with a connection
+# open (another suite on the same stack) is left alone: DROP DATABASE refuses it.
+drop_test_databases() {
+    [ "${LEDGERLINE_KEEP_TEST_DBS:-0}" = 1 ] && return 0
+    local psql db dropped=0
+    psql="${LEDGERLINE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}/psql"
+    for db in $("$psql" "$LEDGERLINE_ADMIN_DATABASE_URL" -Atc \
+        "SELECT datname FROM pg_database WHERE datname ~ '^test_[0-9a-f]{32}$'" 2>/dev/null || true); do
+        "$psql" "$LEDGERLINE_ADMIN_DATABASE_URL" -qc "DROP DATABASE \"$db\"" >/dev/null 2>&1 \
+            && dropped=$((dropped + 1))
+    done
+    [ "$dropped" -eq 0 ] || say "dropped $dropped test databases"
+}
+drop_test_databases
+trap drop_test_databases EXIT
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"

@@ -609,8 +609,9 @@ async fn under_load(
         .arg(poster.id().to_string())
         .status();
     let _ = poster.wait();
+    let deleted = crate::kafka::delete_topics(kafka, &[&topic]).await;
     db.drop().await?;
-    crate::kafka::delete_topics(kafka, &[&topic]).await?;
+    deleted?;
     result
 }
 
