@@ -9,8 +9,8 @@ ops/install-deps.sh --test
 ops/stack.sh up
 load_env
 
-# Each integration test makes a database of its own (test_<32 hex digits>), and one run of the
-# suite leaves about a hundred of them (about 15 MB each). They are dropped when the suite ends,
+# Integration tests make databases of their own (test_, restored_ or empty_ and 32 hex digits),
+# about fifty per run of the suite (up to tens of MB each). They are dropped when the suite ends,
 # passed or failed, and the leftovers of an interrupted run when it starts. To look into a
 # failed test's database, run with LEDGERLINE_KEEP_TEST_DBS=1. A database with a connection
 # open (another suite on the same stack) is left alone: DROP DATABASE refuses it.
@@ -19,7 +19,7 @@ drop_test_databases() {
     local psql db dropped=0
     psql="${LEDGERLINE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}/psql"
     for db in $("$psql" "$LEDGERLINE_ADMIN_DATABASE_URL" -Atc \
-        "SELECT datname FROM pg_database WHERE datname ~ '^test_[0-9a-f]{32}$'" 2>/dev/null || true); do
+        "SELECT datname FROM pg_database WHERE datname ~ '^(test|restored|empty)_[0-9a-f]{32}$'" 2>/dev/null || true); do
         "$psql" "$LEDGERLINE_ADMIN_DATABASE_URL" -qc "DROP DATABASE \"$db\"" >/dev/null 2>&1 \
             && dropped=$((dropped + 1))
     done
