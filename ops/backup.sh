@@ -26,7 +26,7 @@ done
 [ -z "$PASSFILE" ] || [ -r "$PASSFILE" ] || die "passphrase file $PASSFILE cannot be read"
 if [ -z "${LEDGERLINE_DATABASE_URL:-}" ]; then load_env; fi
 [ -n "${LEDGERLINE_ADMIN_DATABASE_URL:-}" ] || die "LEDGERLINE_ADMIN_DATABASE_URL is needed for the restore check"
-BIN="${LEDGERLINE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
+BIN="$(pg_programs_dir)"
 [ -x "$BIN/pg_dump" ] || die "pg_dump not found (set LEDGERLINE_PG_BIN)"
 
 mkdir -p "$DIR" || die "cannot create backup directory $DIR"

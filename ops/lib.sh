@@ -47,6 +47,12 @@ load_env() {
     load_conf "$LEDGERLINE_STACK_DIR/env"
 }
 
+# Where PostgreSQL's programs are: LEDGERLINE_PG_BIN, or the newest of Debian's
+# /usr/lib/postgresql/*/bin (empty when there is none).
+pg_programs_dir() {
+    echo "${LEDGERLINE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)}"
+}
+
 port_in_use() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }

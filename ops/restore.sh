@@ -22,7 +22,7 @@ done
 [ -r "$src" ] || die "backup file $src cannot be read"
 [[ "$name" =~ ^[a-z_][a-z0-9_]*$ ]] || die "database name $name must be plain lower-case"
 if [ -z "${LEDGERLINE_ADMIN_DATABASE_URL:-}" ]; then load_env; fi
-BIN="${LEDGERLINE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
+BIN="$(pg_programs_dir)"
 [ -x "$BIN/pg_restore" ] || die "pg_restore not found (set LEDGERLINE_PG_BIN)"
 LL="${LEDGERLINE_BIN:-$LEDGERLINE_ROOT/target/release/ledgerline}"
 [ -x "$LL" ] || die "ledgerline binary $LL not found: cargo build --release, or set LEDGERLINE_BIN"

@@ -25,14 +25,14 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/ledgerline"
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
+# The server's programs: as pg_programs_dir (lib.sh), but only Debian's with initdb (a
+# client-only install has psql and pg_dump there, not the server).
 pg_bindir() {
-    if [ -n "${LEDGERLINE_PG_BIN:-}" ]; then
-        echo "$LEDGERLINE_PG_BIN"
-        return
-    fi
     local dir
-    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-    if [ -n "$dir" ] && [ -x "$dir/initdb" ]; then echo "$dir"; fi
+    dir=$(pg_programs_dir)
+    if [ -n "${LEDGERLINE_PG_BIN:-}" ] || { [ -n "$dir" ] && [ -x "$dir/initdb" ]; }; then
+        echo "$dir"
+    fi
 }
 
 ensure_postgres_installed() {

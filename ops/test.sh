@@ -17,7 +17,7 @@ load_env
 drop_test_databases() {
     [ "${LEDGERLINE_KEEP_TEST_DBS:-0}" = 1 ] && return 0
     local psql db dropped=0
-    psql="${LEDGERLINE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}/psql"
+    psql="$(pg_programs_dir)/psql"
     for db in $("$psql" "$LEDGERLINE_ADMIN_DATABASE_URL" -Atc \
         "SELECT datname FROM pg_database WHERE datname ~ '^(test|restored|empty)_[0-9a-f]{32}$'" 2>/dev/null || true); do
         "$psql" "$LEDGERLINE_ADMIN_DATABASE_URL" -qc "DROP DATABASE \"$db\"" >/dev/null 2>&1 \
