@@ -2,8 +2,9 @@
 # Installs what a fresh Debian machine lacks to build ledgerline (C toolchain and OpenSSL headers
 # for the vendored librdkafka) and, with --test, what the test suite uses (promtool and Prometheus,
 # docker-compose to validate the compose file, gpg for encrypted backups, Chromium for the
-# status page test). PostgreSQL and the
-# Tansu broker are installed by ops/stack.sh up.
+# status page test). PostgreSQL is installed by ops/stack.sh up; Apache Kafka's modules are
+# fetched from Maven Central by ops/kafka.sh, which needs the Java 17 runtime and Maven installed
+# here.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -14,6 +15,8 @@ need cc build-essential
 need c++ build-essential
 need make build-essential
 need pkg-config pkg-config
+need java openjdk-17-jre-headless
+need mvn maven
 # OpenSSL headers: librdkafka is built with SSL for TLS and SASL/SCRAM to the broker.
 pkg-config --exists openssl 2>/dev/null || packages+=(libssl-dev)
 if [ "${1:-}" = --test ]; then

@@ -38,6 +38,9 @@ load_settings() {
         [[ "${!key:-}" =~ ^[0-9]+$ ]] && [ "${!key}" -ge 1024 ] && [ "${!key}" -le 65535 ] \
             || die "$key=${!key:-} must be a port number between 1024 and 65535"
     done
+    [[ "${LEDGERLINE_KAFKA_NODES:=1}" =~ ^[1-5]$ ]] || die "LEDGERLINE_KAFKA_NODES=$LEDGERLINE_KAFKA_NODES must be a node count from 1 to 5"
+    [ $((LEDGERLINE_KAFKA_PORT + 2 * LEDGERLINE_KAFKA_NODES - 1)) -le 65535 ] \
+        || die "LEDGERLINE_KAFKA_PORT=$LEDGERLINE_KAFKA_PORT leaves no room for $LEDGERLINE_KAFKA_NODES node(s) and their controllers"
     [[ "${LEDGERLINE_DB_NAME:-}" =~ ^[a-z_][a-z0-9_]*$ ]] || die "LEDGERLINE_DB_NAME=${LEDGERLINE_DB_NAME:-} must be a plain lower-case name"
 }
 

@@ -62,8 +62,8 @@ export LEDGERLINE_DATABASE_URL="postgres://drill@127.0.0.1:$port/ledger"
 stamp=$(date +%s)-$$
 topic="pitr.postings.$stamp"
 group="pitr-$stamp"
-"$LEDGERLINE_TANSU_BIN" topic create "$topic" --partitions 2 --broker "tcp://$LEDGERLINE_KAFKA_BROKERS" >/dev/null \
-    || die "cannot create topic $topic"
+"$LEDGERLINE_ROOT/ops/kafka.sh" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$LEDGERLINE_KAFKA_BROKERS" \
+    --create --topic "$topic" --partitions 2 >/dev/null || die "cannot create topic $topic"
 "$LL" migrate >/dev/null
 "$LL" entities create demo --name Demo >/dev/null
 "$LL" accounts synthetic --entity demo --count 100 >/dev/null

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The local stack: PostgreSQL (Debian's initdb/pg_ctl) and a Kafka-protocol broker (Tansu with
-# its SQLite storage engine), each on a private port, with data under .stack/ (git-ignored).
+# The local stack: PostgreSQL (Debian's initdb/pg_ctl) and Apache Kafka (KRaft, from Maven Central,
+# run with Java 17 by ops/kafka.sh), each on private ports, with data under .stack/ (git-ignored).
+# One Kafka node by default; LEDGERLINE_KAFKA_NODES=3 starts a three-node cluster (one controller
+# quorum, replication factor 3, min.insync.replicas 2) for failover work.
 #
 #   ops/stack.sh up       install what is missing, start both, create topics, write .stack/env
 #   ops/stack.sh down     stop both (data is kept)
@@ -20,8 +22,6 @@ PG_ADMIN=ledgerline_admin
 PG_OWNER=ledgerline_owner
 PG_WRITER=ledgerline_poster
 PG_READER=ledgerline_viewer
-TANSU_DIR="$STACK/tansu"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/ledgerline"
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
@@ -146,94 +146,101 @@ pg_down() {
     fi
 }
 
-# --- Tansu (Kafka protocol) ---------------------------------------------------------------------
+# --- Apache Kafka (ops/kafka.sh) ------------------------------------------------------------------
 
-tansu_bin() {
-    if [ -n "${LEDGERLINE_TANSU_BIN:-}" ]; then
-        echo "$LEDGERLINE_TANSU_BIN"
-    elif command -v tansu >/dev/null 2>&1; then
-        command -v tansu
-    elif [ -x "$HOME/.cargo/bin/tansu" ]; then
-        echo "$HOME/.cargo/bin/tansu"
-    fi
+KAFKA="$LEDGERLINE_ROOT/ops/kafka.sh"
+KAFKA_DIR="$STACK/kafka"
+
+kafka_nodes() { seq 1 "$LEDGERLINE_KAFKA_NODES"; }
+kafka_node_dir() { echo "$KAFKA_DIR/node-$1"; }
+# Node i listens on LEDGERLINE_KAFKA_PORT + 2(i-1), its controller on the port after it.
+kafka_node_port() { echo $((LEDGERLINE_KAFKA_PORT + 2 * ($1 - 1))); }
+kafka_bootstrap() {
+    local n list=""
+    for n in $(kafka_nodes); do list+="${list:+,}127.0.0.1:$(kafka_node_port "$n")"; done
+    echo "$list"
 }
 
-ensure_tansu_installed() {
-    if [ -n "${LEDGERLINE_TANSU_BIN:-}" ] && [ ! -f "$LEDGERLINE_TANSU_BIN" -o ! -x "$LEDGERLINE_TANSU_BIN" ]; then
-        die "LEDGERLINE_TANSU_BIN=$LEDGERLINE_TANSU_BIN is not an executable file"
-    fi
-    [ -n "$(tansu_bin)" ] && return 0
-    [ "${LEDGERLINE_NO_INSTALL:-0}" = 1 ] && die "the tansu broker binary is not installed (cargo install tansu@$LEDGERLINE_TANSU_VERSION --locked --no-default-features --features libsql)"
-    command -v cargo >/dev/null || die "cargo is needed to build the tansu broker and was not found"
-    mkdir -p "$CACHE"
-    say "building the Tansu broker $LEDGERLINE_TANSU_VERSION from crates.io: first run only, 10-15 minutes on 2 cores (log: $CACHE/tansu-install.log); later runs reuse ~/.cargo/bin/tansu"
-    cargo install "tansu@$LEDGERLINE_TANSU_VERSION" --locked --no-default-features --features libsql \
-        >"$CACHE/tansu-install.log" 2>&1 || die "building tansu failed; see $CACHE/tansu-install.log"
-    [ -n "$(tansu_bin)" ] || die "tansu was built but is not on PATH or in ~/.cargo/bin"
+ensure_kafka_installed() {
+    "$KAFKA" classpath >/dev/null
 }
 
-tansu_pid() {
-    local pid
-    pid=$(cat "$TANSU_DIR/broker.pid" 2>/dev/null || true)
-    # A killed broker can linger as a zombie when nothing reaps it: that is not running.
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid" | cut -c1)" != Z ]; then
-        echo "$pid"
+kafka_up() {
+    local n dir port started=()
+    # The node count is fixed when the cluster is first formatted: a node added later would have
+    # no place in the controller quorum.
+    if [ -f "$KAFKA_DIR/nodes" ] && [ "$(cat "$KAFKA_DIR/nodes")" != "$LEDGERLINE_KAFKA_NODES" ]; then
+        die "the stack's Kafka cluster has $(cat "$KAFKA_DIR/nodes") node(s), not LEDGERLINE_KAFKA_NODES=$LEDGERLINE_KAFKA_NODES: run ops/stack.sh reset first"
     fi
-}
-
-tansu_up() {
-    ensure_tansu_installed
-    local bin port="$LEDGERLINE_KAFKA_PORT" url
-    bin=$(tansu_bin)
-    url="tcp://127.0.0.1:$port"
-    mkdir -p "$TANSU_DIR"
-    if [ -n "$(tansu_pid)" ]; then
-        say "Tansu already running on 127.0.0.1:$port"
-    else
-        port_in_use "$port" && die "port $port is in use by another program: set LEDGERLINE_KAFKA_PORT in ${LEDGERLINE_STACK_CONF:-ops/stack.conf}"
-        # Tansu reads sqlite://PATH as relative to its working directory: start it in its own.
-        (cd "$TANSU_DIR" && exec setsid "$bin" broker --listener-url "$url" --advertised-listener-url "$url" \
-            --storage-engine "sqlite://tansu.db" >>"$TANSU_DIR/broker.log" 2>&1 </dev/null) &
-        echo $! >"$TANSU_DIR/broker.pid"
-        local i
-        for ((i = 0; i < 300; i++)); do
-            port_in_use "$port" && break
-            [ -n "$(tansu_pid)" ] || die "Tansu exited at start: $(grep -v '^\s*$' "$TANSU_DIR/broker.log" | tail -n 1 | cut -c1-200)"
-            sleep 0.1
+    mkdir -p "$KAFKA_DIR"
+    echo "$LEDGERLINE_KAFKA_NODES" >"$KAFKA_DIR/nodes"
+    for n in $(kafka_nodes); do
+        dir=$(kafka_node_dir "$n")
+        port=$(kafka_node_port "$n")
+        if "$KAFKA" pid "$dir" >/dev/null 2>&1; then
+            say "Kafka node $n already running on 127.0.0.1:$port"
+            continue
+        fi
+        for p in "$port" $((port + 1)); do
+            port_in_use "$p" && die "port $p is in use by another program: set LEDGERLINE_KAFKA_PORT in ${LEDGERLINE_STACK_CONF:-ops/stack.conf}"
         done
-        port_in_use "$port" || die "Tansu did not start listening on 127.0.0.1:$port within 30s (log: $TANSU_DIR/broker.log)"
-        say "Tansu started on 127.0.0.1:$port (storage: $TANSU_DIR/tansu.db)"
-    fi
-    local topic
-    for topic in "$LEDGERLINE_POSTINGS_TOPIC" "$LEDGERLINE_ANOMALIES_TOPIC" "$LEDGERLINE_REJECTIONS_TOPIC"; do
-        create_topic "$bin" "$url" "$topic"
+        mkdir -p "$dir"
+        "$KAFKA" properties "$n" "$LEDGERLINE_KAFKA_NODES" "$LEDGERLINE_KAFKA_PORT" "$dir/data" >"$dir/server.properties"
+        "$KAFKA" start "$dir"
+        started+=("$n")
     done
-    # Balance events are keyed by account and carry the full balance: compaction keeps the
-    # latest per account, from which every balance can be rebuilt.
-    create_topic "$bin" "$url" "$LEDGERLINE_BALANCES_TOPIC" --config cleanup.policy=compact
+    # The nodes of a cluster wait for each other's controllers: start all, then wait for each.
+    for n in "${started[@]}"; do
+        "$KAFKA" wait "$(kafka_node_dir "$n")" 90
+        say "Kafka $LEDGERLINE_KAFKA_VERSION node $n started on 127.0.0.1:$(kafka_node_port "$n") (data: $(kafka_node_dir "$n")/data)"
+    done
+    kafka_topics
 }
 
-create_topic() {
-    local bin="$1" url="$2" topic="$3" out
-    shift 3
-    if ! out=$("$bin" topic create "$topic" --partitions "$LEDGERLINE_TOPIC_PARTITIONS" --broker "$url" "$@" 2>&1); then
-        case "$out" in
-            *[Ee]xist*) ;;
-            *) die "cannot create topic $topic: $(echo "$out" | tail -n 1)" ;;
-        esac
-    fi
+# The stack's topics, made by Kafka's own TopicCommand (one JVM per call, so only the missing
+# ones are made, side by side). Balance events are keyed by account and carry the full balance:
+# compaction keeps the latest per account, from which every balance can be rebuilt.
+kafka_topics() {
+    local existing topic pids=() failed=0
+    existing=$("$KAFKA" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(kafka_bootstrap)" --list 2>"$KAFKA_DIR/topics.log") \
+        || die "cannot list Kafka topics: $(tail -n 1 "$KAFKA_DIR/topics.log")"
+    for topic in "$LEDGERLINE_POSTINGS_TOPIC" "$LEDGERLINE_ANOMALIES_TOPIC" "$LEDGERLINE_REJECTIONS_TOPIC" "$LEDGERLINE_BALANCES_TOPIC"; do
+        grep -qxF "$topic" <<<"$existing" && continue
+        local extra=()
+        [ "$topic" = "$LEDGERLINE_BALANCES_TOPIC" ] && extra=(--config cleanup.policy=compact)
+        "$KAFKA" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(kafka_bootstrap)" --create \
+            --if-not-exists --topic "$topic" --partitions "$LEDGERLINE_TOPIC_PARTITIONS" "${extra[@]}" \
+            >/dev/null 2>"$KAFKA_DIR/topic-$topic.log" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    [ "$failed" = 0 ] || die "cannot create the stack's topics; see $KAFKA_DIR/topic-*.log"
 }
 
-tansu_down() {
-    local pid
-    pid=$(tansu_pid)
-    if [ -n "$pid" ]; then
-        kill "$pid"
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        say "Tansu stopped"
-    fi
-    rm -f "$TANSU_DIR/broker.pid"
+# Stopping and status cover the nodes the cluster was made with, whatever the setting says now.
+kafka_made_nodes() { seq 1 "$(cat "$KAFKA_DIR/nodes" 2>/dev/null || echo "$LEDGERLINE_KAFKA_NODES")"; }
+
+kafka_down() {
+    local n
+    for n in $(kafka_made_nodes); do
+        if "$KAFKA" pid "$(kafka_node_dir "$n")" >/dev/null 2>&1; then
+            "$KAFKA" stop "$(kafka_node_dir "$n")"
+            say "Kafka node $n stopped"
+        fi
+    done
+}
+
+kafka_status() {
+    local n ok=0 pid
+    for n in $(kafka_made_nodes); do
+        if pid=$("$KAFKA" pid "$(kafka_node_dir "$n")" 2>/dev/null); then
+            echo "kafka node $n: running on 127.0.0.1:$(kafka_node_port "$n") (pid $pid)"
+        else
+            echo "kafka node $n: stopped"
+            ok=3
+        fi
+    done
+    return $ok
 }
 
 # --- env file -----------------------------------------------------------------------------------
@@ -249,11 +256,12 @@ LEDGERLINE_WRITER_DATABASE_URL=postgres://$PG_WRITER:$(role_password "$PG_WRITER
 LEDGERLINE_READER_DATABASE_URL=postgres://$PG_READER:$(role_password "$PG_READER")@127.0.0.1:$LEDGERLINE_PG_PORT/$LEDGERLINE_DB_NAME
 # Superuser of the local server: creating databases (tests, restore drills), backups.
 LEDGERLINE_ADMIN_DATABASE_URL=postgres://$PG_ADMIN:$pw@127.0.0.1:$LEDGERLINE_PG_PORT/postgres
-LEDGERLINE_KAFKA_BROKERS=127.0.0.1:$LEDGERLINE_KAFKA_PORT
+LEDGERLINE_KAFKA_BROKERS=$(kafka_bootstrap)
 LEDGERLINE_PG_BIN=$(pg_bindir)
 LEDGERLINE_PGDATA=$PGDATA
-LEDGERLINE_TANSU_BIN=$(tansu_bin)
-LEDGERLINE_TANSU_DIR=$TANSU_DIR
+LEDGERLINE_KAFKA_DIR=$KAFKA_DIR
+LEDGERLINE_KAFKA_NODES=$LEDGERLINE_KAFKA_NODES
+LEDGERLINE_KAFKA_VERSION=$LEDGERLINE_KAFKA_VERSION
 LEDGERLINE_POSTINGS_TOPIC=$LEDGERLINE_POSTINGS_TOPIC
 LEDGERLINE_BALANCES_TOPIC=$LEDGERLINE_BALANCES_TOPIC
 LEDGERLINE_ANOMALIES_TOPIC=$LEDGERLINE_ANOMALIES_TOPIC
@@ -267,24 +275,24 @@ case "${1:-}" in
         mkdir -p "$STACK"
         # Install or find both programs before starting either, so a missing one fails fast.
         ensure_postgres_installed
-        ensure_tansu_installed
+        ensure_kafka_installed
         pg_up
-        tansu_up
+        kafka_up
         write_env
         say "ready; settings in $STACK/env"
         ;;
     down)
-        tansu_down
+        kafka_down
         pg_down
         ;;
     status)
         ok=0
         if pg_running; then echo "postgres: running on 127.0.0.1:$LEDGERLINE_PG_PORT"; else echo "postgres: stopped"; ok=3; fi
-        if [ -n "$(tansu_pid)" ]; then echo "tansu: running on 127.0.0.1:$LEDGERLINE_KAFKA_PORT (pid $(tansu_pid))"; else echo "tansu: stopped"; ok=3; fi
+        kafka_status || ok=3
         exit $ok
         ;;
     reset)
-        tansu_down
+        kafka_down
         pg_down
         rm -rf "$STACK"
         say "removed $STACK"

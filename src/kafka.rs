@@ -188,7 +188,9 @@ pub async fn create_topics_with(
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| {
-            let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(1));
+            // -1: the broker's default.replication.factor (1 on one node, 3 on the stack's
+            // three-node cluster).
+            let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(-1));
             config.iter().fold(topic, |topic, (k, v)| topic.set(k, v))
         })
         .collect();

@@ -1,63 +1,163 @@
-//! SASL/SCRAM-SHA-512 against a real broker that requires authentication: a Tansu broker of
-//! this test's own (on a free port, with its own storage), a user made with `tansu user create`.
-//! The right password posts; a wrong one consumes nothing, `/ready` says why, and the CLI fails
-//! with the broker's reason.
+//! Authentication and encryption on Apache Kafka: a broker of this test's own with a
+//! SASL_PLAINTEXT listener (SCRAM-SHA-512, the user made at format time with `--add-scram`) and
+//! a TLS listener (a CA and a broker certificate made here with openssl). The right credentials
+//! post; a wrong password or an untrusted CA consumes nothing, `/ready` says why, the CLI fails
+//! with the reason, and no secret is printed.
 
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cluster::Cluster;
 use common::{free_port, http_get, Ledger, Publisher};
 use ledgerline::config::{KafkaSettings, Secret};
 use ledgerline::generator::{generate, GeneratorSettings};
 
 const USER: &str = "ledger-poster";
+const KEYSTORE_PASSWORD: &str = "broker-keystore-pw";
 
-/// A Tansu broker process, killed when dropped.
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Listeners of the test broker: SASL on the first extra port, TLS on the second.
+fn sasl_port(c: &Cluster) -> u16 {
+    c.extra_port(0)
+}
+fn tls_port(c: &Cluster) -> u16 {
+    c.extra_port(1)
 }
 
-fn start_broker(dir: &Path, port: u16, authentication: bool) -> Broker {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("broker.log"))
-        .unwrap();
-    let mut cmd = Command::new(common::required_env("LEDGERLINE_TANSU_BIN"));
-    cmd.current_dir(dir)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    if authentication {
-        cmd.arg("--authentication");
-    }
-    let broker = Broker(cmd.spawn().expect("tansu starts"));
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "tansu did not listen on {port}"
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes, in `dir`, a trusted CA (`ca.pem`) with a broker certificate for 127.0.0.1 signed by
+/// it in a PKCS12 keystore (`broker.p12`), and a second CA (`other-ca.pem`) that signed nothing.
+fn make_certificates(dir: &Path) {
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=ledgerline test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ],
         );
-        std::thread::sleep(Duration::from_millis(100));
     }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "broker.key",
+            "-out",
+            "broker.csr",
+        ],
+    );
+    std::fs::write(dir.join("broker.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "broker.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "broker.ext",
+            "-out",
+            "broker.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "broker.pem",
+            "-inkey",
+            "broker.key",
+            "-certfile",
+            "ca.pem",
+            "-name",
+            "broker",
+            "-out",
+            "broker.p12",
+            "-passout",
+            &format!("pass:{KEYSTORE_PASSWORD}"),
+        ],
+    );
+}
+
+/// One node with PLAINTEXT (inter-broker), SASL_PLAINTEXT (SCRAM-SHA-512) and SSL listeners,
+/// and the SCRAM user made when its storage is formatted.
+fn start_secured_broker(password: &str) -> Cluster {
+    let certs = Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique("kafka-certs"));
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certificates(&certs);
+    let keystore = certs.join("broker.p12");
+    let extra = move |_: u32, c: &Cluster| {
+        let (p, s, t) = (c.port(1), sasl_port(c), tls_port(c));
+        format!(
+            "listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{},SASL_PLAINTEXT://127.0.0.1:{s},SSL://127.0.0.1:{t}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{p},SASL_PLAINTEXT://127.0.0.1:{s},SSL://127.0.0.1:{t}\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL\n\
+             sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+             listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             ssl.keystore.type=PKCS12\n\
+             ssl.keystore.location={}\n\
+             ssl.keystore.password={KEYSTORE_PASSWORD}\n\
+             ssl.key.password={KEYSTORE_PASSWORD}\n",
+            p + 1,
+            keystore.display()
+        )
+    };
+    let broker = Cluster::start(
+        "kafka-auth",
+        1,
+        2,
+        &extra,
+        &[
+            "--add-scram".into(),
+            format!("SCRAM-SHA-512=[name={USER},password={password}]"),
+        ],
+    );
+    std::fs::rename(&certs, broker.dir.join("certs")).unwrap();
     broker
+}
+
+fn certs_dir(broker: &Cluster) -> std::path::PathBuf {
+    broker.dir.join("certs")
 }
 
 fn sasl(port: u16, password: &str) -> KafkaSettings {
@@ -105,32 +205,9 @@ fn poster(ledger: &Ledger, port: u16, env: &[(String, String)]) -> common::Poste
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_sha_512_right_password_posts_and_wrong_password_says_why() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique("sasl-broker"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
     let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-
-    // Users are made through the broker's API; with authentication on, nobody could log in to
-    // make the first one, so the user is made before the broker is restarted with it on.
-    {
-        let _open = start_broker(&dir, port, false);
-        let out = Command::new(common::required_env("LEDGERLINE_TANSU_BIN"))
-            .args([
-                "user",
-                "create",
-                "--broker",
-                &format!("tcp://127.0.0.1:{port}"),
-            ])
-            .args([USER, &password])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tansu user create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let _broker = start_broker(&dir, port, true);
+    let broker = start_secured_broker(&password);
+    let port = sasl_port(&broker);
 
     // Without credentials the broker refuses us, and the error says so within seconds.
     let anonymous = KafkaSettings {
@@ -211,4 +288,105 @@ async fn scram_sha_512_right_password_posts_and_wrong_password_says_why() {
     );
     let (status, body) = http_get(http, "/ready").await.unwrap();
     assert_eq!(status, 200, "{body}");
+}
+
+fn tls_env(broker: &Cluster, ca: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "LEDGERLINE_KAFKA_BROKERS".into(),
+            format!("127.0.0.1:{}", tls_port(broker)),
+        ),
+        ("LEDGERLINE_RDKAFKA_SECURITY_PROTOCOL".into(), "SSL".into()),
+        (
+            "LEDGERLINE_RDKAFKA_SSL_CA_LOCATION".into(),
+            certs_dir(broker).join(ca).display().to_string(),
+        ),
+        // The broker's certificate names 127.0.0.1; librdkafka checks it (the default).
+        (
+            "LEDGERLINE_RDKAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM".into(),
+            "https".into(),
+        ),
+    ]
+}
+
+fn settings_from(env: &[(String, String)]) -> KafkaSettings {
+    let mut settings = KafkaSettings {
+        brokers: env[0].1.clone(),
+        properties: Default::default(),
+    };
+    for (k, v) in &env[1..] {
+        let key = k["LEDGERLINE_RDKAFKA_".len()..]
+            .to_ascii_lowercase()
+            .replace('_', ".");
+        settings.properties.insert(key, Secret::new(v.clone()));
+    }
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_broker_ca_posts_and_an_untrusted_ca_says_why() {
+    let broker = start_secured_broker("unused-here");
+    let trusted = tls_env(&broker, "ca.pem");
+    let untrusted = tls_env(&broker, "other-ca.pem");
+
+    // An untrusted CA: the CLI fails and says the certificate could not be verified.
+    let out = Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+        .args(["topics", "--partitions", "1"])
+        .envs(untrusted.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("certificate verify failed"), "{stderr}");
+
+    let ledger = Ledger::new(20, 1).await;
+    let tls = settings_from(&trusted);
+    ledgerline::kafka::create_topics(&tls, &[&ledger.topic], 1)
+        .await
+        .expect("topic created over TLS");
+    let messages = generate(&GeneratorSettings {
+        count: 200,
+        accounts: 20,
+        key_prefix: common::unique("tls"),
+        ..Default::default()
+    });
+    Publisher::with_settings(&ledger.topic, tls)
+        .produce(&messages)
+        .await;
+
+    // A poster that does not trust the broker consumes nothing and says why.
+    let http = free_port();
+    let refused = poster(&ledger, http, &untrusted);
+    let started = Instant::now();
+    loop {
+        if let Some((503, body)) = http_get(http, "/ready").await {
+            if body.contains("certificate verify failed") {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "/ready never said the certificate was refused"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(ledger.checkpoints().await.values().all(|o| *o == 0));
+    drop(refused);
+
+    let http = free_port();
+    let _poster = poster(&ledger, http, &trusted);
+    let started = Instant::now();
+    while ledger.checkpoints().await.get(&0).copied().unwrap_or(0) < messages.len() as i64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not drained over TLS: {:?}",
+            ledger.checkpoints().await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let facts = common::LedgerFacts::read(&ledger.pool).await;
+    assert_eq!(
+        facts.entries as usize,
+        messages.iter().filter(|m| m.request.is_some()).count()
+    );
 }

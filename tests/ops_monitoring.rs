@@ -186,12 +186,8 @@ async fn real_prometheus_scrapes_the_poster_and_evaluates_rules_and_dashboard() 
     }
 
     // The broker stops answering: the poster says not ready and the alert becomes pending.
-    let pid = std::fs::read_to_string(format!(
-        "{}/broker.pid",
-        common::required_env("LEDGERLINE_TANSU_DIR")
-    ))
-    .unwrap();
-    let pid = pid.trim();
+    let pid = common::broker_pid();
+    let pid = pid.as_str();
     assert!(Command::new("kill")
         .args(["-STOP", pid])
         .status()

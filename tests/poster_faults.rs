@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_port, required_env, signal, wait_ready, Ledger};
+use common::{broker_pid, free_port, required_env, signal, wait_ready, Ledger};
 use ledgerline::generator::{generate, GeneratorSettings, Message};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -50,14 +50,6 @@ fn pg_ctl(args: &[&str]) {
         "pg_ctl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn broker_pid() -> String {
-    let dir = required_env("LEDGERLINE_TANSU_DIR");
-    std::fs::read_to_string(format!("{dir}/broker.pid"))
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 fn kill(sig: &str, pid: &str) {
@@ -190,8 +182,8 @@ async fn poison_messages_are_rejected_with_their_codes_and_the_rest_posts() {
             Framing::AvroSingleObject,
         )
         .unwrap();
-    // 4 MiB: far over the ledger's 64 KiB limit. (Tansu never serves a message over 5 MiB to
-    // any consumer; Apache Kafka refuses one over 1 MiB at produce time by default.)
+    // 4 MiB: far over the ledger's 64 KiB limit, below the stack broker's 8 MiB
+    // message.max.bytes (Kafka's own default, 1 MiB, would refuse it at produce time).
     let mut huge = codec.encode(&base, Framing::AvroSingleObject).unwrap();
     huge.resize(4 * 1024 * 1024, b'x');
     let poison: Vec<(&str, Vec<u8>)> = vec![

@@ -78,12 +78,25 @@ fn busy_port_is_refused() {
 }
 
 #[test]
-fn missing_broker_binary_is_refused() {
-    let out = stack_up(
-        &conf(free_port(), free_port()),
-        &[("LEDGERLINE_TANSU_BIN", "/nonexistent/tansu")],
+fn missing_kafka_modules_are_refused_without_network() {
+    // A version that was never fetched, with installing turned off: one line naming it.
+    let conf = conf(free_port(), free_port()).replace(
+        "LEDGERLINE_KAFKA_VERSION=",
+        "LEDGERLINE_KAFKA_VERSION=9.9.9\n#",
     );
-    assert_one_line_failure(&out, "/nonexistent/tansu is not an executable file");
+    let out = stack_up(&conf, &[]);
+    assert_one_line_failure(&out, "Apache Kafka 9.9.9 is not in");
+    let conf = conf.replace("9.9.9", "4.x");
+    let out = stack_up(&conf, &[]);
+    assert_one_line_failure(&out, "LEDGERLINE_KAFKA_VERSION=4.x is not a version");
+}
+
+#[test]
+fn impossible_node_count_is_refused() {
+    let conf = conf(free_port(), free_port())
+        .replace("LEDGERLINE_KAFKA_NODES=", "LEDGERLINE_KAFKA_NODES=7\n#");
+    let out = stack_up(&conf, &[]);
+    assert_one_line_failure(&out, "LEDGERLINE_KAFKA_NODES=7 must be a node count");
 }
 
 #[test]

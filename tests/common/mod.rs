@@ -2,6 +2,7 @@
 //! The real stack must be running (ops/test.sh starts it); a missing setting fails the test.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod hostile;
 
 use ledgerline::config::{KafkaSettings, Secret};
@@ -64,6 +65,19 @@ pub fn writer_url(db_url: &str) -> String {
 
 pub fn reader_url(db_url: &str) -> String {
     role_url(db_url, "LEDGERLINE_READER_DATABASE_URL")
+}
+
+/// The directory of the stack's Kafka node `n` (server.properties, broker.log, broker.pid).
+pub fn kafka_node_dir(n: u32) -> String {
+    format!("{}/node-{n}", required_env("LEDGERLINE_KAFKA_DIR"))
+}
+
+/// The pid of the stack's (first) Kafka node.
+pub fn broker_pid() -> String {
+    std::fs::read_to_string(format!("{}/broker.pid", kafka_node_dir(1)))
+        .expect("the stack's Kafka node has a pid file")
+        .trim()
+        .to_string()
 }
 
 pub fn kafka() -> KafkaSettings {
