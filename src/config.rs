@@ -132,10 +132,30 @@ impl KafkaSettings {
             };
             properties.insert(rest.to_ascii_lowercase().replace('_', "."), Secret(value));
         }
-        Ok(KafkaSettings {
+        let settings = KafkaSettings {
             brokers,
             properties,
-        })
+        };
+        settings.check_owned_properties()?;
+        Ok(settings)
+    }
+
+    /// Refuses librdkafka properties that ledgerline owns, because another value would break
+    /// exactly-once or the checkpoint design, instead of silently taking (or dropping) them.
+    pub fn check_owned_properties(&self) -> Result<(), ConfigError> {
+        for (key, value) in &self.properties {
+            if let Some(reason) = owned_property_refusal(key, value.expose()) {
+                return Err(ConfigError::Invalid {
+                    name: format!(
+                        "{RDKAFKA_PREFIX}{}",
+                        key.to_ascii_uppercase().replace('.', "_")
+                    ),
+                    value: value.expose().to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A librdkafka client config with these settings applied.
@@ -159,6 +179,34 @@ impl KafkaSettings {
             config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
         }
         config
+    }
+}
+
+/// Why `key=value` may not be passed through to librdkafka, if it may not.
+fn owned_property_refusal(key: &str, value: &str) -> Option<&'static str> {
+    let value = value.trim().to_ascii_lowercase();
+    match key {
+        "group.id" => Some("the consumer group is set with --group (LEDGERLINE_GROUP), so that positions in PostgreSQL and the group agree"),
+        "enable.auto.commit" | "enable.auto.offset.store" => Some(
+            "offsets are committed by the poster after each PostgreSQL commit (positions live in PostgreSQL); automatic commits would report progress that was never posted",
+        ),
+        "auto.offset.reset" => Some("where a partition is read from is decided by its PostgreSQL checkpoint; another reset policy could skip messages"),
+        "isolation.level" if value != "read_committed" => Some(
+            "only read_committed is supported: an aborted transactional message must never be posted",
+        ),
+        "partition.assignment.strategy"
+            if value.split(',').any(|s| !matches!(s.trim(), "range" | "roundrobin")) =>
+        {
+            Some("only the eager strategies range and roundrobin are supported: each assignment is read at its PostgreSQL checkpoint, which cooperative (incremental) assignment bypasses")
+        }
+        "group.protocol" if value != "classic" => Some(
+            "only the classic group protocol is supported: the poster assigns each partition at its PostgreSQL checkpoint in the rebalance callback",
+        ),
+        "enable.partition.eof" if value != "false" => {
+            Some("partition EOF events are not consume errors and would stop a partition")
+        }
+        "check.crcs" if value != "true" => Some("a corrupt record must be detected, never posted"),
+        _ => None,
     }
 }
 
@@ -194,5 +242,58 @@ mod tests {
         let shown = format!("{s:?} {:?}", Secret::new("hunter2"));
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("SASL_SSL"));
+    }
+
+    fn with(key: &str, value: &str) -> KafkaSettings {
+        KafkaSettings {
+            brokers: "b:9092".into(),
+            properties: [(key.to_string(), Secret::new(value))].into(),
+        }
+    }
+
+    #[test]
+    fn properties_the_poster_owns_are_refused_with_the_reason() {
+        for (key, value, needle) in [
+            ("group.id", "other", "--group"),
+            ("enable.auto.commit", "true", "PostgreSQL"),
+            ("enable.auto.offset.store", "true", "PostgreSQL"),
+            ("auto.offset.reset", "latest", "checkpoint"),
+            ("isolation.level", "read_uncommitted", "aborted"),
+            (
+                "partition.assignment.strategy",
+                "cooperative-sticky",
+                "eager",
+            ),
+            (
+                "partition.assignment.strategy",
+                "range,cooperative-sticky",
+                "eager",
+            ),
+            ("group.protocol", "consumer", "classic"),
+            ("check.crcs", "false", "corrupt"),
+            ("enable.partition.eof", "true", "EOF"),
+        ] {
+            let err = with(key, value).check_owned_properties().unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(needle), "{key}={value}: {text}");
+            let env_name = format!(
+                "LEDGERLINE_RDKAFKA_{}",
+                key.to_ascii_uppercase().replace('.', "_")
+            );
+            assert!(text.contains(&env_name), "{text}");
+        }
+        for (key, value) in [
+            ("isolation.level", "read_committed"),
+            ("partition.assignment.strategy", "range"),
+            ("group.protocol", "classic"),
+            ("check.crcs", "true"),
+            ("security.protocol", "SASL_SSL"),
+            ("session.timeout.ms", "10000"),
+        ] {
+            assert!(
+                with(key, value).check_owned_properties().is_ok(),
+                "{key}={value}"
+            );
+        }
     }
 }
