@@ -21,20 +21,29 @@ AS_WRITER=(env LEDGERLINE_DATABASE_URL="$LEDGERLINE_WRITER_DATABASE_URL")
 AS_READER=(env LEDGERLINE_DATABASE_URL="$LEDGERLINE_READER_DATABASE_URL")
 HTTP_ADDR="${LEDGERLINE_HTTP_ADDR:-127.0.0.1:9464}"
 RUN_ID="demo-$(date +%s)"
+# Dates relative to the day the demo runs, so that the anomalies it prints are the interesting
+# ones (fixed dates would make every request BACKDATED a month later). The open period spans
+# last month to next month.
+TODAY=$(date -u +%F)
+MONTH_START=$(date -u +%Y-%m-01)
+PERIOD_START=$(date -u -d "$MONTH_START -1 month" +%F)
+PERIOD_END=$(date -u -d "$MONTH_START +2 month -1 day" +%F)
+days_ago() { date -u -d "$TODAY -$1 day" +%F; }
 
 echo "== migrate, entity, chart of accounts, accounting period"
 $LL migrate
 $LL entities create demo --name "Demo Ltd"
 $LL accounts import ops/sample/chart.csv
 $LL accounts synthetic --entity demo --count 1000
-$LL periods open --entity demo --start 2026-11-01 --end 2026-11-30 --by demo >/dev/null || true
+$LL periods open --entity demo --start "$PERIOD_START" --end "$PERIOD_END" --by demo >/dev/null || true
 $LL periods list --entity demo
 
 echo "== publishing: the sample file, then 20,000 synthetic requests (5% duplicates, 2% invalid)"
-sed "s/\"sample-/\"$RUN_ID-sample-/" ops/sample/postings.jsonl >"$LEDGERLINE_STACK_DIR/sample.jsonl"
+sed -e "s/\"sample-/\"$RUN_ID-sample-/" -e "s/2026-11-02/$(days_ago 4)/" -e "s/2026-11-03/$(days_ago 3)/" \
+    -e "s/2026-11-05/$(days_ago 1)/" -e "s/2026-11-06/$TODAY/" ops/sample/postings.jsonl >"$LEDGERLINE_STACK_DIR/sample.jsonl"
 $LL produce --file "$LEDGERLINE_STACK_DIR/sample.jsonl"
 $LL produce --count 20000 --accounts 1000 --lines 2-5 --duplicate-share 0.05 --invalid-share 0.02 \
-    --hot-account-share 0.1 --seed 42 --key-prefix "$RUN_ID"
+    --hot-account-share 0.1 --seed 42 --key-prefix "$RUN_ID" --effective-date "$TODAY"
 
 echo "== poster: consuming until the topic is drained (metrics on http://$HTTP_ADDR/metrics)"
 "${AS_WRITER[@]}" $LL poster --http-addr "$HTTP_ADDR" --exit-when-idle-ms 3000 &

@@ -8,6 +8,8 @@ source ops/lib.sh
 ops/install-deps.sh --test
 ops/stack.sh up
 load_env
+# The independent client of the interoperability tests (installed by install-deps.sh --test).
+export LEDGERLINE_PYTHON="${XDG_CACHE_HOME:-$HOME/.cache}/ledgerline/venv-py/bin/python"
 
 # Integration tests make databases of their own (test_, restored_ or empty_ and 32 hex digits),
 # about fifty per run of the suite (up to tens of MB each). They are dropped when the suite ends,

@@ -454,6 +454,7 @@ async fn run_posters(
                 batch_wait_ms: crate::limits::BATCH_WAIT_MS_DEFAULT,
                 commit_lanes: s.commit_lanes,
                 exit_when_idle_ms: Some(3000),
+                stall_seconds: crate::limits::STALL_SECONDS,
             },
             pool: db.pool.clone(),
             metrics: metrics.clone(),
@@ -815,7 +816,7 @@ struct CpuSample {
     machine_total: f64,
     bench: f64,
     poster: f64,
-    /// All PostgreSQL processes (server and backends), and the broker (Tansu), in seconds.
+    /// All PostgreSQL processes (server and backends), and the broker (Apache Kafka's JVM), in seconds.
     postgres: f64,
     broker: f64,
 }
@@ -860,7 +861,7 @@ impl CpuSample {
                 let (name, cpu) = stat(&format!("/proc/{}/stat", pid.to_string_lossy()));
                 match name.as_str() {
                     "postgres" => postgres += cpu,
-                    "tansu" => broker += cpu,
+                    "java" => broker += cpu,
                     _ => {}
                 }
             }

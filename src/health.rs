@@ -12,6 +12,10 @@ pub struct Health {
     /// Set while the poster cannot make progress (e.g. commits keep failing).
     pub stalled: Mutex<Option<String>>,
     pub shutting_down: AtomicBool,
+    /// A consume error that halted a partition (until it commits again).
+    pub consume_error: Mutex<Option<String>>,
+    /// Set while this poster owns no partitions and the group waits with nothing moving.
+    pub group_stall: Mutex<Option<String>>,
     /// The Kafka client's last error (e.g. SASL authentication), until the broker answers again.
     pub broker_error: Mutex<Option<String>>,
 }
@@ -28,6 +32,14 @@ pub struct Readiness {
 impl Health {
     pub fn set_stalled(&self, reason: Option<String>) {
         *self.stalled.lock().expect("health lock") = reason;
+    }
+
+    pub fn set_consume_error(&self, reason: Option<String>) {
+        *self.consume_error.lock().expect("health lock") = reason;
+    }
+
+    pub fn set_group_stall(&self, reason: Option<String>) {
+        *self.group_stall.lock().expect("health lock") = reason;
     }
 
     /// Keeps a Kafka client error for `/ready`. Errors that only say "the broker is down" also
@@ -58,7 +70,9 @@ impl Health {
     pub fn readiness(&self) -> Readiness {
         let database = self.db_ok.load(Ordering::Relaxed);
         let broker = self.broker_ok.load(Ordering::Relaxed);
-        let stalled = self.stalled.lock().expect("health lock").clone();
+        let stalled = [&self.consume_error, &self.stalled, &self.group_stall]
+            .iter()
+            .find_map(|reason| reason.lock().expect("health lock").clone());
         let reason = if self.shutting_down.load(Ordering::Relaxed) {
             Some("shutting down".to_string())
         } else if !database {

@@ -45,8 +45,16 @@ pub const BATCH_WAIT_MS_DEFAULT: u64 = 50;
 pub const BATCH_RETRIES_MAX: usize = 8;
 /// Per-partition fetch size: the largest message the poster can read (and reject).
 pub const FETCH_PARTITION_BYTES_MAX: usize = 32 * 1024 * 1024;
-/// A poster with lag that fetched nothing for this long reports itself not ready.
+/// A poster with lag that fetched nothing for this long reports itself not ready; so does a
+/// poster that owns no partitions while the group waits and no checkpoint moves (unless
+/// configured, between the bounds below).
 pub const STALL_SECONDS: u64 = 60;
+pub const STALL_SECONDS_MIN: u64 = 5;
+pub const STALL_SECONDS_MAX: u64 = 3600;
+/// A partition halted by a consume error is read again from its checkpoint after this long.
+pub const HALT_RETRY_SECONDS: u64 = 30;
+/// How often every partition's group lag is measured.
+pub const LAG_INTERVAL_SECONDS: u64 = 5;
 /// Kafka consumer session timeout; the rebalance drain must finish well inside it.
 pub const KAFKA_SESSION_TIMEOUT_MS: u64 = 30_000;
 /// Longest the poster spends finishing a batch when partitions are revoked or on shutdown.
@@ -56,6 +64,9 @@ pub const REVOKE_DRAIN_MS_MAX: u64 = 10_000;
 const _: () = assert!(REVOKE_DRAIN_MS_MAX < KAFKA_SESSION_TIMEOUT_MS);
 const _: () = assert!(BATCH_WAIT_MS_MAX <= REVOKE_DRAIN_MS_MAX);
 const _: () = assert!(MESSAGE_BYTES_MAX <= BATCH_BYTES_MAX);
+// A stall is judged over at least one lag measurement.
+const _: () = assert!(LAG_INTERVAL_SECONDS <= STALL_SECONDS_MIN);
+const _: () = assert!(STALL_SECONDS_MIN <= STALL_SECONDS && STALL_SECONDS <= STALL_SECONDS_MAX);
 const _: () = assert!(METADATA_BYTES_MAX < MESSAGE_BYTES_MAX);
 // 64 lines of amounts below 10^18 sum below 10^20, far inside rust_decimal's 96-bit mantissa.
 const _: () = assert!(LINES_PER_ENTRY_MAX <= 100 && AMOUNT_INTEGER_DIGITS_MAX <= 26);

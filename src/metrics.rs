@@ -24,6 +24,11 @@ pub struct PosterMetrics {
     pub database_up: IntGauge,
     pub last_commit_timestamp_seconds: IntGauge,
     pub assigned_partitions: IntGauge,
+    pub consume_errors: IntCounterVec,
+    pub halted_partitions: IntGauge,
+    pub group_lag_messages: IntGaugeVec,
+    pub group_lag_seconds: IntGaugeVec,
+    pub group_checkpoint_offset: IntGaugeVec,
 }
 
 impl PosterMetrics {
@@ -116,6 +121,40 @@ impl PosterMetrics {
             assigned_partitions: register_int_gauge_with_registry!(
                 "assigned_partitions",
                 "Partitions assigned to this poster.",
+                r
+            )
+            .unwrap(),
+            consume_errors: register_int_counter_vec_with_registry!(
+                "consume_errors_total",
+                "Errors the Kafka consumer returned instead of a message (partition \"unknown\" when the client did not say); each halts the partition.",
+                &["topic", "partition"],
+                r
+            )
+            .unwrap(),
+            halted_partitions: register_int_gauge_with_registry!(
+                "halted_partitions",
+                "Owned partitions not being read because of a consume error.",
+                r
+            )
+            .unwrap(),
+            group_lag_messages: register_int_gauge_vec_with_registry!(
+                "group_lag_messages",
+                "Every partition of the topic, owned or not: end offset minus the group's PostgreSQL checkpoint.",
+                &["group", "topic", "partition"],
+                r
+            )
+            .unwrap(),
+            group_lag_seconds: register_int_gauge_vec_with_registry!(
+                "group_lag_seconds",
+                "Every partition of the topic: age of its oldest message not yet posted (0 when none waits).",
+                &["group", "topic", "partition"],
+                r
+            )
+            .unwrap(),
+            group_checkpoint_offset: register_int_gauge_vec_with_registry!(
+                "group_checkpoint_offset",
+                "Every partition of the topic: the group's PostgreSQL checkpoint (next offset to post).",
+                &["group", "topic", "partition"],
                 r
             )
             .unwrap(),

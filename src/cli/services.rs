@@ -37,6 +37,9 @@ pub struct PosterArgs {
     /// Exit once all assigned partitions are caught up and idle this long (demos, tests).
     #[arg(long)]
     pub exit_when_idle_ms: Option<u64>,
+    /// Seconds of waiting work with nothing moving before the poster reports itself not ready.
+    #[arg(long, env = "LEDGERLINE_STALL_SECONDS", default_value_t = crate::limits::STALL_SECONDS)]
+    pub stall_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +115,7 @@ pub(super) async fn poster(args: PosterArgs) -> Result<()> {
         batch_wait_ms: args.batch_wait_ms,
         commit_lanes: args.commit_lanes,
         exit_when_idle_ms: args.exit_when_idle_ms,
+        stall_seconds: args.stall_seconds,
     };
     crate::poster::serve(
         pool,

@@ -7,6 +7,8 @@
 
 mod commit;
 mod context;
+mod halts;
+mod lag;
 mod lanes;
 mod queues;
 mod serve;
@@ -30,6 +32,7 @@ use crate::metrics::PosterMetrics;
 use crate::store::account_cache::AccountCache;
 use crate::store::posting::BatchMessage;
 pub use context::{Positions, PosterContext};
+pub use lag::{LagMonitor, PartitionLag};
 pub use serve::serve;
 
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct PosterSettings {
     pub commit_lanes: usize,
     /// Stop once every assigned partition is caught up and nothing arrived for this long.
     pub exit_when_idle_ms: Option<u64>,
+    /// Waiting work with nothing moving for this long makes the poster not ready.
+    pub stall_seconds: u64,
 }
 
 impl PosterSettings {
@@ -74,7 +79,16 @@ impl PosterSettings {
             "commit lanes",
             self.commit_lanes as u64,
             limits::COMMIT_LANES_MAX as u64,
-        )
+        )?;
+        if !(limits::STALL_SECONDS_MIN..=limits::STALL_SECONDS_MAX).contains(&self.stall_seconds) {
+            return Err(format!(
+                "stall seconds={} must be between {} and {}",
+                self.stall_seconds,
+                limits::STALL_SECONDS_MIN,
+                limits::STALL_SECONDS_MAX
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -123,6 +137,12 @@ impl Poster {
         let mut last_message = Instant::now();
         let mut last_lag_update = Instant::now();
         let mut gaps = commit::GapGuard::default();
+        let mut halts = halts::Halts::new(
+            &self.settings.topic,
+            self.metrics.clone(),
+            self.health.clone(),
+        );
+        let mut exported = std::collections::BTreeSet::new();
         let mut fetched: Vec<Decoded> = Vec::new();
         while !self.shutdown.load(Ordering::Relaxed) {
             let jobs = self.prepare(
@@ -131,11 +151,18 @@ impl Poster {
                 &mut gaps,
                 std::mem::take(&mut fetched),
             );
-            let (results, next) =
-                self.commit_while_collecting(&jobs, &consumer, &mut queues, &positions, &codec);
+            let (results, next, errors) = self.commit_while_collecting(
+                &jobs,
+                &consumer,
+                &mut queues,
+                &positions,
+                &codec,
+                &halts,
+            );
             let mut advanced = TopicPartitionList::new();
             for (job, result) in jobs.iter().zip(results) {
                 if let Some(next) = self.apply(&consumer, &positions, job.partition, result) {
+                    halts.committed(job.partition);
                     advanced
                         .add_partition_offset(
                             &self.settings.topic,
@@ -153,7 +180,7 @@ impl Poster {
                 last_message = Instant::now();
                 self.health.broker_ok.store(true, Ordering::Relaxed);
             }
-            fetched = next;
+            fetched = self.handle_consume_errors(&consumer, &positions, &mut halts, errors, next);
             if last_lag_update.elapsed() > Duration::from_secs(5) {
                 let seen = consumer
                     .context()
@@ -162,6 +189,7 @@ impl Poster {
                     .expect("watermarks lock")
                     .clone();
                 let lag = self.record_lag(&positions, |p| seen.get(&p).copied());
+                self.forget_revoked(&positions, &mut exported);
                 self.report_stall(lag, last_message.elapsed());
                 last_lag_update = Instant::now();
             }
@@ -210,6 +238,10 @@ impl Poster {
             ("heartbeat.interval.ms", "3000".into()),
             ("max.poll.interval.ms", "300000".into()),
             ("enable.partition.eof", "false".into()),
+            // A corrupt record is an error, never a message (librdkafka's default is off).
+            ("check.crcs", "true".into()),
+            // Messages of aborted transactions are never posted.
+            ("isolation.level", "read_committed".into()),
             (
                 "fetch.max.bytes",
                 limits::BATCH_BYTES_MAX.min(52_428_800).to_string(),
@@ -245,7 +277,12 @@ impl Poster {
         queues: &mut queues::PartitionQueues,
         positions: &Positions,
         codec: &RecordCodec<PostingRequest>,
-    ) -> (Vec<commit::Committed>, Vec<Decoded>) {
+        halts: &halts::Halts,
+    ) -> (
+        Vec<commit::Committed>,
+        Vec<Decoded>,
+        Vec<halts::ConsumeError>,
+    ) {
         // Batches that share most of their accounts would mostly wait for each other's balance
         // updates: those commit in one lane (`lanes.rs`).
         let lanes = lanes::lanes_for(
@@ -267,13 +304,15 @@ impl Poster {
                     })
                 })
                 .collect();
-            let next = self.decode(codec, self.collect(consumer, queues, positions, committing));
+            let collected = self.collect(consumer, queues, positions, committing, halts);
+            let next = self.decode(codec, collected.messages);
             let mut results: Vec<(usize, commit::Committed)> = running
                 .into_iter()
                 .flat_map(|h| h.join().expect("commit thread"))
                 .collect();
             results.sort_by_key(|(i, _)| *i);
-            (results.into_iter().map(|(_, r)| r).collect(), next)
+            let results = results.into_iter().map(|(_, r)| r).collect();
+            (results, next, collected.errors)
         })
     }
 
@@ -288,7 +327,8 @@ impl Poster {
         queues: &mut queues::PartitionQueues,
         positions: &Positions,
         committing: &AtomicUsize,
-    ) -> Vec<Fetched> {
+        halts: &halts::Halts,
+    ) -> queues::Collected {
         let wait = Duration::from_millis(self.settings.batch_wait_ms);
         let deadline = Instant::now() + wait;
         let owned = positions.lock().expect("positions lock").len();
@@ -304,7 +344,7 @@ impl Poster {
                 break;
             }
             queues.refresh(consumer, &self.settings.topic);
-            let mut taken = queues.drain(&mut batch);
+            let mut taken = queues.drain(&mut batch, halts);
             // The main queue serves callbacks (rebalances, errors) and holds messages fetched
             // before a partition's queue was split off. It also paces the loop when idle.
             let pause = if taken > 0 {
@@ -319,7 +359,14 @@ impl Poster {
                     batch.take(queues::fetched(&m));
                     taken += 1;
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, "Kafka consume error"),
+                Some(Err(e)) if halts::is_client_level(&e) => {
+                    tracing::warn!(error = %e, "Kafka client error");
+                    self.health.record_broker_error(&e, &e.to_string());
+                }
+                Some(Err(error)) => batch.errors.push(halts::ConsumeError {
+                    partition: None,
+                    error,
+                }),
                 None => {}
             }
             // Closing a batch as soon as the database is idle (group commit) was tried: at
@@ -330,7 +377,28 @@ impl Poster {
                 break;
             }
         }
-        batch.messages
+        batch
+    }
+
+    /// Halts the partitions the consumer returned errors for (never skipping past them), drops
+    /// what was collected from halted partitions (it is read again from the checkpoint), and
+    /// reads partitions whose halt is over again. Returns the messages to prepare.
+    fn handle_consume_errors(
+        &self,
+        consumer: &BaseConsumer<PosterContext>,
+        positions: &Positions,
+        halts: &mut halts::Halts,
+        errors: Vec<halts::ConsumeError>,
+        next: Vec<Decoded>,
+    ) -> Vec<Decoded> {
+        let owned = positions.lock().expect("positions lock").clone();
+        for error in &errors {
+            halts.halt(consumer, error, &owned);
+        }
+        halts.retry_due(consumer, &owned);
+        next.into_iter()
+            .filter(|d| !halts.is_halted(d.partition))
+            .collect()
     }
 
     /// Pure part of a batch: decode and validate every message.
@@ -411,7 +479,7 @@ impl Poster {
 
     /// Commits the round's new positions to Kafka, asynchronously and in one request: advisory,
     /// for lag tools (positions live in PostgreSQL). One request per round rather than one per
-    /// partition: Tansu runs a round of SQL, parsed anew, for each request.
+    /// partition.
     fn commit_advisory(
         &self,
         consumer: &BaseConsumer<PosterContext>,
@@ -506,11 +574,31 @@ impl Poster {
         total
     }
 
+    /// Removes the owned-partition series of partitions this poster no longer owns.
+    fn forget_revoked(
+        &self,
+        positions: &Positions,
+        exported: &mut std::collections::BTreeSet<i32>,
+    ) {
+        let owned: std::collections::BTreeSet<i32> = positions
+            .lock()
+            .expect("positions lock")
+            .keys()
+            .copied()
+            .collect();
+        for gone in exported.difference(&owned) {
+            let labels = [self.settings.topic.as_str(), &gone.to_string()];
+            let _ = self.metrics.consumer_lag.remove_label_values(&labels);
+            let _ = self.metrics.checkpoint_offset.remove_label_values(&labels);
+        }
+        *exported = owned;
+    }
+
     /// Messages wait but none arrive: say so on /ready instead of looking healthy.
     fn report_stall(&self, lag: i64, since_last_message: Duration) {
         let stalled = lag > 0
             && lag != i64::MAX
-            && since_last_message > Duration::from_secs(limits::STALL_SECONDS);
+            && since_last_message > Duration::from_secs(self.settings.stall_seconds);
         let mut reason = self.health.stalled.lock().expect("health lock");
         if stalled {
             *reason = Some(format!(

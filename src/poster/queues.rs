@@ -1,7 +1,9 @@
 //! One librdkafka queue per assigned partition, so that collecting a batch takes from every
 //! partition in turn. Without them, poll returns whatever the broker sent first: a broker that
-//! fills one fetch response with one partition's backlog (Tansu does) would make every batch a
-//! single partition's, and partitions could never commit side by side.
+//! fills one fetch response with one partition's backlog would make every batch a single
+//! partition's, and partitions could never commit side by side. (Tansu did so; Apache Kafka
+//! also serves a backlog largely partition by partition, up to max.partition.fetch.bytes each.)
+//! An error in place of a message is kept with its partition, never skipped (`halts.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -12,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 
 use super::context::PosterContext;
+use super::halts::{ConsumeError, Halts};
 use super::Fetched;
 
 #[derive(Default)]
@@ -45,18 +48,25 @@ impl PartitionQueues {
     }
 
     /// Takes the messages waiting in each partition's queue, as many as the batch has room
-    /// for, without blocking; returns how many were taken.
-    pub(super) fn drain(&self, batch: &mut Collected) -> usize {
+    /// for, without blocking; returns how many were taken. A halted partition is not read; an
+    /// error stops reading its partition for this batch and is kept in the batch.
+    pub(super) fn drain(&self, batch: &mut Collected, halts: &Halts) -> usize {
         let mut taken = 0;
         for (partition, queue) in &self.queues {
+            if halts.is_halted(*partition) || batch.failed(*partition) {
+                continue;
+            }
             for _ in 0..batch.room(*partition) {
                 match queue.poll(std::time::Duration::ZERO) {
                     Some(Ok(m)) => {
                         batch.take(fetched(&m));
                         taken += 1;
                     }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, partition, "Kafka consume error");
+                    Some(Err(error)) => {
+                        batch.errors.push(ConsumeError {
+                            partition: Some(*partition),
+                            error,
+                        });
                         break;
                     }
                     None => break,
@@ -70,6 +80,8 @@ impl PartitionQueues {
 /// A batch being collected, with its limits.
 pub(super) struct Collected {
     pub(super) messages: Vec<Fetched>,
+    /// Errors the consumer returned instead of messages, in the order they came.
+    pub(super) errors: Vec<ConsumeError>,
     counts: BTreeMap<i32, usize>,
     bytes: usize,
     per_partition: usize,
@@ -81,12 +93,20 @@ impl Collected {
     pub(super) fn new(per_partition: usize, partitions: usize, bytes_max: usize) -> Self {
         Collected {
             messages: Vec::new(),
+            errors: Vec::new(),
             counts: BTreeMap::new(),
             bytes: 0,
             per_partition,
             total: per_partition * partitions.max(1),
             bytes_max,
         }
+    }
+
+    /// Whether the consumer returned an error for the partition (or for an unknown one).
+    pub(super) fn failed(&self, partition: i32) -> bool {
+        self.errors
+            .iter()
+            .any(|e| e.partition.is_none_or(|p| p == partition))
     }
 
     pub(super) fn room(&self, partition: i32) -> usize {

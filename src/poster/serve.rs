@@ -42,6 +42,17 @@ pub async fn serve(
         (instance, settings.group.clone(), settings.topic.clone()),
     ));
 
+    let lag = super::LagMonitor::new(
+        &kafka,
+        pool.clone(),
+        &settings.group,
+        &settings.topic,
+        metrics.clone(),
+        health.clone(),
+        Duration::from_secs(settings.stall_seconds),
+    )?;
+    let lag_shutdown = shutdown.clone();
+    let lag_thread = std::thread::spawn(move || lag.run(lag_shutdown));
     let poster = Poster {
         settings,
         pool: pool.clone(),
@@ -52,7 +63,12 @@ pub async fn serve(
         handle: tokio::runtime::Handle::current(),
         accounts: Default::default(),
     };
+    let stop = poster.shutdown.clone();
     let result = tokio::task::spawn_blocking(move || poster.run(&kafka)).await?;
+    stop.store(true, Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || lag_thread.join())
+        .await?
+        .ok();
     checker.abort();
     service.stop().await;
     if let Err(e) = crate::store::instances::stopped(&pool, instance).await {

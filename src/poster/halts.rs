@@ -1,0 +1,181 @@
+//! Consume errors: a partition whose fetch failed (a batch the client cannot decompress, a
+//! corrupt record, an offset reset) is never read past and never taken as a gap.
+//!
+//! Phases: the collector reports each error with its partition (`ConsumeError`) -> `halt`
+//! pauses the partition, counts the error and says why on `/ready` -> the round drops what it
+//! collected from that partition -> after `HALT_RETRY_SECONDS`, `retry_due` seeks it back to its
+//! PostgreSQL position and resumes it -> the next batch it commits clears the halt; the same
+//! error halts it again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode as Code;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::context::PosterContext;
+use crate::health::Health;
+use crate::limits;
+use crate::metrics::PosterMetrics;
+
+/// An error the consumer returned instead of a message. `partition` is `None` when it came from
+/// the consumer's main queue, which does not say which partition it is about.
+pub(super) struct ConsumeError {
+    pub partition: Option<i32>,
+    pub error: KafkaError,
+}
+
+/// Whether an error from the consumer's main queue is about the connection to the brokers
+/// (kept as the broker's state on `/ready`) rather than about what a partition holds.
+pub(super) fn is_client_level(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::BrokerTransportFailure
+                | Code::AllBrokersDown
+                | Code::Authentication
+                | Code::Resolve
+                | Code::SaslAuthenticationFailed
+                | Code::SSL
+                | Code::OperationTimedOut
+                | Code::RequestTimedOut
+                | Code::MessageTimedOut
+        )
+    )
+}
+
+struct Halt {
+    reason: String,
+    /// When the partition is read again from its checkpoint; `None` once that was done.
+    retry_at: Option<Instant>,
+}
+
+pub(super) struct Halts {
+    topic: String,
+    halted: BTreeMap<i32, Halt>,
+    metrics: Arc<PosterMetrics>,
+    health: Arc<Health>,
+}
+
+impl Halts {
+    pub(super) fn new(topic: &str, metrics: Arc<PosterMetrics>, health: Arc<Health>) -> Self {
+        Halts {
+            topic: topic.to_string(),
+            halted: BTreeMap::new(),
+            metrics,
+            health,
+        }
+    }
+
+    pub(super) fn is_halted(&self, partition: i32) -> bool {
+        self.halted
+            .get(&partition)
+            .is_some_and(|h| h.retry_at.is_some())
+    }
+
+    /// Stops fetching the partition (`None`: every owned one) at `position` and says why.
+    pub(super) fn halt(
+        &mut self,
+        consumer: &BaseConsumer<PosterContext>,
+        error: &ConsumeError,
+        owned: &BTreeMap<i32, i64>,
+    ) {
+        let partitions: Vec<i32> = match error.partition {
+            Some(p) if owned.contains_key(&p) => vec![p],
+            Some(_) => return, // revoked meanwhile: the new owner reads it from its checkpoint
+            None => owned.keys().copied().collect(),
+        };
+        let label = error
+            .partition
+            .map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        self.metrics
+            .consume_errors
+            .with_label_values(&[&self.topic, &label])
+            .inc();
+        let retry_at = Instant::now() + Duration::from_secs(limits::HALT_RETRY_SECONDS);
+        for p in partitions {
+            let reason = format!(
+                "consume error on {} partition {p} at offset {}: {}; fetching stopped, retried from the checkpoint every {} s",
+                self.topic, owned[&p], error.error, limits::HALT_RETRY_SECONDS
+            );
+            tracing::error!(partition = p, error = %error.error, "consume error; partition halted");
+            self.pause(consumer, p, true);
+            self.halted.insert(
+                p,
+                Halt {
+                    reason,
+                    retry_at: Some(retry_at),
+                },
+            );
+        }
+        self.export();
+    }
+
+    /// Reads halted partitions again from their positions once their wait is over, and forgets
+    /// partitions this poster no longer owns.
+    pub(super) fn retry_due(
+        &mut self,
+        consumer: &BaseConsumer<PosterContext>,
+        owned: &BTreeMap<i32, i64>,
+    ) {
+        self.halted.retain(|p, _| owned.contains_key(p));
+        let now = Instant::now();
+        let due: Vec<i32> = self
+            .halted
+            .iter()
+            .filter(|(_, h)| h.retry_at.is_some_and(|t| t <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in due {
+            let position = owned[&p];
+            if let Err(e) = consumer.seek(
+                &self.topic,
+                p,
+                Offset::Offset(position),
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(error = %e, partition = p, "seek before retrying a halted partition failed");
+                continue;
+            }
+            self.pause(consumer, p, false);
+            tracing::info!(
+                partition = p,
+                position,
+                "reading a halted partition again from its checkpoint"
+            );
+            if let Some(h) = self.halted.get_mut(&p) {
+                h.retry_at = None;
+            }
+        }
+        self.export();
+    }
+
+    /// A batch of the partition committed: it reads again.
+    pub(super) fn committed(&mut self, partition: i32) {
+        if self.halted.remove(&partition).is_some() {
+            self.export();
+        }
+    }
+
+    fn pause(&self, consumer: &BaseConsumer<PosterContext>, partition: i32, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, partition);
+        let result = if pause {
+            consumer.pause(&tpl)
+        } else {
+            consumer.resume(&tpl)
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, partition, pause, "pausing or resuming a partition failed");
+        }
+    }
+
+    fn export(&self) {
+        self.metrics.halted_partitions.set(self.halted.len() as i64);
+        let reason = self.halted.values().next().map(|h| h.reason.clone());
+        self.health.set_consume_error(reason);
+    }
+}

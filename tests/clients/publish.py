@@ -1,0 +1,71 @@
+"""An upstream system that is not ledgerline: publishes posting requests with Python's
+confluent-kafka (its own bundled librdkafka) and fastavro.
+
+    publish.py BOOTSTRAP TOPIC CODEC FORMAT < requests.jsonl
+
+Each input line is a posting request as JSON. FORMAT is `json` (the request's JSON as the
+value) or `confluent` (Confluent framing: magic byte 0, 4-byte schema id 1, then the Avro datum
+written by fastavro with schemas/posting_request.avsc). CODEC is the producer's
+compression.type (none, gzip, snappy, lz4, zstd). The key is the idempotency key. Prints one
+line per delivered message: partition and offset. Exits non-zero if any delivery fails.
+"""
+import io
+import json
+import pathlib
+import struct
+import sys
+
+import fastavro
+from confluent_kafka import Producer
+
+SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "schemas" / "posting_request.avsc"
+
+
+def encoder(fmt):
+    if fmt == "json":
+        return lambda request: json.dumps(request).encode()
+    if fmt == "confluent":
+        schema = fastavro.parse_schema(json.loads(SCHEMA.read_text()))
+
+        def confluent(request):
+            out = io.BytesIO()
+            out.write(b"\x00" + struct.pack(">I", 1))
+            fastavro.schemaless_writer(out, schema, request)
+            return out.getvalue()
+
+        return confluent
+    raise SystemExit(f"unknown format {fmt}")
+
+
+def main():
+    bootstrap, topic, codec, fmt = sys.argv[1:5]
+    encode = encoder(fmt)
+    producer = Producer({
+        "bootstrap.servers": bootstrap,
+        "compression.type": codec,
+        "enable.idempotence": True,
+        "acks": "all",
+        # Batches of many messages, so that the codec compresses whole batches.
+        "linger.ms": 50,
+    })
+    failures = []
+
+    def delivered(err, msg):
+        if err is not None:
+            failures.append(str(err))
+        else:
+            print(f"{msg.partition()} {msg.offset()}")
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        producer.produce(topic, key=request["idempotency_key"], value=encode(request),
+                         on_delivery=delivered)
+        producer.poll(0)
+    left = producer.flush(60)
+    if failures or left:
+        print(f"delivery failed: {failures[:3]} ({left} unsent)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
