@@ -113,28 +113,28 @@ pub async fn replay(
     Ok(changes)
 }
 
-/// Live members: posters with a recent heartbeat in PostgreSQL, or any member the broker
-/// reports (brokers without the group-listing API, such as Tansu, report nothing).
+/// Live members of the group as the broker's group API (DescribeGroups) reports them: a member
+/// that died leaves the group when its session times out. Only when the broker cannot answer
+/// (e.g. no Describe permission on the group) do the posters' heartbeats in PostgreSQL stand
+/// in for it.
 async fn active_members(
     pool: &PgPool,
     consumer: &BaseConsumer,
     group: &str,
     timeout: Duration,
 ) -> Result<usize> {
-    let posters = crate::store::instances::alive(pool, group).await? as usize;
-    let kafka_members = match consumer.fetch_group_list(Some(group), timeout) {
-        Ok(groups) => groups
+    match consumer.fetch_group_list(Some(group), timeout) {
+        Ok(groups) => Ok(groups
             .groups()
             .iter()
             .filter(|g| g.name() == group)
             .map(|g| g.members().len())
-            .sum(),
+            .sum()),
         Err(e) => {
-            tracing::debug!(error = %e, "broker cannot list group members; relying on poster heartbeats");
-            0
+            tracing::warn!(error = %e, "the broker cannot describe the group; counting poster heartbeats in PostgreSQL instead");
+            Ok(crate::store::instances::alive(pool, group).await? as usize)
         }
-    };
-    Ok(posters.max(kafka_members))
+    }
 }
 
 fn resolve(

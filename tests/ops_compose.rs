@@ -92,6 +92,21 @@ fn compose_file_is_valid_and_matches_what_the_code_expects() {
         ]
     );
 
+    // The same Apache Kafka version as the local stack and the tests run.
+    let conf =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/stack.conf")).unwrap();
+    let version = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("LEDGERLINE_KAFKA_VERSION="))
+        .unwrap();
+    for name in ["kafka", "create-topics"] {
+        assert_eq!(
+            services[name]["image"],
+            format!("apache/kafka:{version}"),
+            "{name} runs the stack's Kafka version"
+        );
+    }
+
     // Every file that reads settings: the CLI modules and src/config.rs.
     let cli_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/cli");
     let mut source =

@@ -384,10 +384,22 @@ async fn replay_from_zero_changes_nothing() {
             .output()
             .unwrap()
     };
-    // Refused while a poster of the group is running.
+    // Refused while a poster of the group is running (a member the broker's group API lists
+    // once it has joined).
     let port = free_port();
     let live = ledger.poster(port, &[]);
     common::wait_ready(port, true, Duration::from_secs(30)).await;
+    let started = std::time::Instant::now();
+    while !common::http_get(port, "/ready")
+        .await
+        .is_some_and(|(_, body)| body.contains("\"assigned_partitions\":2"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the poster never joined"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let refused = replay();
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -421,5 +433,45 @@ async fn replay_from_zero_changes_nothing() {
     assert!(
         batches as usize >= messages.len() - facts_before.rejections as usize - 200,
         "the replay saw duplicates"
+    );
+}
+
+/// The crash loop Apache Kafka must survive: SIGKILLs at random moments 0.5-2.5 s after each
+/// start, whether the poster has joined the group yet or not. Each dead member stays in the
+/// group until its session times out; the last poster must drain the topic within that
+/// timeout plus 60 s of the last kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_during_group_joins_drains_within_the_session_timeout() {
+    const KILLS: usize = 10;
+    let ledger = Ledger::new(1000, 4).await;
+    let messages = workload(20_000, 31);
+    ledger.produce(&messages).await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1234);
+    let port = free_port();
+    let mut during_join = 0;
+    for _ in 0..KILLS {
+        let poster = ledger.poster(port, &[]);
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(500..2500))).await;
+        if let Some((_, body)) = common::http_get(port, "/ready").await {
+            during_join += usize::from(body.contains("\"assigned_partitions\":0"));
+        }
+        signal(&poster, "KILL");
+        let mut poster = poster;
+        poster.wait().unwrap();
+    }
+    let last_kill = std::time::Instant::now();
+    let poster = ledger.poster(port, &[]);
+    let bound = Duration::from_millis(ledgerline::limits::KAFKA_SESSION_TIMEOUT_MS + 60_000);
+    ledger.wait_drained(bound).await;
+    let recovery = last_kill.elapsed();
+    stop(poster);
+    let facts = ledger.assert_invariants(&messages).await;
+    println!(
+        "crash loop: {} messages, {KILLS} SIGKILLs ({during_join} before any assignment), drained {:.1} s after the last kill (bound {:.0} s), {} entries, {} rejections",
+        messages.len(),
+        recovery.as_secs_f64(),
+        bound.as_secs_f64(),
+        facts.entries,
+        facts.rejections
     );
 }
