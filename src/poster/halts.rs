@@ -2,10 +2,10 @@
 //! corrupt record, an offset reset) is never read past and never taken as a gap.
 //!
 //! Phases: the collector reports each error with its partition (`ConsumeError`) -> `halt`
-//! pauses the partition, counts the error and says why on `/ready` -> the round drops what it
-//! collected from that partition -> after `HALT_RETRY_SECONDS`, `retry_due` seeks it back to its
-//! PostgreSQL position and resumes it -> the next batch it commits clears the halt; the same
-//! error halts it again.
+//! pauses the partition, counts the error and says why on `/ready` -> the messages collected
+//! before the error (contiguous from the position) still commit -> after `HALT_RETRY_SECONDS`,
+//! `retry_due` seeks the partition back to its PostgreSQL position and resumes it -> the next
+//! batch it commits after that clears the halt; the same error halts it again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -153,9 +153,16 @@ impl Halts {
         self.export();
     }
 
-    /// A batch of the partition committed: it reads again.
+    /// A batch of the partition committed. Once it was read again after its halt, that batch
+    /// came from past the error: the halt is over. (A batch of messages collected before the
+    /// error leaves it halted.)
     pub(super) fn committed(&mut self, partition: i32) {
-        if self.halted.remove(&partition).is_some() {
+        if self
+            .halted
+            .get(&partition)
+            .is_some_and(|h| h.retry_at.is_none())
+        {
+            self.halted.remove(&partition);
             self.export();
         }
     }

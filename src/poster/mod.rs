@@ -376,13 +376,18 @@ impl Poster {
             if taken == 0 && !busy && !batch.messages.is_empty() && left < wait / 2 {
                 break;
             }
+            // Nothing after an error may join the batch: the batch closes at the first one.
+            if !batch.errors.is_empty() {
+                break;
+            }
         }
         batch
     }
 
-    /// Halts the partitions the consumer returned errors for (never skipping past them), drops
-    /// what was collected from halted partitions (it is read again from the checkpoint), and
-    /// reads partitions whose halt is over again. Returns the messages to prepare.
+    /// Halts the partitions the consumer returned errors for (never reading past them) and
+    /// reads partitions whose halt is over again from their positions. The batch closed at the
+    /// first error, so what it holds of a halted partition came before the error, contiguous
+    /// from the position: it still commits. Returns the messages to prepare.
     fn handle_consume_errors(
         &self,
         consumer: &BaseConsumer<PosterContext>,
@@ -396,9 +401,7 @@ impl Poster {
             halts.halt(consumer, error, &owned);
         }
         halts.retry_due(consumer, &owned);
-        next.into_iter()
-            .filter(|d| !halts.is_halted(d.partition))
-            .collect()
+        next
     }
 
     /// Pure part of a batch: decode and validate every message.
