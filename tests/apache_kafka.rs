@@ -427,8 +427,6 @@ async fn compacted_balances_read_by_an_independent_group_match_postgresql() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    // A record after the last wave rolls the last segment so that the cleaner can take it.
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let expected: BTreeMap<String, (String, i64)> = sqlx::query_as::<_, (String, String, i64)>(
         "SELECT account_id, balance::text, version FROM account_balances WHERE version > 0",
     )

@@ -151,3 +151,82 @@ async fn ten_thousand_hostile_messages_are_each_rejected_and_valid_ones_keep_flo
         "hostile input made batches retry or be fenced (a batch must reject them, not fail)"
     );
 }
+
+/// Runs the reporter (as the writer role) until the outbox is drained, then reads the whole
+/// rejections topic: one event per hostile offset, carrying the bytes as they were sent.
+async fn every_rejection_reaches_the_rejections_topic(ledger: &Ledger, messages: &[Message]) {
+    let topics = [
+        common::unique("balances"),
+        common::unique("anomalies"),
+        common::unique("rejections"),
+    ];
+    ledgerline::kafka::create_topics(&common::kafka(), &topics.each_ref().map(String::as_str), 1)
+        .await
+        .unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut reporter = common::spawn_ledgerline(
+        &format!("reporter-{}", topics[2]),
+        &[
+            "reporter",
+            "--http-addr",
+            &http,
+            "--exit-when-idle-ms",
+            "2000",
+        ],
+        &[
+            (
+                "LEDGERLINE_DATABASE_URL",
+                &common::writer_url(&ledger.db_url),
+            ),
+            ("LEDGERLINE_BALANCES_TOPIC", &topics[0]),
+            ("LEDGERLINE_ANOMALIES_TOPIC", &topics[1]),
+            ("LEDGERLINE_REJECTIONS_TOPIC", &topics[2]),
+        ],
+    );
+    let status = tokio::task::spawn_blocking(move || reporter.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "the reporter drains the outbox and exits");
+
+    let expected: BTreeMap<i64, &Vec<u8>> = messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.request.is_none())
+        .map(|(i, m)| (i as i64, m.raw.as_ref().unwrap()))
+        .collect();
+    let topic = topics[2].clone();
+    let events = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = common::kafka()
+            .client_config_with(&[("group.id", common::unique("rejections-reader"))])
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        let codec = RecordCodec::<RejectionEvent>::new(REJECTION_SCHEMA, 1 << 20);
+        let mut events = BTreeMap::new();
+        let started = Instant::now();
+        while events.len() < HOSTILE && started.elapsed() < Duration::from_secs(120) {
+            if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+                let e = codec.decode(m.unwrap().payload().unwrap()).unwrap();
+                events.insert(e.source_offset, e);
+            }
+        }
+        events
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        events.len(),
+        HOSTILE,
+        "one rejection event per hostile message"
+    );
+    for (offset, e) in &events {
+        let sent = expected
+            .get(offset)
+            .unwrap_or_else(|| panic!("event for offset {offset}, which was valid"));
+        assert!(!e.raw_truncated && e.raw_size == sent.len() as i64);
+        assert_eq!(&&e.raw, sent, "raw bytes of the event at offset {offset}");
+    }
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::cluster::Cluster;
 use common::{free_port, http_get, Ledger, Publisher};
 use ledgerline::config::{KafkaSettings, Secret};
-use ledgerline::generator::{generate, GeneratorSettings};
+use ledgerline::generator::{generate, GeneratorSettings, Message};
 
 const USER: &str = "ledger-poster";
 const KEYSTORE_PASSWORD: &str = "broker-keystore-pw";
@@ -156,6 +156,25 @@ fn start_secured_broker(password: &str) -> Cluster {
     broker
 }
 
+/// Waits until the single partition is drained (60 s at most) and checks one entry per valid
+/// request.
+async fn every_valid_request_posted(ledger: &Ledger, messages: &[Message], over: &str) {
+    let started = Instant::now();
+    while ledger.checkpoints().await.get(&0).copied().unwrap_or(0) < messages.len() as i64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not drained over {over}: {:?}",
+            ledger.checkpoints().await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let facts = common::LedgerFacts::read(&ledger.pool).await;
+    assert_eq!(
+        facts.entries as usize,
+        messages.iter().filter(|m| m.request.is_some()).count()
+    );
+}
+
 fn certs_dir(broker: &Cluster) -> std::path::PathBuf {
     broker.dir.join("certs")
 }
@@ -272,20 +291,7 @@ async fn scram_sha_512_right_password_posts_and_wrong_password_says_why() {
     // The right password: everything is posted.
     let http = free_port();
     let _poster = poster(&ledger, http, &sasl_env(port, &password));
-    let started = Instant::now();
-    while ledger.checkpoints().await.get(&0).copied().unwrap_or(0) < messages.len() as i64 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "not drained over SASL: {:?}",
-            ledger.checkpoints().await
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let facts = common::LedgerFacts::read(&ledger.pool).await;
-    assert_eq!(
-        facts.entries as usize,
-        messages.iter().filter(|m| m.request.is_some()).count()
-    );
+    every_valid_request_posted(&ledger, &messages, "SASL").await;
     let (status, body) = http_get(http, "/ready").await.unwrap();
     assert_eq!(status, 200, "{body}");
 }
@@ -375,18 +381,5 @@ async fn tls_with_the_broker_ca_posts_and_an_untrusted_ca_says_why() {
 
     let http = free_port();
     let _poster = poster(&ledger, http, &trusted);
-    let started = Instant::now();
-    while ledger.checkpoints().await.get(&0).copied().unwrap_or(0) < messages.len() as i64 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "not drained over TLS: {:?}",
-            ledger.checkpoints().await
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let facts = common::LedgerFacts::read(&ledger.pool).await;
-    assert_eq!(
-        facts.entries as usize,
-        messages.iter().filter(|m| m.request.is_some()).count()
-    );
+    every_valid_request_posted(&ledger, &messages, "TLS").await;
 }
