@@ -147,9 +147,25 @@ async fn real_prometheus_scrapes_the_poster_and_evaluates_rules_and_dashboard() 
     )
     .await;
 
-    // Every rule evaluates without error; no alert fires for a healthy poster.
-    let (_, rules) = common::http_get(prom_port, "/api/v1/rules").await.unwrap();
-    let rules: serde_json::Value = serde_json::from_str(&rules).unwrap();
+    // Every rule evaluates without error; no alert fires for a healthy poster. (A rule
+    // evaluated before the poster's first scrape sees no `up` series and stays pending until
+    // the next evaluation: wait for one after the scrape.)
+    let rules_now = async || -> serde_json::Value {
+        let (_, rules) = common::http_get(prom_port, "/api/v1/rules").await.unwrap();
+        serde_json::from_str(&rules).unwrap()
+    };
+    wait_for(
+        "every rule evaluated after the first scrape",
+        Duration::from_secs(30),
+        async || {
+            !rules_now()
+                .await
+                .to_string()
+                .contains("\"state\":\"pending\"")
+        },
+    )
+    .await;
+    let rules = rules_now().await;
     let all: Vec<&serde_json::Value> = rules["data"]["groups"]
         .as_array()
         .unwrap()
