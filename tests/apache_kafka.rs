@@ -335,6 +335,9 @@ async fn a_poster_owning_nothing_while_the_group_waits_is_not_ready() {
         Some(200.0),
         "the unowned partition's lag is exported"
     );
+    // The poster waited at least the stall time: the oldest unposted message is that old.
+    let age = metric(http, "ledgerline_group_lag_seconds", &labels).await;
+    assert!(age.is_some_and(|a| a >= 5.0), "lag in seconds: {age:?}");
     let (_, body) = http_get(http, "/metrics").await.unwrap();
     let series: Vec<String> = body
         .lines()

@@ -62,9 +62,14 @@ impl LagMonitor {
         health: Arc<Health>,
         stall: Duration,
     ) -> anyhow::Result<Self> {
-        // No group: this consumer only reads offsets and single messages at chosen positions.
+        // A group of its own that it never joins (assign only, nothing committed): this
+        // consumer only reads offsets and single messages at chosen positions.
         let consumer = kafka
             .client_config_with(&[
+                (
+                    "group.id",
+                    format!("ledgerline-lag-{}", uuid::Uuid::new_v4().simple()),
+                ),
                 ("enable.auto.commit", "false".into()),
                 ("enable.auto.offset.store", "false".into()),
                 ("max.partition.fetch.bytes", "65536".into()),

@@ -359,9 +359,9 @@ impl Poster {
                     batch.take(queues::fetched(&m));
                     taken += 1;
                 }
+                // The broker probe (serve.rs) judges the connection; here it is only logged.
                 Some(Err(e)) if halts::is_client_level(&e) => {
                     tracing::warn!(error = %e, "Kafka client error");
-                    self.health.record_broker_error(&e, &e.to_string());
                 }
                 Some(Err(error)) => batch.errors.push(halts::ConsumeError {
                     partition: None,

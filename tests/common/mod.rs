@@ -498,15 +498,17 @@ pub async fn http_get_auth(port: u16, path: &str, token: Option<&str>) -> Option
 /// Waits until /ready answers with `ready` (true: 200, false: 503).
 pub async fn wait_ready(port: u16, ready: bool, timeout: Duration) {
     let started = Instant::now();
+    let mut last = None;
     loop {
-        if let Some((status, _)) = http_get(port, "/ready").await {
+        if let Some((status, body)) = http_get(port, "/ready").await {
             if (status == 200) == ready {
                 return;
             }
+            last = Some(body);
         }
         assert!(
             started.elapsed() < timeout,
-            "/ready did not become {ready} within {timeout:?}"
+            "/ready did not become {ready} within {timeout:?}; it last said {last:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
