@@ -5,7 +5,8 @@
 //! pauses the partition, counts the error and says why on `/ready` -> the messages collected
 //! before the error (contiguous from the position) still commit -> after `HALT_RETRY_SECONDS`,
 //! `retry_due` seeks the partition back to its PostgreSQL position and resumes it -> the next
-//! batch it commits after that clears the halt; the same error halts it again.
+//! batch it commits after that, or reaching the partition's end with nothing to commit, clears
+//! the halt; the same error halts it again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ pub(super) struct ConsumeError {
 }
 
 /// Whether an error from the consumer's main queue is about the connection to the brokers
-/// (kept as the broker's state on `/ready`) rather than about what a partition holds.
+/// (the broker probe judges those for `/ready`) rather than about what a partition holds.
 pub(super) fn is_client_level(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
@@ -121,6 +122,7 @@ impl Halts {
         consumer: &BaseConsumer<PosterContext>,
         owned: &BTreeMap<i32, i64>,
     ) {
+        let before = self.halted.len();
         self.halted.retain(|p, _| owned.contains_key(p));
         let now = Instant::now();
         let due: Vec<i32> = self
@@ -129,7 +131,7 @@ impl Halts {
             .filter(|(_, h)| h.retry_at.is_some_and(|t| t <= now))
             .map(|(p, _)| *p)
             .collect();
-        for p in due {
+        for &p in &due {
             let position = owned[&p];
             if let Err(e) = consumer.seek(
                 &self.topic,
@@ -150,7 +152,31 @@ impl Halts {
                 h.retry_at = None;
             }
         }
-        self.export();
+        // Runs every round: say it again only when something changed.
+        if self.halted.len() != before || !due.is_empty() {
+            self.export();
+        }
+    }
+
+    /// A partition read again after its halt that has reached its end offset (`high`) read
+    /// past the error without anything to commit: its halt is over too.
+    pub(super) fn caught_up(
+        &mut self,
+        owned: &BTreeMap<i32, i64>,
+        high: impl Fn(i32) -> Option<i64>,
+    ) {
+        let before = self.halted.len();
+        self.halted.retain(|p, h| {
+            let done = h.retry_at.is_none()
+                && owned
+                    .get(p)
+                    .zip(high(*p))
+                    .is_some_and(|(pos, end)| *pos >= end);
+            !done
+        });
+        if self.halted.len() != before {
+            self.export();
+        }
     }
 
     /// A batch of the partition committed. Once it was read again after its halt, that batch

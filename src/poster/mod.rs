@@ -189,6 +189,8 @@ impl Poster {
                     .expect("watermarks lock")
                     .clone();
                 let lag = self.record_lag(&positions, |p| seen.get(&p).copied());
+                let owned = positions.lock().expect("positions lock").clone();
+                halts.caught_up(&owned, |p| seen.get(&p).copied());
                 self.forget_revoked(&positions, &mut exported);
                 self.report_stall(lag, last_message.elapsed());
                 last_lag_update = Instant::now();
