@@ -156,6 +156,29 @@ fn start_secured_broker(password: &str) -> Cluster {
     broker
 }
 
+/// A fresh ledger whose one-partition topic is made, and `count` requests published, over the
+/// secured connection `settings`.
+async fn ledger_published_over(
+    settings: &KafkaSettings,
+    count: usize,
+    prefix: &str,
+) -> (Ledger, Vec<Message>) {
+    let ledger = Ledger::new(20, 1).await;
+    ledgerline::kafka::create_topics(settings, &[&ledger.topic], 1)
+        .await
+        .unwrap_or_else(|e| panic!("topic created over {prefix}: {e}"));
+    let messages = generate(&GeneratorSettings {
+        count,
+        accounts: 20,
+        key_prefix: common::unique(prefix),
+        ..Default::default()
+    });
+    Publisher::with_settings(&ledger.topic, settings.clone())
+        .produce(&messages)
+        .await;
+    (ledger, messages)
+}
+
 /// Waits until the single partition is drained (60 s at most) and checks one entry per valid
 /// request.
 async fn every_valid_request_posted(ledger: &Ledger, messages: &[Message], over: &str) {
@@ -235,20 +258,7 @@ async fn scram_sha_512_right_password_posts_and_wrong_password_says_why() {
     };
     assert!(ledgerline::kafka::require_broker(&anonymous).await.is_err());
 
-    let ledger = Ledger::new(20, 1).await;
-    let right = sasl(port, &password);
-    ledgerline::kafka::create_topics(&right, &[&ledger.topic], 1)
-        .await
-        .expect("topic created over SASL/SCRAM");
-    let messages = generate(&GeneratorSettings {
-        count: 300,
-        accounts: 20,
-        key_prefix: common::unique("sasl"),
-        ..Default::default()
-    });
-    Publisher::with_settings(&ledger.topic, right.clone())
-        .produce(&messages)
-        .await;
+    let (ledger, messages) = ledger_published_over(&sasl(port, &password), 300, "sasl").await;
 
     // A wrong password: the CLI fails with the broker's reason ...
     let wrong_env = sasl_env(port, &format!("{password}-wrong"));
@@ -345,20 +355,7 @@ async fn tls_with_the_broker_ca_posts_and_an_untrusted_ca_says_why() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("certificate verify failed"), "{stderr}");
 
-    let ledger = Ledger::new(20, 1).await;
-    let tls = settings_from(&trusted);
-    ledgerline::kafka::create_topics(&tls, &[&ledger.topic], 1)
-        .await
-        .expect("topic created over TLS");
-    let messages = generate(&GeneratorSettings {
-        count: 200,
-        accounts: 20,
-        key_prefix: common::unique("tls"),
-        ..Default::default()
-    });
-    Publisher::with_settings(&ledger.topic, tls)
-        .produce(&messages)
-        .await;
+    let (ledger, messages) = ledger_published_over(&settings_from(&trusted), 200, "tls").await;
 
     // A poster that does not trust the broker consumes nothing and says why.
     let http = free_port();
