@@ -463,6 +463,7 @@ async fn run_posters(
             currencies: CurrencyTable::default(),
             handle: tokio::runtime::Handle::current(),
             accounts: Default::default(),
+            instance: uuid::Uuid::new_v4(),
         };
         let kafka = kafka.clone();
         threads.push(tokio::task::spawn_blocking(move || poster.run(&kafka)));

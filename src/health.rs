@@ -16,6 +16,9 @@ pub struct Health {
     pub consume_error: Mutex<Option<String>>,
     /// Set while this poster owns no partitions and the group waits with nothing moving.
     pub group_stall: Mutex<Option<String>>,
+    /// Set by the lag monitor when the broker no longer lists this poster's consumer as a member
+    /// of its group while work waits: the poster loop makes a new consumer.
+    pub rejoin: AtomicBool,
     /// The Kafka client's last error (e.g. SASL authentication), until the broker answers again.
     pub broker_error: Mutex<Option<String>>,
 }

@@ -26,6 +26,7 @@ pub struct PosterMetrics {
     pub assigned_partitions: IntGauge,
     pub consume_errors: IntCounterVec,
     pub halted_partitions: IntGauge,
+    pub consumer_restarts: IntCounter,
     pub group_lag_messages: IntGaugeVec,
     pub group_lag_seconds: IntGaugeVec,
     pub group_checkpoint_offset: IntGaugeVec,
@@ -134,6 +135,12 @@ impl PosterMetrics {
             halted_partitions: register_int_gauge_with_registry!(
                 "halted_partitions",
                 "Owned partitions not being read because of a consume error.",
+                r
+            )
+            .unwrap(),
+            consumer_restarts: register_int_counter_with_registry!(
+                "consumer_restarts_total",
+                "Times the poster closed its Kafka consumer and made a new one because the group's coordinator no longer listed it as a member while work waited.",
                 r
             )
             .unwrap(),

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cluster::{eventually, kafka_tool};
-use common::{free_port, http_get, required_env, spawn_ledgerline, unique, Ledger};
+use common::{free_port, http_get, metric, required_env, spawn_ledgerline, unique, Ledger};
 use ledgerline::generator::{generate, GeneratorSettings, Message};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -93,14 +93,6 @@ fn kafka_group_lag(group: &str, topic: &str) -> BTreeMap<i32, String> {
         .filter(|cols| cols.len() >= 6 && cols[1] == topic)
         .map(|cols| (cols[2].parse().unwrap(), cols[5].to_string()))
         .collect()
-}
-
-/// One metric sample from a ledgerline process's /metrics, by name and label fragment.
-async fn metric(port: u16, name: &str, labels: &str) -> Option<f64> {
-    let (_, body) = http_get(port, "/metrics").await?;
-    body.lines()
-        .find(|l| l.starts_with(name) && l.contains(labels))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,11 +78,12 @@ where
     fault(port).await;
     ledger.produce(rest).await;
     ledger.wait_drained(Duration::from_secs(180)).await;
+    let restarts = common::metric(port, "ledgerline_consumer_restarts_total", "").await;
     signal(&poster, "TERM");
     assert!(poster.wait().unwrap().success());
     let facts = ledger.assert_invariants(&messages).await;
     println!(
-        "{name}: {} messages, {} entries, {} rejections",
+        "{name}: {} messages, {} entries, {} rejections, consumer restarts {restarts:?}",
         messages.len(),
         facts.entries,
         facts.rejections

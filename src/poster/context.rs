@@ -32,12 +32,17 @@ pub struct PosterContext {
     /// statistics, `statistics.interval.ms`): the lag metric reads these instead of asking the
     /// broker, which took the commit loop about 100 ms on Tansu (docs/BENCHMARKS.md point 26).
     pub watermarks: Mutex<BTreeMap<i32, i64>>,
+    /// Set when the poster abandons this consumer for a new one (`consumer.rs`): from then on
+    /// its callbacks leave the shared health alone.
+    pub retired: std::sync::atomic::AtomicBool,
 }
 
 impl ClientContext for PosterContext {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "Kafka client error");
-        self.health.record_broker_error(&error, reason);
+        if !self.is_retired() {
+            self.health.record_broker_error(&error, reason);
+        }
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -61,6 +66,11 @@ impl ConsumerContext for PosterContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        if self.is_retired() {
+            // Closing: give everything up without touching what the new consumer owns.
+            let _ = consumer.unassign();
+            return;
+        }
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
             _ => {
@@ -84,6 +94,10 @@ impl ConsumerContext for PosterContext {
 }
 
 impl PosterContext {
+    fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         let checkpoints = self.load_checkpoints(&partitions);

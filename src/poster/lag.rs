@@ -48,19 +48,21 @@ pub struct LagMonitor {
     pub metrics: Arc<PosterMetrics>,
     pub health: Arc<Health>,
     pub stall: Duration,
+    /// The client id this poster's consumer has among the group's members.
+    pub client_id: String,
     last_checkpoints: BTreeMap<i32, i64>,
     last_move: Instant,
 }
 
 impl LagMonitor {
+    /// Watches `settings`' group and topic for the poster whose consumer is `client_id`.
     pub fn new(
         kafka: &KafkaSettings,
         pool: PgPool,
-        group: &str,
-        topic: &str,
+        settings: &super::PosterSettings,
+        client_id: String,
         metrics: Arc<PosterMetrics>,
         health: Arc<Health>,
-        stall: Duration,
     ) -> anyhow::Result<Self> {
         // A group of its own that it never joins (assign only, nothing committed): this
         // consumer only reads offsets and single messages at chosen positions.
@@ -79,11 +81,12 @@ impl LagMonitor {
             consumer,
             pool,
             handle: tokio::runtime::Handle::current(),
-            group: group.to_string(),
-            topic: topic.to_string(),
+            group: settings.group.clone(),
+            topic: settings.topic.clone(),
             metrics,
             health,
-            stall,
+            stall: Duration::from_secs(settings.stall_seconds),
+            client_id,
             last_checkpoints: BTreeMap::new(),
             last_move: Instant::now(),
         })
@@ -198,20 +201,47 @@ impl LagMonitor {
         }
     }
 
-    /// A poster that owns no partitions while the group has work waiting and no checkpoint of
-    /// the group moved for `stall` is not ready, and says so.
+    /// While the group has work waiting and no checkpoint of it moved for `stall`: a poster that
+    /// owns no partitions is not ready and says so, and a poster the broker does not list
+    /// among the group's members (its consumer fell out of the group and did not come back) is
+    /// not ready either and asks the loop for a new consumer (`consumer.rs`).
     fn check_stall(&self, lags: &[PartitionLag]) {
         let waiting: i64 = lags.iter().map(PartitionLag::messages).sum();
-        let owns_none = self.health.assigned.load(Ordering::Relaxed) == 0;
         let still = self.last_move.elapsed();
-        let reason = (owns_none && waiting > 0 && still >= self.stall).then(|| {
-            format!(
-                "this poster owns no partitions while group {} is {waiting} messages behind on {} and no checkpoint moved for {} s",
-                self.group,
-                self.topic,
-                still.as_secs()
-            )
-        });
+        if waiting == 0 || still < self.stall {
+            self.health.set_group_stall(None);
+            return;
+        }
+        let owns_none = self.health.assigned.load(Ordering::Relaxed) == 0;
+        let behind = format!(
+            "group {} is {waiting} messages behind on {} and no checkpoint moved for {} s",
+            self.group,
+            self.topic,
+            still.as_secs()
+        );
+        let reason = if self.is_member() == Some(false) {
+            self.health.rejoin.store(true, Ordering::Relaxed);
+            Some(format!("the broker does not list this poster's consumer ({}) as a member while {behind}; joining with a new consumer", self.client_id))
+        } else {
+            owns_none.then(|| format!("this poster owns no partitions while {behind}"))
+        };
         self.health.set_group_stall(reason);
+    }
+
+    /// Whether the broker lists this poster's consumer among the group's members; `None` when
+    /// the broker cannot say.
+    fn is_member(&self) -> Option<bool> {
+        let groups = self
+            .consumer
+            .fetch_group_list(Some(&self.group), Duration::from_secs(5))
+            .map_err(|e| tracing::warn!(error = %e, "cannot describe the group"))
+            .ok()?;
+        let group = groups.groups().iter().find(|g| g.name() == self.group)?;
+        Some(
+            group
+                .members()
+                .iter()
+                .any(|m| m.client_id() == self.client_id),
+        )
     }
 }

@@ -6,6 +6,7 @@
 //! `BaseConsumer`, so rebalance callbacks can read checkpoints before any message is fetched.
 
 mod commit;
+mod consumer;
 mod context;
 mod halts;
 mod lag;
@@ -31,6 +32,7 @@ use crate::limits;
 use crate::metrics::PosterMetrics;
 use crate::store::account_cache::AccountCache;
 use crate::store::posting::BatchMessage;
+pub use consumer::client_id;
 pub use context::{Positions, PosterContext};
 pub use lag::{LagMonitor, PartitionLag};
 pub use serve::serve;
@@ -103,6 +105,8 @@ pub struct Poster {
     pub handle: tokio::runtime::Handle,
     /// Account attributes kept between batches, shared by the commit lanes.
     pub accounts: AccountCache,
+    /// This process among the group's members (its consumer's client id ends with it).
+    pub instance: uuid::Uuid,
 }
 
 /// One partition's share of a collected batch, decoded, with the position it must commit at.
@@ -129,10 +133,7 @@ struct Fetched {
 impl Poster {
     /// Runs until shutdown (or until idle, when asked). Call from a blocking thread.
     pub fn run(&self, kafka: &KafkaSettings) -> anyhow::Result<()> {
-        let positions: Positions = Default::default();
-        let consumer = Arc::new(self.consumer(kafka, positions.clone())?);
-        let mut queues = queues::PartitionQueues::default();
-        consumer.subscribe(&[&self.settings.topic])?;
+        let mut member = self.join(kafka)?;
         let codec = posting_codec();
         let mut last_message = Instant::now();
         let mut last_lag_update = Instant::now();
@@ -145,23 +146,19 @@ impl Poster {
         let mut exported = std::collections::BTreeSet::new();
         let mut fetched: Vec<Decoded> = Vec::new();
         while !self.shutdown.load(Ordering::Relaxed) {
-            let jobs = self.prepare(
-                &consumer,
-                &positions,
-                &mut gaps,
-                std::mem::take(&mut fetched),
-            );
+            let (consumer, positions) = (&member.consumer, &member.positions);
+            let jobs = self.prepare(consumer, positions, &mut gaps, std::mem::take(&mut fetched));
             let (results, next, errors) = self.commit_while_collecting(
                 &jobs,
-                &consumer,
-                &mut queues,
-                &positions,
+                consumer,
+                &mut member.queues,
+                positions,
                 &codec,
                 &halts,
             );
             let mut advanced = TopicPartitionList::new();
             for (job, result) in jobs.iter().zip(results) {
-                if let Some(next) = self.apply(&consumer, &positions, job.partition, result) {
+                if let Some(next) = self.apply(consumer, positions, job.partition, result) {
                     halts.committed(job.partition);
                     advanced
                         .add_partition_offset(
@@ -172,7 +169,7 @@ impl Poster {
                         .expect("valid offset");
                 }
             }
-            self.commit_advisory(&consumer, &advanced);
+            self.commit_advisory(consumer, &advanced);
             // The round's messages are tens of thousands of small allocations at full load:
             // freed off this thread, so that the next round starts without waiting for it.
             self.handle.spawn_blocking(move || drop(jobs));
@@ -180,24 +177,22 @@ impl Poster {
                 last_message = Instant::now();
                 self.health.broker_ok.store(true, Ordering::Relaxed);
             }
-            fetched = self.handle_consume_errors(&consumer, &positions, &mut halts, errors, next);
+            fetched = self.handle_consume_errors(consumer, positions, &mut halts, errors, next);
             if last_lag_update.elapsed() > Duration::from_secs(5) {
-                let seen = consumer
-                    .context()
-                    .watermarks
-                    .lock()
-                    .expect("watermarks lock")
-                    .clone();
-                let lag = self.record_lag(&positions, |p| seen.get(&p).copied());
-                let owned = positions.lock().expect("positions lock").clone();
-                halts.caught_up(&owned, |p| seen.get(&p).copied());
-                self.forget_revoked(&positions, &mut exported);
-                self.report_stall(lag, last_message.elapsed());
+                self.update_progress(&member, &mut halts, &mut exported, last_message);
                 last_lag_update = Instant::now();
+                if self.should_rejoin(&member) {
+                    member = self.rejoin(kafka, member)?;
+                    // What the old consumer fetched is read again from the checkpoints the new
+                    // one is assigned at; halts of partitions it no longer owns end in
+                    // `retry_due`.
+                    fetched.clear();
+                    continue;
+                }
             }
             if let Some(idle_ms) = self.settings.exit_when_idle_ms {
                 if last_message.elapsed() > Duration::from_millis(idle_ms)
-                    && self.caught_up(&consumer, &positions)
+                    && self.caught_up(&member.consumer, &member.positions)
                 {
                     tracing::info!("all assigned partitions are caught up; exiting");
                     break;
@@ -205,62 +200,32 @@ impl Poster {
             }
         }
         self.health.shutting_down.store(true, Ordering::Relaxed);
-        consumer.unsubscribe();
-        drop(queues);
-        drop(consumer); // closes the consumer: leaves the group
+        self.leave(member);
         tracing::info!("poster stopped");
         Ok(())
     }
 
-    fn consumer(
+    /// Every few seconds: lag of the owned partitions, halts that are over, series of revoked
+    /// partitions, and the stall check.
+    fn update_progress(
         &self,
-        kafka: &KafkaSettings,
-        positions: Positions,
-    ) -> anyhow::Result<BaseConsumer<PosterContext>> {
-        let context = PosterContext {
-            handle: self.handle.clone(),
-            pool: self.pool.clone(),
-            group: self.settings.group.clone(),
-            topic: self.settings.topic.clone(),
-            positions,
-            health: self.health.clone(),
-            assignments: Default::default(),
-            watermarks: Default::default(),
-        };
-        let defaults = [
-            ("group.id", self.settings.group.clone()),
-            ("enable.auto.commit", "false".into()),
-            ("enable.auto.offset.store", "false".into()),
-            ("auto.offset.reset", "earliest".into()),
-            ("partition.assignment.strategy", "roundrobin".into()),
-            (
-                "session.timeout.ms",
-                limits::KAFKA_SESSION_TIMEOUT_MS.to_string(),
-            ),
-            ("heartbeat.interval.ms", "3000".into()),
-            ("max.poll.interval.ms", "300000".into()),
-            ("enable.partition.eof", "false".into()),
-            // A corrupt record is an error, never a message (librdkafka's default is off).
-            ("check.crcs", "true".into()),
-            // Messages of aborted transactions are never posted.
-            ("isolation.level", "read_committed".into()),
-            (
-                "fetch.max.bytes",
-                limits::BATCH_BYTES_MAX.min(52_428_800).to_string(),
-            ),
-            ("receive.message.max.bytes", "104857600".into()),
-            // Smaller per-partition fetches interleave partitions in what poll returns, so that
-            // one collected batch spans partitions and their commits run side by side. A
-            // larger message is still returned whole (KIP-74).
-            ("max.partition.fetch.bytes", (256 * 1024).to_string()),
-            // A fetch returns after at most this long even without new data. The default
-            // (500 ms) was the largest part of produce-to-commit latency at moderate load.
-            ("fetch.wait.max.ms", "25".into()),
-            // High watermarks for the lag metric, without a request to the broker.
-            ("statistics.interval.ms", "1000".into()),
-        ];
-        let config = kafka.client_config_with(&defaults);
-        Ok(config.create_with_context(context)?)
+        member: &consumer::Membership,
+        halts: &mut halts::Halts,
+        exported: &mut std::collections::BTreeSet<i32>,
+        last_message: Instant,
+    ) {
+        let seen = member
+            .consumer
+            .context()
+            .watermarks
+            .lock()
+            .expect("watermarks lock")
+            .clone();
+        let lag = self.record_lag(&member.positions, |p| seen.get(&p).copied());
+        let owned = member.positions.lock().expect("positions lock").clone();
+        halts.caught_up(&owned, |p| seen.get(&p).copied());
+        self.forget_revoked(&member.positions, exported);
+        self.report_stall(lag, last_message.elapsed());
     }
 
     /// Commits the jobs in `commit_lanes` lanes while this thread collects and decodes the next

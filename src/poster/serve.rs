@@ -45,11 +45,10 @@ pub async fn serve(
     let lag = super::LagMonitor::new(
         &kafka,
         pool.clone(),
-        &settings.group,
-        &settings.topic,
+        &settings,
+        super::client_id(&kafka, instance),
         metrics.clone(),
         health.clone(),
-        Duration::from_secs(settings.stall_seconds),
     )?;
     let lag_shutdown = shutdown.clone();
     let lag_thread = std::thread::spawn(move || lag.run(lag_shutdown));
@@ -62,6 +61,7 @@ pub async fn serve(
         currencies,
         handle: tokio::runtime::Handle::current(),
         accounts: Default::default(),
+        instance,
     };
     let stop = poster.shutdown.clone();
     let result = tokio::task::spawn_blocking(move || poster.run(&kafka)).await?;

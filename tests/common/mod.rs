@@ -460,6 +460,14 @@ pub fn signal(child: &Child, sig: &str) {
     assert!(status.success(), "kill -{sig} {}", child.id());
 }
 
+/// One metric sample from a ledgerline process's /metrics, by name and label fragment.
+pub async fn metric(port: u16, name: &str, labels: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics").await?;
+    body.lines()
+        .find(|l| l.starts_with(name) && l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 /// GET http://127.0.0.1:port/path, returning (status, body); None when nothing answers.
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     http_get_auth(port, path, None).await
