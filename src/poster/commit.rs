@@ -13,7 +13,7 @@ use crate::domain::batch::Candidate;
 use crate::domain::Rejection;
 use crate::limits::BATCH_RETRIES_MAX;
 use crate::store::posting::{
-    commit_batches_with, is_transient, BatchInput, BatchMessage, BatchOutcome, CommitError,
+    commit_batches_with, BatchInput, BatchMessage, BatchOutcome, CommitError,
 };
 
 pub(super) enum Committed {
@@ -23,6 +23,9 @@ pub(super) enum Committed {
     Fenced(i64),
     /// Shutting down while the database was unreachable: nothing was committed.
     Stopped,
+    /// Not even the one message could be committed as a rejection: nothing was committed, and
+    /// the partition is read again from this position (the error is on `/ready` meanwhile).
+    Failed(i64),
 }
 
 /// Accepts an offset gap only when it is seen twice at the same position (after a seek back):
@@ -38,17 +41,6 @@ impl GapGuard {
             self.0.insert(partition, position);
             false
         }
-    }
-}
-
-fn unavailable(e: &CommitError) -> bool {
-    match e {
-        CommitError::Sql(sqlx::Error::Database(db)) => {
-            let code = db.code().unwrap_or_default();
-            code.starts_with("08") || code.starts_with("57P") || code == "53300"
-        }
-        CommitError::Sql(e) => is_transient(e),
-        CommitError::Fenced { .. } => false,
     }
 }
 
@@ -70,7 +62,7 @@ impl Poster {
                 .iter()
                 .map(|o| Committed::Advanced(o.next_offset))
                 .collect(),
-            Err(e) if self.shutdown.load(Ordering::Relaxed) && unavailable(&e) => {
+            Err(e) if self.shutdown.load(Ordering::Relaxed) && e.is_unavailable() => {
                 jobs.iter().map(|_| Committed::Stopped).collect()
             }
             Err(e) => {
@@ -131,7 +123,15 @@ impl Poster {
                     Err(_) => Committed::Fenced(position),
                 }
             }
-            Err(_) => Committed::Stopped,
+            Err(e) if self.shutdown.load(Ordering::Relaxed) && e.is_unavailable() => {
+                Committed::Stopped
+            }
+            Err(e) => {
+                tracing::error!(partition, position, error = %e, "batch not committed; reading the partition again from its position");
+                self.health
+                    .set_stalled(Some(format!("cannot commit partition {partition}: {e}")));
+                Committed::Failed(position)
+            }
         }
     }
 
@@ -146,7 +146,7 @@ impl Poster {
         match self.commit_with_retry(std::slice::from_ref(&input)) {
             Ok(outcomes) => Ok(outcomes[0].next_offset),
             Err(e @ CommitError::Fenced { .. }) => Err(e),
-            Err(e) if self.shutdown.load(Ordering::Relaxed) && unavailable(&e) => Err(e),
+            Err(e) if self.shutdown.load(Ordering::Relaxed) && e.is_unavailable() => Err(e),
             Err(e) if batch.len() > 1 => {
                 tracing::warn!(partition, size = batch.len(), error = %e, "batch keeps failing; splitting it");
                 let (left, right) = batch.split_at(batch.len() / 2);
@@ -216,7 +216,7 @@ impl Poster {
                     }
                     return Ok(outcomes);
                 }
-                Err(e) if unavailable(&e) && !self.shutdown.load(Ordering::Relaxed) => {
+                Err(e) if e.is_unavailable() && !self.shutdown.load(Ordering::Relaxed) => {
                     self.health.set_stalled(Some(format!("cannot commit: {e}")));
                     self.health.db_ok.store(false, Ordering::Relaxed);
                     self.metrics.ready.set(0);

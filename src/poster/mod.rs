@@ -485,7 +485,7 @@ impl Poster {
                     .set(next);
                 Some(next)
             }
-            commit::Committed::Fenced(checkpoint) => {
+            commit::Committed::Fenced(checkpoint) | commit::Committed::Failed(checkpoint) => {
                 positions
                     .lock()
                     .expect("positions lock")

@@ -7,7 +7,7 @@ use prometheus::{
     register_int_gauge_with_registry, Histogram, IntCounterVec, IntGauge, Registry,
 };
 
-use crate::store::outbox::OutboxRow;
+use crate::store::outbox::{OutboxKind, OutboxRow};
 
 pub struct ReporterMetrics {
     pub registry: Registry,
@@ -43,15 +43,10 @@ impl ReporterMetrics {
     pub fn observe_round(&self, rows: &[OutboxRow], took: Duration) {
         for row in rows {
             // A batch row of balance events counts as its events, under the same label.
-            let kind = if row.kind == "balances" {
-                "balance"
-            } else {
-                &row.kind
-            };
             self.published
-                .with_label_values(&[kind])
+                .with_label_values(&[row.kind.event_kind()])
                 .inc_by(row.events.max(1) as u64);
-            if row.kind == "anomaly" {
+            if row.kind == OutboxKind::Anomaly {
                 let kind = row
                     .payload
                     .get("kind")

@@ -24,7 +24,7 @@ use crate::codec::{
 };
 use crate::health::Health;
 use crate::limits::REJECTION_EVENT_RAW_BYTES_MAX;
-use crate::store::outbox::{self, OutboxRow};
+use crate::store::outbox::{self, OutboxKind, OutboxRow};
 pub use metrics::ReporterMetrics;
 
 #[derive(Debug, Clone)]
@@ -63,11 +63,11 @@ impl Codecs {
         // Read from the row's JSON in place: a batch row of balance events is about 1 MB.
         let payload = &row.payload;
         let one = |bytes: Vec<u8>| vec![(row.event_key.clone(), bytes)];
-        Ok(match row.kind.as_str() {
-            "balance" => one(self
+        Ok(match row.kind {
+            OutboxKind::Balance => one(self
                 .balance
                 .encode(&Deserialize::deserialize(payload)?, framing)?),
-            "balances" => {
+            OutboxKind::Balances => {
                 let events = balance_events_from_json(payload)
                     .map_err(|e| anyhow::anyhow!("outbox row {}: {e}", row.id))?;
                 anyhow::ensure!(
@@ -82,10 +82,10 @@ impl Codecs {
                     .map(|e| Ok((e.account_id.clone(), self.balance.encode(&e, framing)?)))
                     .collect::<Result<_>>()?
             }
-            "anomaly" => one(self
+            OutboxKind::Anomaly => one(self
                 .anomaly
                 .encode(&Deserialize::deserialize(payload)?, framing)?),
-            "rejection" => {
+            OutboxKind::Rejection => {
                 let mut event: RejectionEvent = Deserialize::deserialize(payload)?;
                 if let Some(raw) = &row.raw {
                     event.raw = raw[..raw.len().min(REJECTION_EVENT_RAW_BYTES_MAX)].to_vec();
@@ -94,7 +94,6 @@ impl Codecs {
                 }
                 one(self.rejection.encode(&event, framing)?)
             }
-            other => anyhow::bail!("outbox row {} has unknown kind {other:?}", row.id),
         })
     }
 }
@@ -192,7 +191,7 @@ impl Reporter {
         let started = Instant::now();
         let mut deliveries = Vec::with_capacity(rows.iter().map(|r| r.events as usize).sum());
         for row in &rows {
-            let topic = self.topic(&row.kind);
+            let topic = self.topic(row.kind);
             for (key, bytes) in codecs.encode(row)? {
                 // `send_result` enqueues at once, so enqueue order is row order; with
                 // idempotence librdkafka keeps that order per partition through retries.
@@ -225,11 +224,11 @@ impl Reporter {
         Ok(rows.len())
     }
 
-    fn topic(&self, kind: &str) -> &str {
+    fn topic(&self, kind: OutboxKind) -> &str {
         match kind {
-            "balance" | "balances" => &self.settings.balances_topic,
-            "anomaly" => &self.settings.anomalies_topic,
-            _ => &self.settings.rejections_topic,
+            OutboxKind::Balance | OutboxKind::Balances => &self.settings.balances_topic,
+            OutboxKind::Anomaly => &self.settings.anomalies_topic,
+            OutboxKind::Rejection => &self.settings.rejections_topic,
         }
     }
 }
@@ -261,7 +260,7 @@ mod tests {
         };
         OutboxRow {
             id: 1,
-            kind: "rejection".into(),
+            kind: OutboxKind::Rejection,
             event_key: "k".into(),
             payload: serde_json::to_value(&event).unwrap(),
             events: 1,
@@ -294,7 +293,7 @@ mod tests {
     fn balances_row(events: &[BalanceEvent], count: i32) -> OutboxRow {
         OutboxRow {
             id: 9,
-            kind: "balances".into(),
+            kind: OutboxKind::Balances,
             event_key: "batch".into(),
             payload: serde_json::to_value(events).unwrap(),
             events: count,

@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use crate::codec::AnomalyEvent;
 use crate::domain::anomaly::{next_episode, AnomalyKind, CauseState, DetectorSettings, Finding};
 use crate::domain::batch::anomaly_event_id;
+use crate::store::outbox::OutboxKind;
 use crate::store::StoreError;
 
 fn finding(
@@ -223,10 +224,11 @@ pub async fn record(
             detected_at: chrono::Utc::now().to_rfc3339(),
         };
         let payload = serde_json::to_string(&event).expect("events serialize");
-        sqlx::query("INSERT INTO outbox (event_id, kind, event_key, payload) VALUES ($1, 'anomaly', $2, $3::json) ON CONFLICT (event_id) DO NOTHING")
+        sqlx::query("INSERT INTO outbox (event_id, kind, event_key, payload) VALUES ($1, $4, $2, $3::json) ON CONFLICT (event_id) DO NOTHING")
             .bind(id)
             .bind(&f.subject)
             .bind(payload)
+            .bind(OutboxKind::Anomaly.as_str())
             .execute(&mut *tx)
             .await?;
         raised += 1;

@@ -16,15 +16,17 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::codec::{AnomalyEvent, BalanceEventsRow, RejectionEvent};
+use crate::domain::anomaly::AnomalyKind;
 use crate::domain::batch::{
     anomaly_event_id, decide, rejection_id, Candidate, Decision, KnownKey, LedgerState, Outcome,
     Period, ReversalTarget,
 };
 use crate::domain::chain::{CanonicalEntry, CanonicalLine, GENESIS};
 use crate::domain::posting::Line;
-use crate::domain::{AccountId, Currency, Posting, Side};
+use crate::domain::{AccountId, Currency, Posting, Rejection, Side};
 use crate::store::account_cache::AccountCache;
 use crate::store::copy_binary::BinaryRows;
+use crate::store::outbox::OutboxKind;
 
 /// One message of a batch, in offset order.
 #[derive(Debug, Clone)]
@@ -55,6 +57,8 @@ pub struct BatchOutcome {
     pub balance_events: usize,
 }
 
+/// Why a batch was not committed, classified once here: the poster decides from the kind
+/// alone whether to retry, wait, split or stop.
 #[derive(Debug, Error)]
 pub enum CommitError {
     /// Another poster moved this partition on: this one is a zombie or out of date.
@@ -66,36 +70,75 @@ pub enum CommitError {
         checkpoint: i64,
         expected: i64,
     },
+    /// PostgreSQL cannot be reached, refuses connections or is shutting down: wait for it.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
+    /// The transaction lost a race (serialization failure, deadlock, a key inserted
+    /// concurrently by another partition, a lock not available): retry the same batch.
     #[error("database: {0}")]
-    Sql(#[from] sqlx::Error),
+    Transient(sqlx::Error),
+    /// A rule of the ledger did not hold inside the transaction (e.g. a balance row missing):
+    /// never retried, never taken for an unavailable database.
+    #[error("ledger invariant broken: {0}")]
+    Invariant(String),
+    /// Any other SQL error (e.g. a constraint a message breaks): not worth retrying as is.
+    #[error("database: {0}")]
+    Sql(sqlx::Error),
 }
 
-impl CommitError {
-    /// Worth retrying the same batch: the database was unreachable, or the transaction lost a
-    /// race (serialization failure, deadlock, a key inserted concurrently by another partition).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            CommitError::Fenced { .. } => false,
-            CommitError::Sql(e) => is_transient(e),
+impl From<sqlx::Error> for CommitError {
+    fn from(e: sqlx::Error) -> Self {
+        match classify(&e) {
+            SqlErrorKind::Unavailable => CommitError::Unavailable(e),
+            SqlErrorKind::Transient => CommitError::Transient(e),
+            SqlErrorKind::Other => CommitError::Sql(e),
         }
     }
 }
 
-pub fn is_transient(e: &sqlx::Error) -> bool {
+impl CommitError {
+    /// Worth retrying the same batch at once: it lost a race, or the database was unreachable.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CommitError::Transient(_) | CommitError::Unavailable(_)
+        )
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, CommitError::Unavailable(_))
+    }
+}
+
+/// What a PostgreSQL error means for the one who sent the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlErrorKind {
+    /// No connection, or the server refuses work (classes 08, 57P, 53300).
+    Unavailable,
+    /// A race another attempt may win (40001, 40P01, 23505, 55P03).
+    Transient,
+    Other,
+}
+
+pub fn classify(e: &sqlx::Error) -> SqlErrorKind {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => SqlErrorKind::Unavailable,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            matches!(
-                code.as_ref(),
-                "40001" | "40P01" | "23505" | "53300" | "55P03" | "57P01" | "57P02" | "57P03"
-            ) || code.starts_with("08")
+            if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
+                SqlErrorKind::Unavailable
+            } else if matches!(code.as_ref(), "40001" | "40P01" | "23505" | "55P03") {
+                SqlErrorKind::Transient
+            } else {
+                SqlErrorKind::Other
+            }
         }
-        _ => false,
+        _ => SqlErrorKind::Other,
     }
 }
 
@@ -476,7 +519,7 @@ async fn apply_balance_deltas_in_tx(
     versions: &[i64],
     seen: &[i64],
     now: DateTime<Utc>,
-) -> Result<HashMap<String, (Decimal, i64)>, sqlx::Error> {
+) -> Result<HashMap<String, (Decimal, i64)>, CommitError> {
     lock_balance_updates_in_tx(tx).await?;
     // The changed rows, then (account NULL) how many rows the update found.
     let rows: Vec<(Option<String>, Option<Decimal>, i64)> = sqlx::query_as(
@@ -507,7 +550,7 @@ async fn apply_balance_deltas_in_tx(
             // Every account has a balance row from its creation; refuse rather than commit
             // postings whose balances were not updated.
             (_, _, updated) => {
-                return Err(sqlx::Error::Protocol(format!(
+                return Err(CommitError::Invariant(format!(
                     "balance update found {updated} of {} balance rows",
                     accounts.len()
                 )))
@@ -901,14 +944,15 @@ impl Writes {
                 let event_key = key
                     .clone()
                     .unwrap_or_else(|| format!("{}/{}/{}", self.topic, partition, m.offset));
-                self.outbox(*rejection_id, "rejection", event_key, &event);
-                if rejection.code() == "IDEMPOTENCY_CONFLICT" {
+                self.outbox(*rejection_id, OutboxKind::Rejection, event_key, &event);
+                if let Rejection::IdempotencyConflict { .. } = rejection {
+                    let kind = AnomalyKind::IdempotencyConflict;
                     let cause = format!("{}/{}/{}", self.topic, partition, m.offset);
-                    let id = anomaly_event_id("IDEMPOTENCY_CONFLICT", &cause);
+                    let id = anomaly_event_id(kind.code(), &cause);
                     let event = AnomalyEvent {
                         event_id: id.to_string(),
-                        kind: "IDEMPOTENCY_CONFLICT".into(),
-                        severity: "warning".into(),
+                        kind: kind.code().into(),
+                        severity: kind.severity().into(),
                         entity_id: match candidate {
                             Candidate::Parsed(p) => Some(p.entity.as_str().to_string()),
                             _ => None,
@@ -918,7 +962,7 @@ impl Writes {
                         detail: rejection.to_string(),
                         detected_at: self.now_rfc3339.clone(),
                     };
-                    self.outbox(id, "anomaly", key.unwrap_or_default(), &event);
+                    self.outbox(id, OutboxKind::Anomaly, key.unwrap_or_default(), &event);
                 }
             }
             (Decision::Post { .. }, Candidate::Refused { .. }) => {
@@ -1020,13 +1064,7 @@ impl Writes {
     }
 
     /// An outbox row of one event.
-    fn outbox<T: serde::Serialize>(
-        &mut self,
-        id: Uuid,
-        kind: &'static str,
-        key: String,
-        event: &T,
-    ) {
+    fn outbox<T: serde::Serialize>(&mut self, id: Uuid, kind: OutboxKind, key: String, event: &T) {
         let payload = serde_json::to_string(event).expect("events serialize");
         self.outbox_row(id, kind, key, 1, payload);
     }
@@ -1035,13 +1073,13 @@ impl Writes {
     fn outbox_row(
         &mut self,
         id: Uuid,
-        kind: &'static str,
+        kind: OutboxKind,
         key: String,
         events: usize,
         payload: String,
     ) {
         self.outbox_ids.push(id);
-        self.outbox_kinds.push(kind);
+        self.outbox_kinds.push(kind.as_str());
         self.outbox_keys.push(key);
         self.outbox_events.push(events as i32);
         self.outbox_payloads.push(payload);
@@ -1169,7 +1207,7 @@ impl Writes {
             let events = self.balance_events.len();
             // One row per transaction, named after its first batch.
             let id = self.parts[0].batch_id;
-            self.outbox_row(id, "balances", id.to_string(), events, payload);
+            self.outbox_row(id, OutboxKind::Balances, id.to_string(), events, payload);
         }
         // The events, and the checkpoints moved on, in one statement: the last of the
         // transaction. Each checkpoint moves only from where it was locked.
