@@ -6,11 +6,9 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     ledgerline::telemetry::init();
     let cli = ledgerline::cli::Cli::parse();
-    match ledgerline::cli::run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ledgerline: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+    let outcome = ledgerline::cli::run(cli).await;
+    if let Err(e) = &outcome {
+        eprintln!("ledgerline: error: {e:#}");
     }
+    std::process::ExitCode::from(ledgerline::cli::exit_code(&outcome))
 }

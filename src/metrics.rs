@@ -140,7 +140,7 @@ impl PosterMetrics {
             .unwrap(),
             consumer_restarts: register_int_counter_with_registry!(
                 "consumer_restarts_total",
-                "Times the poster closed its Kafka consumer and made a new one because the group's coordinator no longer listed it as a member while work waited.",
+                "Times the poster closed its Kafka consumer and joined with a new one: the broker no longer listed it as a group member while work waited, or an operator sent SIGUSR1.",
                 r
             )
             .unwrap(),

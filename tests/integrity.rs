@@ -133,10 +133,27 @@ async fn verify_names_every_tampered_entry_and_passes_once_repaired() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1), "violations found exit 1");
     assert!(
         stdout.contains(&id.to_string()) && stdout.contains("hash_chains"),
         "{stdout}"
+    );
+
+    // A ledger that cannot be checked is not a ledger found broken: exit 2.
+    let port = common::free_port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+        .arg("verify")
+        .env(
+            "LEDGERLINE_DATABASE_URL",
+            format!("postgres://nobody@127.0.0.1:{port}/nothing"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "unreachable database: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -61,10 +61,11 @@ fn kill(sig: &str, pid: &str) {
 }
 
 /// Runs `fault` while a poster consumes a workload published in slices, then checks that the
-/// ledger converged. `fault` gets the poster's HTTP port.
-async fn survives<F, Fut>(name: &str, seed: u64, fault: F)
+/// ledger converged; returns how many times the poster made a new consumer. `fault` gets the
+/// poster's HTTP port and process id.
+async fn survives<F, Fut>(name: &str, seed: u64, fault: F) -> Option<f64>
 where
-    F: FnOnce(u16) -> Fut,
+    F: FnOnce(u16, String) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let ledger = Ledger::new(300, 2).await;
@@ -75,7 +76,7 @@ where
     let mut poster = ledger.poster(port, &["--batch-postings", "200"]);
     wait_ready(port, true, Duration::from_secs(30)).await;
     ledger.wait_progress(0, Duration::from_secs(60)).await;
-    fault(port).await;
+    fault(port, poster.id().to_string()).await;
     ledger.produce(rest).await;
     ledger.wait_drained(Duration::from_secs(180)).await;
     let restarts = common::metric(port, "ledgerline_consumer_restarts_total", "").await;
@@ -88,12 +89,13 @@ where
         facts.entries,
         facts.rejections
     );
+    restarts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_during_consumption() {
     let _serial = SERIAL.lock().await;
-    survives("postgres restart", 21, |port| async move {
+    survives("postgres restart", 21, |port, _| async move {
         pg_ctl(&["stop", "-m", "immediate"]);
         wait_ready(port, false, Duration::from_secs(20)).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -106,7 +108,7 @@ async fn postgres_restart_during_consumption() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_pause_during_consumption() {
     let _serial = SERIAL.lock().await;
-    survives("broker pause", 22, |port| async move {
+    survives("broker pause", 22, |port, _| async move {
         let pid = broker_pid();
         kill("STOP", &pid);
         let paused = tokio::time::timeout(
@@ -122,10 +124,32 @@ async fn broker_pause_during_consumption() {
     .await;
 }
 
+/// The repair the poster makes when the broker stops listing it as a group member (a new
+/// consumer, `poster/consumer.rs`) cannot be caused on demand from outside librdkafka; SIGUSR1
+/// asks for the same repair, mid-consumption, and nothing is lost or posted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_consumer_mid_consumption_posts_exactly_once() {
+    let _serial = SERIAL.lock().await;
+    let restarts = survives("new consumer", 24, |port, pid| async move {
+        kill("USR1", &pid);
+        common::cluster::eventually(
+            "the poster made a new consumer",
+            Duration::from_secs(30),
+            async || {
+                common::metric(port, "ledgerline_consumer_restarts_total", "").await == Some(1.0)
+            },
+        )
+        .await;
+        wait_ready(port, true, Duration::from_secs(60)).await;
+    })
+    .await;
+    assert_eq!(restarts, Some(1.0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_crash_and_restart_on_the_same_storage() {
     let _serial = SERIAL.lock().await;
-    survives("broker crash", 23, |port| async move {
+    survives("broker crash", 23, |port, _| async move {
         kill("KILL", &broker_pid());
         wait_ready(port, false, Duration::from_secs(20)).await;
         stack("up");

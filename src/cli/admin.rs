@@ -16,11 +16,15 @@ use crate::store;
 
 #[derive(Debug, Subcommand)]
 pub enum EntitiesCmd {
+    /// Create a legal entity (accounts and periods belong to one).
     Create {
+        /// The entity's id (letters, digits, `-`, `_`, `.`).
         id: String,
+        /// Its name, for reports.
         #[arg(long)]
         name: String,
     },
+    /// List the entities.
     List,
 }
 
@@ -28,14 +32,18 @@ pub enum EntitiesCmd {
 pub enum AccountsCmd {
     /// Create one account.
     Create {
+        /// The account's id, as postings name it.
         id: String,
+        /// The entity that owns the account.
         #[arg(long)]
         entity: String,
+        /// Its name, for reports.
         #[arg(long)]
         name: String,
         /// asset, liability, equity, income or expense.
         #[arg(long = "type")]
         account_type: String,
+        /// The only currency its lines may carry (e.g. USD).
         #[arg(long)]
         currency: String,
         /// D or C (default from the type).
@@ -47,18 +55,24 @@ pub enum AccountsCmd {
     },
     /// Import a chart of accounts from CSV (header: id,entity_id,name,type,currency[,normal_side,allow_negative]) or JSON (an array).
     Import {
+        /// The file to read (`.csv` or `.json`).
         file: PathBuf,
     },
     /// Create N synthetic accounts acct-00000.. (the ones `produce --count` posts to).
     Synthetic {
+        /// The entity that owns them.
         #[arg(long)]
         entity: String,
+        /// How many accounts.
         #[arg(long, default_value_t = 1000)]
         count: usize,
+        /// Their currency.
         #[arg(long, default_value = "USD")]
         currency: String,
     },
+    /// List accounts with their attributes.
     List {
+        /// Only this entity's accounts.
         #[arg(long)]
         entity: Option<String>,
         /// Show at most this many accounts.
@@ -67,9 +81,12 @@ pub enum AccountsCmd {
     },
     /// Refuse new postings to an account.
     Deactivate {
+        /// The account's id.
         id: String,
     },
+    /// Accept postings to a deactivated account again.
     Activate {
+        /// The account's id.
         id: String,
     },
 }
@@ -80,7 +97,9 @@ pub enum PeriodsCmd {
     Open(PeriodArgs),
     /// Close a period: postings dated inside it are rejected (PERIOD_CLOSED).
     Close(PeriodArgs),
+    /// List the accounting periods.
     List {
+        /// Only this entity's periods.
         #[arg(long)]
         entity: Option<String>,
     },
@@ -88,8 +107,10 @@ pub enum PeriodsCmd {
 
 #[derive(Debug, Args)]
 pub struct PeriodArgs {
+    /// The entity whose period it is.
     #[arg(long)]
     pub entity: String,
+    /// The period's first day (YYYY-MM-DD).
     #[arg(long)]
     pub start: NaiveDate,
     /// Needed to open a new period.
@@ -98,12 +119,14 @@ pub struct PeriodArgs {
     /// Who made the change (default: $USER).
     #[arg(long)]
     pub by: Option<String>,
+    /// Why (recorded with the change; needed to reopen a closed period).
     #[arg(long, default_value = "")]
     pub reason: String,
 }
 
 #[derive(Debug, Args)]
 pub struct TopicsArgs {
+    /// Partitions of the postings topic (the most posters that can work at once).
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
 }

@@ -11,22 +11,28 @@ pub enum BenchCmd {
     /// Limits (broker consume rate, PostgreSQL COPY rate) and the pipeline's rate for the same
     /// postings, in one run on the local stack (needs LEDGERLINE_ADMIN_DATABASE_URL).
     Pipeline {
+        /// Postings published and posted.
         #[arg(long, default_value_t = 200_000)]
         postings: usize,
+        /// Accounts the postings spread over.
         #[arg(long, default_value_t = 10_000)]
         accounts: usize,
         /// Lines per posting: N or N-M.
         #[arg(long, default_value = "2")]
         lines: String,
+        /// Share of postings (0-1) that include one hot account.
         #[arg(long, default_value_t = 0.0)]
         hot_account_share: f64,
+        /// Partitions of the benchmark's topic.
         #[arg(long, default_value_t = 4)]
         partitions: i32,
+        /// Posters in one consumer group (in this process).
         #[arg(long, default_value_t = 1)]
         posters: usize,
         /// Postings per partition batch; the poster's own default.
         #[arg(long, default_value_t = crate::limits::BATCH_POSTINGS_DEFAULT)]
         batch_postings: usize,
+        /// Commit lanes per poster (the poster's --commit-lanes).
         #[arg(long, default_value_t = 2)]
         commit_lanes: usize,
         /// Measure limits A and B and the pipeline this many times, alternating (a noisy
@@ -38,10 +44,13 @@ pub enum BenchCmd {
     /// Load a synthetic ledger into a fresh database (needs LEDGERLINE_ADMIN_DATABASE_URL) and
     /// time the trial balance, an as-of balance and a full verify.
     Ledger {
+        /// Journal lines loaded.
         #[arg(long, default_value_t = 1_000_000)]
         lines: usize,
+        /// Accounts they post to.
         #[arg(long, default_value_t = 10_000)]
         accounts: usize,
+        /// Postings per committed batch.
         #[arg(long, default_value_t = 5_000)]
         batch: usize,
     },

@@ -64,14 +64,33 @@ pub enum Command {
     #[command(subcommand)]
     Bench(BenchCmd),
     /// Check the ledger's integrity: balanced entries, zero trial balance, balances = lines,
-    /// unbroken hash chains, monotonic checkpoints, no orphans. Exit code 1 on any violation.
+    /// unbroken hash chains, monotonic checkpoints, no orphans. Exit code 1 on any violation,
+    /// 2 when the ledger could not be checked.
     Verify {
+        /// The report as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
 }
 
 /// The currency table: ISO 4217 plus `LEDGERLINE_EXTRA_CURRENCIES` (`XAU:4,BTC:8`).
+/// A check that ran and found the answer to be no (e.g. `verify` found violations), as
+/// opposed to a command that could not do its work.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckFailed(pub String);
+
+/// The process exit code for a command's outcome: 0 done, 1 a check found problems
+/// (`CheckFailed`), 2 the command could not do its work (settings, an unreachable database or
+/// broker, ...), as clap's usage errors also exit 2.
+pub fn exit_code(outcome: &Result<()>) -> u8 {
+    match outcome {
+        Ok(()) => 0,
+        Err(e) if e.downcast_ref::<CheckFailed>().is_some() => 1,
+        Err(_) => 2,
+    }
+}
+
 pub fn currencies() -> Result<CurrencyTable> {
     let extra = std::env::var("LEDGERLINE_EXTRA_CURRENCIES").unwrap_or_default();
     CurrencyTable::default()
@@ -132,4 +151,34 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(cmd) => bench::bench(cmd).await?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn missing(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    out.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                missing(sub, &path, out);
+            }
+        }
+        let mut out = Vec::new();
+        missing(&super::Cli::command(), "", &mut out);
+        assert!(
+            out.is_empty(),
+            "{} without help:\n{}",
+            out.len(),
+            out.join("\n")
+        );
+    }
 }

@@ -19,25 +19,34 @@ pub struct ProduceArgs {
     /// JSON-lines file of posting requests; without it, the synthetic generator runs.
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// Generator: how many requests to publish.
     #[arg(long, default_value_t = 1000)]
     pub count: usize,
+    /// Generator: accounts posted to (acct-00000.., made by `accounts synthetic`).
     #[arg(long, default_value_t = 100)]
     pub accounts: usize,
+    /// Generator: share of postings (0-1) that include one hot account (acct-00000).
     #[arg(long, default_value_t = 0.0)]
     pub hot_account_share: f64,
     /// Lines per posting: N or N-M.
     #[arg(long, default_value = "2")]
     pub lines: String,
+    /// Generator: share of requests (0-1) sent again with the same key and content.
     #[arg(long, default_value_t = 0.0)]
     pub duplicate_share: f64,
+    /// Generator: share of requests (0-1) that must be rejected (unbalanced, unknown account...).
     #[arg(long, default_value_t = 0.0)]
     pub invalid_share: f64,
+    /// Generator: random seed (the same seed gives the same requests).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Generator: the entity the requests post for.
     #[arg(long, default_value = "demo")]
     pub entity: String,
+    /// Generator: the requests' effective date (YYYY-MM-DD).
     #[arg(long, default_value = "2026-11-01")]
     pub effective_date: String,
+    /// Generator: idempotency keys start with this (use a new one for new postings).
     #[arg(long, default_value = "gen")]
     pub key_prefix: String,
     /// avro, json or confluent:SCHEMA_ID.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 
@@ -18,6 +18,7 @@ pub struct AsOf {
     /// Transaction time: only what the ledger had recorded at this moment (RFC 3339).
     #[arg(long)]
     pub as_of_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// Output as a table, JSON or CSV.
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::output::Format,
 }
@@ -27,6 +28,7 @@ pub enum ReportCmd {
     /// Debits and credits per entity and currency; fails when any pair differs or a stored
     /// balance differs from its lines.
     TrialBalance {
+        /// Only this entity (default: every entity).
         #[arg(long)]
         entity: Option<String>,
         #[command(flatten)]
@@ -34,6 +36,7 @@ pub enum ReportCmd {
     },
     /// Assets, liabilities and equity (with current earnings) of an entity.
     BalanceSheet {
+        /// The entity reported on.
         #[arg(long)]
         entity: String,
         #[command(flatten)]
@@ -41,8 +44,10 @@ pub enum ReportCmd {
     },
     /// Income and expenses of an entity over a period of effective dates.
     IncomeStatement {
+        /// The entity reported on.
         #[arg(long)]
         entity: String,
+        /// First effective date counted (default: the beginning); the last is --as-of-date.
         #[arg(long)]
         from: Option<NaiveDate>,
         #[command(flatten)]
@@ -50,12 +55,14 @@ pub enum ReportCmd {
     },
     /// One account's lines with a running balance.
     Statement {
+        /// The account's id.
         account: String,
         #[command(flatten)]
         as_of: AsOf,
     },
     /// One account's balance as of a valid time and/or a transaction time.
     Balance {
+        /// The account's id.
         account: String,
         #[command(flatten)]
         as_of: AsOf,
@@ -66,6 +73,7 @@ pub enum ReportCmd {
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
+    /// Which downstream topic to read.
     pub stream: crate::tail::Stream,
     /// Stop after this many events.
     #[arg(long)]
@@ -102,15 +110,15 @@ pub(super) async fn report(cmd: ReportCmd) -> Result<()> {
                 },
             )?;
             if let Some(r) = rows.iter().find(|r| r.debits != r.credits) {
-                bail!(
+                return Err(super::CheckFailed(format!(
                     "trial balance does not balance for {} {}",
-                    r.entity_id,
-                    r.currency
-                );
+                    r.entity_id, r.currency
+                ))
+                .into());
             }
             let drift = store::reports::balance_drift(&pool).await?;
             if let Some((account, stored, lines)) = drift.first() {
-                bail!("{} account balance(s) differ from the sum of their lines, first {account}: {stored} vs {lines}", drift.len());
+                return Err(super::CheckFailed(format!("{} account balance(s) differ from the sum of their lines, first {account}: {stored} vs {lines}", drift.len())).into());
             }
             if as_of.format == crate::output::Format::Table {
                 println!("balanced: debits = credits for every entity and currency; every balance = sum of its lines");
@@ -240,7 +248,9 @@ pub(super) async fn verify(json: bool) -> Result<()> {
             .filter(|c| !c.ok)
             .map(|c| c.check)
             .collect();
-        bail!("integrity violations in: {}", failed.join(", "));
+        return Err(
+            super::CheckFailed(format!("integrity violations in: {}", failed.join(", "))).into(),
+        );
     }
     Ok(())
 }

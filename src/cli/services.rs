@@ -11,6 +11,7 @@ use crate::{limits, store};
 
 #[derive(Debug, Args)]
 pub struct PosterArgs {
+    /// The Kafka consumer group (positions in PostgreSQL are kept per group).
     #[arg(long, env = "LEDGERLINE_GROUP", default_value = "ledgerline-poster")]
     pub group: String,
     /// Defaults to $LEDGERLINE_POSTINGS_TOPIC.
@@ -20,6 +21,7 @@ pub struct PosterArgs {
     /// one PostgreSQL transaction per commit lane.
     #[arg(long, env = "LEDGERLINE_BATCH_POSTINGS", default_value_t = limits::BATCH_POSTINGS_DEFAULT)]
     pub batch_postings: usize,
+    /// Largest batch in bytes of messages.
     #[arg(long, env = "LEDGERLINE_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub batch_bytes: usize,
     /// Longest a batch waits to fill while no commit is running (under load, batches close
@@ -44,6 +46,7 @@ pub struct PosterArgs {
 
 #[derive(Debug, Args)]
 pub struct ReporterArgs {
+    /// HTTP address for /health, /ready, /metrics.
     #[arg(
         long,
         env = "LEDGERLINE_REPORTER_HTTP_ADDR",
@@ -59,6 +62,7 @@ pub struct ReporterArgs {
     /// Anomaly detectors to run: all, none, or a list such as LARGE_AMOUNT,VELOCITY_SPIKE.
     #[arg(long, env = "LEDGERLINE_DETECTORS", default_value = "all")]
     pub detectors: String,
+    /// How often the anomaly detectors run.
     #[arg(long, default_value_t = 5000)]
     pub detect_interval_ms: u64,
     /// How often the integrity check recomputes every balance from its lines.
@@ -67,29 +71,38 @@ pub struct ReporterArgs {
     /// Seconds of recent activity the per-entry detectors look at.
     #[arg(long, default_value_t = 600)]
     pub window_seconds: i64,
+    /// LARGE_AMOUNT: a line above this multiple of the average of the account's other lines.
     #[arg(long, default_value = "10")]
     pub large_amount_factor: rust_decimal::Decimal,
+    /// LARGE_AMOUNT: other lines the account needs before the rule applies.
     #[arg(long, default_value_t = 5)]
     pub large_amount_history_min: i64,
+    /// VELOCITY_SPIKE: lines per account in the last minute above which it is a spike.
     #[arg(long, default_value_t = 120)]
     pub velocity_lines_per_minute_max: i64,
+    /// BACKDATED: entries dated more than this many days before the day they were recorded.
     #[arg(long, default_value_t = 30)]
     pub backdated_days_max: i64,
+    /// REJECTION_RATE_SPIKE: share (0-1) of a source's messages rejected over the window...
     #[arg(long, default_value_t = 0.25)]
     pub rejection_rate_max: f64,
+    /// ...once the source sent at least this many messages in the window.
     #[arg(long, default_value_t = 20)]
     pub rejection_rate_messages_min: i64,
 }
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
+    /// The consumer group whose positions move.
     #[arg(long, env = "LEDGERLINE_GROUP", default_value = "ledgerline-poster")]
     pub group: String,
+    /// Defaults to $LEDGERLINE_POSTINGS_TOPIC.
     #[arg(long)]
     pub topic: Option<String>,
     /// Align Kafka's committed offsets with the PostgreSQL checkpoints (after a restore).
     #[arg(long, conflicts_with_all = ["to_offset", "to_timestamp"])]
     pub to_checkpoint: bool,
+    /// Move to this offset (every chosen partition).
     #[arg(long)]
     pub to_offset: Option<i64>,
     /// RFC 3339 time, e.g. 2026-11-01T00:00:00Z.
@@ -101,6 +114,7 @@ pub struct ReplayArgs {
     /// Proceed although members are active, or although positions would move forward.
     #[arg(long)]
     pub force: bool,
+    /// Say what would move, and move nothing.
     #[arg(long)]
     pub dry_run: bool,
 }

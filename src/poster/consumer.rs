@@ -58,11 +58,14 @@ impl Poster {
         })
     }
 
-    /// Whether the lag monitor asked for a new consumer and the current one has had the stall
-    /// time to join (so that a consumer still joining is not replaced).
+    /// Whether an operator asked for a new consumer (SIGUSR1), or the lag monitor did and the
+    /// current one has had the stall time to join (so that a consumer still joining is not
+    /// replaced).
     pub(super) fn should_rejoin(&self, membership: &Membership) -> bool {
-        membership.joined_at.elapsed() >= Duration::from_secs(self.settings.stall_seconds)
-            && self.health.rejoin.swap(false, Ordering::Relaxed)
+        let settled =
+            membership.joined_at.elapsed() >= Duration::from_secs(self.settings.stall_seconds);
+        self.health.rejoin_requested.swap(false, Ordering::Relaxed)
+            || (settled && self.health.rejoin.swap(false, Ordering::Relaxed))
     }
 
     /// Closes `old` (waiting for it at most `CLOSE_WAIT`) and joins with a new consumer.
@@ -73,7 +76,7 @@ impl Poster {
     ) -> anyhow::Result<Membership> {
         tracing::warn!(
             group = %self.settings.group,
-            "the broker does not list this poster's consumer as a member while work waits; closing it and joining with a new one"
+            "closing this poster's consumer and joining the group with a new one"
         );
         self.metrics.consumer_restarts.inc();
         self.leave(old);

@@ -220,6 +220,7 @@ impl LagMonitor {
             still.as_secs()
         );
         let reason = if self.is_member() == Some(false) {
+            tracing::warn!(client_id = %self.client_id, %behind, "the broker does not list this poster's consumer as a group member; asking for a new consumer");
             self.health.rejoin.store(true, Ordering::Relaxed);
             Some(format!("the broker does not list this poster's consumer ({}) as a member while {behind}; joining with a new consumer", self.client_id))
         } else {

@@ -50,6 +50,7 @@ pub async fn serve(
         metrics.clone(),
         health.clone(),
     )?;
+    let rejoin = tokio::spawn(crate::signals::rejoin_on_usr1(health.clone()));
     let lag_shutdown = shutdown.clone();
     let lag_thread = std::thread::spawn(move || lag.run(lag_shutdown));
     let poster = Poster {
@@ -70,6 +71,7 @@ pub async fn serve(
         .await?
         .ok();
     checker.abort();
+    rejoin.abort();
     service.stop().await;
     if let Err(e) = crate::store::instances::stopped(&pool, instance).await {
         tracing::warn!(error = %e, "could not record this poster as stopped");
