@@ -599,10 +599,7 @@ async fn under_load(
         .args(["--commit-lanes", &s.commit_lanes.to_string()])
         .env("LEDGERLINE_DATABASE_URL", db.url.expose())
         // LEDGERLINE_BENCH_POSTER_LOG=info shows this poster's batches (sizes, commit times).
-        .env(
-            "RUST_LOG",
-            std::env::var("LEDGERLINE_BENCH_POSTER_LOG").unwrap_or("warn".into()),
-        )
+        .env("RUST_LOG", crate::config::bench_poster_log())
         .stdin(std::process::Stdio::null())
         .spawn()
         .context("starting a poster process")?;
@@ -781,7 +778,7 @@ async fn load_and_watch(
                 .map(|(t, _)| *t)
         })
         .collect();
-    if let Ok(path) = std::env::var("LEDGERLINE_BENCH_TRACE") {
+    if let Some(path) = crate::config::bench_trace_path() {
         write_trace(&path, (t0, t0_wall), &placed, &committed)?;
     }
     let now = Instant::now();

@@ -62,6 +62,50 @@ pub fn secret_from_env(name: &'static str) -> Result<Option<Secret>, ConfigError
     }
 }
 
+/// The ledger's topics: `LEDGERLINE_{POSTINGS,BALANCES,ANOMALIES,REJECTIONS}_TOPIC`, with
+/// defaults `ledger.postings` and so on.
+pub fn ledger_topics() -> [String; 4] {
+    [
+        ("LEDGERLINE_POSTINGS_TOPIC", "ledger.postings"),
+        ("LEDGERLINE_BALANCES_TOPIC", "ledger.balances"),
+        ("LEDGERLINE_ANOMALIES_TOPIC", "ledger.anomalies"),
+        ("LEDGERLINE_REJECTIONS_TOPIC", "ledger.rejections"),
+    ]
+    .map(|(name, default)| std::env::var(name).unwrap_or_else(|_| default.into()))
+}
+
+/// Currencies beyond ISO 4217's that this process accepts (`LEDGERLINE_EXTRA_CURRENCIES`,
+/// e.g. `USDC:6,BTC:8`).
+pub fn extra_currencies() -> String {
+    std::env::var("LEDGERLINE_EXTRA_CURRENCIES").unwrap_or_default()
+}
+
+/// Who runs an administrative command, when not given (`$USER`).
+pub fn operator() -> Option<String> {
+    std::env::var("USER").ok()
+}
+
+/// This machine's name for the poster heartbeat (`$HOSTNAME`, else "localhost").
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+}
+
+/// Log lines as JSON objects (`LEDGERLINE_LOG_FORMAT=json`).
+pub fn log_as_json() -> bool {
+    std::env::var("LEDGERLINE_LOG_FORMAT").as_deref() == Ok("json")
+}
+
+/// The benchmark's poster process log filter (`LEDGERLINE_BENCH_POSTER_LOG`, default "warn";
+/// "info" shows its batches).
+pub fn bench_poster_log() -> String {
+    std::env::var("LEDGERLINE_BENCH_POSTER_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+/// Where the benchmark writes its per-message trace, if anywhere (`LEDGERLINE_BENCH_TRACE`).
+pub fn bench_trace_path() -> Option<String> {
+    std::env::var("LEDGERLINE_BENCH_TRACE").ok()
+}
+
 /// The PostgreSQL connection URL from `LEDGERLINE_DATABASE_URL` (or `..._FILE`).
 pub fn database_url() -> Result<Secret, ConfigError> {
     secret_from_env("LEDGERLINE_DATABASE_URL")?.ok_or(ConfigError::Missing {

@@ -9,8 +9,9 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match std::env::var("LEDGERLINE_LOG_FORMAT").as_deref() {
-        Ok("json") => builder.json().flatten_event(true).try_init(),
-        _ => builder.try_init(),
+    let _ = if crate::config::log_as_json() {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
     };
 }

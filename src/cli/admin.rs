@@ -253,7 +253,7 @@ pub fn read_chart(path: &Path) -> Result<Vec<AccountSpec>> {
 pub(super) async fn periods(cmd: PeriodsCmd) -> Result<()> {
     let pool = schema_checked_pool().await?;
     let who = |by: Option<String>| {
-        by.or_else(|| std::env::var("USER").ok())
+        by.or_else(crate::config::operator)
             .unwrap_or_else(|| "unknown".into())
     };
     match cmd {

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use sqlx::PgPool;
 
 use crate::config::database_url;
+pub use crate::config::ledger_topics;
 use crate::domain::CurrencyTable;
 use crate::store;
 
@@ -92,14 +93,14 @@ pub fn exit_code(outcome: &Result<()>) -> u8 {
 }
 
 pub fn currencies() -> Result<CurrencyTable> {
-    let extra = std::env::var("LEDGERLINE_EXTRA_CURRENCIES").unwrap_or_default();
     CurrencyTable::default()
-        .with_spec(&extra)
+        .with_spec(&crate::config::extra_currencies())
         .map_err(|e| anyhow::anyhow!("LEDGERLINE_EXTRA_CURRENCIES: {e}"))
 }
 
 pub fn postings_topic() -> String {
-    std::env::var("LEDGERLINE_POSTINGS_TOPIC").unwrap_or_else(|_| "ledger.postings".into())
+    let [postings, ..] = ledger_topics();
+    postings
 }
 
 async fn pool() -> Result<PgPool> {
@@ -115,17 +116,6 @@ pub async fn schema_checked_pool() -> Result<PgPool> {
 async fn schema_checked(pool: PgPool) -> Result<PgPool> {
     store::require_current_schema(&pool).await?;
     Ok(pool)
-}
-
-/// The topic names, from the environment with defaults.
-pub fn ledger_topics() -> [String; 4] {
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-    [
-        postings_topic(),
-        var("LEDGERLINE_BALANCES_TOPIC", "ledger.balances"),
-        var("LEDGERLINE_ANOMALIES_TOPIC", "ledger.anomalies"),
-        var("LEDGERLINE_REJECTIONS_TOPIC", "ledger.rejections"),
-    ]
 }
 
 pub async fn run(cli: Cli) -> Result<()> {

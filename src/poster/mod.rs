@@ -1,9 +1,19 @@
 //! The poster: a consumer-group member that commits each posting request exactly once.
 //!
-//! Loop phases: collect a batch (count, bytes, age) -> decode and validate (pure) -> per
-//! partition, one PostgreSQL transaction (`store::posting`) with retry, split and fencing ->
-//! advisory offset commit to Kafka -> metrics. Runs on its own thread with a blocking
-//! `BaseConsumer`, so rebalance callbacks can read checkpoints before any message is fetched.
+//! Each round of the loop (`Poster::run`):
+//! 1. prepare what the last round fetched: one batch per partition, from its position, with
+//!    the gap guard (`prepare`);
+//! 2. commit those batches in lanes, one PostgreSQL transaction per lane with retry, split and
+//!    fencing (`lanes.rs`, `commit.rs`, `store::posting`), while this thread collects the next
+//!    batch from the per-partition queues and decodes it (`queues.rs`, `decode`);
+//! 3. apply the outcomes: new positions or seeks, and one advisory offset commit to Kafka;
+//! 4. halt partitions the consumer returned errors for, and retry halted ones (`halts.rs`);
+//! 5. every 5 s: lag of the owned partitions, the stall check, and a new consumer when asked
+//!    (`consumer.rs`).
+//!
+//! The loop runs on its own thread with a blocking `BaseConsumer`, so that rebalance callbacks
+//! (`context.rs`) read checkpoints from PostgreSQL before any message is fetched. The lag
+//! monitor (`lag.rs`) measures the whole group on a thread of its own.
 
 mod commit;
 mod consumer;

@@ -14,7 +14,7 @@ pub async fn heartbeat(
     group: &str,
     topic: &str,
 ) -> Result<(), StoreError> {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let host = crate::config::host_name();
     sqlx::query(
         "INSERT INTO poster_instances (instance_id, consumer_group, topic, host, pid) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (instance_id) DO UPDATE SET last_seen_at = now()",

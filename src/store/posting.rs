@@ -1,9 +1,12 @@
-//! One poster batch in one transaction.
+//! One or more partitions' batches in one transaction (`commit_batches_in_tx`).
 //!
-//! Phases: lock the partition checkpoint (fencing) -> load idempotency records, entities,
-//! periods -> lock balance rows in sorted account order -> pure fold (`domain::batch::decide`)
-//! -> bulk writes (UNNEST): batch, rejections, entries, lines, idempotency records, balances,
-//! outbox -> advance the checkpoint conditionally -> COMMIT.
+//! Phases: lock each partition's checkpoint and chain head in partition order, and refuse a
+//! batch whose checkpoint moved (fencing) -> load what the rules need (idempotency records,
+//! accounts from the cache, entities, periods, reversal targets) -> pure fold
+//! (`domain::batch::decide`) -> accumulate the rows (`Writes::add`) -> write them in bulk
+//! (`Writes::flush_in_tx`: batches, chain heads, rejections, journal entries and lines by COPY,
+//! idempotency records, balance deltas under the balance lock with their events, outbox, and
+//! each checkpoint moved only from where it was locked) -> COMMIT.
 
 use std::sync::Arc;
 
