@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::anomaly::AnomalyKind;
 use crate::domain::batch::balance_event_id;
+use crate::domain::Rejection;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceEvent {
@@ -53,6 +55,60 @@ pub struct RejectionEvent {
 
 fn unknown_size() -> i64 {
     -1
+}
+
+impl AnomalyEvent {
+    /// An event of `kind`, with the kind's code and severity; `about` names the entity,
+    /// account and entry it concerns, where it has them.
+    pub fn of(
+        id: Uuid,
+        kind: AnomalyKind,
+        about: [Option<String>; 3],
+        detail: String,
+        detected_at: String,
+    ) -> Self {
+        let [entity_id, account_id, entry_id] = about;
+        AnomalyEvent {
+            event_id: id.to_string(),
+            kind: kind.code().into(),
+            severity: kind.severity().into(),
+            entity_id,
+            account_id,
+            entry_id,
+            detail,
+            detected_at,
+        }
+    }
+}
+
+impl RejectionEvent {
+    /// The event of a rejection as the outbox stores it: without the raw bytes, which live once
+    /// in `rejections.raw` and are added when the event is published (a JSON copy would cost
+    /// several times their size to write). `source` is the message's topic, partition and
+    /// offset.
+    pub fn stored(
+        id: Uuid,
+        rejection: &Rejection,
+        key: Option<String>,
+        source: (&str, i32, i64),
+        raw_size: usize,
+        rejected_at: &str,
+    ) -> Self {
+        let (topic, partition, offset) = source;
+        RejectionEvent {
+            event_id: id.to_string(),
+            reason_code: rejection.code().to_string(),
+            detail: rejection.to_string(),
+            idempotency_key: key,
+            source_topic: topic.to_string(),
+            source_partition: partition,
+            source_offset: offset,
+            raw: Vec::new(),
+            rejected_at: rejected_at.to_string(),
+            raw_size: raw_size as i64,
+            raw_truncated: false,
+        }
+    }
 }
 
 /// A transaction's balance events as the poster writes them into one outbox row (kind

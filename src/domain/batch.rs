@@ -98,6 +98,32 @@ impl Candidate {
             Candidate::Refused { source, .. } => source.as_deref(),
         }
     }
+
+    /// The idempotency key, when the request decoded far enough to have a valid one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Candidate::Parsed(p) => Some(p.key.as_str()),
+            Candidate::Refused { key, .. } => key.as_deref(),
+        }
+    }
+
+    /// The key and the request's fingerprint, when it has them: what idempotency is judged by.
+    pub fn key_and_fingerprint(&self) -> (Option<String>, Option<[u8; 32]>) {
+        match self {
+            Candidate::Parsed(p) => (Some(p.key.as_str().to_string()), Some(p.fingerprint())),
+            Candidate::Refused {
+                key, fingerprint, ..
+            } => (key.clone(), *fingerprint),
+        }
+    }
+
+    /// The entity of a parsed posting.
+    pub fn entity(&self) -> Option<&str> {
+        match self {
+            Candidate::Parsed(p) => Some(p.entity.as_str()),
+            Candidate::Refused { .. } => None,
+        }
+    }
 }
 
 /// The state a batch is judged against, loaded under lock. Keyed by ids with a fast hasher
@@ -183,12 +209,7 @@ fn decide_one(
     state: &mut LedgerState,
     remember_targets: bool,
 ) -> Decision {
-    let (key, fingerprint) = match candidate {
-        Candidate::Parsed(p) => (Some(p.key.as_str().to_string()), Some(p.fingerprint())),
-        Candidate::Refused {
-            key, fingerprint, ..
-        } => (key.clone(), *fingerprint),
-    };
+    let (key, fingerprint) = candidate.key_and_fingerprint();
     if let (Some(key), Some(fingerprint)) = (&key, fingerprint) {
         if let Some(known) = state.known_keys.get(key) {
             if known.fingerprint == fingerprint {

@@ -156,14 +156,7 @@ impl Poster {
             Err(e) => {
                 let m = &batch[0];
                 tracing::error!(partition, offset = m.offset, error = %e, "message cannot be committed; rejecting it as INTERNAL");
-                let (key, fingerprint) = match &m.candidate {
-                    Candidate::Parsed(p) => {
-                        (Some(p.key.as_str().to_string()), Some(p.fingerprint()))
-                    }
-                    Candidate::Refused {
-                        key, fingerprint, ..
-                    } => (key.clone(), *fingerprint),
-                };
+                let (key, fingerprint) = m.candidate.key_and_fingerprint();
                 let internal = BatchMessage {
                     offset: m.offset,
                     raw: m.raw.clone(),

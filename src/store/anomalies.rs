@@ -213,16 +213,13 @@ pub async fn record(
         .execute(&mut *tx)
         .await?;
         let id = anomaly_event_id(kind.code(), &format!("{}#{episode}", f.subject));
-        let event = AnomalyEvent {
-            event_id: id.to_string(),
-            kind: kind.code().into(),
-            severity: kind.severity().into(),
-            entity_id: f.entity_id.clone(),
-            account_id: f.account_id.clone(),
-            entry_id: f.entry_id.clone(),
-            detail: f.detail.clone(),
-            detected_at: chrono::Utc::now().to_rfc3339(),
-        };
+        let about = [
+            f.entity_id.clone(),
+            f.account_id.clone(),
+            f.entry_id.clone(),
+        ];
+        let now = chrono::Utc::now().to_rfc3339();
+        let event = AnomalyEvent::of(id, kind, about, f.detail.clone(), now);
         let payload = serde_json::to_string(&event).expect("events serialize");
         sqlx::query("INSERT INTO outbox (event_id, kind, event_key, payload) VALUES ($1, $4, $2, $3::json) ON CONFLICT (event_id) DO NOTHING")
             .bind(id)

@@ -1,0 +1,268 @@
+//! Writing a transaction's accumulated rows (`plan.rs`), one function per statement.
+
+use chrono::{DateTime, Utc};
+use foldhash::HashMap;
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::lock::lock_balance_updates_in_tx;
+use super::plan::{BalanceEventsJson, Writes};
+use super::CommitError;
+use crate::store::copy_binary::BinaryRows;
+use crate::store::outbox::OutboxKind;
+
+impl Writes {
+    /// Writes everything, in this order: batch rows and chain heads, rejections, the journal and
+    /// idempotency records, balances with their events, then the outbox and the checkpoints.
+    pub(super) async fn flush_in_tx(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
+        self.write_batches(tx).await?;
+        self.write_rejections(tx).await?;
+        self.copy_journal_and_keys(tx).await?;
+        self.apply_balances(tx).await?;
+        self.write_outbox_and_advance(tx).await
+    }
+
+    /// The batch rows (which their entries name), and each chain's new head (locked since the
+    /// transaction's first statement; a batch without entries leaves its chain as it was).
+    async fn write_batches(&self, tx: &mut PgConnection) -> Result<(), CommitError> {
+        sqlx::query(
+            "WITH b AS (
+                 INSERT INTO batches (id, consumer_group, topic, partition, first_offset, next_offset, posted, rejected, duplicates, committed_at)
+                 SELECT id, $1, $2, p, f, n, po, r, d, $3
+                 FROM UNNEST($4::uuid[], $5::int[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[]) AS u(id, p, f, n, po, r, d))
+             UPDATE hash_chains h SET head = u.head, entries = h.entries + u.n
+             FROM UNNEST($5::int[], $11::bytea[], $12::bigint[], $13::bytea[]) AS u(p, head, n, start)
+             WHERE h.source_topic = $2 AND h.source_partition = u.p AND h.head = u.start AND u.n > 0",
+        )
+        .bind(&self.group)
+        .bind(&self.topic)
+        .bind(self.now)
+        .bind(self.column(|p| p.batch_id))
+        .bind(self.column(|p| p.partition))
+        .bind(self.column(|p| p.first_offset))
+        .bind(self.column(|p| p.next_offset))
+        .bind(self.column(|p| p.posted as i64))
+        .bind(self.column(|p| p.rejection_codes.len() as i64))
+        .bind(self.column(|p| p.duplicates as i64))
+        .bind(self.column(|p| p.chain_head.to_vec()))
+        .bind(self.column(|p| p.entries))
+        .bind(self.column(|p| p.chain_start.to_vec()))
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The rejections with their raw bytes. A replayed offset finds its rejection already there
+    /// (same deterministic id).
+    async fn write_rejections(&self, tx: &mut PgConnection) -> Result<(), CommitError> {
+        if self.rejection_ids.is_empty() {
+            return Ok(());
+        }
+        let of_part = |i: &usize| &self.parts[*i];
+        let partitions: Vec<i32> = self
+            .rejection_parts
+            .iter()
+            .map(|i| of_part(i).partition)
+            .collect();
+        let batches: Vec<Uuid> = self
+            .rejection_parts
+            .iter()
+            .map(|i| of_part(i).batch_id)
+            .collect();
+        sqlx::query(
+            "INSERT INTO rejections (id, idempotency_key, reason_code, detail, raw, source_topic, source_partition, source_offset, batch_id, rejected_at, source)
+             SELECT id, k, r, d, raw, $6, p, o, b, $9, src
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $7::int[], $8::uuid[], $10::bigint[], $11::text[]) AS u(id, k, r, d, raw, p, b, o, src)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.rejection_ids)
+        .bind(&self.rejection_keys)
+        .bind(&self.rejection_reasons)
+        .bind(&self.rejection_details)
+        .bind(&self.rejection_raw)
+        .bind(&self.topic)
+        .bind(partitions)
+        .bind(batches)
+        .bind(self.now)
+        .bind(&self.rejection_offsets)
+        .bind(&self.rejection_sources)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Journal entries, their lines and the idempotency records, by binary COPY, not INSERT ...
+    /// UNNEST: the two largest tables take most of a batch's time.
+    async fn copy_journal_and_keys(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
+        if self.entries.rows() > 0 {
+            copy_in(
+                tx,
+                "COPY journal_entries (id, entity_id, idempotency_key, effective_date, description, source, metadata,
+                                       source_topic, source_partition, source_offset, batch_id, recorded_at, hash, prev_hash, reverses)
+                 FROM STDIN (FORMAT binary)",
+                std::mem::take(&mut self.entries),
+            )
+            .await?;
+            copy_in(
+                tx,
+                "COPY journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at)
+                 FROM STDIN (FORMAT binary)",
+                std::mem::take(&mut self.lines),
+            )
+            .await?;
+        }
+        if self.keys.rows() > 0 {
+            copy_in(
+                tx,
+                "COPY idempotency_records (key, fingerprint, outcome, entry_id, rejection_id, recorded_at)
+                 FROM STDIN (FORMAT binary)",
+                std::mem::take(&mut self.keys),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Every balance change under the balance lock, then the balance events corrected by what
+    /// other batches committed since this one read the rows, as one outbox row.
+    async fn apply_balances(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
+        if self.balance_rows.is_empty() {
+            return Ok(());
+        }
+        // Any order: the balance lock, not row order, keeps batches from deadlocking.
+        let rows = &self.balance_rows;
+        let names: Vec<&str> = rows.iter().map(|r| &*r.account).collect();
+        let deltas: Vec<Decimal> = rows.iter().map(|r| r.delta).collect();
+        let versions: Vec<i64> = rows.iter().map(|r| r.changes).collect();
+        let seen: Vec<i64> = rows.iter().map(|r| r.seen.1).collect();
+        let changed =
+            apply_balance_deltas_in_tx(tx, &names, &deltas, &versions, &seen, self.now).await?;
+        for event in &mut self.balance_events {
+            let row = &rows[event.row];
+            if let Some(&(b1, v1)) = changed.get(&*row.account) {
+                let (b0, v0) = row.seen;
+                event.balance_after += b1 - b0;
+                event.version += v1 - v0;
+            }
+        }
+        // Written while the balance rows are locked: per account, outbox id order (and array
+        // order within a row) is version order.
+        let payload = serde_json::to_string(&BalanceEventsJson {
+            events: &self.balance_events,
+            rows: &self.balance_rows,
+            recorded_at: &self.now_rfc3339,
+        })
+        .expect("events serialize");
+        let events = self.balance_events.len();
+        // One row per transaction, named after its first batch.
+        let id = self.parts[0].batch_id;
+        self.outbox_row(id, OutboxKind::Balances, id.to_string(), events, payload);
+        Ok(())
+    }
+
+    /// The events, and the checkpoints moved on, in one statement: the last of the transaction
+    /// (one round trip less than the outbox's own insert would cost). Each checkpoint moves
+    /// only from where it was locked.
+    async fn write_outbox_and_advance(&self, tx: &mut PgConnection) -> Result<(), CommitError> {
+        let advanced = sqlx::query(
+            "WITH o AS (
+                 INSERT INTO outbox (event_id, kind, event_key, payload, events, created_at)
+                 SELECT id, k, ek, p::json, n, $6 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) AS u(id, k, ek, p, n)
+                 ON CONFLICT (event_id) DO NOTHING)
+             UPDATE consumer_checkpoints c SET next_offset = u.next, batch_id = u.batch, updated_at = now()
+             FROM UNNEST($9::int[], $10::bigint[], $11::bigint[], $12::uuid[]) AS u(p, expected, next, batch)
+             WHERE c.consumer_group = $7 AND c.topic = $8 AND c.partition = u.p AND c.next_offset = u.expected",
+        )
+        .bind(&self.outbox_ids)
+        .bind(&self.outbox_kinds)
+        .bind(&self.outbox_keys)
+        .bind(&self.outbox_payloads)
+        .bind(&self.outbox_events)
+        .bind(self.now)
+        .bind(&self.group)
+        .bind(&self.topic)
+        .bind(self.column(|p| p.partition))
+        .bind(self.column(|p| p.expected))
+        .bind(self.column(|p| p.next_offset))
+        .bind(self.column(|p| p.batch_id))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if advanced != self.parts.len() as u64 {
+            // Cannot happen while the checkpoints are locked; refuse rather than commit, and
+            // let the poster read the checkpoint again.
+            let p = &self.parts[0];
+            return Err(CommitError::Fenced {
+                partition: p.partition,
+                checkpoint: -1,
+                expected: p.expected,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Adds each account's delta and version count to its balance row, under the balance lock, in
+/// one statement. Returns the rows whose version just before this update was not `seen` (the
+/// batch's unlocked snapshot: another batch committed since), with the balance and version
+/// they had then. A row's version counts its changes, so an unchanged version is an unchanged
+/// balance; most rows are, and are not sent back.
+async fn apply_balance_deltas_in_tx(
+    tx: &mut PgConnection,
+    accounts: &[&str],
+    deltas: &[Decimal],
+    versions: &[i64],
+    seen: &[i64],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, (Decimal, i64)>, CommitError> {
+    lock_balance_updates_in_tx(tx).await?;
+    // The changed rows, then (account NULL) how many rows the update found.
+    let rows: Vec<(Option<String>, Option<Decimal>, i64)> = sqlx::query_as(
+        "WITH changed AS (
+             UPDATE account_balances b
+             SET balance = b.balance + u.delta, version = b.version + u.versions, updated_at = $4
+             FROM UNNEST($1::text[], $2::numeric[], $3::bigint[], $5::bigint[]) AS u(account_id, delta, versions, seen)
+             WHERE b.account_id = u.account_id
+             RETURNING b.account_id, b.balance - u.delta AS balance, b.version - u.versions AS version, u.seen)
+         SELECT account_id, balance, version FROM changed WHERE version <> seen
+         UNION ALL SELECT NULL, NULL, count(*) FROM changed",
+    )
+    .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
+    .bind(accounts)
+    .bind(deltas)
+    .bind(versions)
+    .bind(now)
+    .bind(seen)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut changed = HashMap::default();
+    for row in rows {
+        match row {
+            (Some(account), Some(balance), version) => {
+                _ = changed.insert(account, (balance, version))
+            }
+            (_, _, updated) if updated == accounts.len() as i64 => {}
+            // Every account has a balance row from its creation; refuse rather than commit
+            // postings whose balances were not updated.
+            (_, _, updated) => {
+                return Err(CommitError::Invariant(format!(
+                    "balance update found {updated} of {} balance rows",
+                    accounts.len()
+                )))
+            }
+        }
+    }
+    Ok(changed)
+}
+
+async fn copy_in(
+    tx: &mut PgConnection,
+    statement: &str,
+    rows: BinaryRows,
+) -> Result<(), sqlx::Error> {
+    let mut copy = tx.copy_in_raw(statement).await?;
+    copy.send(rows.finish()).await?;
+    copy.finish().await?;
+    Ok(())
+}

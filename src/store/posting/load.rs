@@ -1,0 +1,259 @@
+//! What the rules need to judge a batch, loaded inside its transaction: idempotency records,
+//! entities and their periods, accounts (from the cache, with the balances of those that may not
+//! go negative locked), and the entries that reversals name.
+
+use chrono::NaiveDate;
+use foldhash::{HashMap, HashSet};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::lock::lock_balances_in_tx;
+use crate::domain::batch::{
+    AccountState, Candidate, KnownKey, LedgerState, Outcome, Period, ReversalTarget,
+};
+use crate::domain::posting::Line;
+use crate::domain::{AccountId, Currency, Side};
+use crate::store::account_cache::AccountCache;
+
+pub(super) async fn load_state_in_tx(
+    tx: &mut PgConnection,
+    candidates: &[&Candidate],
+    cache: &AccountCache,
+    account_revision: Uuid,
+) -> Result<LedgerState, sqlx::Error> {
+    let wanted = Wanted::of(candidates);
+    let targets = load_targets_in_tx(tx, &wanted.target_refs).await?;
+    let mut accounts = wanted.accounts;
+    accounts.extend(
+        targets
+            .values()
+            .flat_map(|t| t.lines.iter().map(|l| l.account.as_str())),
+    );
+    accounts.sort_unstable();
+    accounts.dedup();
+    let known_keys = load_known_keys_in_tx(tx, &wanted.keys).await?;
+    let (entities, periods) = load_entities_in_tx(tx, &wanted.entities).await?;
+    let accounts = load_accounts_in_tx(tx, &accounts, cache, account_revision).await?;
+    Ok(LedgerState {
+        targets,
+        entities,
+        periods,
+        accounts,
+        known_keys,
+    })
+}
+
+/// What a batch's rules will look up, borrowed from the candidates: a batch's keys and account
+/// ids are bound as they are, not copied first.
+struct Wanted<'a> {
+    keys: Vec<&'a str>,
+    entities: Vec<&'a str>,
+    accounts: Vec<&'a str>,
+    target_refs: Vec<&'a str>,
+}
+
+impl<'a> Wanted<'a> {
+    fn of(candidates: &[&'a Candidate]) -> Self {
+        let mut wanted = Wanted {
+            keys: Vec::new(),
+            entities: Vec::new(),
+            accounts: Vec::new(),
+            target_refs: Vec::new(),
+        };
+        let mut entities: HashSet<&str> = HashSet::default();
+        for c in candidates {
+            match c {
+                Candidate::Parsed(p) => {
+                    wanted.keys.push(p.key.as_str());
+                    entities.insert(p.entity.as_str());
+                    wanted
+                        .accounts
+                        .extend(p.lines.iter().map(|l| l.account.as_str()));
+                    wanted.target_refs.extend(p.reverses.as_deref());
+                }
+                Candidate::Refused { key: Some(k), .. } => wanted.keys.push(k),
+                Candidate::Refused { .. } => {}
+            }
+        }
+        wanted.entities = entities.into_iter().collect();
+        wanted
+    }
+}
+
+/// The first outcome of each key already seen. One index probe per key, planned for each
+/// batch: see "Lookups by a list" in store/mod.rs.
+async fn load_known_keys_in_tx(
+    tx: &mut PgConnection,
+    keys: &[&str],
+) -> Result<HashMap<String, KnownKey>, sqlx::Error> {
+    let known: Vec<KeyRow> = sqlx::query_as(
+        "SELECT r.key, r.fingerprint, r.outcome, r.entry_id, r.rejection_id
+         FROM unnest($1::text[]) AS k(key)
+         CROSS JOIN LATERAL (SELECT * FROM idempotency_records i WHERE i.key = k.key LIMIT 1) r",
+    )
+    .persistent(false)
+    .bind(keys)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(known
+        .into_iter()
+        .filter_map(|r| {
+            let (key, fingerprint) = (r.key, r.fingerprint.try_into().ok()?);
+            let outcome = match (r.outcome.as_str(), r.entry_id, r.rejection_id) {
+                ("posted", Some(e), _) => Outcome::Posted(e),
+                (_, _, Some(r)) => Outcome::Rejected(r),
+                _ => return None,
+            };
+            Some((
+                key,
+                KnownKey {
+                    fingerprint,
+                    outcome,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// The entities that exist, and each one's periods.
+async fn load_entities_in_tx(
+    tx: &mut PgConnection,
+    entities: &[&str],
+) -> Result<(HashSet<String>, HashMap<String, Vec<Period>>), sqlx::Error> {
+    // An entity without periods comes as one row of NULLs.
+    let rows: Vec<EntityPeriodRow> = sqlx::query_as(
+        "SELECT e.id, p.period_start, p.period_end, p.status
+         FROM entities e LEFT JOIN accounting_periods p ON p.entity_id = e.id
+         WHERE e.id = ANY($1)",
+    )
+    .bind(entities)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut existing: HashSet<String> = HashSet::default();
+    let mut periods: HashMap<String, Vec<Period>> = HashMap::default();
+    for r in rows {
+        if let (Some(start), Some(end), Some(status)) = (r.period_start, r.period_end, r.status) {
+            periods.entry(r.id.clone()).or_default().push(Period {
+                start,
+                end,
+                open: status == "open",
+            });
+        }
+        existing.insert(r.id);
+    }
+    Ok((existing, periods))
+}
+
+/// Account attributes from the poster's cache (`account_cache.rs`), balances as zero: the
+/// batch's decisions depend on balances only where an account may not go negative, and those
+/// rows are read and locked here (sorted, so that batches queue instead of deadlocking). Every
+/// other balance row is locked late, by its update under the balance lock
+/// (`flush.rs`, `apply_balance_deltas_in_tx`), so that batches of different partitions overlap
+/// their journal writes; the running balances in their events start from zero here and are
+/// corrected there by the balance found.
+async fn load_accounts_in_tx(
+    tx: &mut PgConnection,
+    ids: &[&str],
+    cache: &AccountCache,
+    account_revision: Uuid,
+) -> Result<HashMap<std::sync::Arc<str>, AccountState>, sqlx::Error> {
+    let mut accounts = cache.load_in_tx(tx, ids, account_revision).await?;
+    let guarded: Vec<&str> = accounts
+        .iter()
+        .filter(|(_, a)| !a.allow_negative)
+        .map(|(id, _)| &**id)
+        .collect();
+    if !guarded.is_empty() {
+        let locked: HashMap<String, (Decimal, i64)> = lock_balances_in_tx(tx, &guarded).await?;
+        for (id, (balance, version)) in locked {
+            if let Some(a) = accounts.get_mut(id.as_str()) {
+                (a.balance, a.version) = (balance, version);
+            }
+        }
+    }
+    Ok(accounts)
+}
+
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    id: Uuid,
+    idempotency_key: String,
+    entity_id: String,
+    is_reversal: bool,
+    reversed: bool,
+    accounts: Vec<String>,
+    sides: Vec<String>,
+    amounts: Vec<Decimal>,
+    currencies: Vec<String>,
+}
+
+/// Entries named by reversal requests (by entry id or idempotency key), with their lines.
+async fn load_targets_in_tx(
+    tx: &mut PgConnection,
+    refs: &[&str],
+) -> Result<HashMap<String, ReversalTarget>, sqlx::Error> {
+    if refs.is_empty() {
+        return Ok(HashMap::default());
+    }
+    let ids: Vec<Uuid> = refs.iter().filter_map(|r| r.parse().ok()).collect();
+    let rows: Vec<TargetRow> = sqlx::query_as(
+        "SELECT e.id, e.idempotency_key, e.entity_id, e.reverses IS NOT NULL AS is_reversal,
+                EXISTS (SELECT 1 FROM journal_entries r WHERE r.reverses = e.id) AS reversed,
+                array_agg(l.account_id ORDER BY l.line_no) AS accounts,
+                array_agg(l.side::text ORDER BY l.line_no) AS sides,
+                array_agg(l.amount ORDER BY l.line_no) AS amounts,
+                array_agg(l.currency::text ORDER BY l.line_no) AS currencies
+         FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id
+         WHERE e.idempotency_key = ANY($1) OR e.id = ANY($2)
+         GROUP BY e.id",
+    )
+    .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
+    .bind(refs)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut targets = HashMap::default();
+    for r in rows {
+        let lines = (0..r.accounts.len())
+            .filter_map(|i| {
+                let side = Side::parse(&r.sides[i])?;
+                Some(Line {
+                    account: AccountId::parse(&r.accounts[i]).ok()?,
+                    side,
+                    amount: r.amounts[i],
+                    currency: Currency::from_stored(&r.currencies[i])?,
+                    minor_units: r.amounts[i].scale(),
+                })
+            })
+            .collect();
+        let target = ReversalTarget {
+            id: r.id,
+            key: r.idempotency_key.clone(),
+            entity_id: r.entity_id,
+            is_reversal: r.is_reversal,
+            reversed: r.reversed,
+            lines,
+        };
+        targets.insert(r.id.to_string(), target.clone());
+        targets.insert(r.idempotency_key, target);
+    }
+    Ok(targets)
+}
+
+#[derive(sqlx::FromRow)]
+struct EntityPeriodRow {
+    id: String,
+    period_start: Option<NaiveDate>,
+    period_end: Option<NaiveDate>,
+    status: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    key: String,
+    fingerprint: Vec<u8>,
+    outcome: String,
+    entry_id: Option<Uuid>,
+    rejection_id: Option<Uuid>,
+}

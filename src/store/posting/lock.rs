@@ -1,0 +1,120 @@
+//! The locks a batch transaction takes: each partition's checkpoint and chain head first (fencing),
+//! the balance rows of accounts that may not go negative while loading, and the balance-update
+//! lock just before balances change.
+
+use chrono::{DateTime, Utc};
+use foldhash::HashMap;
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::CommitError;
+use crate::domain::chain::GENESIS;
+
+/// What a transaction holds locked from its first statement to its commit: each partition's
+/// checkpoint (fencing) and the head of its source partition's hash chain.
+pub(super) struct PartitionLocks {
+    /// Per partition: its checkpoint and its chain head.
+    pub partitions: HashMap<i32, (i64, [u8; 32])>,
+    /// The transaction's time (`now()`), which every row of its batches records.
+    pub now: DateTime<Utc>,
+    /// The accounts' revision as this transaction sees it (`account_cache.rs`).
+    pub account_revision: Uuid,
+}
+
+/// Locks the partitions' checkpoints and chain heads in one round trip, in partition order (so
+/// that two transactions over the same partitions queue instead of deadlocking); the first
+/// batch of a partition creates both rows first.
+pub(super) async fn lock_partitions_in_tx(
+    tx: &mut PgConnection,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<PartitionLocks, CommitError> {
+    let lock = || {
+        sqlx::query_as::<_, (i32, i64, Vec<u8>, DateTime<Utc>, Uuid)>(
+            "SELECT c.partition, c.next_offset, h.head, now(), (SELECT revision FROM account_revision)
+             FROM consumer_checkpoints c
+             JOIN hash_chains h ON h.source_topic = c.topic AND h.source_partition = c.partition
+             WHERE c.consumer_group = $1 AND c.topic = $2 AND c.partition = ANY($3)
+             ORDER BY c.partition
+             FOR UPDATE OF c, h",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(partitions)
+    };
+    let mut rows = lock().fetch_all(&mut *tx).await?;
+    if rows.len() < partitions.len() {
+        sqlx::query(
+            "WITH c AS (
+                 INSERT INTO consumer_checkpoints (consumer_group, topic, partition, next_offset)
+                 SELECT $1, $2, p, 0 FROM unnest($3::int[]) AS p
+                 ON CONFLICT (consumer_group, topic, partition) DO NOTHING)
+             INSERT INTO hash_chains (source_topic, source_partition, head, entries)
+             SELECT $2, p, $4, 0 FROM unnest($3::int[]) AS p
+             ON CONFLICT (source_topic, source_partition) DO NOTHING",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(partitions)
+        .bind(GENESIS.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        rows = lock().fetch_all(&mut *tx).await?;
+    }
+    let (now, account_revision) = match rows.first() {
+        Some((_, _, _, now, revision)) => (*now, *revision),
+        None => unreachable!("the rows were just created"),
+    };
+    let partitions = rows
+        .into_iter()
+        .map(|(partition, checkpoint, head, _, _)| {
+            let head: [u8; 32] = head
+                .try_into()
+                .expect("the schema keeps chain heads at 32 bytes");
+            (partition, (checkpoint, head))
+        })
+        .collect();
+    Ok(PartitionLocks {
+        partitions,
+        now,
+        account_revision,
+    })
+}
+
+/// The advisory lock a batch takes just before it updates balance rows, held until it commits:
+/// one batch at a time updates balances, so the update may take its rows in any order, in one
+/// pass, with no separate sorted locking read first (that read was most of the statement's
+/// time). Rows locked early, for accounts that may not go negative, do not change that: a batch
+/// updates such a row only if it locked it early itself. (Only if the account's flag changes
+/// between two batches' reads could they wait for each other; PostgreSQL then detects the
+/// deadlock and the batch is retried as a transient error.)
+/// It costs no parallelism in practice: two batches of 1,000 postings over 10,000 accounts
+/// share about 18% of their accounts, so their row locks already queued the second batch's
+/// update behind the first's commit. The journal writes before it still run side by side.
+const BALANCE_UPDATES_LOCK: i64 = 0x6c65_6467_6572_0001;
+
+pub(super) async fn lock_balance_updates_in_tx(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(BALANCE_UPDATES_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Locks balance rows in sorted account order and reads them.
+pub(super) async fn lock_balances_in_tx(
+    tx: &mut PgConnection,
+    accounts: &[&str],
+) -> Result<HashMap<String, (Decimal, i64)>, sqlx::Error> {
+    let rows: Vec<(String, Decimal, i64)> = sqlx::query_as(
+        "SELECT account_id, balance, version FROM account_balances
+         WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE",
+    )
+    .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
+    .bind(accounts)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows.into_iter().map(|(a, b, v)| (a, (b, v))).collect())
+}

@@ -1,0 +1,538 @@
+//! The rows and events a transaction's batches write, accumulated from the decisions: pure, no
+//! database (`flush.rs` writes them).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use foldhash::HashMap;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::{BatchMessage, BatchOutcome};
+use crate::codec::{AnomalyEvent, BalanceEventsRow, RejectionEvent};
+use crate::domain::anomaly::AnomalyKind;
+use crate::domain::batch::{anomaly_event_id, BalanceChange, Candidate, Decision, LedgerState};
+use crate::domain::chain::{CanonicalEntry, CanonicalLine};
+use crate::domain::{Posting, Rejection};
+use crate::store::copy_binary::BinaryRows;
+use crate::store::outbox::OutboxKind;
+
+/// One partition's batch within a transaction: its batch row, checkpoint move and chain links.
+pub(super) struct PartWrites {
+    pub(super) partition: i32,
+    pub(super) batch_id: Uuid,
+    /// The checkpoint before (as locked) and after this batch.
+    pub(super) expected: i64,
+    pub(super) next_offset: i64,
+    pub(super) first_offset: i64,
+    /// The hash chain of this source partition: its head before and after this batch.
+    pub(super) chain_start: [u8; 32],
+    pub(super) chain_head: [u8; 32],
+    pub(super) entries: i64,
+    pub(super) posted: usize,
+    pub(super) duplicates: usize,
+    pub(super) rejection_codes: Vec<&'static str>,
+    pub(super) balance_events: usize,
+}
+
+/// An account's balance change in a transaction: the sum of its lines' deltas and how many.
+pub(super) struct BalanceRow {
+    pub(super) account: Arc<str>,
+    pub(super) entity: Arc<str>,
+    pub(super) currency: Arc<str>,
+    /// Balance and version when the batch was judged (unlocked): before its first change.
+    pub(super) seen: (Decimal, i64),
+    pub(super) delta: Decimal,
+    pub(super) changes: i64,
+}
+
+/// A balance event as a transaction builds it: a `BalanceEvent` without a string per field (a
+/// transaction of 2,000 postings makes about 4,000), written as a `BalanceEventsRow`
+/// (`BalanceEventsJson`).
+pub(super) struct PendingBalanceEvent {
+    /// Its account's `BalanceRow`.
+    pub(super) row: usize,
+    pub(super) balance_after: Decimal,
+    pub(super) delta: Decimal,
+    pub(super) version: i64,
+    pub(super) entry_id: Uuid,
+    pub(super) effective_date: NaiveDate,
+}
+
+/// A transaction's balance events as the outbox row the reporter reads (`BalanceEventsRow`):
+/// the balance rows' accounts once, and the events grouped by entry (an entry's events are
+/// added together, so they are next to each other).
+pub(super) struct BalanceEventsJson<'a> {
+    pub(super) events: &'a [PendingBalanceEvent],
+    pub(super) rows: &'a [BalanceRow],
+    pub(super) recorded_at: &'a str,
+}
+
+impl serde::Serialize for BalanceEventsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// A value in its display form, as `BalanceEvent` holds it.
+        struct Shown<'a, T>(&'a T);
+        impl<T: std::fmt::Display> serde::Serialize for Shown<'_, T> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self.0)
+            }
+        }
+        struct Accounts<'a>(&'a [BalanceRow]);
+        impl serde::Serialize for Accounts<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let columns = self
+                    .0
+                    .iter()
+                    .map(|r| (&*r.account, &*r.entity, &*r.currency));
+                serializer.collect_seq(columns)
+            }
+        }
+        struct Changes<'a>(&'a [PendingBalanceEvent]);
+        impl serde::Serialize for Changes<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let columns = self
+                    .0
+                    .iter()
+                    .map(|e| (e.row, Shown(&e.balance_after), Shown(&e.delta), e.version));
+                serializer.collect_seq(columns)
+            }
+        }
+        struct Entries<'a>(&'a [PendingBalanceEvent]);
+        impl serde::Serialize for Entries<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let entries = self.0.chunk_by(|a, b| a.entry_id == b.entry_id);
+                serializer.collect_seq(entries.map(|events| {
+                    let first = &events[0];
+                    (
+                        Shown(&first.entry_id),
+                        Shown(&first.effective_date),
+                        Changes(events),
+                    )
+                }))
+            }
+        }
+        BalanceEventsRow {
+            recorded_at: self.recorded_at,
+            accounts: Accounts(self.rows),
+            entries: Entries(self.events),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// What one transaction's batches (one per partition) write: binary COPY rows for the journal
+/// and the idempotency records, column arrays for the other bulk inserts, balance changes and
+/// events.
+#[derive(Default)]
+pub(super) struct Writes {
+    pub(super) group: String,
+    pub(super) topic: String,
+    pub(super) now: DateTime<Utc>,
+    /// `now` as events carry it (formatted once: it was a measurable part of building them).
+    pub(super) now_rfc3339: String,
+    pub(super) parts: Vec<PartWrites>,
+    // journal_entries and journal_lines, as binary COPY rows (written as each posting is added:
+    // no column arrays of owned strings in between)
+    pub(super) entries: BinaryRows,
+    pub(super) lines: BinaryRows,
+    // rejections
+    pub(super) rejection_ids: Vec<Uuid>,
+    pub(super) rejection_keys: Vec<Option<String>>,
+    pub(super) rejection_reasons: Vec<String>,
+    pub(super) rejection_details: Vec<String>,
+    pub(super) rejection_raw: Vec<Vec<u8>>,
+    pub(super) rejection_offsets: Vec<i64>,
+    pub(super) rejection_sources: Vec<Option<String>>,
+    pub(super) rejection_parts: Vec<usize>,
+    // idempotency_records, as binary COPY rows
+    pub(super) keys: BinaryRows,
+    // account_balances, aggregated per account: `balance_rows` in first-seen order, indexed
+    // by account id in `balance_index`
+    pub(super) balance_rows: Vec<BalanceRow>,
+    pub(super) balance_index: HashMap<Arc<str>, usize>,
+    /// Balance events computed from the balances the batch was judged on (unlocked, each
+    /// row's `seen`); corrected once the rows are locked (anything committed since is added
+    /// in), then written as one outbox row of kind 'balances'.
+    pub(super) balance_events: Vec<PendingBalanceEvent>,
+    // outbox
+    pub(super) outbox_ids: Vec<Uuid>,
+    pub(super) outbox_kinds: Vec<&'static str>,
+    pub(super) outbox_keys: Vec<String>,
+    pub(super) outbox_payloads: Vec<String>,
+    pub(super) outbox_events: Vec<i32>,
+}
+
+impl Writes {
+    pub(super) fn new(group: &str, topic: &str, now: DateTime<Utc>) -> Self {
+        Writes {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            now_rfc3339: now.to_rfc3339(),
+            now,
+            ..Default::default()
+        }
+    }
+
+    /// A partition's batch, from `first_offset` up to `next_offset`; returns its index.
+    pub(super) fn start_partition(
+        &mut self,
+        partition: i32,
+        checkpoint: i64,
+        chain_head: [u8; 32],
+        first_offset: i64,
+        next_offset: i64,
+    ) -> usize {
+        self.parts.push(PartWrites {
+            partition,
+            batch_id: Uuid::new_v4(),
+            expected: checkpoint,
+            next_offset,
+            first_offset,
+            chain_start: chain_head,
+            chain_head,
+            entries: 0,
+            posted: 0,
+            duplicates: 0,
+            rejection_codes: Vec::new(),
+            balance_events: 0,
+        });
+        self.parts.len() - 1
+    }
+
+    pub(super) fn outcome(&self, part: usize) -> BatchOutcome {
+        let p = &self.parts[part];
+        BatchOutcome {
+            batch_id: p.batch_id,
+            next_offset: p.next_offset,
+            posted: p.posted,
+            duplicates: p.duplicates,
+            rejections: p.rejection_codes.clone(),
+            balance_events: p.balance_events,
+        }
+    }
+
+    /// One message's share of the writes, by its decision.
+    pub(super) fn add(
+        &mut self,
+        part: usize,
+        m: &BatchMessage,
+        candidate: &Candidate,
+        decision: &Decision,
+        state: &LedgerState,
+    ) {
+        match (decision, candidate) {
+            (Decision::Duplicate { .. }, _) => self.parts[part].duplicates += 1,
+            (
+                Decision::Post {
+                    entry_id,
+                    changes,
+                    reversal,
+                },
+                Candidate::Parsed(p),
+            ) => {
+                self.parts[part].posted += 1;
+                match reversal {
+                    // A reversal posts the target's lines inverted, and names its target.
+                    Some(r) => {
+                        let inverted = Posting {
+                            lines: r.lines.clone(),
+                            ..p.clone()
+                        };
+                        self.add_entry(part, m.offset, *entry_id, &inverted, Some(r.target));
+                    }
+                    None => self.add_entry(part, m.offset, *entry_id, p, None),
+                }
+                for c in changes {
+                    self.add_balance_change(part, c, *entry_id, p.effective_date, state);
+                }
+            }
+            (Decision::Reject { .. }, _) => self.add_rejection(part, m, candidate, decision),
+            (Decision::Post { .. }, Candidate::Refused { .. }) => {
+                unreachable!("only parsed postings are posted")
+            }
+        }
+    }
+
+    /// One line's change to its account's balance row (made on the account's first change in
+    /// this transaction) and its balance event.
+    fn add_balance_change(
+        &mut self,
+        part: usize,
+        c: &BalanceChange,
+        entry_id: Uuid,
+        effective_date: NaiveDate,
+        state: &LedgerState,
+    ) {
+        let row = match self.balance_index.get(&c.account) {
+            Some(row) => *row,
+            None => {
+                let a = &state.accounts[&*c.account];
+                self.balance_rows.push(BalanceRow {
+                    account: c.account.clone(),
+                    entity: a.entity_id.clone(),
+                    currency: a.currency.clone(),
+                    seen: (c.balance_after - c.delta, c.version - 1),
+                    delta: Decimal::ZERO,
+                    changes: 0,
+                });
+                let row = self.balance_rows.len() - 1;
+                self.balance_index.insert(c.account.clone(), row);
+                row
+            }
+        };
+        let totals = &mut self.balance_rows[row];
+        totals.delta += c.delta;
+        totals.changes += 1;
+        self.balance_events.push(PendingBalanceEvent {
+            row,
+            balance_after: c.balance_after,
+            delta: c.delta,
+            version: c.version,
+            entry_id,
+            effective_date,
+        });
+        self.parts[part].balance_events += 1;
+    }
+
+    /// A rejection: its row with the raw bytes, its idempotency record when it has a key, its
+    /// event, and for an idempotency conflict an anomaly event too.
+    fn add_rejection(
+        &mut self,
+        part: usize,
+        m: &BatchMessage,
+        candidate: &Candidate,
+        decision: &Decision,
+    ) {
+        let Decision::Reject {
+            rejection_id,
+            rejection,
+            record_key,
+        } = decision
+        else {
+            return;
+        };
+        let key = candidate.key().map(str::to_string);
+        self.parts[part].rejection_codes.push(rejection.code());
+        self.rejection_parts.push(part);
+        self.rejection_ids.push(*rejection_id);
+        self.rejection_keys.push(key.clone());
+        self.rejection_reasons.push(rejection.code().to_string());
+        self.rejection_details.push(rejection.to_string());
+        self.rejection_raw.push(m.raw.clone());
+        self.rejection_offsets.push(m.offset);
+        self.rejection_sources
+            .push(candidate.source().map(str::to_string));
+        if let Some((k, fp)) = record_key {
+            self.key_record(k, fp, None, Some(*rejection_id));
+        }
+        let partition = self.parts[part].partition;
+        let event = RejectionEvent::stored(
+            *rejection_id,
+            rejection,
+            key.clone(),
+            (&self.topic, partition, m.offset),
+            m.raw.len(),
+            &self.now_rfc3339,
+        );
+        let cause = format!("{}/{}/{}", self.topic, partition, m.offset);
+        let event_key = key.clone().unwrap_or_else(|| cause.clone());
+        self.outbox(*rejection_id, OutboxKind::Rejection, event_key, &event);
+        if let Rejection::IdempotencyConflict { .. } = rejection {
+            let kind = AnomalyKind::IdempotencyConflict;
+            let id = anomaly_event_id(kind.code(), &cause);
+            let about = [candidate.entity().map(str::to_string), None, None];
+            let detail = rejection.to_string();
+            let event = AnomalyEvent::of(id, kind, about, detail, self.now_rfc3339.clone());
+            self.outbox(id, OutboxKind::Anomaly, key.unwrap_or_default(), &event);
+        }
+    }
+
+    pub(super) fn add_entry(
+        &mut self,
+        part: usize,
+        offset: i64,
+        entry_id: Uuid,
+        p: &Posting,
+        reverses: Option<Uuid>,
+    ) {
+        let canonical = CanonicalEntry {
+            id: entry_id,
+            entity: p.entity.as_str(),
+            key: p.key.as_str(),
+            effective_date: p.effective_date,
+            recorded_at: self.now,
+            description: p.description.as_deref(),
+            source_topic: &self.topic,
+            source_partition: self.parts[part].partition,
+            source_offset: offset,
+            reverses,
+            lines: p
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| CanonicalLine {
+                    line_no: i as i16 + 1,
+                    account: l.account.as_str(),
+                    side: l.side.code(),
+                    amount: l.amount,
+                    currency: l.currency.as_str(),
+                })
+                .collect(),
+        };
+        let hash = canonical.hash(&self.parts[part].chain_head);
+        let chain = &mut self.parts[part];
+        let prev_hash = chain.chain_head;
+        chain.chain_head = hash;
+        chain.entries += 1;
+        self.entries
+            .row(15)
+            .field(&entry_id)
+            .field(&p.entity.as_str())
+            .field(&p.key.as_str())
+            .field(&p.effective_date)
+            .field(&p.description)
+            .field(&p.source)
+            .jsonb(&p.metadata)
+            .field(&self.topic.as_str())
+            .field(&chain.partition)
+            .field(&offset)
+            .field(&chain.batch_id)
+            .field(&self.now)
+            .field(&&hash[..])
+            .field(&&prev_hash[..])
+            .field(&reverses);
+        for (i, line) in p.lines.iter().enumerate() {
+            self.lines
+                .row(8)
+                .field(&entry_id)
+                .field(&i16::try_from(i + 1).expect("lines are bounded by LINES_PER_ENTRY_MAX"))
+                .field(&line.account.as_str())
+                .field(&line.side.code())
+                .field(&line.amount)
+                .field(&line.currency.as_str())
+                .field(&p.effective_date)
+                .field(&self.now);
+        }
+        self.key_record(p.key.as_str(), &p.fingerprint(), Some(entry_id), None);
+    }
+
+    /// An idempotency record: the key's first outcome, an entry or a rejection.
+    pub(super) fn key_record(
+        &mut self,
+        key: &str,
+        fingerprint: &[u8],
+        entry: Option<Uuid>,
+        rejection: Option<Uuid>,
+    ) {
+        let outcome = if entry.is_some() {
+            "posted"
+        } else {
+            "rejected"
+        };
+        self.keys
+            .row(6)
+            .field(&key)
+            .field(&fingerprint)
+            .field(&outcome)
+            .field(&entry)
+            .field(&rejection)
+            .field(&self.now);
+    }
+
+    /// An outbox row of one event.
+    pub(super) fn outbox<T: serde::Serialize>(
+        &mut self,
+        id: Uuid,
+        kind: OutboxKind,
+        key: String,
+        event: &T,
+    ) {
+        let payload = serde_json::to_string(event).expect("events serialize");
+        self.outbox_row(id, kind, key, 1, payload);
+    }
+
+    /// One outbox row: a single event, or (kind 'balances') `events` events (`BalanceEventsRow`).
+    pub(super) fn outbox_row(
+        &mut self,
+        id: Uuid,
+        kind: OutboxKind,
+        key: String,
+        events: usize,
+        payload: String,
+    ) {
+        self.outbox_ids.push(id);
+        self.outbox_kinds.push(kind.as_str());
+        self.outbox_keys.push(key);
+        self.outbox_events.push(events as i32);
+        self.outbox_payloads.push(payload);
+    }
+
+    /// One value per partition batch, in `parts` order, for an UNNEST column.
+    pub(super) fn column<T>(&self, value: impl Fn(&PartWrites) -> T) -> Vec<T> {
+        self.parts.iter().map(value).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{balance_events_from_json, BalanceEvent};
+    use crate::domain::batch::balance_event_id;
+
+    #[test]
+    fn balance_events_are_written_as_the_reporter_reads_them() {
+        let row = |account: &str, currency: &str| BalanceRow {
+            account: account.into(),
+            entity: "acme".into(),
+            currency: currency.into(),
+            seen: (Decimal::ZERO, 0),
+            delta: Decimal::ZERO,
+            changes: 0,
+        };
+        let rows = [row("cash \"main\"", "JPY"), row("sales", "USD")];
+        let date = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let event = |row, entry, balance_after, version| PendingBalanceEvent {
+            row,
+            balance_after,
+            delta: Decimal::new(7, 0),
+            version,
+            entry_id: Uuid::from_u128(entry),
+            effective_date: date,
+        };
+        // Two entries: the first with two events, the second with one.
+        let events = [
+            event(0, 2, Decimal::new(-125000, 2), 42),
+            event(1, 2, Decimal::new(7, 0), 1),
+            event(0, 3, Decimal::new(-124300, 2), 43),
+        ];
+        let recorded_at = "2026-11-02T10:00:00.5+00:00";
+        let written = serde_json::to_value(BalanceEventsJson {
+            events: &events,
+            rows: &rows,
+            recorded_at,
+        })
+        .unwrap();
+        assert_eq!(written["entries"].as_array().unwrap().len(), 2);
+        let expected =
+            |account: &str, currency: &str, entry, balance_after: &str, version| BalanceEvent {
+                event_id: balance_event_id(Uuid::from_u128(entry), account).to_string(),
+                account_id: account.into(),
+                entity_id: "acme".into(),
+                currency: currency.into(),
+                balance_after: balance_after.into(),
+                delta: "7".into(),
+                version,
+                entry_id: Uuid::from_u128(entry).to_string(),
+                effective_date: "2026-11-01".into(),
+                recorded_at: recorded_at.into(),
+            };
+        assert_eq!(
+            balance_events_from_json(&written).unwrap(),
+            [
+                expected("cash \"main\"", "JPY", 2, "-1250.00", 42),
+                expected("sales", "USD", 2, "7", 1),
+                expected("cash \"main\"", "JPY", 3, "-1243.00", 43),
+            ]
+        );
+    }
+}
