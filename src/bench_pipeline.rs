@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::bench::{machine, seed, ScratchDb};
 use crate::codec::{posting_codec, Framing};
@@ -81,7 +80,8 @@ pub async fn pipeline(
         let produced = produce(kafka, &topic, &messages).await?;
         let mut runs = Vec::new();
         for _ in 0..s.runs.max(1) {
-            let broker_rate = consume_and_discard(kafka, &topic, s.postings, s.partitions)?;
+            let broker_rate =
+                crate::kafka::consume_and_discard(kafka, &topic, s.postings, s.partitions)?;
             let copy = copy_limit(admin_url, s.accounts, &messages).await?;
             let (run, db) = run_posters(admin_url, kafka, &topic, s).await?;
             check_ledger(&db).await?;
@@ -261,42 +261,6 @@ async fn produce(
     Ok(messages.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Limit A: how fast this broker hands the same messages to one consumer that does nothing.
-pub fn consume_and_discard(
-    kafka: &KafkaSettings,
-    topic: &str,
-    expected: usize,
-    partitions: i32,
-) -> Result<f64> {
-    let consumer: BaseConsumer = kafka
-        .client_config_with(&[
-            (
-                "group.id",
-                format!("bench-discard-{}", uuid::Uuid::new_v4().simple()),
-            ),
-            ("enable.auto.commit", "false".into()),
-        ])
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    let started = Instant::now();
-    let mut seen = 0;
-    while seen < expected {
-        ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "consumed only {seen} of {expected} in 10 minutes"
-        );
-        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            m?;
-            seen += 1;
-        }
-    }
-    Ok(seen as f64 / started.elapsed().as_secs_f64())
-}
-
 /// Limit B's rate, and PostgreSQL's CPU time per posting while copying.
 struct CopyLimit {
     rate: f64,
@@ -445,26 +409,25 @@ async fn run_posters(
     let started = Instant::now();
     let mut threads = Vec::new();
     for _ in 0..s.posters {
-        let poster = Poster {
-            settings: PosterSettings {
-                group: group.clone(),
-                topic: topic.to_string(),
-                batch_postings_max: s.batch_postings,
-                batch_bytes_max: 16 * 1024 * 1024,
-                batch_wait_ms: crate::limits::BATCH_WAIT_MS_DEFAULT,
-                commit_lanes: s.commit_lanes,
-                exit_when_idle_ms: Some(3000),
-                stall_seconds: crate::limits::STALL_SECONDS,
-            },
-            pool: db.pool.clone(),
-            metrics: metrics.clone(),
-            health: Default::default(),
-            shutdown: Arc::new(AtomicBool::new(false)),
-            currencies: CurrencyTable::default(),
-            handle: tokio::runtime::Handle::current(),
-            accounts: Default::default(),
-            instance: uuid::Uuid::new_v4(),
+        let settings = PosterSettings {
+            group: group.clone(),
+            topic: topic.to_string(),
+            batch_postings_max: s.batch_postings,
+            batch_bytes_max: 16 * 1024 * 1024,
+            batch_wait_ms: crate::limits::BATCH_WAIT_MS_DEFAULT,
+            commit_lanes: s.commit_lanes,
+            exit_when_idle_ms: Some(3000),
+            stall_seconds: crate::limits::STALL_SECONDS,
         };
+        let poster = Poster::new(
+            settings,
+            db.pool.clone(),
+            metrics.clone(),
+            Default::default(),
+            Arc::new(AtomicBool::new(false)),
+            CurrencyTable::default(),
+            uuid::Uuid::new_v4(),
+        );
         let kafka = kafka.clone();
         threads.push(tokio::task::spawn_blocking(move || poster.run(&kafka)));
     }

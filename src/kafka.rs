@@ -3,14 +3,15 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
 
 use crate::config::KafkaSettings;
@@ -208,4 +209,42 @@ pub async fn create_topics_with(
         }
     }
     Ok(())
+}
+
+/// How fast this broker hands `expected` messages of `topic` (partitions 0..`partitions`, from
+/// the beginning) to one consumer that does nothing with them, in messages per second: the
+/// benchmark's limit A, and a reference rate in tests.
+pub fn consume_and_discard(
+    kafka: &KafkaSettings,
+    topic: &str,
+    expected: usize,
+    partitions: i32,
+) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = kafka
+        .client_config_with(&[
+            (
+                "group.id",
+                format!("bench-discard-{}", uuid::Uuid::new_v4().simple()),
+            ),
+            ("enable.auto.commit", "false".into()),
+        ])
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < expected {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "consumed only {seen} of {expected} in 10 minutes"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            m?;
+            seen += 1;
+        }
+    }
+    Ok(seen as f64 / started.elapsed().as_secs_f64())
 }

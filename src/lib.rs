@@ -3,7 +3,9 @@
 //! The data flow reads in the module names: `codec` (bytes -> requests) -> `domain` (pure
 //! rules) -> `store` (the only SQL). `kafka` holds the client set-up shared by every command.
 
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "bench")]
 pub mod bench_pipeline;
 pub mod cli;
 pub mod codec;

@@ -136,7 +136,7 @@ async fn ten_thousand_hostile_messages_are_each_rejected_and_valid_ones_keep_flo
     // messages in it never fails, retries or splits.
     let (kafka, topic, total) = (common::kafka(), mixed.topic.clone(), messages.len());
     let broker_rate = tokio::task::spawn_blocking(move || {
-        ledgerline::bench_pipeline::consume_and_discard(&kafka, &topic, total, 1)
+        ledgerline::kafka::consume_and_discard(&kafka, &topic, total, 1)
     })
     .await
     .unwrap()

@@ -2,6 +2,7 @@
 //! and the dispatch to one module per command family.
 
 mod admin;
+#[cfg(feature = "bench")]
 mod bench;
 mod produce;
 mod reports;
@@ -17,6 +18,7 @@ use crate::domain::CurrencyTable;
 use crate::store;
 
 pub use admin::{read_chart, AccountsCmd, EntitiesCmd, PeriodArgs, PeriodsCmd, TopicsArgs};
+#[cfg(feature = "bench")]
 pub use bench::BenchCmd;
 pub use produce::{ProduceArgs, ProduceSummary};
 pub use reports::{AsOf, ReportCmd, TailArgs};
@@ -61,7 +63,9 @@ pub enum Command {
     Reporter(ReporterArgs),
     /// Print downstream events for humans, one line each, from the start of the topic.
     Tail(TailArgs),
-    /// Benchmarks that print a Markdown table of the machine, settings and figures.
+    /// Benchmarks that print a Markdown table of the machine, settings and figures (built with
+    /// `--features bench`).
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
     Bench(BenchCmd),
     /// Check the ledger's integrity: balanced entries, zero trial balance, balances = lines,
@@ -138,6 +142,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Reporter(args) => services::reporter(args).await?,
         Command::Tail(args) => reports::tail(args).await?,
         Command::Verify { json } => reports::verify(json).await?,
+        #[cfg(feature = "bench")]
         Command::Bench(cmd) => bench::bench(cmd).await?,
     }
     Ok(())

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{ledger_topics, schema_checked_pool};
 use crate::config::KafkaSettings;
+use crate::output::{print, Format};
 use crate::store;
 
 #[derive(Debug, Args)]
@@ -84,45 +85,10 @@ pub struct TailArgs {
 }
 
 pub(super) async fn report(cmd: ReportCmd) -> Result<()> {
-    use crate::output::print;
     let pool = schema_checked_pool().await?;
     match cmd {
         ReportCmd::TrialBalance { entity, as_of } => {
-            let rows = store::reports::trial_balance(
-                &pool,
-                entity.as_deref(),
-                as_of.as_of_date,
-                as_of.as_of_time,
-            )
-            .await?;
-            print(
-                as_of.format,
-                &["entity", "currency", "debits", "credits", "accounts"],
-                &rows,
-                |r| {
-                    vec![
-                        r.entity_id.clone(),
-                        r.currency.clone(),
-                        r.debits.to_string(),
-                        r.credits.to_string(),
-                        r.accounts.to_string(),
-                    ]
-                },
-            )?;
-            if let Some(r) = rows.iter().find(|r| r.debits != r.credits) {
-                return Err(super::CheckFailed(format!(
-                    "trial balance does not balance for {} {}",
-                    r.entity_id, r.currency
-                ))
-                .into());
-            }
-            let drift = store::reports::balance_drift(&pool).await?;
-            if let Some((account, stored, lines)) = drift.first() {
-                return Err(super::CheckFailed(format!("{} account balance(s) differ from the sum of their lines, first {account}: {stored} vs {lines}", drift.len())).into());
-            }
-            if as_of.format == crate::output::Format::Table {
-                println!("balanced: debits = credits for every entity and currency; every balance = sum of its lines");
-            }
+            trial_balance(&pool, entity.as_deref(), &as_of).await?
         }
         ReportCmd::BalanceSheet { entity, as_of } => {
             let sheet =
@@ -134,59 +100,8 @@ pub(super) async fn report(cmd: ReportCmd) -> Result<()> {
             entity,
             from,
             as_of,
-        } => {
-            let rows = store::reports::income_statement(
-                &pool,
-                &entity,
-                from,
-                as_of.as_of_date,
-                as_of.as_of_time,
-            )
-            .await?;
-            print_accounts(as_of.format, "amount", &rows)?;
-            if as_of.format == crate::output::Format::Table {
-                let net: rust_decimal::Decimal = rows
-                    .iter()
-                    .map(|r| {
-                        if r.account_type == "income" {
-                            r.balance
-                        } else {
-                            -r.balance
-                        }
-                    })
-                    .sum();
-                println!("net income: {net}");
-            }
-        }
-        ReportCmd::Statement { account, as_of } => {
-            let rows =
-                store::reports::statement(&pool, &account, as_of.as_of_date, as_of.as_of_time)
-                    .await?;
-            print(
-                as_of.format,
-                &[
-                    "effective",
-                    "recorded",
-                    "entry",
-                    "side",
-                    "amount",
-                    "balance",
-                    "description",
-                ],
-                &rows,
-                |r| {
-                    vec![
-                        r.effective_date.to_string(),
-                        r.recorded_at.to_rfc3339(),
-                        r.entry_id.to_string(),
-                        r.side.clone(),
-                        r.amount.to_string(),
-                        r.balance.to_string(),
-                        r.description.clone().unwrap_or_default(),
-                    ]
-                },
-            )?;
-        }
+        } => income_statement(&pool, &entity, from, &as_of).await?,
+        ReportCmd::Statement { account, as_of } => statement(&pool, &account, &as_of).await?,
         ReportCmd::Balance { account, as_of } => {
             let balance =
                 store::reports::balance_as_of(&pool, &account, as_of.as_of_date, as_of.as_of_time)
@@ -199,14 +114,102 @@ pub(super) async fn report(cmd: ReportCmd) -> Result<()> {
         }
         ReportCmd::Rejections => {
             let rows = store::reports::rejection_counts(&pool).await?;
-            print(
-                crate::output::Format::Table,
-                &["reason", "count"],
-                &rows,
-                |(r, n)| vec![r.clone(), n.to_string()],
-            )?;
+            print(Format::Table, &["reason", "count"], &rows, |(r, n)| {
+                vec![r.clone(), n.to_string()]
+            })?;
         }
     }
+    Ok(())
+}
+
+/// Debits and credits per entity and currency; a check: fails when a pair differs or a stored
+/// balance differs from the sum of its lines.
+async fn trial_balance(pool: &sqlx::PgPool, entity: Option<&str>, as_of: &AsOf) -> Result<()> {
+    let rows =
+        store::reports::trial_balance(pool, entity, as_of.as_of_date, as_of.as_of_time).await?;
+    print(
+        as_of.format,
+        &["entity", "currency", "debits", "credits", "accounts"],
+        &rows,
+        |r| {
+            vec![
+                r.entity_id.clone(),
+                r.currency.clone(),
+                r.debits.to_string(),
+                r.credits.to_string(),
+                r.accounts.to_string(),
+            ]
+        },
+    )?;
+    if let Some(r) = rows.iter().find(|r| r.debits != r.credits) {
+        let problem = format!(
+            "trial balance does not balance for {} {}",
+            r.entity_id, r.currency
+        );
+        return Err(super::CheckFailed(problem).into());
+    }
+    let drift = store::reports::balance_drift(pool).await?;
+    if let Some((account, stored, lines)) = drift.first() {
+        let problem = format!(
+            "{} account balance(s) differ from the sum of their lines, first {account}: {stored} vs {lines}",
+            drift.len()
+        );
+        return Err(super::CheckFailed(problem).into());
+    }
+    if as_of.format == Format::Table {
+        println!("balanced: debits = credits for every entity and currency; every balance = sum of its lines");
+    }
+    Ok(())
+}
+
+async fn income_statement(
+    pool: &sqlx::PgPool,
+    entity: &str,
+    from: Option<NaiveDate>,
+    as_of: &AsOf,
+) -> Result<()> {
+    let rows =
+        store::reports::income_statement(pool, entity, from, as_of.as_of_date, as_of.as_of_time)
+            .await?;
+    print_accounts(as_of.format, "amount", &rows)?;
+    if as_of.format == Format::Table {
+        let net: rust_decimal::Decimal = rows
+            .iter()
+            .map(|r| {
+                if r.account_type == "income" {
+                    r.balance
+                } else {
+                    -r.balance
+                }
+            })
+            .sum();
+        println!("net income: {net}");
+    }
+    Ok(())
+}
+
+async fn statement(pool: &sqlx::PgPool, account: &str, as_of: &AsOf) -> Result<()> {
+    let rows = store::reports::statement(pool, account, as_of.as_of_date, as_of.as_of_time).await?;
+    let headers = [
+        "effective",
+        "recorded",
+        "entry",
+        "side",
+        "amount",
+        "balance",
+        "description",
+    ];
+    print(as_of.format, &headers, &rows, |r| {
+        vec![
+            r.effective_date.to_string(),
+            r.recorded_at.to_rfc3339(),
+            r.entry_id.to_string(),
+            r.side.clone(),
+            r.amount.to_string(),
+            r.balance.to_string(),
+            r.description.clone().unwrap_or_default(),
+        ]
+    })?;
     Ok(())
 }
 

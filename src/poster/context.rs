@@ -16,8 +16,44 @@ use sqlx::PgPool;
 
 use crate::health::Health;
 
-/// Positions of the partitions this poster owns: next offset to process.
-pub type Positions = Arc<Mutex<BTreeMap<i32, i64>>>;
+/// Positions of the partitions this poster owns: the next offset to process of each, shared
+/// between the loop and the rebalance callbacks.
+#[derive(Debug, Clone, Default)]
+pub struct Positions(Arc<Mutex<BTreeMap<i32, i64>>>);
+
+impl Positions {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, i64>> {
+        self.0.lock().expect("positions lock")
+    }
+
+    /// The partition's position, `None` when this poster does not own it.
+    pub fn get(&self, partition: i32) -> Option<i64> {
+        self.map().get(&partition).copied()
+    }
+
+    /// Moves an owned partition's position (a partition revoked meanwhile stays unowned).
+    pub fn set(&self, partition: i32, next: i64) {
+        self.map().entry(partition).and_modify(|p| *p = next);
+    }
+
+    /// Every owned partition with its position, as of now.
+    pub fn snapshot(&self) -> BTreeMap<i32, i64> {
+        self.map().clone()
+    }
+
+    pub fn owned(&self) -> Vec<i32> {
+        self.map().keys().copied().collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.map().len()
+    }
+
+    /// A new assignment's positions replace the old ones; an empty map revokes all.
+    pub fn replace(&self, positions: BTreeMap<i32, i64>) {
+        *self.map() = positions;
+    }
+}
 
 pub struct PosterContext {
     pub handle: tokio::runtime::Handle,
@@ -78,7 +114,7 @@ impl ConsumerContext for PosterContext {
                     tracing::error!(?err, "rebalance error; dropping the assignment");
                 }
                 let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                self.positions.lock().expect("positions lock").clear();
+                self.positions.replace(BTreeMap::new());
                 self.health
                     .assigned
                     .store(0, std::sync::atomic::Ordering::Relaxed);
@@ -108,7 +144,7 @@ impl PosterContext {
                 .add_partition_offset(&self.topic, *p, Offset::Offset(next))
                 .expect("valid partition offset");
         }
-        *self.positions.lock().expect("positions lock") = checkpoints.clone();
+        self.positions.replace(checkpoints.clone());
         self.health.assigned.store(
             partitions.len() as i64,
             std::sync::atomic::Ordering::Relaxed,

@@ -119,6 +119,32 @@ pub struct Poster {
     pub instance: uuid::Uuid,
 }
 
+impl Poster {
+    /// A poster for `settings`, with the account cache empty; call from within a Tokio runtime
+    /// (its handle runs the database calls), then `run` on a blocking thread.
+    pub fn new(
+        settings: PosterSettings,
+        pool: PgPool,
+        metrics: Arc<PosterMetrics>,
+        health: Arc<Health>,
+        shutdown: Arc<AtomicBool>,
+        currencies: CurrencyTable,
+        instance: uuid::Uuid,
+    ) -> Self {
+        Poster {
+            settings,
+            pool,
+            metrics,
+            health,
+            shutdown,
+            currencies,
+            handle: tokio::runtime::Handle::current(),
+            accounts: Default::default(),
+            instance,
+        }
+    }
+}
+
 /// One partition's share of a collected batch, decoded, with the position it must commit at.
 struct Job {
     partition: i32,
@@ -232,7 +258,7 @@ impl Poster {
             .expect("watermarks lock")
             .clone();
         let lag = self.record_lag(&member.positions, |p| seen.get(&p).copied());
-        let owned = member.positions.lock().expect("positions lock").clone();
+        let owned = member.positions.snapshot();
         halts.caught_up(&owned, |p| seen.get(&p).copied());
         self.forget_revoked(&member.positions, exported);
         self.report_stall(lag, last_message.elapsed());
@@ -308,7 +334,7 @@ impl Poster {
     ) -> queues::Collected {
         let wait = Duration::from_millis(self.settings.batch_wait_ms);
         let deadline = Instant::now() + wait;
-        let owned = positions.lock().expect("positions lock").len();
+        let owned = positions.count();
         let mut batch = queues::Collected::new(
             self.settings.batch_postings_max,
             owned,
@@ -373,7 +399,7 @@ impl Poster {
         errors: Vec<halts::ConsumeError>,
         next: Vec<Decoded>,
     ) -> Vec<Decoded> {
-        let owned = positions.lock().expect("positions lock").clone();
+        let owned = positions.snapshot();
         for error in &errors {
             halts.halt(consumer, error, &owned);
         }
@@ -429,11 +455,7 @@ impl Poster {
         messages: Vec<BatchMessage>,
     ) -> Option<Job> {
         // None: revoked while the batch was filling; the new owner starts from PostgreSQL.
-        let position = positions
-            .lock()
-            .expect("positions lock")
-            .get(&partition)
-            .copied()?;
+        let position = positions.get(partition)?;
         let messages: Vec<BatchMessage> = messages
             .into_iter()
             .filter(|m| m.offset >= position)
@@ -484,11 +506,7 @@ impl Poster {
     ) -> Option<i64> {
         match result {
             commit::Committed::Advanced(next) => {
-                positions
-                    .lock()
-                    .expect("positions lock")
-                    .entry(partition)
-                    .and_modify(|p| *p = next);
+                positions.set(partition, next);
                 self.metrics
                     .checkpoint_offset
                     .with_label_values(&[&self.settings.topic, &partition.to_string()])
@@ -496,11 +514,7 @@ impl Poster {
                 Some(next)
             }
             commit::Committed::Fenced(checkpoint) | commit::Committed::Failed(checkpoint) => {
-                positions
-                    .lock()
-                    .expect("positions lock")
-                    .entry(partition)
-                    .and_modify(|p| *p = checkpoint);
+                positions.set(partition, checkpoint);
                 self.seek(consumer, partition, checkpoint);
                 None
             }
@@ -533,7 +547,7 @@ impl Poster {
     /// Lag per owned partition from each partition's high watermark (`None`: unknown), into the
     /// metrics; the total, or `i64::MAX` when one is unknown.
     fn record_lag(&self, positions: &Positions, high: impl Fn(i32) -> Option<i64>) -> i64 {
-        let owned = positions.lock().expect("positions lock").clone();
+        let owned = positions.snapshot();
         let mut total = 0;
         for (partition, position) in owned {
             let Some(high) = high(partition).filter(|h| *h >= 0) else {
@@ -560,12 +574,7 @@ impl Poster {
         positions: &Positions,
         exported: &mut std::collections::BTreeSet<i32>,
     ) {
-        let owned: std::collections::BTreeSet<i32> = positions
-            .lock()
-            .expect("positions lock")
-            .keys()
-            .copied()
-            .collect();
+        let owned: std::collections::BTreeSet<i32> = positions.owned().into_iter().collect();
         for gone in exported.difference(&owned) {
             let labels = [self.settings.topic.as_str(), &gone.to_string()];
             let _ = self.metrics.consumer_lag.remove_label_values(&labels);
@@ -594,8 +603,7 @@ impl Poster {
     }
 
     fn caught_up(&self, consumer: &BaseConsumer<PosterContext>, positions: &Positions) -> bool {
-        !positions.lock().expect("positions lock").is_empty()
-            && self.update_lag(consumer, positions) == 0
+        positions.count() > 0 && self.update_lag(consumer, positions) == 0
     }
 }
 

@@ -33,13 +33,7 @@ impl PartitionQueues {
         if generation == self.generation {
             return;
         }
-        let owned: Vec<i32> = context
-            .positions
-            .lock()
-            .expect("positions lock")
-            .keys()
-            .copied()
-            .collect();
+        let owned = context.positions.owned();
         self.queues = owned
             .into_iter()
             .filter_map(|p| Some((p, consumer.split_partition_queue(topic, p)?)))

@@ -53,17 +53,15 @@ pub async fn serve(
     let rejoin = tokio::spawn(crate::signals::rejoin_on_usr1(health.clone()));
     let lag_shutdown = shutdown.clone();
     let lag_thread = std::thread::spawn(move || lag.run(lag_shutdown));
-    let poster = Poster {
+    let poster = Poster::new(
         settings,
-        pool: pool.clone(),
+        pool.clone(),
         metrics,
         health,
         shutdown,
         currencies,
-        handle: tokio::runtime::Handle::current(),
-        accounts: Default::default(),
         instance,
-    };
+    );
     let stop = poster.shutdown.clone();
     let result = tokio::task::spawn_blocking(move || poster.run(&kafka)).await?;
     stop.store(true, Ordering::Relaxed);
