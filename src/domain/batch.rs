@@ -345,6 +345,20 @@ fn check_and_apply(
     p: &Posting,
     state: &mut LedgerState,
 ) -> Result<(Uuid, Vec<BalanceChange>), Rejection> {
+    check_entity_and_period(p, state)?;
+    let deltas = account_deltas(p, state)?;
+    check_funds(&deltas, state)?;
+    // Checked when parsing; checked again just before the write (assert invariants twice).
+    p.check_balanced()?;
+    Ok((entry_id(p.key.as_str()), apply(deltas, state)))
+}
+
+/// Each account's delta in its normal-side direction, keyed by account id, with the account's
+/// shared id (for its balance change).
+type Deltas<'a> = BTreeMap<&'a str, (Arc<str>, Decimal)>;
+
+/// The entity exists and the entry's effective date falls in one of its open periods.
+fn check_entity_and_period(p: &Posting, state: &LedgerState) -> Result<(), Rejection> {
     let entity = p.entity.as_str();
     if !state.entities.contains(entity) {
         return Err(Rejection::UnknownEntity(entity.to_string()));
@@ -359,42 +373,23 @@ fn check_and_apply(
             date: p.effective_date.to_string(),
         });
     }
-    // Deltas per account in the account's normal-side direction, in first-seen line order.
-    // Each with the account's shared id, for its balance change.
-    let mut deltas: BTreeMap<&str, (Arc<str>, Decimal)> = BTreeMap::new();
+    Ok(())
+}
+
+/// Every line's account checked (`check_line`), and the deltas per account.
+fn account_deltas<'a>(p: &'a Posting, state: &LedgerState) -> Result<Deltas<'a>, Rejection> {
+    let mut deltas: Deltas = BTreeMap::new();
     for (i, line) in p.lines.iter().enumerate() {
-        let n = i + 1;
         let account = line.account.as_str();
         let (id, a) =
             state
                 .accounts
                 .get_key_value(account)
                 .ok_or_else(|| Rejection::UnknownAccount {
-                    line: n,
+                    line: i + 1,
                     account: account.to_string(),
                 })?;
-        if !a.active {
-            return Err(Rejection::AccountInactive {
-                line: n,
-                account: account.to_string(),
-            });
-        }
-        if &*a.entity_id != entity {
-            return Err(Rejection::EntityMismatch {
-                line: n,
-                account: account.to_string(),
-                account_entity: a.entity_id.to_string(),
-                entry_entity: entity.to_string(),
-            });
-        }
-        if &*a.currency != line.currency.as_str() {
-            return Err(Rejection::CurrencyMismatch {
-                line: n,
-                account: account.to_string(),
-                account_currency: a.currency.to_string(),
-                line_currency: line.currency.to_string(),
-            });
-        }
+        check_line(i + 1, line, a, p.entity.as_str())?;
         let signed = if line.side == a.normal_side {
             line.amount
         } else {
@@ -405,7 +400,40 @@ fn check_and_apply(
             .or_insert_with(|| (id.clone(), Decimal::ZERO))
             .1 += signed;
     }
-    for (account, (_, delta)) in &deltas {
+    Ok(deltas)
+}
+
+/// Line `n` may post to account `a`: active, of the entry's entity, in the line's currency.
+fn check_line(n: usize, line: &Line, a: &AccountState, entity: &str) -> Result<(), Rejection> {
+    let account = line.account.as_str();
+    if !a.active {
+        return Err(Rejection::AccountInactive {
+            line: n,
+            account: account.to_string(),
+        });
+    }
+    if &*a.entity_id != entity {
+        return Err(Rejection::EntityMismatch {
+            line: n,
+            account: account.to_string(),
+            account_entity: a.entity_id.to_string(),
+            entry_entity: entity.to_string(),
+        });
+    }
+    if &*a.currency != line.currency.as_str() {
+        return Err(Rejection::CurrencyMismatch {
+            line: n,
+            account: account.to_string(),
+            account_currency: a.currency.to_string(),
+            line_currency: line.currency.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// No account that may not go negative would.
+fn check_funds(deltas: &Deltas, state: &LedgerState) -> Result<(), Rejection> {
+    for (account, (_, delta)) in deltas {
         let a = &state.accounts[*account];
         let after = a.balance + delta;
         if !a.allow_negative && after < Decimal::ZERO {
@@ -415,10 +443,12 @@ fn check_and_apply(
             });
         }
     }
-    // Checked when parsing; checked again just before the write (assert invariants twice).
-    p.check_balanced()?;
-    let entry = entry_id(p.key.as_str());
-    let changes = deltas
+    Ok(())
+}
+
+/// Applies the deltas to the state's balances; the balance change of each account.
+fn apply(deltas: Deltas, state: &mut LedgerState) -> Vec<BalanceChange> {
+    deltas
         .into_iter()
         .map(|(account, (id, delta))| {
             let a = state.accounts.get_mut(account).expect("checked above");
@@ -431,8 +461,7 @@ fn check_and_apply(
                 version: a.version,
             }
         })
-        .collect();
-    Ok((entry, changes))
+        .collect()
 }
 
 #[cfg(test)]
