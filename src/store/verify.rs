@@ -146,56 +146,95 @@ pub async fn hash_chains(
         if checked % 10_000 == 0 {
             progress(checked);
         }
-        let (Some(topic), Some(partition), Some(offset)) =
-            (r.source_topic.clone(), r.source_partition, r.source_offset)
-        else {
-            violations.push(violation(
-                Some(r.id),
-                "entry has no source position, so no place in a chain".into(),
-            ));
-            continue;
-        };
-        let prev = heads
-            .get(&(topic.clone(), partition))
-            .copied()
-            .unwrap_or(GENESIS);
-        let entry = CanonicalEntry {
-            id: r.id,
-            entity: &r.entity_id,
-            key: &r.idempotency_key,
-            effective_date: r.effective_date,
-            recorded_at: r.recorded_at,
-            description: r.description.as_deref(),
-            source_topic: &topic,
-            source_partition: partition,
-            source_offset: offset,
-            reverses: r.reverses,
-            lines: (0..r.line_nos.len())
-                .map(|i| CanonicalLine {
-                    line_no: r.line_nos[i],
-                    account: &r.accounts[i],
-                    side: &r.sides[i],
-                    amount: r.amounts[i],
-                    currency: &r.currencies[i],
-                })
-                .collect(),
-        };
-        let computed = entry.hash(&prev);
-        if r.prev_hash.as_deref() != Some(prev.as_slice()) {
-            violations.push(violation(Some(r.id), format!("chain {topic}/{partition} broken before offset {offset}: previous hash differs")));
-        }
-        if r.hash.as_deref() != Some(computed.as_slice()) {
-            violations.push(violation(Some(r.id), format!("entry at {topic}/{partition}/{offset} does not match its hash: content altered")));
-        }
-        // Continue from the stored hash so that one altered entry is reported once.
-        let next = r
-            .hash
-            .as_deref()
-            .and_then(|h| <[u8; 32]>::try_from(h).ok())
-            .unwrap_or(computed);
-        heads.insert((topic, partition), next);
+        check_link(&r, &mut heads, &mut violations);
     }
     progress(checked);
+    check_heads(pool, &heads, &mut violations).await?;
+    Ok(violations)
+}
+
+/// One entry, in chain order: its stored previous hash is the chain's head so far, and its
+/// stored hash is the hash of its content; moves the chain's head on.
+fn check_link(
+    r: &ChainRow,
+    heads: &mut BTreeMap<(String, i32), [u8; 32]>,
+    violations: &mut Vec<Violation>,
+) {
+    let (Some(topic), Some(partition), Some(offset)) =
+        (r.source_topic.clone(), r.source_partition, r.source_offset)
+    else {
+        violations.push(violation(
+            Some(r.id),
+            "entry has no source position, so no place in a chain".into(),
+        ));
+        return;
+    };
+    let prev = heads
+        .get(&(topic.clone(), partition))
+        .copied()
+        .unwrap_or(GENESIS);
+    let computed = canonical(r, &topic, partition, offset).hash(&prev);
+    if r.prev_hash.as_deref() != Some(prev.as_slice()) {
+        violations.push(violation(
+            Some(r.id),
+            format!(
+                "chain {topic}/{partition} broken before offset {offset}: previous hash differs"
+            ),
+        ));
+    }
+    if r.hash.as_deref() != Some(computed.as_slice()) {
+        violations.push(violation(
+            Some(r.id),
+            format!(
+                "entry at {topic}/{partition}/{offset} does not match its hash: content altered"
+            ),
+        ));
+    }
+    // Continue from the stored hash so that one altered entry is reported once.
+    let next = r
+        .hash
+        .as_deref()
+        .and_then(|h| <[u8; 32]>::try_from(h).ok())
+        .unwrap_or(computed);
+    heads.insert((topic, partition), next);
+}
+
+/// The entry as the chain hashes it.
+fn canonical<'a>(
+    r: &'a ChainRow,
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+) -> CanonicalEntry<'a> {
+    CanonicalEntry {
+        id: r.id,
+        entity: &r.entity_id,
+        key: &r.idempotency_key,
+        effective_date: r.effective_date,
+        recorded_at: r.recorded_at,
+        description: r.description.as_deref(),
+        source_topic: topic,
+        source_partition: partition,
+        source_offset: offset,
+        reverses: r.reverses,
+        lines: (0..r.line_nos.len())
+            .map(|i| CanonicalLine {
+                line_no: r.line_nos[i],
+                account: &r.accounts[i],
+                side: &r.sides[i],
+                amount: r.amounts[i],
+                currency: &r.currencies[i],
+            })
+            .collect(),
+    }
+}
+
+/// Every chain's recorded head is where walking its entries ended.
+async fn check_heads(
+    pool: &PgPool,
+    heads: &BTreeMap<(String, i32), [u8; 32]>,
+    violations: &mut Vec<Violation>,
+) -> Result<(), StoreError> {
     let stored: Vec<(String, i32, Vec<u8>)> =
         sqlx::query_as("SELECT source_topic, source_partition, head FROM hash_chains")
             .fetch_all(pool)
@@ -209,7 +248,7 @@ pub async fn hash_chains(
             violations.push(violation(None, format!("chain {topic}/{partition}: its recorded head is not the hash of its last entry (entries removed or added)")));
         }
     }
-    Ok(violations)
+    Ok(())
 }
 
 /// Batch history per partition moves forward, except where a recorded replay moved it back, and
