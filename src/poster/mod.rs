@@ -192,20 +192,7 @@ impl Poster {
                 &codec,
                 &halts,
             );
-            let mut advanced = TopicPartitionList::new();
-            for (job, result) in jobs.iter().zip(results) {
-                if let Some(next) = self.apply(consumer, positions, job.partition, result) {
-                    halts.committed(job.partition);
-                    advanced
-                        .add_partition_offset(
-                            &self.settings.topic,
-                            job.partition,
-                            Offset::Offset(next),
-                        )
-                        .expect("valid offset");
-                }
-            }
-            self.commit_advisory(consumer, &advanced);
+            self.apply_round(consumer, positions, &mut halts, &jobs, results);
             // The round's messages are tens of thousands of small allocations at full load:
             // freed off this thread, so that the next round starts without waiting for it.
             self.handle.spawn_blocking(move || drop(jobs));
@@ -239,6 +226,28 @@ impl Poster {
         self.leave(member);
         tracing::info!("poster stopped");
         Ok(())
+    }
+
+    /// Applies each partition's commit outcome (positions, seeks, halts that are over) and
+    /// commits the new positions to Kafka in one advisory request.
+    fn apply_round(
+        &self,
+        consumer: &BaseConsumer<PosterContext>,
+        positions: &Positions,
+        halts: &mut halts::Halts,
+        jobs: &[Job],
+        results: Vec<commit::Committed>,
+    ) {
+        let mut advanced = TopicPartitionList::new();
+        for (job, result) in jobs.iter().zip(results) {
+            if let Some(next) = self.apply(consumer, positions, job.partition, result) {
+                halts.committed(job.partition);
+                advanced
+                    .add_partition_offset(&self.settings.topic, job.partition, Offset::Offset(next))
+                    .expect("valid offset");
+            }
+        }
+        self.commit_advisory(consumer, &advanced);
     }
 
     /// Every few seconds: lag of the owned partitions, halts that are over, series of revoked

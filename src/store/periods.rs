@@ -56,34 +56,45 @@ pub async fn open(
             "reopen"
         }
         None => {
-            let overlapping: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM accounting_periods
-                 WHERE entity_id = $1 AND period_start <= $3 AND period_end >= $2)",
-            )
-            .bind(entity)
-            .bind(start)
-            .bind(end)
-            .fetch_one(&mut *tx)
-            .await?;
-            if overlapping {
-                return Err(StoreError::Conflict(format!(
-                    "period {start}..{end} overlaps an existing period of {entity}"
-                )));
-            }
-            sqlx::query(
-                "INSERT INTO accounting_periods (entity_id, period_start, period_end, status) VALUES ($1, $2, $3, 'open')",
-            )
-            .bind(entity)
-            .bind(start)
-            .bind(end)
-            .execute(&mut *tx)
-            .await?;
+            insert_open_in_tx(&mut tx, entity, start, end).await?;
             "open"
         }
     };
     record_change_in_tx(&mut tx, entity, start, action, by, reason).await?;
     tx.commit().await?;
     Ok(action)
+}
+
+/// A new open period, refused when it overlaps one of the entity's periods.
+async fn insert_open_in_tx(
+    tx: &mut sqlx::PgConnection,
+    entity: &str,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Result<(), StoreError> {
+    let overlapping: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM accounting_periods
+         WHERE entity_id = $1 AND period_start <= $3 AND period_end >= $2)",
+    )
+    .bind(entity)
+    .bind(start)
+    .bind(end)
+    .fetch_one(&mut *tx)
+    .await?;
+    if overlapping {
+        return Err(StoreError::Conflict(format!(
+            "period {start}..{end} overlaps an existing period of {entity}"
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO accounting_periods (entity_id, period_start, period_end, status) VALUES ($1, $2, $3, 'open')",
+    )
+    .bind(entity)
+    .bind(start)
+    .bind(end)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Closes an open period: postings dated inside it are rejected from then on.
