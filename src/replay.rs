@@ -59,23 +59,7 @@ pub async fn replay(
             r.group
         );
     }
-    let metadata = consumer
-        .fetch_metadata(Some(r.topic), timeout)
-        .with_context(|| format!("broker did not describe topic {}", r.topic))?;
-    let mut partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if let Some(p) = r.partition {
-        if !partitions.contains(&p) {
-            bail!("topic {} has no partition {p}", r.topic);
-        }
-        partitions = vec![p];
-    }
-    if partitions.is_empty() {
-        bail!("topic {} does not exist or has no partitions", r.topic);
-    }
+    let partitions = chosen_partitions(&consumer, r, timeout)?;
     let current = checkpoints::all(pool, r.group, r.topic).await?;
     let targets = resolve(&consumer, r, &partitions, &current, timeout)?;
     let changes: Vec<Change> = partitions
@@ -111,6 +95,30 @@ pub async fn replay(
         .commit(&tpl, CommitMode::Sync)
         .context("committing offsets to Kafka")?;
     Ok(changes)
+}
+
+/// The partitions the request names: one, or every partition of the topic.
+fn chosen_partitions(
+    consumer: &BaseConsumer,
+    r: &ReplayRequest<'_>,
+    timeout: Duration,
+) -> Result<Vec<i32>> {
+    let metadata = consumer
+        .fetch_metadata(Some(r.topic), timeout)
+        .with_context(|| format!("broker did not describe topic {}", r.topic))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    match r.partition {
+        Some(p) if !partitions.contains(&p) => bail!("topic {} has no partition {p}", r.topic),
+        Some(p) => Ok(vec![p]),
+        None if partitions.is_empty() => {
+            bail!("topic {} does not exist or has no partitions", r.topic)
+        }
+        None => Ok(partitions),
+    }
 }
 
 /// Live members of the group as the broker's group API (DescribeGroups) reports them: a member
