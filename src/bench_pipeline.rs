@@ -588,17 +588,61 @@ async fn load_and_watch(
     rate: f64,
     pid: u32,
 ) -> Result<UnderLoad> {
-    // The producer stands in for upstream systems, which run on other machines, so it must
-    // take as little of the two cores as it can:
-    // - It keeps one request in flight: with librdkafka's idempotent default of five its
-    //   broker thread spun on poll() while Tansu answered one request at a time (0.54 of a
-    //   core at 8,900/s, 0.13 with one; produce-to-commit p99 1,160 ms against 425 ms). It
-    //   stays idempotent. (The spinning was first taken for linger wake-ups, and the linger
-    //   raised to 20 ms; with one request in flight the project's 5 ms costs the same CPU and
-    //   halves the acknowledgement time. The linger is inside the measured latency.)
-    // - It connects and learns the partition leaders while the poster joins: made when the
-    //   clock started, it held its first 530 ms of messages until then, which measured the
-    //   harness's start, not the pipeline.
+    let producer = load_producer(kafka, topic)?;
+    let started = Instant::now();
+    wait_assigned(db, group, topic, s.partitions).await?;
+    let watcher = CheckpointWatcher::start(db, group, topic, pid);
+    let payloads = encode_payloads(messages)?;
+    let cpu_before = CpuSample::take(pid);
+    let t0 = (Instant::now(), std::time::SystemTime::now());
+    let acks = send_paced(&producer, topic, messages, &payloads, rate).await?;
+    let cpu = CpuSample::take(pid).since(&cpu_before, t0.0.elapsed());
+    let produce_rate = messages.len() as f64 / t0.0.elapsed().as_secs_f64();
+    let (placed, mut acked_ms) = placed_messages(acks)?;
+    acked_ms.sort_by(f64::total_cmp);
+    // Wait until everything is committed, then stop the watcher.
+    let mut ends = std::collections::BTreeMap::new();
+    for (_, _, p, o) in &placed {
+        let e = ends.entry(*p).or_insert(0i64);
+        *e = (*e).max(o + 1);
+    }
+    let limit = Duration::from_secs(600);
+    wait_committed(&db.pool, group, topic, &ends, started, limit).await?;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (seen, poster_rss_mib) = watcher.stop().await?;
+    check_ledger(db).await?;
+    let committed = first_committed(&placed, &seen);
+    if let Some(path) = crate::config::bench_trace_path() {
+        write_trace(&path, t0, &placed, &committed)?;
+    }
+    let (latencies, after_ack) = latencies(&placed, &committed);
+    let pick = |v: &[f64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    Ok(UnderLoad {
+        rate: produce_rate,
+        count: latencies.len(),
+        p50_ms: pick(&latencies, 0.5),
+        p99_ms: pick(&latencies, 0.99),
+        ack_p50_ms: pick(&acked_ms, 0.5),
+        ack_p99_ms: pick(&acked_ms, 0.99),
+        after_ack_p50_ms: pick(&after_ack, 0.5),
+        after_ack_p99_ms: pick(&after_ack, 0.99),
+        poster_rss_mib,
+        cpu,
+    })
+}
+
+/// The load producer. It stands in for upstream systems, which run on other machines, so it
+/// must take as little of the two cores as it can:
+/// - It keeps one request in flight: with librdkafka's idempotent default of five its broker
+///   thread spun on poll() while Tansu answered one request at a time (0.54 of a core at
+///   8,900/s, 0.13 with one; produce-to-commit p99 1,160 ms against 425 ms). It stays
+///   idempotent. (The spinning was first taken for linger wake-ups, and the linger raised to
+///   20 ms; with one request in flight the project's 5 ms costs the same CPU and halves the
+///   acknowledgement time. The linger is inside the measured latency.)
+/// - It connects and learns the partition leaders while the poster joins: made when the clock
+///   started, it held its first 530 ms of messages until then, which measured the harness's
+///   start, not the pipeline.
+fn load_producer(kafka: &KafkaSettings, topic: &str) -> Result<rdkafka::producer::FutureProducer> {
     let producer = crate::kafka::producer_with(
         kafka,
         &[
@@ -610,12 +654,16 @@ async fn load_and_watch(
         .client()
         .fetch_metadata(Some(topic), Duration::from_secs(30))
         .context("the load producer could not reach the broker")?;
-    // Ready once the poster has been assigned every partition (it writes their checkpoints).
+    Ok(producer)
+}
+
+/// Ready once the poster has been assigned every partition (it writes their checkpoints).
+async fn wait_assigned(db: &ScratchDb, group: &str, topic: &str, partitions: i32) -> Result<()> {
     let started = Instant::now();
     while crate::store::checkpoints::all(&db.pool, group, topic)
         .await?
         .len()
-        < s.partitions as usize
+        < partitions as usize
     {
         ensure!(
             started.elapsed() < Duration::from_secs(60),
@@ -623,19 +671,31 @@ async fn load_and_watch(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The watcher: when each partition's checkpoint passed which offset.
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (pool, group, topic, stop) = (
+    Ok(())
+}
+
+/// Checkpoints as seen every 5 ms, with when they were seen.
+type CheckpointLog = Vec<(Instant, std::collections::BTreeMap<i32, i64>)>;
+
+/// Watches when each partition's checkpoint passed which offset, and the poster's peak RSS.
+struct CheckpointWatcher {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(CheckpointLog, u64)>,
+}
+
+impl CheckpointWatcher {
+    fn start(db: &ScratchDb, group: &str, topic: &str, pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (pool, group, topic, stopped) = (
             db.pool.clone(),
             group.to_string(),
             topic.to_string(),
             stop.clone(),
         );
-        tokio::spawn(async move {
-            let mut seen: Vec<(Instant, std::collections::BTreeMap<i32, i64>)> = Vec::new();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
             let mut peak_rss = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok(cp) = crate::store::checkpoints::all(&pool, &group, &topic).await {
                     seen.push((Instant::now(), cp));
                 }
@@ -643,21 +703,50 @@ async fn load_and_watch(
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             (seen, peak_rss)
-        })
-    };
-    // The producer, paced to `rate`. The harness must compete with the poster for the two
-    // cores as little as it can: messages are encoded before the clock starts, sent in due-time
-    // slices (one timer per millisecond, not one per message), and acknowledgements are awaited
-    // by one task instead of a task per message.
+        });
+        CheckpointWatcher { stop, task }
+    }
+
+    async fn stop(self) -> Result<(CheckpointLog, u64)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.task.await?)
+    }
+}
+
+/// The messages' bytes, encoded before the clock starts.
+fn encode_payloads(messages: &[generator::Message]) -> Result<Vec<Vec<u8>>> {
     let codec = posting_codec();
-    let payloads = messages
+    Ok(messages
         .iter()
         .map(|m| match (&m.raw, &m.request) {
             (Some(raw), _) => Ok(raw.clone()),
             (None, Some(r)) => codec.encode(r, Framing::AvroSingleObject),
             (None, None) => unreachable!("generated messages have a body"),
         })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+        .collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+/// A message's send time, acknowledgement time and delivery result.
+type Ack = (
+    Instant,
+    Instant,
+    std::result::Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+);
+
+/// Sends the messages paced to `rate` per second. The harness must compete with the poster for
+/// the two cores as little as it can: messages are sent in due-time slices (one timer per
+/// millisecond, not one per message), and acknowledgements are awaited by one task instead of
+/// a task per message.
+async fn send_paced(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    messages: &[generator::Message],
+    payloads: &[Vec<u8>],
+    rate: f64,
+) -> Result<Vec<Ack>> {
     let (deliveries, mut delivered) = tokio::sync::mpsc::unbounded_channel();
     let acker = tokio::spawn(async move {
         use futures::StreamExt;
@@ -676,21 +765,16 @@ async fn load_and_watch(
         }
         acks
     });
-    let cpu_before = CpuSample::take(pid);
     let t0 = Instant::now();
-    let t0_wall = std::time::SystemTime::now();
     let mut next = 0;
     while next < messages.len() {
         let due = ((t0.elapsed().as_secs_f64() * rate) as usize + 1).min(messages.len());
         for i in next..due {
             let at = Instant::now();
-            let delivery = producer
-                .send_result(
-                    FutureRecord::to(topic)
-                        .key(&messages[i].key)
-                        .payload(&payloads[i]),
-                )
-                .map_err(|(e, _)| e)?;
+            let record = FutureRecord::to(topic)
+                .key(&messages[i].key)
+                .payload(&payloads[i]);
+            let delivery = producer.send_result(record).map_err(|(e, _)| e)?;
             deliveries
                 .send((at, delivery))
                 .expect("the acknowledgement task runs until the sender is dropped");
@@ -699,55 +783,51 @@ async fn load_and_watch(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     drop(deliveries);
-    let cpu = CpuSample::take(pid).since(&cpu_before, t0.elapsed());
-    let mut placed = Vec::with_capacity(messages.len());
-    let mut acked_ms = Vec::with_capacity(messages.len());
-    for (at, acked, delivery) in acker.await? {
+    Ok(acker.await?)
+}
+
+/// Each message's send time, acknowledgement time, partition and offset; and each
+/// acknowledgement's time in milliseconds.
+#[allow(clippy::type_complexity)]
+fn placed_messages(acks: Vec<Ack>) -> Result<(Vec<(Instant, Instant, i32, i64)>, Vec<f64>)> {
+    let mut placed = Vec::with_capacity(acks.len());
+    let mut acked_ms = Vec::with_capacity(acks.len());
+    for (at, acked, delivery) in acks {
         let delivery = delivery
             .context("producer dropped a message")?
             .map_err(|(e, _)| e)?;
         acked_ms.push(acked.saturating_duration_since(at).as_secs_f64() * 1000.0);
         placed.push((at, acked, delivery.partition, delivery.offset));
     }
-    acked_ms.sort_by(f64::total_cmp);
-    let produce_rate = messages.len() as f64 / t0.elapsed().as_secs_f64();
-    // Wait until everything is committed, then stop the watcher.
-    let mut ends = std::collections::BTreeMap::new();
-    for (_, _, p, o) in &placed {
-        let e = ends.entry(*p).or_insert(0i64);
-        *e = (*e).max(o + 1);
-    }
-    wait_committed(
-        &db.pool,
-        group,
-        topic,
-        &ends,
-        started,
-        Duration::from_secs(600),
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (seen, poster_rss_mib) = watcher.await?;
-    check_ledger(db).await?;
-    let ms =
-        |from: &Instant, to: Instant| to.saturating_duration_since(*from).as_secs_f64() * 1000.0;
-    // When each message was first seen committed (all are, after wait_committed above).
-    let committed: Vec<Option<Instant>> = placed
+    Ok((placed, acked_ms))
+}
+
+/// When each message was first seen committed (all are, once the run waited for them).
+fn first_committed(
+    placed: &[(Instant, Instant, i32, i64)],
+    seen: &CheckpointLog,
+) -> Vec<Option<Instant>> {
+    placed
         .iter()
         .map(|(_, _, p, o)| {
             seen.iter()
                 .find(|(_, cp)| cp.get(p).copied().unwrap_or(0) > *o)
                 .map(|(t, _)| *t)
         })
-        .collect();
-    if let Some(path) = crate::config::bench_trace_path() {
-        write_trace(&path, (t0, t0_wall), &placed, &committed)?;
-    }
+        .collect()
+}
+
+/// Produce-to-commit and acknowledgement-to-commit latencies in milliseconds, sorted.
+fn latencies(
+    placed: &[(Instant, Instant, i32, i64)],
+    committed: &[Option<Instant>],
+) -> (Vec<f64>, Vec<f64>) {
+    let ms =
+        |from: &Instant, to: Instant| to.saturating_duration_since(*from).as_secs_f64() * 1000.0;
     let now = Instant::now();
     let (mut latencies, mut after_ack): (Vec<f64>, Vec<f64>) = placed
         .iter()
-        .zip(&committed)
+        .zip(committed)
         .map(|((at, acked, _, _), committed)| {
             let committed = committed.unwrap_or(now);
             (ms(at, committed), ms(acked, committed))
@@ -755,19 +835,7 @@ async fn load_and_watch(
         .unzip();
     latencies.sort_by(f64::total_cmp);
     after_ack.sort_by(f64::total_cmp);
-    let pick = |v: &[f64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-    Ok(UnderLoad {
-        rate: produce_rate,
-        count: latencies.len(),
-        p50_ms: pick(&latencies, 0.5),
-        p99_ms: pick(&latencies, 0.99),
-        ack_p50_ms: pick(&acked_ms, 0.5),
-        ack_p99_ms: pick(&acked_ms, 0.99),
-        after_ack_p50_ms: pick(&after_ack, 0.5),
-        after_ack_p99_ms: pick(&after_ack, 0.99),
-        poster_rss_mib,
-        cpu,
-    })
+    (latencies, after_ack)
 }
 
 /// CPU time used so far: by the whole machine (busy, from /proc/stat), this process and the
