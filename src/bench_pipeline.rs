@@ -64,137 +64,176 @@ pub async fn pipeline(
     kafka: &KafkaSettings,
     s: &PipelineSettings,
 ) -> Result<()> {
-    let messages = generator::generate(&GeneratorSettings {
-        count: s.postings,
-        accounts: s.accounts,
-        lines: s.lines.clone(),
-        hot_account_share: s.hot_account_share,
-        entity: "bench".into(),
-        seed: 7,
-        key_prefix: format!("bench-{}", uuid::Uuid::new_v4().simple()),
-        ..Default::default()
-    });
+    let messages = bench_messages(s, s.postings, 7, "bench");
     let topic = format!("bench.postings.{}", uuid::Uuid::new_v4().simple());
     crate::kafka::create_topics(kafka, &[&topic], s.partitions).await?;
-    let measured = async {
-        let produced = produce(kafka, &topic, &messages).await?;
-        let mut runs = Vec::new();
-        for _ in 0..s.runs.max(1) {
-            let broker_rate =
-                crate::kafka::consume_and_discard(kafka, &topic, s.postings, s.partitions)?;
-            let copy = copy_limit(admin_url, s.accounts, &messages).await?;
-            let (run, db) = run_posters(admin_url, kafka, &topic, s).await?;
-            check_ledger(&db).await?;
-            db.drop().await?;
-            runs.push(Measured {
-                broker_rate,
-                copy,
-                run,
-            });
-        }
-        anyhow::Ok((produced, runs))
-    }
-    .await;
+    let measured = measure(admin_url, kafka, &topic, s, &messages).await;
     crate::kafka::delete_topics(kafka, &[&topic]).await?;
     let (produced, mut runs) = measured?;
     let every_run = runs_row(&runs);
     runs.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
-    let Measured {
-        broker_rate,
-        copy,
-        run,
-    } = runs.swap_remove(runs.len() / 2);
-    let copy_rate = copy.rate;
+    let median = runs.swap_remove(runs.len() / 2);
     // Half the pipeline's rate, for a tenth of the postings (at least 10 s of load).
     let load_count = (s.postings / 10)
-        .max((run.steady_rate * 5.0) as usize)
+        .max((median.run.steady_rate * 5.0) as usize)
         .min(s.postings);
-    let load_messages = generator::generate(&GeneratorSettings {
-        count: load_count,
+    let load_messages = bench_messages(s, load_count, 8, "bench-load");
+    let rate = median.run.steady_rate / 2.0;
+    let load = under_load(admin_url, kafka, s, &load_messages, rate).await?;
+    let report = Report {
+        s,
+        produced,
+        median: &median,
+        every_run,
+        load: &load,
+    };
+    report.print_limits_and_pipeline();
+    report.print_under_load();
+    Ok(())
+}
+
+/// `count` postings of the benchmark's shape, from `seed`, with keys of their own.
+fn bench_messages(
+    s: &PipelineSettings,
+    count: usize,
+    seed: u64,
+    prefix: &str,
+) -> Vec<generator::Message> {
+    generator::generate(&GeneratorSettings {
+        count,
         accounts: s.accounts,
         lines: s.lines.clone(),
         hot_account_share: s.hot_account_share,
         entity: "bench".into(),
-        seed: 8,
-        key_prefix: format!("bench-load-{}", uuid::Uuid::new_v4().simple()),
+        seed,
+        key_prefix: format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
         ..Default::default()
-    });
-    let load = under_load(admin_url, kafka, s, &load_messages, run.steady_rate / 2.0).await?;
-    let limit = broker_rate.min(copy_rate);
-    println!("## Pipeline benchmark\n");
-    println!("| | |\n|---|---|");
-    println!("| machine | {} |", machine());
-    println!(
-        "| settings | {} postings, {}-{} lines, {} accounts, hot-account share {}, {} partitions, {} poster(s), batches of {}, {} commit lane(s) |",
-        s.postings, s.lines.start(), s.lines.end(), s.accounts, s.hot_account_share, s.partitions, s.posters, s.batch_postings, s.commit_lanes
-    );
-    println!("| produce (idempotent, acks=all) | {produced:.0} messages/s |");
-    println!("| limit A: broker consume-and-discard | {broker_rate:.0} messages/s |");
-    println!("| limit B: PostgreSQL binary COPY of the same rows | {copy_rate:.0} postings/s |");
-    println!(
-        "| pipeline, all committed (wall, incl. group join) | {:.0} postings/s ({:.1} s) |",
-        s.postings as f64 / run.wall.as_secs_f64(),
-        run.wall.as_secs_f64()
-    );
-    println!(
-        "| pipeline, first to last batch commit | {:.0} postings/s |",
-        run.steady_rate
-    );
-    println!(
-        "| batch commit latency p50 / p99 | {:.1} ms / {:.1} ms |",
-        run.p50 * 1000.0,
-        run.p99 * 1000.0
-    );
-    println!(
-        "| CPU until all committed, in cores of {}: machine / PostgreSQL / broker / posters (in-process) | {:.2} / {:.2} / {:.2} / {:.2} |",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        run.cpu.machine,
-        run.cpu.postgres,
-        run.cpu.broker,
-        run.cpu.poster,
-    );
-    let per_posting = |cores: f64| cores * run.wall.as_secs_f64() / s.postings as f64 * 1e6;
-    println!(
-        "| CPU time per posting: PostgreSQL / broker / posters (limit B: PostgreSQL {:.1} µs) | {:.1} / {:.1} / {:.1} µs |",
-        copy.postgres_us,
-        per_posting(run.cpu.postgres),
-        per_posting(run.cpu.broker),
-        per_posting(run.cpu.poster),
-    );
-    println!(
-        "| peak RSS of the benchmark process (posters in-process) | {} MiB |",
-        rss_mib("/proc/self/status")
-    );
-    println!(
-        "| ratio pipeline (steady) / min(A, B) | {:.2} |",
-        run.steady_rate / limit
-    );
-    if let Some(row) = every_run {
-        println!("{row}");
+    })
+}
+
+/// Publishes the messages once, then measures limits A and B and the pipeline `runs` times.
+async fn measure(
+    admin_url: &Secret,
+    kafka: &KafkaSettings,
+    topic: &str,
+    s: &PipelineSettings,
+    messages: &[generator::Message],
+) -> Result<(f64, Vec<Measured>)> {
+    let produced = produce(kafka, topic, messages).await?;
+    let mut runs = Vec::new();
+    for _ in 0..s.runs.max(1) {
+        let broker_rate =
+            crate::kafka::consume_and_discard(kafka, topic, s.postings, s.partitions)?;
+        let copy = copy_limit(admin_url, s.accounts, messages).await?;
+        let (run, db) = run_posters(admin_url, kafka, topic, s).await?;
+        check_ledger(&db).await?;
+        db.drop().await?;
+        runs.push(Measured {
+            broker_rate,
+            copy,
+            run,
+        });
     }
-    println!(
-        "| latency under load: {} postings at {:.0}/s (half the pipeline; producer linger {BENCH_PRODUCER_LINGER_MS} ms), produce to commit p50 / p99 | {:.0} ms / {:.0} ms |",
-        load.count, load.rate, load.p50_ms, load.p99_ms
-    );
-    println!(
-        "| of which produce to broker acknowledgement p50 / p99 | {:.0} ms / {:.0} ms |",
-        load.ack_p50_ms, load.ack_p99_ms
-    );
-    println!(
-        "| broker acknowledgement to commit p50 / p99 (the poster's share) | {:.0} ms / {:.0} ms |",
-        load.after_ack_p50_ms, load.after_ack_p99_ms
-    );
-    println!(
-        "| peak RSS of the poster process (under load) | {} MiB |",
-        load.poster_rss_mib
-    );
-    println!(
-        "| CPU while producing under load, in cores: whole machine / benchmark process (producer) / poster process | {:.2} / {:.2} / {:.2} of {} |",
-        load.cpu.machine, load.cpu.bench, load.cpu.poster,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    println!("| trial balance and balances after the run | checked: zero per currency, every balance = its lines |");
-    Ok(())
+    Ok((produced, runs))
+}
+
+/// The benchmark's table: the machine, the settings, the limits, the pipeline (the run with the
+/// median ratio) and the latency under load.
+struct Report<'a> {
+    s: &'a PipelineSettings,
+    produced: f64,
+    median: &'a Measured,
+    every_run: Option<String>,
+    load: &'a UnderLoad,
+}
+
+impl Report<'_> {
+    fn print_limits_and_pipeline(&self) {
+        let (s, produced) = (self.s, self.produced);
+        let (broker_rate, copy, run) =
+            (self.median.broker_rate, &self.median.copy, &self.median.run);
+        let copy_rate = copy.rate;
+        let limit = broker_rate.min(copy_rate);
+        println!("## Pipeline benchmark\n");
+        println!("| | |\n|---|---|");
+        println!("| machine | {} |", machine());
+        println!(
+            "| settings | {} postings, {}-{} lines, {} accounts, hot-account share {}, {} partitions, {} poster(s), batches of {}, {} commit lane(s) |",
+            s.postings, s.lines.start(), s.lines.end(), s.accounts, s.hot_account_share, s.partitions, s.posters, s.batch_postings, s.commit_lanes
+        );
+        println!("| produce (idempotent, acks=all) | {produced:.0} messages/s |");
+        println!("| limit A: broker consume-and-discard | {broker_rate:.0} messages/s |");
+        println!(
+            "| limit B: PostgreSQL binary COPY of the same rows | {copy_rate:.0} postings/s |"
+        );
+        println!(
+            "| pipeline, all committed (wall, incl. group join) | {:.0} postings/s ({:.1} s) |",
+            s.postings as f64 / run.wall.as_secs_f64(),
+            run.wall.as_secs_f64()
+        );
+        println!(
+            "| pipeline, first to last batch commit | {:.0} postings/s |",
+            run.steady_rate
+        );
+        println!(
+            "| batch commit latency p50 / p99 | {:.1} ms / {:.1} ms |",
+            run.p50 * 1000.0,
+            run.p99 * 1000.0
+        );
+        println!(
+            "| CPU until all committed, in cores of {}: machine / PostgreSQL / broker / posters (in-process) | {:.2} / {:.2} / {:.2} / {:.2} |",
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            run.cpu.machine,
+            run.cpu.postgres,
+            run.cpu.broker,
+            run.cpu.poster,
+        );
+        let per_posting = |cores: f64| cores * run.wall.as_secs_f64() / s.postings as f64 * 1e6;
+        println!(
+            "| CPU time per posting: PostgreSQL / broker / posters (limit B: PostgreSQL {:.1} µs) | {:.1} / {:.1} / {:.1} µs |",
+            copy.postgres_us,
+            per_posting(run.cpu.postgres),
+            per_posting(run.cpu.broker),
+            per_posting(run.cpu.poster),
+        );
+        println!(
+            "| peak RSS of the benchmark process (posters in-process) | {} MiB |",
+            rss_mib("/proc/self/status")
+        );
+        println!(
+            "| ratio pipeline (steady) / min(A, B) | {:.2} |",
+            run.steady_rate / limit
+        );
+        if let Some(row) = &self.every_run {
+            println!("{row}");
+        }
+    }
+
+    fn print_under_load(&self) {
+        let load = self.load;
+        println!(
+            "| latency under load: {} postings at {:.0}/s (half the pipeline; producer linger {BENCH_PRODUCER_LINGER_MS} ms), produce to commit p50 / p99 | {:.0} ms / {:.0} ms |",
+            load.count, load.rate, load.p50_ms, load.p99_ms
+        );
+        println!(
+            "| of which produce to broker acknowledgement p50 / p99 | {:.0} ms / {:.0} ms |",
+            load.ack_p50_ms, load.ack_p99_ms
+        );
+        println!(
+            "| broker acknowledgement to commit p50 / p99 (the poster's share) | {:.0} ms / {:.0} ms |",
+            load.after_ack_p50_ms, load.after_ack_p99_ms
+        );
+        println!(
+            "| peak RSS of the poster process (under load) | {} MiB |",
+            load.poster_rss_mib
+        );
+        println!(
+            "| CPU while producing under load, in cores: whole machine / benchmark process (producer) / poster process | {:.2} / {:.2} / {:.2} of {} |",
+            load.cpu.machine, load.cpu.bench, load.cpu.poster,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        println!("| trial balance and balances after the run | checked: zero per currency, every balance = its lines |");
+    }
 }
 
 /// With more than one run: each run's limits, pipeline and ratio, in the order measured (the
