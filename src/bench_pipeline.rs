@@ -29,6 +29,7 @@ use crate::generator::{self, GeneratorSettings};
 use crate::metrics::PosterMetrics;
 use crate::poster::{Poster, PosterSettings};
 use crate::store::copy_binary::BinaryRows;
+use crate::store::posting::{COPY_JOURNAL_ENTRIES, COPY_JOURNAL_LINES};
 
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
@@ -317,7 +318,6 @@ async fn copy_limit(
 ) -> Result<CopyLimit> {
     let db = ScratchDb::create(admin_url).await?;
     seed(&db.pool, accounts).await?;
-    let table = CurrencyTable::default();
     let recorded_at = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
         .expect("literal time")
         .with_timezone(&chrono::Utc);
@@ -332,69 +332,15 @@ async fn copy_limit(
     .bind(recorded_at)
     .execute(&db.pool)
     .await?;
-    let mut entries = BinaryRows::default();
-    let mut lines = BinaryRows::default();
-    let mut keys = BinaryRows::default();
-    let mut postings = 0usize;
-    let mut seen = std::collections::HashSet::new();
-    let mut prev_hash = [0u8; 32].to_vec();
-    for m in messages {
-        let Some(r) = &m.request else { continue };
-        let Ok(p) = Posting::parse(r, &table) else {
-            continue;
-        };
-        if !seen.insert(p.key.as_str().to_string()) {
-            continue;
-        }
-        postings += 1;
-        let id = entry_id(p.key.as_str());
-        let hash =
-            sha2::Sha256::digest([&prev_hash[..], p.key.as_str().as_bytes()].concat()).to_vec();
-        entries
-            .row(15)
-            .field(&id)
-            .field(&"bench")
-            .field(&p.key.as_str())
-            .field(&p.effective_date)
-            .field(&p.description)
-            .field(&p.source)
-            .jsonb(&p.metadata)
-            .field(&"bench")
-            .field(&0i32)
-            .field(&(postings as i64))
-            .field(&batch_id)
-            .field(&recorded_at)
-            .field(&hash)
-            .field(&prev_hash)
-            .field(&None::<uuid::Uuid>);
-        prev_hash = hash;
-        for (i, l) in p.lines.iter().enumerate() {
-            lines
-                .row(8)
-                .field(&id)
-                .field(&(i as i16 + 1))
-                .field(&l.account.as_str())
-                .field(&l.side.code())
-                .field(&l.amount)
-                .field(&l.currency.to_string())
-                .field(&p.effective_date)
-                .field(&recorded_at);
-        }
-        keys.row(4)
-            .field(&p.key.as_str())
-            .field(&p.fingerprint().to_vec())
-            .field(&"posted")
-            .field(&id);
-    }
-    let (entries, lines, keys) = (entries.finish(), lines.finish(), keys.finish());
+    let rows = LimitBRows::of(messages, batch_id, recorded_at);
     settle(&db).await?;
     let mut conn = db.pool.acquire().await?;
     let cpu_before = CpuSample::take(std::process::id());
     let started = Instant::now();
     for (sql, data) in [
-        ("COPY journal_entries (id, entity_id, idempotency_key, effective_date, description, source, metadata, source_topic, source_partition, source_offset, batch_id, recorded_at, hash, prev_hash, reverses) FROM STDIN (FORMAT binary)", &entries),
-        ("COPY journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at) FROM STDIN (FORMAT binary)", &lines),
-        ("COPY idempotency_records (key, fingerprint, outcome, entry_id) FROM STDIN (FORMAT binary)", &keys),
+        (COPY_JOURNAL_ENTRIES, &rows.entries),
+        (COPY_JOURNAL_LINES, &rows.lines),
+        ("COPY idempotency_records (key, fingerprint, outcome, entry_id) FROM STDIN (FORMAT binary)", &rows.keys),
     ] {
         let mut copy = conn.copy_in_raw(sql).await?;
         copy.send(data.as_slice()).await?;
@@ -402,6 +348,7 @@ async fn copy_limit(
     }
     let elapsed = started.elapsed();
     let cpu = CpuSample::take(std::process::id()).since(&cpu_before, elapsed);
+    let postings = rows.postings;
     let rate = postings as f64 / elapsed.as_secs_f64();
     let postgres_us = cpu.postgres * elapsed.as_secs_f64() / postings.max(1) as f64 * 1e6;
     let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
@@ -414,6 +361,115 @@ async fn copy_limit(
     drop(conn);
     db.drop().await?;
     Ok(CopyLimit { rate, postgres_us })
+}
+
+/// Limit B's rows, encoded before the clock starts: each valid, first-seen posting's entry,
+/// lines and idempotency record, with a stand-in hash chain (no canonical form).
+struct LimitBRows {
+    entries: Vec<u8>,
+    lines: Vec<u8>,
+    keys: Vec<u8>,
+    postings: usize,
+}
+
+impl LimitBRows {
+    fn of(
+        messages: &[generator::Message],
+        batch_id: uuid::Uuid,
+        recorded_at: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        let table = CurrencyTable::default();
+        let (mut entries, mut lines, mut keys) = Default::default();
+        let mut postings = 0usize;
+        let mut seen = std::collections::HashSet::new();
+        let mut prev_hash = [0u8; 32].to_vec();
+        for m in messages {
+            let Some(p) = m
+                .request
+                .as_ref()
+                .and_then(|r| Posting::parse(r, &table).ok())
+            else {
+                continue;
+            };
+            if !seen.insert(p.key.as_str().to_string()) {
+                continue;
+            }
+            postings += 1;
+            let id = entry_id(p.key.as_str());
+            let hash =
+                sha2::Sha256::digest([&prev_hash[..], p.key.as_str().as_bytes()].concat()).to_vec();
+            entry_row(
+                &mut entries,
+                &p,
+                id,
+                postings as i64,
+                batch_id,
+                recorded_at,
+                (&hash, &prev_hash),
+            );
+            prev_hash = hash;
+            line_rows(&mut lines, &p, id, recorded_at);
+            BinaryRows::row(&mut keys, 4)
+                .field(&p.key.as_str())
+                .field(&p.fingerprint().to_vec())
+                .field(&"posted")
+                .field(&id);
+        }
+        LimitBRows {
+            entries: BinaryRows::finish(entries),
+            lines: BinaryRows::finish(lines),
+            keys: BinaryRows::finish(keys),
+            postings,
+        }
+    }
+}
+
+/// One journal entry row, in `COPY_JOURNAL_ENTRIES` column order.
+fn entry_row(
+    rows: &mut BinaryRows,
+    p: &Posting,
+    id: uuid::Uuid,
+    offset: i64,
+    batch_id: uuid::Uuid,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+    (hash, prev_hash): (&Vec<u8>, &Vec<u8>),
+) {
+    rows.row(15)
+        .field(&id)
+        .field(&"bench")
+        .field(&p.key.as_str())
+        .field(&p.effective_date)
+        .field(&p.description)
+        .field(&p.source)
+        .jsonb(&p.metadata)
+        .field(&"bench")
+        .field(&0i32)
+        .field(&offset)
+        .field(&batch_id)
+        .field(&recorded_at)
+        .field(hash)
+        .field(prev_hash)
+        .field(&None::<uuid::Uuid>);
+}
+
+/// A posting's line rows, in `COPY_JOURNAL_LINES` column order.
+fn line_rows(
+    rows: &mut BinaryRows,
+    p: &Posting,
+    id: uuid::Uuid,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+) {
+    for (i, l) in p.lines.iter().enumerate() {
+        rows.row(8)
+            .field(&id)
+            .field(&(i as i16 + 1))
+            .field(&l.account.as_str())
+            .field(&l.side.code())
+            .field(&l.amount)
+            .field(&l.currency.to_string())
+            .field(&p.effective_date)
+            .field(&recorded_at);
+    }
 }
 
 /// A checkpoint before each timed phase, so that limit B and the pipeline both start with no

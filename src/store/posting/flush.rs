@@ -12,6 +12,14 @@ use super::CommitError;
 use crate::store::copy_binary::BinaryRows;
 use crate::store::outbox::OutboxKind;
 
+/// The journal's binary COPY statements; rows are written in these column orders
+/// (`plan.rs`, and the benchmark's limit B).
+pub const COPY_JOURNAL_ENTRIES: &str = "COPY journal_entries (id, entity_id, idempotency_key, \
+    effective_date, description, source, metadata, source_topic, source_partition, source_offset, \
+    batch_id, recorded_at, hash, prev_hash, reverses) FROM STDIN (FORMAT binary)";
+pub const COPY_JOURNAL_LINES: &str = "COPY journal_lines (entry_id, line_no, account_id, side, \
+    amount, currency, effective_date, recorded_at) FROM STDIN (FORMAT binary)";
+
 impl Writes {
     /// Writes everything, in this order: batch rows and chain heads, rejections, the journal and
     /// idempotency records, balances with their events, then the outbox and the checkpoints.
@@ -96,21 +104,8 @@ impl Writes {
     /// UNNEST: the two largest tables take most of a batch's time.
     async fn copy_journal_and_keys(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
         if self.entries.rows() > 0 {
-            copy_in(
-                tx,
-                "COPY journal_entries (id, entity_id, idempotency_key, effective_date, description, source, metadata,
-                                       source_topic, source_partition, source_offset, batch_id, recorded_at, hash, prev_hash, reverses)
-                 FROM STDIN (FORMAT binary)",
-                std::mem::take(&mut self.entries),
-            )
-            .await?;
-            copy_in(
-                tx,
-                "COPY journal_lines (entry_id, line_no, account_id, side, amount, currency, effective_date, recorded_at)
-                 FROM STDIN (FORMAT binary)",
-                std::mem::take(&mut self.lines),
-            )
-            .await?;
+            copy_in(tx, COPY_JOURNAL_ENTRIES, std::mem::take(&mut self.entries)).await?;
+            copy_in(tx, COPY_JOURNAL_LINES, std::mem::take(&mut self.lines)).await?;
         }
         if self.keys.rows() > 0 {
             copy_in(

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::domain::batch::{decide, rejection_id, Candidate};
 use crate::store::account_cache::AccountCache;
 pub use error::{classify, CommitError, SqlErrorKind};
+pub use flush::{COPY_JOURNAL_ENTRIES, COPY_JOURNAL_LINES};
 use load::load_state_in_tx;
 use lock::{lock_partitions_in_tx, PartitionLocks};
 use plan::Writes;
