@@ -108,24 +108,9 @@ pub async fn ledger(admin_url: &Secret, lines: usize, accounts: usize, batch: us
     result
 }
 
-async fn run(pool: &PgPool, lines: usize, accounts: usize, batch: usize) -> Result<()> {
+/// Commits the messages in batches of `batch`, as the poster does, without Kafka.
+async fn load(pool: &PgPool, messages: &[generator::Message], batch: usize) -> Result<()> {
     let table = CurrencyTable::default();
-    seed(pool, accounts).await?;
-    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("literal date");
-    let settings = GeneratorSettings {
-        count: lines / 2,
-        accounts,
-        lines: 2..=2,
-        entity: "bench".into(),
-        seed: 1,
-        ..Default::default()
-    };
-    let messages = generator::generate(&settings);
-    eprintln!(
-        "loading {} postings ({lines} lines) over {accounts} accounts...",
-        messages.len()
-    );
-    let started = Instant::now();
     let mut offset = 0i64;
     for chunk in messages.chunks(batch) {
         let batch: Vec<posting::BatchMessage> = chunk
@@ -151,6 +136,27 @@ async fn run(pool: &PgPool, lines: usize, accounts: usize, batch: usize) -> Resu
         };
         offset = posting::commit_batch(pool, &input).await?.next_offset;
     }
+    Ok(())
+}
+
+async fn run(pool: &PgPool, lines: usize, accounts: usize, batch: usize) -> Result<()> {
+    seed(pool, accounts).await?;
+    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("literal date");
+    let settings = GeneratorSettings {
+        count: lines / 2,
+        accounts,
+        lines: 2..=2,
+        entity: "bench".into(),
+        seed: 1,
+        ..Default::default()
+    };
+    let messages = generator::generate(&settings);
+    eprintln!(
+        "loading {} postings ({lines} lines) over {accounts} accounts...",
+        messages.len()
+    );
+    let started = Instant::now();
+    load(pool, &messages, batch).await?;
     let load = started.elapsed();
     sqlx::query("ANALYZE").execute(pool).await?;
     let (_, trial) =

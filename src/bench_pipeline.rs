@@ -502,41 +502,15 @@ async fn run_posters(
     let group = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let cpu_before = CpuSample::take(std::process::id());
     let started = Instant::now();
-    let mut threads = Vec::new();
-    for _ in 0..s.posters {
-        let settings = PosterSettings {
-            group: group.clone(),
-            topic: topic.to_string(),
-            batch_postings_max: s.batch_postings,
-            batch_bytes_max: 16 * 1024 * 1024,
-            batch_wait_ms: crate::limits::BATCH_WAIT_MS_DEFAULT,
-            commit_lanes: s.commit_lanes,
-            exit_when_idle_ms: Some(3000),
-            stall_seconds: crate::limits::STALL_SECONDS,
-        };
-        let poster = Poster::new(
-            settings,
-            db.pool.clone(),
-            metrics.clone(),
-            Default::default(),
-            Arc::new(AtomicBool::new(false)),
-            CurrencyTable::default(),
-            uuid::Uuid::new_v4(),
-        );
-        let kafka = kafka.clone();
-        threads.push(tokio::task::spawn_blocking(move || poster.run(&kafka)));
-    }
+    let threads: Vec<_> = (0..s.posters)
+        .map(|_| {
+            let poster = bench_poster(&db, &metrics, &group, topic, s);
+            let kafka = kafka.clone();
+            tokio::task::spawn_blocking(move || poster.run(&kafka))
+        })
+        .collect();
     // All committed: every checkpoint at its partition's end.
-    let consumer: BaseConsumer = kafka.client_config().create()?;
-    let mut ends = std::collections::BTreeMap::new();
-    for p in 0..s.partitions {
-        ends.insert(
-            p,
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))?
-                .1,
-        );
-    }
+    let ends = end_offsets(kafka, topic, s.partitions)?;
     wait_committed(
         &db.pool,
         &group,
@@ -570,6 +544,50 @@ async fn run_posters(
         cpu,
     };
     Ok((run, db))
+}
+
+/// One in-process poster of the benchmark's group, sharing its metrics.
+fn bench_poster(
+    db: &ScratchDb,
+    metrics: &Arc<PosterMetrics>,
+    group: &str,
+    topic: &str,
+    s: &PipelineSettings,
+) -> Poster {
+    let settings = PosterSettings {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        batch_postings_max: s.batch_postings,
+        batch_bytes_max: 16 * 1024 * 1024,
+        batch_wait_ms: crate::limits::BATCH_WAIT_MS_DEFAULT,
+        commit_lanes: s.commit_lanes,
+        exit_when_idle_ms: Some(3000),
+        stall_seconds: crate::limits::STALL_SECONDS,
+    };
+    Poster::new(
+        settings,
+        db.pool.clone(),
+        metrics.clone(),
+        Default::default(),
+        Arc::new(AtomicBool::new(false)),
+        CurrencyTable::default(),
+        uuid::Uuid::new_v4(),
+    )
+}
+
+/// Each partition's end offset (high watermark).
+fn end_offsets(
+    kafka: &KafkaSettings,
+    topic: &str,
+    partitions: i32,
+) -> Result<std::collections::BTreeMap<i32, i64>> {
+    let consumer: BaseConsumer = kafka.client_config().create()?;
+    let mut ends = std::collections::BTreeMap::new();
+    for p in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        ends.insert(p, high);
+    }
+    Ok(ends)
 }
 
 /// A quantile estimated from histogram buckets (linear within a bucket).
