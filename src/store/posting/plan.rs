@@ -479,6 +479,117 @@ mod tests {
     use crate::codec::{balance_events_from_json, BalanceEvent};
     use crate::domain::batch::balance_event_id;
 
+    /// A ledger of one entity with an open November and two accounts.
+    fn ledger() -> LedgerState {
+        use crate::domain::batch::{AccountState, Period};
+        use crate::domain::Side;
+        let account = |normal_side| AccountState {
+            entity_id: "acme".into(),
+            currency: "USD".into(),
+            active: true,
+            allow_negative: true,
+            normal_side,
+            balance: Decimal::ZERO,
+            version: 0,
+        };
+        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        let november = Period {
+            start: day(1),
+            end: day(30),
+            open: true,
+        };
+        LedgerState {
+            entities: ["acme".to_string()].into_iter().collect(),
+            periods: [("acme".to_string(), vec![november])].into_iter().collect(),
+            accounts: [
+                ("cash".into(), account(Side::Debit)),
+                ("sales".into(), account(Side::Credit)),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn parsed(key: &str, amount: &str) -> Candidate {
+        use crate::domain::posting::{LineRequest, PostingRequest};
+        let line = |account: &str, side: &str| LineRequest {
+            account_id: account.into(),
+            side: side.into(),
+            amount: amount.into(),
+            currency: "USD".into(),
+        };
+        let request = PostingRequest {
+            idempotency_key: key.into(),
+            entity_id: "acme".into(),
+            effective_date: "2026-11-10".into(),
+            description: None,
+            source: Some("shop".into()),
+            reverses: None,
+            metadata: Default::default(),
+            lines: vec![line("cash", "D"), line("sales", "C")],
+        };
+        let table = crate::domain::CurrencyTable::default();
+        Candidate::Parsed(Posting::parse(&request, &table).unwrap())
+    }
+
+    /// A batch's decisions become exactly the rows and events each one calls for: a posting's
+    /// entry, lines, key, balance rows and events and chain link; a duplicate only counted; a
+    /// conflict's rejection with its anomaly; an undecodable message's rejection with its bytes.
+    #[test]
+    fn each_decision_adds_its_rows_and_events() {
+        let candidates = [
+            parsed("k1", "10.00"),
+            parsed("k1", "10.00"),
+            parsed("k1", "99.00"),
+            Candidate::Refused {
+                key: None,
+                fingerprint: None,
+                source: None,
+                rejection: Rejection::Malformed("not Avro".into()),
+            },
+        ];
+        let refs: Vec<&Candidate> = candidates.iter().collect();
+        let mut state = ledger();
+        let rejection_id = |i: usize| Uuid::from_u128(100 + i as u128);
+        let decisions = crate::domain::batch::decide(&refs, rejection_id, &mut state);
+        let now = DateTime::parse_from_rfc3339("2026-11-10T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mut w = Writes::new("g", "t", now);
+        let part = w.start_partition(3, 40, [7; 32], 40, 44);
+        for (i, (candidate, decision)) in candidates.iter().zip(&decisions).enumerate() {
+            let m = BatchMessage {
+                offset: 40 + i as i64,
+                raw: vec![i as u8; 5],
+                candidate: candidate.clone(),
+            };
+            w.add(part, &m, candidate, decision, &state);
+        }
+        let p = &w.parts[part];
+        assert_eq!((p.posted, p.duplicates), (1, 1));
+        assert_eq!(p.rejection_codes, ["IDEMPOTENCY_CONFLICT", "MALFORMED"]);
+        assert_eq!((p.entries, p.balance_events), (1, 2));
+        assert_ne!(p.chain_head, p.chain_start, "the entry extends the chain");
+        assert_eq!((w.entries.rows(), w.lines.rows(), w.keys.rows()), (1, 2, 1));
+        assert_eq!(w.balance_rows.len(), 2);
+        assert!(w
+            .balance_rows
+            .iter()
+            .all(|r| r.delta == Decimal::new(1000, 2)));
+        assert_eq!(w.rejection_offsets, [42, 43]);
+        assert_eq!(w.rejection_raw, [vec![2; 5], vec![3; 5]]);
+        assert_eq!(w.rejection_sources, [Some("shop".to_string()), None]);
+        assert_eq!(w.outbox_kinds, ["rejection", "anomaly", "rejection"]);
+        assert_eq!(w.outbox_keys[0], "k1");
+        assert_eq!(
+            w.outbox_keys[2], "t/3/43",
+            "a message without a key is keyed by its place"
+        );
+        let outcome = w.outcome(part);
+        assert_eq!(outcome.next_offset, 44);
+    }
+
     #[test]
     fn balance_events_are_written_as_the_reporter_reads_them() {
         let row = |account: &str, currency: &str| BalanceRow {
