@@ -139,7 +139,7 @@ async fn status(State(s): State<AppState>) -> Response {
     let group = s.group.as_deref().unwrap_or_default();
     let recovery = match crate::store::checkpoints::recovery(&s.pool, group).await {
         Ok(rows) => rows,
-        Err(e) => return unavailable(e),
+        Err(e) => return store_error(e),
     };
     let drifting = crate::store::anomalies::active_causes(
         &s.pool,
@@ -168,7 +168,7 @@ async fn integrity(State(s): State<AppState>) -> Response {
             };
             (status, Json(report)).into_response()
         }
-        Err(e) => unavailable(e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -192,7 +192,7 @@ async fn trial_balance(State(s): State<AppState>, Query(q): Query<ReportQuery>) 
     .await
     {
         Ok(rows) => Json(rows).into_response(),
-        Err(e) => unavailable(e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -207,12 +207,7 @@ async fn balance(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Res
             "as_of_date": q.as_of_date, "as_of_time": q.as_of_time }),
         )
         .into_response(),
-        Err(crate::store::StoreError::NotFound(m)) => (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "error": m })),
-        )
-            .into_response(),
-        Err(e) => unavailable(e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -222,7 +217,7 @@ async fn balance_sheet(State(s): State<AppState>, Query(q): Query<ReportQuery>) 
     };
     match crate::store::reports::balance_sheet(&s.pool, &entity, q.as_of_date, q.as_of_time).await {
         Ok(rows) => Json(rows).into_response(),
-        Err(e) => unavailable(e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -240,7 +235,7 @@ async fn income_statement(State(s): State<AppState>, Query(q): Query<ReportQuery
     .await
     {
         Ok(rows) => Json(rows).into_response(),
-        Err(e) => unavailable(e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -250,7 +245,7 @@ async fn statement(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> R
     };
     match crate::store::reports::statement(&s.pool, &account, q.as_of_date, q.as_of_time).await {
         Ok(rows) => Json(rows).into_response(),
-        Err(e) => unavailable(e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -262,12 +257,21 @@ fn missing(parameter: &str) -> Response {
         .into_response()
 }
 
-fn unavailable(e: crate::store::StoreError) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(serde_json::json!({ "error": e.to_string() })),
-    )
-        .into_response()
+/// The one mapping of store errors to HTTP: not found 404, conflict 409, a database that
+/// cannot be reached or refuses work 503, anything else 500; the error's text as JSON.
+fn store_error(e: crate::store::StoreError) -> Response {
+    use crate::store::posting::{classify, SqlErrorKind};
+    use crate::store::StoreError;
+    let status = match &e {
+        StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+        StoreError::Conflict(_) => StatusCode::CONFLICT,
+        StoreError::Connect(_) => StatusCode::SERVICE_UNAVAILABLE,
+        StoreError::Sql(sql) if classify(sql) == SqlErrorKind::Unavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        StoreError::Sql(_) | StoreError::Migrate(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
 }
 
 /// Binds and serves until `shutdown` resolves. Fails clearly when the address is taken.
