@@ -1,0 +1,82 @@
+//! The stack's broker: its settings, its node's files and process, and publishing.
+
+use ledgerline::codec::{posting_codec, Framing};
+use ledgerline::config::KafkaSettings;
+use ledgerline::generator::Message;
+use rdkafka::producer::FutureRecord;
+use std::time::Duration;
+
+use super::required_env;
+
+/// The directory of the stack's Kafka node `n` (server.properties, broker.log, broker.pid).
+pub fn kafka_node_dir(n: u32) -> String {
+    format!("{}/node-{n}", required_env("LEDGERLINE_KAFKA_DIR"))
+}
+
+/// The pid of the stack's (first) Kafka node.
+pub fn broker_pid() -> String {
+    std::fs::read_to_string(format!("{}/broker.pid", kafka_node_dir(1)))
+        .expect("the stack's Kafka node has a pid file")
+        .trim()
+        .to_string()
+}
+
+pub fn kafka() -> KafkaSettings {
+    KafkaSettings {
+        brokers: required_env("LEDGERLINE_KAFKA_BROKERS"),
+        properties: Default::default(),
+    }
+}
+
+/// Publishes messages in order (keyed by idempotency key) and waits for every ack.
+pub struct Publisher {
+    topic: String,
+    kafka: KafkaSettings,
+}
+
+impl Publisher {
+    pub fn new(topic: &str) -> Self {
+        Self::with_settings(topic, kafka())
+    }
+
+    pub fn with_settings(topic: &str, kafka: KafkaSettings) -> Self {
+        Publisher {
+            topic: topic.to_string(),
+            kafka,
+        }
+    }
+
+    pub async fn produce(&self, messages: &[Message]) {
+        let codec = posting_codec();
+        let bytes: Vec<(String, Vec<u8>)> = messages
+            .iter()
+            .map(|m| {
+                let b = match (&m.raw, &m.request) {
+                    (Some(raw), _) => raw.clone(),
+                    (None, Some(r)) => codec.encode(r, Framing::AvroSingleObject).unwrap(),
+                    _ => unreachable!(),
+                };
+                (m.key.clone(), b)
+            })
+            .collect();
+        self.produce_raw(&bytes).await;
+    }
+
+    pub async fn produce_raw(&self, messages: &[(String, Vec<u8>)]) {
+        let mut config = self.kafka.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.max.bytes", "20000000");
+        let producer: rdkafka::producer::FutureProducer = config.create().unwrap();
+        let sends = messages.iter().map(|(k, b)| {
+            producer.send(
+                FutureRecord::to(&self.topic).key(k).payload(b),
+                Duration::from_secs(60),
+            )
+        });
+        for r in futures::future::join_all(sends).await {
+            r.map_err(|(e, _)| e).expect("message acknowledged");
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! A ledger fixture (database + topic + group): set-up, publishing, waiting for the posters,
+//! and the invariants every test checks.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ledgerline::generator::{Expected, Message};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use sqlx::PgPool;
+
+use super::*;
+
+pub struct Ledger {
+    pub pool: PgPool,
+    pub db_url: String,
+    pub topic: String,
+    pub group: String,
+    pub partitions: i32,
+}
+
+impl Ledger {
+    /// A fresh database with entity `demo`, `accounts` synthetic accounts and November 2026
+    /// open, and a fresh topic with `partitions` partitions.
+    pub async fn new(accounts: usize, partitions: i32) -> Ledger {
+        let (pool, db_url) = fresh_db().await;
+        let table = ledgerline::domain::CurrencyTable::default();
+        ledgerline::store::entities::create(&pool, "demo", "Demo")
+            .await
+            .unwrap();
+        let chart: Vec<_> = ledgerline::generator::synthetic_chart("demo", "USD", accounts)
+            .iter()
+            .map(|s| s.check(&table).unwrap())
+            .collect();
+        ledgerline::store::accounts::import(&pool, &chart)
+            .await
+            .unwrap();
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        ledgerline::store::periods::open(
+            &pool,
+            "demo",
+            d("2026-11-01"),
+            d("2026-11-30"),
+            "test",
+            "",
+        )
+        .await
+        .unwrap();
+        let topic = unique("postings");
+        ledgerline::kafka::create_topics(&kafka(), &[&topic], partitions)
+            .await
+            .unwrap();
+        Ledger {
+            pool,
+            db_url,
+            topic,
+            group: unique("posters"),
+            partitions,
+        }
+    }
+
+    pub async fn produce(&self, messages: &[Message]) {
+        Publisher::new(&self.topic).produce(messages).await;
+    }
+
+    /// Commits the `k`-th chunk of `size` messages of `batch` on partition 0, through `pool`
+    /// (this ledger's or another connection to it) with the poster's account `cache`.
+    pub async fn commit_chunk(
+        &self,
+        pool: &PgPool,
+        cache: &ledgerline::store::account_cache::AccountCache,
+        batch: &[ledgerline::store::posting::BatchMessage],
+        (k, size): (usize, usize),
+    ) -> ledgerline::store::posting::BatchOutcome {
+        let input = ledgerline::store::posting::BatchInput {
+            group: &self.group,
+            topic: &self.topic,
+            partition: 0,
+            expected_next_offset: (k * size) as i64,
+            messages: &batch[k * size..(k + 1) * size],
+        };
+        ledgerline::store::posting::commit_batch_with(pool, &input, cache)
+            .await
+            .unwrap()
+    }
+
+    pub async fn produce_raw(&self, messages: &[(String, Vec<u8>)]) {
+        Publisher::new(&self.topic).produce_raw(messages).await;
+    }
+
+    /// High watermark per partition.
+    pub fn end_offsets(&self) -> BTreeMap<i32, i64> {
+        let consumer: BaseConsumer = kafka().client_config().create().unwrap();
+        (0..self.partitions)
+            .map(|p| {
+                (
+                    p,
+                    consumer
+                        .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                        .unwrap()
+                        .1,
+                )
+            })
+            .collect()
+    }
+
+    pub async fn checkpoints(&self) -> BTreeMap<i32, i64> {
+        ledgerline::store::checkpoints::all(&self.pool, &self.group, &self.topic)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until every partition's checkpoint reaches its end offset.
+    pub async fn wait_drained(&self, timeout: Duration) {
+        let end = self.end_offsets();
+        let started = Instant::now();
+        loop {
+            let cp = self.checkpoints().await;
+            if end
+                .iter()
+                .all(|(p, e)| cp.get(p).copied().unwrap_or(0) >= *e)
+            {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "not drained after {timeout:?}: checkpoints {cp:?}, ends {end:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits until the checkpoints together pass `before` (some batch was committed).
+    pub async fn wait_progress(&self, before: i64, timeout: Duration) {
+        let started = Instant::now();
+        while self.checkpoints().await.values().sum::<i64>() <= before {
+            assert!(
+                started.elapsed() < timeout,
+                "no batch committed within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn poster(&self, http_port: u16, extra: &[&str]) -> PosterProcess {
+        spawn_poster(&self.db_url, &self.topic, &self.group, http_port, extra)
+    }
+
+    /// Every invariant of a drained ledger, against what the messages should have produced.
+    pub async fn assert_invariants(&self, messages: &[Message]) -> LedgerFacts {
+        let posted_keys: std::collections::BTreeSet<&str> = messages
+            .iter()
+            .filter(|m| m.expected == Expected::Posted)
+            .map(|m| m.key.as_str())
+            .collect();
+        let invalid = messages
+            .iter()
+            .filter(|m| matches!(m.expected, Expected::Rejected(_)))
+            .count() as i64;
+        let facts = LedgerFacts::read(&self.pool).await;
+        assert_eq!(
+            facts.entries,
+            posted_keys.len() as i64,
+            "committed entries = distinct valid keys"
+        );
+        assert_eq!(facts.distinct_keys, facts.entries, "no duplicate entries");
+        assert_eq!(
+            facts.rejections, invalid,
+            "every invalid request rejected exactly once"
+        );
+        assert_eq!(
+            facts.rejection_positions, facts.rejections,
+            "one rejection per message position"
+        );
+        for (currency, d, c) in &facts.trial_balance {
+            assert_eq!(d, c, "trial balance is zero in {currency}");
+        }
+        assert!(
+            facts.drift.is_empty(),
+            "every balance = sum of its lines: {:?}",
+            &facts.drift[..facts.drift.len().min(3)]
+        );
+        assert_eq!(
+            facts.version_mismatches, 0,
+            "every account version = entries touching it"
+        );
+        let ends = self.end_offsets();
+        assert_eq!(
+            self.checkpoints().await,
+            ends,
+            "every checkpoint = end offset"
+        );
+        facts
+    }
+}
+
+/// What a ledger holds, for comparisons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerFacts {
+    pub entries: i64,
+    pub distinct_keys: i64,
+    pub lines: i64,
+    pub rejections: i64,
+    pub rejection_positions: i64,
+    pub trial_balance: Vec<(String, rust_decimal::Decimal, rust_decimal::Decimal)>,
+    pub drift: Vec<(String, rust_decimal::Decimal, rust_decimal::Decimal)>,
+    pub version_mismatches: i64,
+}
+
+impl LedgerFacts {
+    pub async fn read(pool: &PgPool) -> LedgerFacts {
+        let one = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        };
+        LedgerFacts {
+            entries: one("SELECT count(*) FROM journal_entries").await,
+            distinct_keys: one("SELECT count(DISTINCT idempotency_key) FROM journal_entries").await,
+            lines: one("SELECT count(*) FROM journal_lines").await,
+            rejections: one("SELECT count(*) FROM rejections WHERE reason_code <> 'IDEMPOTENCY_CONFLICT'").await,
+            rejection_positions: one("SELECT count(DISTINCT (source_partition, source_offset)) FROM rejections WHERE reason_code <> 'IDEMPOTENCY_CONFLICT'").await,
+            trial_balance: sqlx::query_as(
+                "SELECT currency::text, COALESCE(sum(amount) FILTER (WHERE side = 'D'), 0), COALESCE(sum(amount) FILTER (WHERE side = 'C'), 0)
+                 FROM journal_lines GROUP BY 1 ORDER BY 1",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap(),
+            drift: ledgerline::store::reports::balance_drift(pool).await.unwrap(),
+            version_mismatches: one(
+                "SELECT count(*) FROM account_balances b
+                 WHERE b.version <> (SELECT count(DISTINCT l.entry_id) FROM journal_lines l WHERE l.account_id = b.account_id)",
+            )
+            .await,
+        }
+    }
+}
+
+/// Generated valid requests as one batch of parsed postings at offsets 0.. (for tests that
+/// commit through the store directly).
+pub fn parsed_batch(messages: &[Message]) -> Vec<ledgerline::store::posting::BatchMessage> {
+    let table = ledgerline::domain::CurrencyTable::default();
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let r = m.request.clone().expect("a request, not raw bytes");
+            ledgerline::store::posting::BatchMessage {
+                offset: i as i64,
+                raw: serde_json::to_vec(&r).unwrap(),
+                candidate: ledgerline::domain::batch::Candidate::Parsed(
+                    ledgerline::domain::Posting::parse(&r, &table).unwrap(),
+                ),
+            }
+        })
+        .collect()
+}

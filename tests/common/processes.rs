@@ -1,0 +1,119 @@
+//! Poster and other ledgerline processes started by tests, killed when the test ends.
+
+use std::process::{Child, Command, Stdio};
+
+use super::{writer_url, Ledger};
+
+/// A poster process that is killed if the test ends (or panics) while it still runs.
+pub struct PosterProcess(pub Child);
+
+impl std::ops::Deref for PosterProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PosterProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for PosterProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A poster on the database of `db_url`, logged in as the writer role (as in production).
+pub fn spawn_poster(
+    db_url: &str,
+    topic: &str,
+    group: &str,
+    http_port: u16,
+    extra: &[&str],
+) -> PosterProcess {
+    let http = format!("127.0.0.1:{http_port}");
+    let mut args = vec![
+        "poster",
+        "--group",
+        group,
+        "--topic",
+        topic,
+        "--http-addr",
+        &http,
+    ];
+    args.extend_from_slice(extra);
+    spawn_ledgerline(
+        group,
+        &args,
+        &[("LEDGERLINE_DATABASE_URL", &writer_url(db_url))],
+    )
+}
+
+/// A poster of `ledger` with more environment (later entries override earlier ones, so `env`
+/// may also replace the writer's database URL), logging to LOG.log.
+pub fn spawn_poster_env(
+    log: &str,
+    ledger: &Ledger,
+    http_port: u16,
+    env: &[(&str, &str)],
+) -> PosterProcess {
+    let http = format!("127.0.0.1:{http_port}");
+    let args = [
+        "poster",
+        "--group",
+        &ledger.group,
+        "--topic",
+        &ledger.topic,
+        "--http-addr",
+        &http,
+    ];
+    let writer = writer_url(&ledger.db_url);
+    let mut vars = vec![("LEDGERLINE_DATABASE_URL", writer.as_str())];
+    vars.extend_from_slice(env);
+    spawn_ledgerline(log, &args, &vars)
+}
+
+/// Runs the ledgerline binary with its output appended to target/tmp/poster-logs/LOG.log.
+pub fn spawn_ledgerline(log: &str, args: &[&str], env: &[(&str, &str)]) -> PosterProcess {
+    let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("poster-logs");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_dir.join(format!("{log}.log")))
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledgerline"));
+    cmd.args(args)
+        .env("RUST_LOG", "info,ledgerline=info")
+        // A short session timeout, so that a SIGKILLed member's partitions move on quickly.
+        .env("LEDGERLINE_RDKAFKA_SESSION_TIMEOUT_MS", "6000")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().map(PosterProcess).expect("ledgerline starts")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} {}", child.id());
+}
