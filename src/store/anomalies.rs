@@ -220,14 +220,14 @@ pub async fn record(
         ];
         let now = chrono::Utc::now().to_rfc3339();
         let event = AnomalyEvent::of(id, kind, about, f.detail.clone(), now);
-        let payload = serde_json::to_string(&event).expect("events serialize");
-        sqlx::query("INSERT INTO outbox (event_id, kind, event_key, payload) VALUES ($1, $4, $2, $3::json) ON CONFLICT (event_id) DO NOTHING")
-            .bind(id)
-            .bind(&f.subject)
-            .bind(payload)
-            .bind(OutboxKind::Anomaly.as_str())
-            .execute(&mut *tx)
-            .await?;
+        crate::store::outbox::insert_one_in_tx(
+            &mut tx,
+            id,
+            OutboxKind::Anomaly,
+            &f.subject,
+            &event,
+        )
+        .await?;
         raised += 1;
     }
     let holding: HashSet<&str> = findings.iter().map(|f| f.subject.as_str()).collect();

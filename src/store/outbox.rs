@@ -92,6 +92,30 @@ pub async fn unpublished(pool: &PgPool, max_events: i64) -> Result<Vec<OutboxRow
     .await?)
 }
 
+/// One event into the outbox, in the caller's transaction; an event already there (same id) is
+/// left as it was. (A poster batch writes its events together with its checkpoints in one
+/// statement instead: `store/posting/flush.rs`.)
+pub async fn insert_one_in_tx<T: serde::Serialize>(
+    tx: &mut sqlx::PgConnection,
+    id: uuid::Uuid,
+    kind: OutboxKind,
+    key: &str,
+    event: &T,
+) -> Result<(), StoreError> {
+    let payload = serde_json::to_string(event).expect("events serialize");
+    sqlx::query(
+        "INSERT INTO outbox (event_id, kind, event_key, payload) VALUES ($1, $2, $3, $4::json)
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(kind.as_str())
+    .bind(key)
+    .bind(payload)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 pub async fn mark_published(pool: &PgPool, ids: &[i64]) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL",
