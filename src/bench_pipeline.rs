@@ -504,7 +504,7 @@ async fn run_posters(
     let started = Instant::now();
     let threads: Vec<_> = (0..s.posters)
         .map(|_| {
-            let poster = bench_poster(&db, &metrics, &group, topic, s);
+            let poster = bench_poster(&db, &metrics, kafka, (&group, topic), s);
             let kafka = kafka.clone();
             tokio::task::spawn_blocking(move || poster.run(&kafka))
         })
@@ -550,8 +550,8 @@ async fn run_posters(
 fn bench_poster(
     db: &ScratchDb,
     metrics: &Arc<PosterMetrics>,
-    group: &str,
-    topic: &str,
+    kafka: &KafkaSettings,
+    (group, topic): (&str, &str),
     s: &PipelineSettings,
 ) -> Poster {
     let settings = PosterSettings {
@@ -571,7 +571,7 @@ fn bench_poster(
         Default::default(),
         Arc::new(AtomicBool::new(false)),
         CurrencyTable::default(),
-        uuid::Uuid::new_v4(),
+        crate::poster::client_id(kafka, uuid::Uuid::new_v4()),
     )
 }
 

@@ -78,7 +78,6 @@ pub enum Command {
     },
 }
 
-/// The currency table: ISO 4217 plus `LEDGERLINE_EXTRA_CURRENCIES` (`XAU:4,BTC:8`).
 /// A check that ran and found the answer to be no (e.g. `verify` found violations), as
 /// opposed to a command that could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +95,7 @@ pub fn exit_code(outcome: &Result<()>) -> u8 {
     }
 }
 
+/// The currency table: ISO 4217 plus `LEDGERLINE_EXTRA_CURRENCIES` (`XAU:4,BTC:8`).
 pub fn currencies() -> Result<CurrencyTable> {
     CurrencyTable::default()
         .with_spec(&crate::config::extra_currencies())

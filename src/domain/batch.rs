@@ -464,13 +464,15 @@ fn apply(deltas: Deltas, state: &mut LedgerState) -> Vec<BalanceChange> {
         .collect()
 }
 
+/// A small ledger and postings for unit tests here and in the store's batch planning.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
     use crate::domain::posting::{LineRequest, PostingRequest};
     use crate::domain::CurrencyTable;
 
-    fn posting(key: &str, amount: &str, debit: &str, credit: &str) -> Posting {
+    /// A posting of `amount` USD from `debit` to `credit` for entity acme, dated 2026-11-10.
+    pub(crate) fn posting(key: &str, amount: &str, debit: &str, credit: &str) -> Posting {
         let line = |a: &str, s: &str| LineRequest {
             account_id: a.into(),
             side: s.into(),
@@ -490,7 +492,9 @@ mod tests {
         Posting::parse(&r, &CurrencyTable::default()).unwrap()
     }
 
-    fn state() -> LedgerState {
+    /// Entity acme with November 2026 open; `cash` (debit-normal, may not go negative) and
+    /// `sales` (credit-normal).
+    pub(crate) fn state() -> LedgerState {
         let account = |side, allow_negative| AccountState {
             entity_id: "acme".into(),
             currency: "USD".into(),
@@ -523,6 +527,12 @@ mod tests {
             known_keys: HashMap::default(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{posting, state};
+    use super::*;
 
     fn ids(i: usize) -> Uuid {
         rejection_id("t", 0, i as i64)

@@ -31,8 +31,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// "ledgerline-poster"), then the poster's instance id, so that the lag monitor can find its
 /// poster among the group's members.
 pub fn client_id(kafka: &KafkaSettings, instance: uuid::Uuid) -> String {
-    let config = kafka.client_config();
-    let configured = config.get("client.id").unwrap_or("ledgerline-poster");
+    let configured = kafka.properties.get("client.id");
+    let configured = configured.map_or("ledgerline-poster", |v| v.expose());
     format!("{configured}-{}", instance.simple())
 }
 
@@ -91,9 +91,7 @@ impl Poster {
             .context()
             .retired
             .store(true, Ordering::Relaxed);
-        self.health
-            .assigned
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.health.assigned.store(0, Ordering::Relaxed);
         let Membership {
             consumer, queues, ..
         } = membership;
@@ -128,7 +126,7 @@ impl Poster {
             retired: AtomicBool::new(false),
         };
         let mut config = kafka.client_config_with(&self.consumer_defaults());
-        config.set("client.id", client_id(kafka, self.instance));
+        config.set("client.id", &self.client_id);
         Ok(config.create_with_context(context)?)
     }
 

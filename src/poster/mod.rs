@@ -115,8 +115,9 @@ pub struct Poster {
     pub handle: tokio::runtime::Handle,
     /// Account attributes kept between batches, shared by the commit lanes.
     pub accounts: AccountCache,
-    /// This process among the group's members (its consumer's client id ends with it).
-    pub instance: uuid::Uuid,
+    /// The client id its consumer has among the group's members (`consumer::client_id`); the
+    /// lag monitor looks for the same one.
+    pub client_id: String,
 }
 
 impl Poster {
@@ -129,7 +130,7 @@ impl Poster {
         health: Arc<Health>,
         shutdown: Arc<AtomicBool>,
         currencies: CurrencyTable,
-        instance: uuid::Uuid,
+        client_id: String,
     ) -> Self {
         Poster {
             settings,
@@ -140,7 +141,7 @@ impl Poster {
             currencies,
             handle: tokio::runtime::Handle::current(),
             accounts: Default::default(),
-            instance,
+            client_id,
         }
     }
 }

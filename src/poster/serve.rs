@@ -42,11 +42,12 @@ pub async fn serve(
         (instance, settings.group.clone(), settings.topic.clone()),
     ));
 
+    let client_id = super::client_id(&kafka, instance);
     let lag = super::LagMonitor::new(
         &kafka,
         pool.clone(),
         &settings,
-        super::client_id(&kafka, instance),
+        client_id.clone(),
         metrics.clone(),
         health.clone(),
     )?;
@@ -60,7 +61,7 @@ pub async fn serve(
         health,
         shutdown,
         currencies,
-        instance,
+        client_id,
     );
     let stop = poster.shutdown.clone();
     let result = tokio::task::spawn_blocking(move || poster.run(&kafka)).await?;

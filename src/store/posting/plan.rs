@@ -479,58 +479,11 @@ mod tests {
     use crate::codec::{balance_events_from_json, BalanceEvent};
     use crate::domain::batch::balance_event_id;
 
-    /// A ledger of one entity with an open November and two accounts.
-    fn ledger() -> LedgerState {
-        use crate::domain::batch::{AccountState, Period};
-        use crate::domain::Side;
-        let account = |normal_side| AccountState {
-            entity_id: "acme".into(),
-            currency: "USD".into(),
-            active: true,
-            allow_negative: true,
-            normal_side,
-            balance: Decimal::ZERO,
-            version: 0,
-        };
-        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
-        let november = Period {
-            start: day(1),
-            end: day(30),
-            open: true,
-        };
-        LedgerState {
-            entities: ["acme".to_string()].into_iter().collect(),
-            periods: [("acme".to_string(), vec![november])].into_iter().collect(),
-            accounts: [
-                ("cash".into(), account(Side::Debit)),
-                ("sales".into(), account(Side::Credit)),
-            ]
-            .into_iter()
-            .collect(),
-            ..Default::default()
-        }
-    }
-
+    /// A parsed posting of `amount` from cash to sales, sent by "shop".
     fn parsed(key: &str, amount: &str) -> Candidate {
-        use crate::domain::posting::{LineRequest, PostingRequest};
-        let line = |account: &str, side: &str| LineRequest {
-            account_id: account.into(),
-            side: side.into(),
-            amount: amount.into(),
-            currency: "USD".into(),
-        };
-        let request = PostingRequest {
-            idempotency_key: key.into(),
-            entity_id: "acme".into(),
-            effective_date: "2026-11-10".into(),
-            description: None,
-            source: Some("shop".into()),
-            reverses: None,
-            metadata: Default::default(),
-            lines: vec![line("cash", "D"), line("sales", "C")],
-        };
-        let table = crate::domain::CurrencyTable::default();
-        Candidate::Parsed(Posting::parse(&request, &table).unwrap())
+        let mut p = crate::domain::batch::fixtures::posting(key, amount, "cash", "sales");
+        p.source = Some("shop".into());
+        Candidate::Parsed(p)
     }
 
     /// A batch's decisions become exactly the rows and events each one calls for: a posting's
@@ -550,7 +503,7 @@ mod tests {
             },
         ];
         let refs: Vec<&Candidate> = candidates.iter().collect();
-        let mut state = ledger();
+        let mut state = crate::domain::batch::fixtures::state();
         let rejection_id = |i: usize| Uuid::from_u128(100 + i as u128);
         let decisions = crate::domain::batch::decide(&refs, rejection_id, &mut state);
         let now = DateTime::parse_from_rfc3339("2026-11-10T12:00:00Z")
