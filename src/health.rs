@@ -19,7 +19,8 @@ pub struct Health {
     /// Set by the lag monitor when the broker no longer lists this poster's consumer as a member
     /// of its group while work waits: the poster loop makes a new consumer.
     pub rejoin: AtomicBool,
-    /// Set on an operator's request (SIGUSR1): a new consumer at once.
+    /// Set on an operator's request (SIGUSR1), or when the consumer's client knows no broker
+    /// any more (`kafka::knows_no_broker`): a new consumer at once.
     pub rejoin_requested: AtomicBool,
     /// The Kafka client's last error (e.g. SASL authentication), until the broker answers again.
     pub broker_error: Mutex<Option<String>>,

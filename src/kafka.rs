@@ -45,29 +45,89 @@ impl ProducerContext for HealthContext {
     fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
 }
 
+/// Counts a Kafka client's failed rounds in a row and says when to replace it. After a long
+/// broker pause librdkafka 2.12 can keep a client that never connects again although the broker
+/// answers new clients ([`knows_no_broker`] says why). A client that failed `limits::KAFKA_CLIENT_RENEW_AFTER_FAILURES` rounds
+/// in a row is therefore replaced by a new one, which reports the broker as it is now; while the
+/// broker is really down, the new client fails as the old one did, and nothing else changes.
+#[derive(Default)]
+pub struct Renewal {
+    failures: u32,
+}
+
+impl Renewal {
+    pub fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+
+    /// Counts a failed round; true when the client should be replaced now (the count restarts).
+    pub fn failed(&mut self) -> bool {
+        self.failures += 1;
+        if self.failures < crate::limits::KAFKA_CLIENT_RENEW_AFTER_FAILURES {
+            return false;
+        }
+        self.failures = 0;
+        true
+    }
+}
+
+/// Whether a client's statistics list no broker it could connect to: none learned from the
+/// cluster's metadata, none configured (bootstrap). librdkafka 2.12 removes every broker a
+/// metadata response leaves out, and a Kafka broker that was paused longer than its session
+/// with the controller (a SIGSTOP, a frozen VM) answers, for a moment after it resumes, with no
+/// broker at all: the client is then left with none and never bootstraps again (librdkafka
+/// issue 5301, open at 2.13). A real outage keeps the brokers, in state DOWN.
+pub fn knows_no_broker(statistics: &rdkafka::Statistics) -> bool {
+    !statistics
+        .brokers
+        .values()
+        .any(|b| b.source == "learned" || b.source == "configured")
+}
+
+/// Destroys a replaced client on a thread of its own: destroying a client whose connection is
+/// stuck can wait for its requests to time out, and no caller should wait with it.
+pub fn retire<C: Send + 'static>(client: C) {
+    let spawned = std::thread::Builder::new()
+        .name("kafka-retire".into())
+        .spawn(move || drop(client));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to destroy a replaced Kafka client");
+    }
+}
+
 /// A metadata-only client that checks, on demand, whether the broker answers. It is a separate
 /// client from the ones doing the work so that a check never waits behind a large fetch. It is a
 /// producer that never sends: polling a producer serves the main queue, where client errors are.
-#[derive(Clone)]
+/// Replaced by a new client after failing several checks in a row ([`Renewal`]).
 pub struct BrokerProbe {
+    settings: KafkaSettings,
     client: Arc<BaseProducer<HealthContext>>,
     health: Arc<Health>,
+    renewal: Renewal,
 }
 
 impl BrokerProbe {
     pub fn new(settings: &KafkaSettings, health: Arc<Health>) -> Result<Self, KafkaError> {
-        let client = settings
-            .client_config()
-            .create_with_context(HealthContext(health.clone()))?;
         Ok(BrokerProbe {
-            client: Arc::new(client),
+            settings: settings.clone(),
+            client: Arc::new(Self::client(settings, &health)?),
             health,
+            renewal: Renewal::default(),
         })
+    }
+
+    fn client(
+        settings: &KafkaSettings,
+        health: &Arc<Health>,
+    ) -> Result<BaseProducer<HealthContext>, KafkaError> {
+        Ok(settings
+            .client_config()
+            .create_with_context(HealthContext(health.clone()))?)
     }
 
     /// Asks for cluster metadata; stores the answer in `health.broker_ok` (clearing the last
     /// client error on success) and returns it.
-    pub async fn check(&self, timeout: Duration) -> bool {
+    pub async fn check(&mut self, timeout: Duration) -> bool {
         let client = self.client.clone();
         let ok = tokio::task::spawn_blocking(move || {
             let ok = client.client().fetch_metadata(None, timeout).is_ok();
@@ -80,13 +140,26 @@ impl BrokerProbe {
         .unwrap_or(false);
         if ok {
             self.health.clear_broker_error();
+            self.renewal.succeeded();
+        } else if self.renewal.failed() {
+            self.renew();
         }
         self.health.broker_ok.store(ok, Ordering::Relaxed);
         ok
     }
 
+    fn renew(&mut self) {
+        match Self::client(&self.settings, &self.health) {
+            Ok(client) => {
+                tracing::warn!("the broker did not answer several checks in a row; checking with a new client from now on");
+                retire(std::mem::replace(&mut self.client, Arc::new(client)));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot make a new client for the broker check"),
+        }
+    }
+
     /// Fails with the broker's own reason (e.g. authentication) when it does not answer.
-    pub async fn require(&self, settings: &KafkaSettings) -> Result<(), KafkaError> {
+    pub async fn require(&mut self, settings: &KafkaSettings) -> Result<(), KafkaError> {
         if self.check(Duration::from_secs(10)).await {
             return Ok(());
         }
@@ -247,4 +320,60 @@ pub fn consume_and_discard(
         }
     }
     Ok(seen as f64 / started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{knows_no_broker, Renewal};
+    use crate::limits::KAFKA_CLIENT_RENEW_AFTER_FAILURES as LIMIT;
+
+    #[test]
+    fn a_client_is_replaced_only_after_failing_rounds_in_a_row() {
+        let mut renewal = Renewal::default();
+        for _ in 1..LIMIT {
+            assert!(!renewal.failed());
+        }
+        renewal.succeeded();
+        let replaced: Vec<bool> = (0..2 * LIMIT).map(|_| renewal.failed()).collect();
+        let at: Vec<usize> = (0..replaced.len()).filter(|&i| replaced[i]).collect();
+        assert_eq!(at, vec![LIMIT as usize - 1, 2 * LIMIT as usize - 1]);
+    }
+
+    /// Statistics of a real client (librdkafka 2.16 through confluent-kafka, connected to the
+    /// stack's broker), with its broker list changed as each case says.
+    fn statistics_with(brokers: serde_json::Value) -> rdkafka::Statistics {
+        let mut json: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/librdkafka-statistics.json"))
+                .unwrap();
+        let connected = json["brokers"]["127.0.0.1:59092/1"].clone();
+        json["brokers"] = serde_json::Value::Object(
+            brokers
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    let mut broker = connected.clone();
+                    broker["source"] = b[0].clone();
+                    broker["state"] = b[1].clone();
+                    (b[2].as_str().unwrap().to_string(), broker)
+                })
+                .collect(),
+        );
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_client_left_with_no_broker_is_told_from_one_whose_broker_is_down() {
+        let learned_up = serde_json::json!([["learned", "UP", "127.0.0.1:59092/1"]]);
+        assert!(!knows_no_broker(&statistics_with(learned_up)));
+        // An outage: the broker stays listed, down.
+        let learned_down = serde_json::json!([["learned", "DOWN", "127.0.0.1:59092/1"]]);
+        assert!(!knows_no_broker(&statistics_with(learned_down)));
+        let bootstrapping = serde_json::json!([["configured", "CONNECT", "b/bootstrap"]]);
+        assert!(!knows_no_broker(&statistics_with(bootstrapping)));
+        // librdkafka issue 5301: every broker removed; a consumer keeps its logical coordinator.
+        assert!(knows_no_broker(&statistics_with(serde_json::json!([]))));
+        let coordinator_only = serde_json::json!([["logical", "DOWN", "GroupCoordinator"]]);
+        assert!(knows_no_broker(&statistics_with(coordinator_only)));
+    }
 }

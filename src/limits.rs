@@ -53,6 +53,9 @@ pub const STALL_SECONDS_MAX: u64 = 3600;
 pub const HALT_RETRY_SECONDS: u64 = 30;
 /// How often every partition's group lag is measured.
 pub const LAG_INTERVAL_SECONDS: u64 = 5;
+/// Failed rounds in a row after which the broker check and the lag monitor replace their Kafka
+/// client (`kafka::Renewal`): 5 checks (every 2 s) or 5 lag rounds (every 5 s).
+pub const KAFKA_CLIENT_RENEW_AFTER_FAILURES: u32 = 5;
 /// Kafka consumer session timeout (`LEDGERLINE_RDKAFKA_SESSION_TIMEOUT_MS` overrides it): how
 /// long a member that stopped heartbeating keeps its partitions. Nothing is drained when
 /// partitions are revoked: a batch still committing for a partition that moved is refused by

@@ -55,6 +55,9 @@ impl Positions {
     }
 }
 
+/// Statistics (one a second) in a row without a broker before the consumer is replaced.
+const BROKERLESS_STATISTICS: u32 = 5;
+
 pub struct PosterContext {
     pub handle: tokio::runtime::Handle,
     pub pool: PgPool,
@@ -71,6 +74,8 @@ pub struct PosterContext {
     /// Set when the poster abandons this consumer for a new one (`consumer.rs`): from then on
     /// its callbacks leave the shared health alone.
     pub retired: std::sync::atomic::AtomicBool,
+    /// Statistics in a row that listed no broker this client could connect to.
+    pub brokerless: std::sync::atomic::AtomicU32,
 }
 
 impl ClientContext for PosterContext {
@@ -82,6 +87,7 @@ impl ClientContext for PosterContext {
     }
 
     fn stats(&self, statistics: Statistics) {
+        self.watch_brokers(&statistics);
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };
@@ -130,6 +136,22 @@ impl ConsumerContext for PosterContext {
 }
 
 impl PosterContext {
+    /// Asks the poster for a new consumer once this client's statistics listed no broker it could
+    /// connect to for `BROKERLESS_STATISTICS` seconds in a row: it would never fetch or heartbeat
+    /// again (`kafka::knows_no_broker`).
+    fn watch_brokers(&self, statistics: &Statistics) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !crate::kafka::knows_no_broker(statistics) {
+            self.brokerless.store(0, Relaxed);
+            return;
+        }
+        if self.brokerless.fetch_add(1, Relaxed) + 1 == BROKERLESS_STATISTICS && !self.is_retired()
+        {
+            tracing::warn!("this consumer's Kafka client knows no broker any more (librdkafka issue 5301) and would never connect again; asking for a new consumer");
+            self.health.rejoin_requested.store(true, Relaxed);
+        }
+    }
+
     fn is_retired(&self) -> bool {
         self.retired.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -21,6 +21,7 @@ use sqlx::PgPool;
 
 use crate::config::KafkaSettings;
 use crate::health::Health;
+use crate::kafka::Renewal;
 use crate::limits;
 use crate::metrics::PosterMetrics;
 
@@ -50,6 +51,8 @@ pub struct LagMonitor {
     pub stall: Duration,
     /// The client id this poster's consumer has among the group's members.
     pub client_id: String,
+    kafka: KafkaSettings,
+    renewal: Renewal,
     last_checkpoints: BTreeMap<i32, i64>,
     last_move: Instant,
 }
@@ -64,21 +67,11 @@ impl LagMonitor {
         metrics: Arc<PosterMetrics>,
         health: Arc<Health>,
     ) -> anyhow::Result<Self> {
-        // A group of its own that it never joins (assign only, nothing committed): this
-        // consumer only reads offsets and single messages at chosen positions.
-        let consumer = kafka
-            .client_config_with(&[
-                (
-                    "group.id",
-                    format!("ledgerline-lag-{}", uuid::Uuid::new_v4().simple()),
-                ),
-                ("enable.auto.commit", "false".into()),
-                ("enable.auto.offset.store", "false".into()),
-                ("max.partition.fetch.bytes", "65536".into()),
-            ])
-            .create()?;
+        let consumer = Self::client(kafka)?;
         Ok(LagMonitor {
             consumer,
+            kafka: kafka.clone(),
+            renewal: Renewal::default(),
             pool,
             handle: tokio::runtime::Handle::current(),
             group: settings.group.clone(),
@@ -92,18 +85,53 @@ impl LagMonitor {
         })
     }
 
+    /// A group of its own that it never joins (assign only, nothing committed): this consumer
+    /// only reads offsets and single messages at chosen positions.
+    fn client(kafka: &KafkaSettings) -> anyhow::Result<BaseConsumer<DefaultConsumerContext>> {
+        Ok(kafka
+            .client_config_with(&[
+                (
+                    "group.id",
+                    format!("ledgerline-lag-{}", uuid::Uuid::new_v4().simple()),
+                ),
+                ("enable.auto.commit", "false".into()),
+                ("enable.auto.offset.store", "false".into()),
+                ("max.partition.fetch.bytes", "65536".into()),
+            ])
+            .create()?)
+    }
+
     /// Runs rounds until `shutdown`. Call from a thread of its own (the broker calls block).
     pub fn run(mut self, shutdown: Arc<AtomicBool>) {
         let interval = Duration::from_secs(limits::LAG_INTERVAL_SECONDS);
         while !shutdown.load(Ordering::Relaxed) {
             match self.round() {
-                Ok(lags) => self.check_stall(&lags),
-                Err(e) => tracing::warn!(error = %e, "group lag not measured this round"),
+                Ok(lags) => {
+                    self.renewal.succeeded();
+                    self.check_stall(&lags);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "group lag not measured this round");
+                    if self.renewal.failed() {
+                        self.renew();
+                    }
+                }
             }
             let until = Instant::now() + interval;
             while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(200));
             }
+        }
+    }
+
+    /// Replaces the client after rounds failed in a row (`kafka::Renewal` says why).
+    fn renew(&mut self) {
+        match Self::client(&self.kafka) {
+            Ok(consumer) => {
+                tracing::warn!("group lag not measured several rounds in a row; measuring with a new client from now on");
+                crate::kafka::retire(std::mem::replace(&mut self.consumer, consumer));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot make a new client for the lag monitor"),
         }
     }
 

@@ -87,7 +87,7 @@ async fn check_dependencies(
     metrics: Arc<PosterMetrics>,
     (instance, group, topic): (uuid::Uuid, String, String),
 ) {
-    let probe = crate::kafka::BrokerProbe::new(&kafka, health.clone()).ok();
+    let mut probe = crate::kafka::BrokerProbe::new(&kafka, health.clone()).ok();
     loop {
         // The heartbeat doubles as the database check.
         let db = tokio::time::timeout(
@@ -98,7 +98,7 @@ async fn check_dependencies(
         health
             .db_ok
             .store(matches!(db, Ok(Ok(_))), Ordering::Relaxed);
-        if let Some(probe) = &probe {
+        if let Some(probe) = &mut probe {
             probe.check(Duration::from_secs(2)).await;
         }
         health.export(&metrics.ready, &metrics.database_up);

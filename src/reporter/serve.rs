@@ -51,7 +51,7 @@ pub async fn serve(
 /// Every 2 s: outbox backlog and the age of its oldest row; database and broker reachability.
 async fn watch_backlog(
     pool: PgPool,
-    probe: crate::kafka::BrokerProbe,
+    mut probe: crate::kafka::BrokerProbe,
     health: Arc<Health>,
     metrics: Arc<ReporterMetrics>,
 ) {
