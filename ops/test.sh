@@ -35,5 +35,16 @@ cargo fmt --check
 # The benchmarks are a feature the service build leaves out; the suite builds and runs them.
 echo "== cargo clippy --all-targets --features bench -- -D warnings"
 cargo clippy --all-targets --features bench --quiet -- -D warnings
-echo "== cargo test"
-cargo test --all-targets --features bench -- --test-threads "${LEDGERLINE_TEST_THREADS:-4}"
+threads="${LEDGERLINE_TEST_THREADS:-4}"
+echo "== cargo test: unit tests"
+cargo test --lib --bins --features bench -- --test-threads "$threads"
+# One integration-test binary (tests/it), run one module at a time: some modules stop, pause or
+# restart the stack's services, and no other module's tests may share the stack meanwhile.
+cargo test --test it --features bench --no-run
+modules=$(cargo test --test it --features bench -q -- --list --format terse 2>/dev/null |
+    sed -n 's/^\([a-z0-9_]*\)::.*: test$/\1/p' | sort -u)
+[ -n "$modules" ] || die "no integration-test modules found in tests/it"
+for module in $modules; do
+    echo "== cargo test: integration tests, $module"
+    cargo test --test it --features bench -- --test-threads "$threads" "$module::"
+done

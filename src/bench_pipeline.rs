@@ -21,7 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureRecord, Producer};
 
 use crate::bench::{machine, seed, ScratchDb};
-use crate::codec::{posting_codec, Framing};
+use crate::codec::posting_codec;
 use crate::config::{KafkaSettings, Secret};
 use crate::domain::batch::entry_id;
 use crate::domain::{CurrencyTable, Posting};
@@ -272,26 +272,9 @@ async fn produce(
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(messages.len());
     for m in messages {
-        let bytes = match (&m.raw, &m.request) {
-            (Some(raw), _) => raw.clone(),
-            (None, Some(r)) => codec.encode(r, Framing::AvroSingleObject)?,
-            (None, None) => unreachable!("generated messages have a body"),
-        };
-        loop {
-            match producer.send_result(FutureRecord::to(topic).key(&m.key).payload(&bytes)) {
-                Ok(d) => {
-                    deliveries.push(d);
-                    break;
-                }
-                Err((e, _))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        let bytes = m.payload(&codec)?;
+        let record = FutureRecord::to(topic).key(&m.key).payload(&bytes);
+        deliveries.push(crate::kafka::enqueue(&producer, record).await?);
     }
     for d in deliveries {
         d.await
@@ -831,11 +814,7 @@ fn encode_payloads(messages: &[generator::Message]) -> Result<Vec<Vec<u8>>> {
     let codec = posting_codec();
     Ok(messages
         .iter()
-        .map(|m| match (&m.raw, &m.request) {
-            (Some(raw), _) => Ok(raw.clone()),
-            (None, Some(r)) => codec.encode(r, Framing::AvroSingleObject),
-            (None, None) => unreachable!("generated messages have a body"),
-        })
+        .map(|m| m.payload(&codec))
         .collect::<std::result::Result<Vec<_>, _>>()?)
 }
 

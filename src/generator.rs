@@ -32,6 +32,20 @@ pub struct Message {
     pub expected: Expected,
 }
 
+impl Message {
+    /// The bytes to publish: the raw bytes, or the request as an Avro single-object record.
+    pub fn payload(
+        &self,
+        codec: &crate::codec::RecordCodec<PostingRequest>,
+    ) -> Result<Vec<u8>, crate::codec::EncodeError> {
+        match (&self.raw, &self.request) {
+            (Some(raw), _) => Ok(raw.clone()),
+            (None, Some(r)) => codec.encode(r, crate::codec::Framing::AvroSingleObject),
+            (None, None) => unreachable!("generated messages have a body"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GeneratorSettings {
     pub count: usize,

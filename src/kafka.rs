@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::producer::FutureProducer;
+use rdkafka::message::ToBytes;
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
@@ -178,6 +179,29 @@ pub async fn require_broker(settings: &KafkaSettings) -> Result<(), KafkaError> 
     BrokerProbe::new(settings, Arc::new(Health::default()))?
         .require(settings)
         .await
+}
+
+/// Enqueues `record`, waiting while the producer's local queue is full; returns its delivery.
+/// Enqueue order is call order: with idempotence librdkafka keeps it per partition through
+/// retries.
+pub async fn enqueue<'a, K, P>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'a, K, P>,
+) -> Result<DeliveryFuture, rdkafka::error::KafkaError>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((e, again)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                record = again;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
 }
 
 /// An idempotent producer (acks=all, no duplicates on retry).

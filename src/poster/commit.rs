@@ -2,13 +2,13 @@
 //! unreachable database (reporting not-ready), split a batch that keeps failing to isolate the
 //! one message, which is then rejected as INTERNAL. Never skips a message silently.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use backon::{BlockingRetryable, ExponentialBuilder};
 
-use super::{Job, Poster};
+use super::prepare::Job;
+use super::Poster;
 use crate::domain::batch::Candidate;
 use crate::domain::Rejection;
 use crate::limits::BATCH_RETRIES_MAX;
@@ -26,22 +26,6 @@ pub(super) enum Committed {
     /// Not even the one message could be committed as a rejection: nothing was committed, and
     /// the partition is read again from this position (the error is on `/ready` meanwhile).
     Failed(i64),
-}
-
-/// Accepts an offset gap only when it is seen twice at the same position (after a seek back):
-/// Kafka may legitimately skip offsets (compaction, transaction markers).
-#[derive(Default)]
-pub(super) struct GapGuard(HashMap<i32, i64>);
-
-impl GapGuard {
-    pub(super) fn accept(&mut self, partition: i32, position: i64) -> bool {
-        if self.0.get(&partition) == Some(&position) {
-            true
-        } else {
-            self.0.insert(partition, position);
-            false
-        }
-    }
 }
 
 impl Poster {

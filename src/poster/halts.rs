@@ -17,7 +17,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode as Code;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::context::PosterContext;
+use super::context::{Positions, PosterContext};
+use super::prepare::Decoded;
+use super::Poster;
 use crate::health::Health;
 use crate::limits;
 use crate::metrics::PosterMetrics;
@@ -210,5 +212,27 @@ impl Halts {
         self.metrics.halted_partitions.set(self.halted.len() as i64);
         let reason = self.halted.values().next().map(|h| h.reason.clone());
         self.health.set_consume_error(reason);
+    }
+}
+
+impl Poster {
+    /// Halts the partitions the consumer returned errors for (never reading past them) and
+    /// reads partitions whose halt is over again from their positions. The batch closed at the
+    /// first error, so what it holds of a halted partition came before the error, contiguous
+    /// from the position: it still commits. Returns the messages to prepare.
+    pub(super) fn handle_consume_errors(
+        &self,
+        consumer: &BaseConsumer<PosterContext>,
+        positions: &Positions,
+        halts: &mut Halts,
+        errors: Vec<ConsumeError>,
+        next: Vec<Decoded>,
+    ) -> Vec<Decoded> {
+        let owned = positions.snapshot();
+        for error in &errors {
+            halts.halt(consumer, error, &owned);
+        }
+        halts.retry_due(consumer, &owned);
+        next
     }
 }

@@ -8,9 +8,18 @@
 //! half the throughput of one (docs/BENCHMARKS.md, measured when those waits were row locks).
 //! Pure: it looks only at the decoded postings.
 
-use foldhash::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
+use foldhash::HashSet;
+use rdkafka::consumer::BaseConsumer;
+
+use super::context::{Positions, PosterContext};
+use super::prepare::{Decoded, Job};
+use super::{commit, halts, queues, Poster};
+use crate::codec::RecordCodec;
 use crate::domain::batch::Candidate;
+use crate::domain::PostingRequest;
 use crate::store::posting::BatchMessage;
 
 /// Above this share of shared accounts (of the smaller batch), batches commit one at a time.
@@ -77,6 +86,63 @@ pub(super) fn lanes_for<'a>(
         1
     } else {
         configured
+    }
+}
+
+impl Poster {
+    /// Commits the jobs in `commit_lanes` lanes while this thread collects and decodes the next
+    /// batch: PostgreSQL works while Kafka is read. The round's partition batches are split into
+    /// one group per lane, of about the same size (`lanes::split`), and each lane commits its
+    /// group as one transaction on its own connection: two lanes' journal writes overlap, and
+    /// each transaction's fixed costs are paid once for all of its partitions (at half load they
+    /// were most of a small batch's time: docs/BENCHMARKS.md point 27). Batches that share most
+    /// of their accounts commit in one lane. A partition's next batch is prepared only after its
+    /// previous commit is applied, so positions stay in order; the commit's fencing keeps a
+    /// partition that moved meanwhile (rebalance, replay) exactly-once.
+    pub(super) fn commit_while_collecting(
+        &self,
+        jobs: &[Job],
+        consumer: &Arc<BaseConsumer<PosterContext>>,
+        queues: &mut queues::PartitionQueues,
+        positions: &Positions,
+        codec: &RecordCodec<PostingRequest>,
+        halts: &halts::Halts,
+    ) -> (
+        Vec<commit::Committed>,
+        Vec<Decoded>,
+        Vec<halts::ConsumeError>,
+    ) {
+        // Batches that share most of their accounts would mostly wait for each other's balance
+        // updates: those commit in one lane (`lanes.rs`).
+        let lanes = lanes_for(
+            self.settings.commit_lanes,
+            jobs.iter().map(|j| j.batch.as_slice()),
+        );
+        let sizes: Vec<usize> = jobs.iter().map(|j| j.batch.len()).collect();
+        let groups = split(&sizes, lanes);
+        let committing = &AtomicUsize::new(groups.len());
+        std::thread::scope(|s| {
+            let running: Vec<_> = groups
+                .iter()
+                .map(|group| {
+                    s.spawn(move || {
+                        let together: Vec<&Job> = group.iter().map(|i| &jobs[*i]).collect();
+                        let results = self.commit_together(&together);
+                        committing.fetch_sub(1, Ordering::Release);
+                        group.iter().copied().zip(results).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let collected = self.collect(consumer, queues, positions, committing, halts);
+            let next = self.decode(codec, collected.messages);
+            let mut results: Vec<(usize, commit::Committed)> = running
+                .into_iter()
+                .flat_map(|h| h.join().expect("commit thread"))
+                .collect();
+            results.sort_by_key(|(i, _)| *i);
+            let results = results.into_iter().map(|(_, r)| r).collect();
+            (results, next, collected.errors)
+        })
     }
 }
 

@@ -6,16 +6,18 @@
 //! An error in place of a message is kept with its partition, never skipped (`halts.rs`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 
-use super::context::PosterContext;
+use super::context::{Positions, PosterContext};
 use super::halts::{ConsumeError, Halts};
-use super::Fetched;
+use super::prepare::Fetched;
+use super::Poster;
 
 #[derive(Default)]
 pub(super) struct PartitionQueues {
@@ -126,5 +128,75 @@ pub(super) fn fetched(m: &BorrowedMessage<'_>) -> Fetched {
         partition: m.partition(),
         offset: m.offset(),
         payload: m.payload().unwrap_or_default().to_vec(),
+    }
+}
+
+impl Poster {
+    /// Polls until one partition's batch is full by count, all of them together are (count per
+    /// partition times partitions owned) or full by bytes, or the wait is over. Takes from every
+    /// partition's own queue in turn. While the previous batch is still `committing` (lanes
+    /// running), the batch only closes when full: it could not be committed sooner anyway, so
+    /// under load batches grow towards their limits instead of closing small.
+    pub(super) fn collect(
+        &self,
+        consumer: &Arc<BaseConsumer<PosterContext>>,
+        queues: &mut PartitionQueues,
+        positions: &Positions,
+        committing: &AtomicUsize,
+        halts: &Halts,
+    ) -> Collected {
+        let wait = Duration::from_millis(self.settings.batch_wait_ms);
+        let deadline = Instant::now() + wait;
+        let owned = positions.count();
+        let mut batch = Collected::new(
+            self.settings.batch_postings_max,
+            owned,
+            self.settings.batch_bytes_max,
+        );
+        while !batch.full() {
+            let busy = committing.load(Ordering::Acquire) > 0;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() && !busy {
+                break;
+            }
+            queues.refresh(consumer, &self.settings.topic);
+            let mut taken = queues.drain(&mut batch, halts);
+            // The main queue serves callbacks (rebalances, errors) and holds messages fetched
+            // before a partition's queue was split off. It also paces the loop when idle.
+            let pause = if taken > 0 {
+                Duration::ZERO
+            } else if busy {
+                Duration::from_millis(5)
+            } else {
+                left.min(Duration::from_millis(5))
+            };
+            match consumer.poll(pause) {
+                Some(Ok(m)) => {
+                    batch.take(fetched(&m));
+                    taken += 1;
+                }
+                // The broker probe (serve.rs) judges the connection; here it is only logged.
+                Some(Err(e)) if super::halts::is_client_level(&e) => {
+                    tracing::warn!(error = %e, "Kafka client error");
+                }
+                Some(Err(error)) => batch.errors.push(ConsumeError {
+                    partition: None,
+                    error,
+                }),
+                None => {}
+            }
+            // Closing a batch as soon as the database is idle (group commit) was tried: at
+            // half load it made batches so small that per-commit costs dominated and latency
+            // tripled (docs/BENCHMARKS.md). A batch closes when full, when its wait is over,
+            // or when nothing arrives for half the wait.
+            if taken == 0 && !busy && !batch.messages.is_empty() && left < wait / 2 {
+                break;
+            }
+            // Nothing after an error may join the batch: the batch closes at the first one.
+            if !batch.errors.is_empty() {
+                break;
+            }
+        }
+        batch
     }
 }

@@ -193,20 +193,10 @@ impl Reporter {
         for row in &rows {
             let topic = self.topic(row.kind);
             for (key, bytes) in codecs.encode(row)? {
-                // `send_result` enqueues at once, so enqueue order is row order; with
-                // idempotence librdkafka keeps that order per partition through retries.
-                let delivery = loop {
-                    match self
-                        .producer
-                        .send_result(FutureRecord::to(topic).key(&key).payload(&bytes))
-                    {
-                        Ok(d) => break d,
-                        Err((e, _)) if is_queue_full(&e) => {
-                            tokio::time::sleep(Duration::from_millis(10)).await
-                        }
-                        Err((e, _)) => return Err(e).context("enqueueing an event"),
-                    }
-                };
+                let record = FutureRecord::to(topic).key(&key).payload(&bytes);
+                let delivery = crate::kafka::enqueue(&self.producer, record)
+                    .await
+                    .context("enqueueing an event")?;
                 deliveries.push((row.id, delivery));
             }
         }
@@ -231,13 +221,6 @@ impl Reporter {
             OutboxKind::Rejection => &self.settings.rejections_topic,
         }
     }
-}
-
-fn is_queue_full(e: &rdkafka::error::KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Integrity: verify passes on an honest ledger and names any tampered entry; the application
 //! roles cannot rewrite the journal; as-of balances answer both time axes correctly.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! doubled, and the poster recovers without help. Its own test binary: it points the whole
 //! process (and the posters it starts) at the cluster.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

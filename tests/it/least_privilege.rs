@@ -3,7 +3,7 @@
 //! refusal must come from the grants (SQLSTATE 42501), not from the append-only triggers, so
 //! these tests fail if a grant is widened even while the triggers stand.
 
-mod common;
+use crate::common;
 
 use common::{parsed_batch, reader_url, writer_url, Ledger};
 use ledgerline::generator::{generate, GeneratorSettings};

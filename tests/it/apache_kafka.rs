@@ -3,7 +3,7 @@
 //! whose only working member owns nothing, compaction of the balances topic read back by an
 //! independent consumer group, Kafka's own consumer-group command, and the broker's size limit.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

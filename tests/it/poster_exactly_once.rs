@@ -1,7 +1,7 @@
 //! The poster against the real broker and PostgreSQL: crash loops, rebalances, zombie fencing
 //! and replay all converge to exactly-once.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

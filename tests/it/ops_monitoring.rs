@@ -2,7 +2,7 @@
 //! scraping a running poster sees its metrics, evaluates every rule and every dashboard query,
 //! and raises the not-ready alert when the broker stops answering.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

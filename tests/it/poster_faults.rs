@@ -2,7 +2,7 @@
 //! the broker paused and crashed, poison input, and a restore from backup followed by replay.
 //! These tests stop shared services, so they run one at a time.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
@@ -249,22 +249,12 @@ async fn poison_messages_are_rejected_with_their_codes_and_the_rest_posts() {
     let mut chunks = valid.chunks(valid.len() / poison.len());
     for (i, (_, bytes)) in poison.iter().enumerate() {
         for m in chunks.next().unwrap_or_default() {
-            stream.push((
-                m.key.clone(),
-                codec
-                    .encode(m.request.as_ref().unwrap(), Framing::AvroSingleObject)
-                    .unwrap(),
-            ));
+            stream.push((m.key.clone(), m.payload(&codec).unwrap()));
         }
         stream.push((format!("poison-{i}"), bytes.clone()));
     }
     for m in chunks.flatten() {
-        stream.push((
-            m.key.clone(),
-            codec
-                .encode(m.request.as_ref().unwrap(), Framing::AvroSingleObject)
-                .unwrap(),
-        ));
+        stream.push((m.key.clone(), m.payload(&codec).unwrap()));
     }
     ledger.produce_raw(&stream).await;
     let port = free_port();

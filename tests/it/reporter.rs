@@ -2,7 +2,7 @@
 //! every account's balance events in version order, and a downstream consumer group rebuilds
 //! every balance from the balances topic alone.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};

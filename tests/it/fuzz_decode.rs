@@ -9,13 +9,13 @@
 //!   code is one of the published reason codes;
 //! - cases: 2,000 per property in `bash .ci/run`; more on demand with `ops/fuzz.sh [CASES]`;
 //! - regressions: proptest saves the seed of every failing case in
-//!   `tests/fuzz_decode.proptest-regressions` and replays those first on every run; raw inputs
+//!   `tests/it/fuzz_decode.proptest-regressions` and replays those first on every run; raw inputs
 //!   that once failed also live in `tests/fuzz-corpus/` and are replayed by
 //!   `corpus_inputs_stay_fixed`. Commit both. (The first run of this target found that NUL and
 //!   other control characters in descriptions and metadata were accepted: PostgreSQL cannot
 //!   store NUL, so such a message failed its whole batch. They are now CONTROL_CHARACTER.)
 
-mod common;
+use crate::common;
 
 use ledgerline::codec::{posting_codec, Framing, RecordCodec};
 use ledgerline::domain::batch::Candidate;

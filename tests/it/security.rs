@@ -1,7 +1,7 @@
 //! Security controls that would fail without them: the HTTP bearer token, and secrets that never
 //! reach logs, error messages or HTTP responses.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! their checkpoints and lag, the counters and the rejections, refreshed by its own script. The
 //! screenshot is kept in artifacts/status-page.png.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! ops/backup.sh and ops/restore.sh against the real PostgreSQL: a verified backup, retention,
 //! encryption, a restore that verifies and shows its checkpoints, and one-line failures.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

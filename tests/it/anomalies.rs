@@ -1,7 +1,7 @@
 //! Each anomaly detector fires on a crafted case, stays silent on a normal one, and raises at
 //! most one event per cause.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

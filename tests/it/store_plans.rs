@@ -7,7 +7,7 @@
 //! PostgreSQL would settle on such a plan, and then shows which of its prepared statements run
 //! on a generic plan.
 
-mod common;
+use crate::common;
 
 use common::Ledger;
 use ledgerline::generator::{generate, GeneratorSettings};

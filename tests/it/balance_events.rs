@@ -7,7 +7,7 @@
 //! may not go negative are locked early instead (the decision depends on them): side by side,
 //! they must still never go negative.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,7 +1,7 @@
 //! The schema against the real PostgreSQL: migrations, append-only journal, constraints, and
 //! the administration store functions.
 
-mod common;
+use crate::common;
 
 use chrono::NaiveDate;
 use ledgerline::domain::account::AccountSpec;

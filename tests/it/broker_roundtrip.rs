@@ -1,7 +1,7 @@
 //! The real broker: Avro posting requests produced and consumed back equal through a consumer
 //! group, and the group's committed position survives a new consumer.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

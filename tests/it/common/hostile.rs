@@ -1,6 +1,6 @@
 //! Hostile posting messages, made from a kind and a seed (so a failure can be replayed): what an
 //! attacker or a broken producer could put on the postings topic. Each kind is built to be
-//! refused; `tests/fuzz_decode.rs` also feeds them to the decoder with random mutations.
+//! refused; `tests/it/fuzz_decode.rs` also feeds them to the decoder with random mutations.
 
 use std::collections::BTreeMap;
 

@@ -50,14 +50,7 @@ impl Publisher {
         let codec = posting_codec();
         let bytes: Vec<(String, Vec<u8>)> = messages
             .iter()
-            .map(|m| {
-                let b = match (&m.raw, &m.request) {
-                    (Some(raw), _) => raw.clone(),
-                    (None, Some(r)) => codec.encode(r, Framing::AvroSingleObject).unwrap(),
-                    _ => unreachable!(),
-                };
-                (m.key.clone(), b)
-            })
+            .map(|m| (m.key.clone(), m.payload(&codec).unwrap()))
             .collect();
         self.produce_raw(&bytes).await;
     }

@@ -5,7 +5,7 @@
 //! valid messages alone, and the broker handing over the mixed topic to a consumer that does
 //! nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! post; a wrong password or an untrusted CA consumes nothing, `/ready` says why, the CLI fails
 //! with the reason, and no secret is printed.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

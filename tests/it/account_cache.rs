@@ -2,7 +2,7 @@
 //! any account must reach the very next batch: here a deactivated account is refused at once,
 //! and posts again once reactivated, with the same cache throughout.
 
-mod common;
+use crate::common;
 
 use common::Ledger;
 use ledgerline::generator::{generate, GeneratorSettings};
