@@ -74,8 +74,9 @@ pub fn ledger_topics() -> [String; 4] {
     .map(|(name, default)| std::env::var(name).unwrap_or_else(|_| default.into()))
 }
 
-/// Currencies beyond ISO 4217's that this process accepts (`LEDGERLINE_EXTRA_CURRENCIES`,
-/// e.g. `USDC:6,BTC:8`).
+/// Assets `ledgerline migrate` adds to the assets table when missing
+/// (`LEDGERLINE_EXTRA_CURRENCIES`, e.g. `USDC:6,BTC:8`: how extra currencies were configured
+/// before the table existed).
 pub fn extra_currencies() -> String {
     std::env::var("LEDGERLINE_EXTRA_CURRENCIES").unwrap_or_default()
 }

@@ -20,6 +20,10 @@ pub const DESCRIPTION_CHARS_MAX: usize = 512;
 pub const AMOUNT_CHARS_MAX: usize = 40;
 /// Digits before the decimal point of one amount: amounts are below 10^18.
 pub const AMOUNT_INTEGER_DIGITS_MAX: u32 = 18;
+/// Digits of one amount, before and after the point together: an asset with a large scale
+/// allows fewer integer digits (`amount::integer_digits_max`), so that 64 lines still sum inside
+/// rust_decimal's 28 digits.
+pub const AMOUNT_DIGITS_MAX: u32 = 26;
 /// Bytes the Avro decoder may allocate for one value (guards huge array/string lengths).
 pub const AVRO_ALLOCATION_BYTES_MAX: usize = 4 * MESSAGE_BYTES_MAX;
 /// Bytes of a rejected message carried in its event on the rejections topic: a message the
@@ -70,3 +74,5 @@ const _: () = assert!(STALL_SECONDS_MIN <= STALL_SECONDS && STALL_SECONDS <= STA
 const _: () = assert!(METADATA_BYTES_MAX < MESSAGE_BYTES_MAX);
 // 64 lines of amounts below 10^18 sum below 10^20, far inside rust_decimal's 96-bit mantissa.
 const _: () = assert!(LINES_PER_ENTRY_MAX <= 100 && AMOUNT_INTEGER_DIGITS_MAX <= 26);
+// The largest scale still leaves integer digits.
+const _: () = assert!(crate::domain::currency::SCALE_MAX < AMOUNT_DIGITS_MAX);

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use sqlx::PgPool;
 
-use super::{currencies, ledger_topics, schema_checked_pool};
+use super::{ledger_topics, schema_checked_pool};
 use crate::config::KafkaSettings;
 use crate::domain::account::AccountSpec;
 use crate::domain::CurrencyTable;
@@ -153,7 +153,7 @@ pub(super) async fn entities(cmd: EntitiesCmd) -> Result<()> {
 
 pub(super) async fn accounts(cmd: AccountsCmd) -> Result<()> {
     let pool = schema_checked_pool().await?;
-    let table = currencies()?;
+    let table = store::assets::table(&pool).await?;
     let import = |specs: Vec<AccountSpec>| import_accounts(&pool, &table, specs);
     match cmd {
         AccountsCmd::Create {

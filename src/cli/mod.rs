@@ -2,6 +2,7 @@
 //! and the dispatch to one module per command family.
 
 mod admin;
+mod assets;
 #[cfg(feature = "bench")]
 mod bench;
 mod produce;
@@ -18,6 +19,7 @@ use crate::domain::CurrencyTable;
 use crate::store;
 
 pub use admin::{read_chart, AccountsCmd, EntitiesCmd, PeriodArgs, PeriodsCmd, TopicsArgs};
+pub use assets::AssetsCmd;
 #[cfg(feature = "bench")]
 pub use bench::BenchCmd;
 pub use produce::{ProduceArgs, ProduceSummary};
@@ -48,6 +50,8 @@ pub enum Command {
     /// Accounting periods.
     #[command(subcommand)]
     Periods(PeriodsCmd),
+    #[command(subcommand)]
+    Assets(AssetsCmd),
     /// Create the ledger's topics on the broker (postings, balances, anomalies, rejections).
     Topics(TopicsArgs),
     /// Publish posting requests from a JSON-lines file or a synthetic generator.
@@ -95,11 +99,30 @@ pub fn exit_code(outcome: &Result<()>) -> u8 {
     }
 }
 
-/// The currency table: ISO 4217 plus `LEDGERLINE_EXTRA_CURRENCIES` (`XAU:4,BTC:8`).
-pub fn currencies() -> Result<CurrencyTable> {
-    CurrencyTable::default()
-        .with_spec(&crate::config::extra_currencies())
-        .map_err(|e| anyhow::anyhow!("LEDGERLINE_EXTRA_CURRENCIES: {e}"))
+/// Adds the assets of `LEDGERLINE_EXTRA_CURRENCIES` (`CODE:SCALE,...`, how extra currencies
+/// were configured before the assets table) that the table does not have yet. The table wins
+/// where they disagree: that is said, not fatal.
+async fn seed_extra_assets(pool: &PgPool) -> Result<()> {
+    let spec = crate::config::extra_currencies();
+    let extra = CurrencyTable::of([])
+        .and_then(|t| t.with_spec(&spec))
+        .map_err(|e| anyhow::anyhow!("LEDGERLINE_EXTRA_CURRENCIES: {e}"))?;
+    for (code, scale) in extra.iter() {
+        let row = store::assets::AssetRow {
+            code: code.to_string(),
+            scale: scale as i16,
+            description: "from LEDGERLINE_EXTRA_CURRENCIES".into(),
+        };
+        match store::assets::add(pool, &row).await {
+            Ok(true) => println!("asset {code} added (scale {scale})"),
+            Ok(false) => {}
+            Err(store::StoreError::Conflict(e)) => {
+                eprintln!("LEDGERLINE_EXTRA_CURRENCIES: {e}; the assets table wins")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 pub fn postings_topic() -> String {
@@ -125,7 +148,9 @@ async fn schema_checked(pool: PgPool) -> Result<PgPool> {
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Migrate => {
-            store::migrate(&pool().await?).await?;
+            let pool = pool().await?;
+            store::migrate(&pool).await?;
+            seed_extra_assets(&pool).await?;
             println!(
                 "migrations applied ({} known)",
                 store::MIGRATOR.iter().count()
@@ -134,6 +159,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Entities(cmd) => admin::entities(cmd).await?,
         Command::Accounts(cmd) => admin::accounts(cmd).await?,
         Command::Periods(cmd) => admin::periods(cmd).await?,
+        Command::Assets(cmd) => assets::assets(cmd).await?,
         Command::Topics(args) => admin::topics(args).await?,
         Command::Produce(args) => produce::produce(args).await?,
         Command::Poster(args) => services::poster(args).await?,

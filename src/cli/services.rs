@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use super::{currencies, ledger_topics, postings_topic, schema_checked, schema_checked_pool};
+use super::{ledger_topics, postings_topic, schema_checked, schema_checked_pool};
 use crate::config::{database_url, KafkaSettings};
 use crate::{limits, store};
 
@@ -131,11 +131,12 @@ pub(super) async fn poster(args: PosterArgs) -> Result<()> {
         exit_when_idle_ms: args.exit_when_idle_ms,
         stall_seconds: args.stall_seconds,
     };
+    let assets = store::assets::table(&pool).await?;
     crate::poster::serve(
         pool,
         KafkaSettings::from_env()?,
         settings,
-        currencies()?,
+        assets,
         args.http_addr,
     )
     .await

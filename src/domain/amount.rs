@@ -6,7 +6,7 @@
 
 use rust_decimal::Decimal;
 
-use crate::limits::{AMOUNT_CHARS_MAX, AMOUNT_INTEGER_DIGITS_MAX};
+use crate::limits::{AMOUNT_CHARS_MAX, AMOUNT_DIGITS_MAX, AMOUNT_INTEGER_DIGITS_MAX};
 
 /// Why an amount's text was refused; the caller adds the line number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,11 @@ pub enum AmountError {
     OutOfRange,
     /// More significant decimals than the currency allows.
     ScaleExceeds { scale: u32 },
+}
+
+/// Integer digits an amount of an asset with `scale` may have: 18, fewer for scales above 8.
+pub fn integer_digits_max(scale: u32) -> u32 {
+    AMOUNT_INTEGER_DIGITS_MAX.min(AMOUNT_DIGITS_MAX.saturating_sub(scale))
 }
 
 /// Parses a positive amount with at most `minor_units` significant decimals.
@@ -37,7 +42,7 @@ pub fn parse_amount(text: &str, minor_units: u32) -> Result<Decimal, AmountError
     let unsigned = text.strip_prefix('-').unwrap_or(text);
     let (int_part, frac_part) = unsigned.split_once('.').unwrap_or((unsigned, ""));
     let int_digits = int_part.trim_start_matches('0').len() as u32;
-    if int_digits > AMOUNT_INTEGER_DIGITS_MAX {
+    if int_digits > integer_digits_max(minor_units) {
         return Err(AmountError::OutOfRange);
     }
     let significant_scale = frac_part.trim_end_matches('0').len() as u32;

@@ -431,11 +431,17 @@ fn check_line(n: usize, line: &Line, a: &AccountState, entity: &str) -> Result<(
     Ok(())
 }
 
-/// No account that may not go negative would.
+/// No account that may not go negative would, and no balance would leave rust_decimal's range
+/// (an asset with a large scale holds fewer integer digits).
 fn check_funds(deltas: &Deltas, state: &LedgerState) -> Result<(), Rejection> {
     for (account, (_, delta)) in deltas {
         let a = &state.accounts[*account];
-        let after = a.balance + delta;
+        let after = a
+            .balance
+            .checked_add(*delta)
+            .ok_or_else(|| Rejection::BalanceOutOfRange {
+                account: account.to_string(),
+            })?;
         if !a.allow_negative && after < Decimal::ZERO {
             return Err(Rejection::InsufficientFunds {
                 account: account.to_string(),

@@ -1,73 +1,58 @@
-//! ISO 4217 currencies and their minor units (the number of decimal places an amount may have).
+//! Assets: the currencies and other units of account (`USD`, `USDC`, `IRAUSD`, `VACHR`, `BTC`)
+//! a ledger account may hold, each with its scale (the decimal places an amount may have). The
+//! ledger's own list lives in PostgreSQL (`assets`, `store::assets`); the default table here is
+//! every ISO 4217 currency that has minor units, from the `iso_currency` crate.
 
 use std::collections::BTreeMap;
 
-/// ISO 4217 codes with their minor units. Extend at run time with [`CurrencyTable::with`]
-/// (for example from `LEDGERLINE_EXTRA_CURRENCIES=XAU:4,BTC:8`).
-const ISO_4217_MINOR_UNITS: &[(&str, u32)] = &[
-    ("AED", 2),
-    ("AUD", 2),
-    ("BHD", 3),
-    ("BRL", 2),
-    ("CAD", 2),
-    ("CHF", 2),
-    ("CLF", 4),
-    ("CLP", 0),
-    ("CNY", 2),
-    ("CZK", 2),
-    ("DKK", 2),
-    ("EUR", 2),
-    ("GBP", 2),
-    ("HKD", 2),
-    ("HUF", 2),
-    ("IDR", 2),
-    ("ILS", 2),
-    ("INR", 2),
-    ("IQD", 3),
-    ("ISK", 0),
-    ("JOD", 3),
-    ("JPY", 0),
-    ("KRW", 0),
-    ("KWD", 3),
-    ("LYD", 3),
-    ("MXN", 2),
-    ("MYR", 2),
-    ("NOK", 2),
-    ("NZD", 2),
-    ("OMR", 3),
-    ("PHP", 2),
-    ("PLN", 2),
-    ("RON", 2),
-    ("SAR", 2),
-    ("SEK", 2),
-    ("SGD", 2),
-    ("THB", 2),
-    ("TND", 3),
-    ("TRY", 2),
-    ("TWD", 2),
-    ("UGX", 0),
-    ("USD", 2),
-    ("UYW", 4),
-    ("VND", 0),
-    ("XAF", 0),
-    ("XOF", 0),
-    ("ZAR", 2),
-];
+use iso_currency::IntoEnumIterator;
 
-/// A three-letter currency code known to the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Currency([u8; 3]);
+/// Longest asset code.
+pub const CODE_CHARS_MAX: usize = 32;
+/// Largest scale an asset may have (amounts stay inside rust_decimal's 28 digits: see
+/// `amount::integer_digits_max`).
+pub const SCALE_MAX: u32 = 18;
+
+/// An asset code known to be well formed: 1-32 characters of `A-Z 0-9 _ -`. Held inline so that
+/// it stays `Copy` like the three-letter codes it replaced; ordered as its text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency {
+    bytes: [u8; CODE_CHARS_MAX],
+    len: u8,
+}
 
 impl Currency {
-    /// A currency code as stored (three ASCII uppercase letters), whether or not the table
-    /// knows it: for reading back what the ledger already accepted.
+    /// A well-formed code, whether or not a table knows it.
+    pub fn parse(code: &str) -> Option<Currency> {
+        let raw = code.as_bytes();
+        let well_formed = (1..=CODE_CHARS_MAX).contains(&raw.len())
+            && raw
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
+        if !well_formed {
+            return None;
+        }
+        let mut bytes = [0; CODE_CHARS_MAX];
+        bytes[..raw.len()].copy_from_slice(raw);
+        Some(Currency {
+            bytes,
+            len: raw.len() as u8,
+        })
+    }
+
+    /// A code as stored, for reading back what the ledger already accepted.
     pub fn from_stored(code: &str) -> Option<Currency> {
-        CurrencyTable::code(code)
+        Self::parse(code)
     }
 
     pub fn as_str(&self) -> &str {
-        // Constructed only from three ASCII uppercase letters.
-        std::str::from_utf8(&self.0).expect("currency codes are ASCII")
+        std::str::from_utf8(&self.bytes[..self.len as usize]).expect("asset codes are ASCII")
+    }
+}
+
+impl std::fmt::Debug for Currency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
     }
 }
 
@@ -77,40 +62,47 @@ impl std::fmt::Display for Currency {
     }
 }
 
-/// The currencies the ledger accepts, each with its minor units.
-#[derive(Debug, Clone)]
+/// The assets the ledger accepts, each with its scale.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrencyTable {
-    minor_units: BTreeMap<Currency, u32>,
+    scales: BTreeMap<Currency, u32>,
 }
 
 impl Default for CurrencyTable {
+    /// Every ISO 4217 currency that has minor units (the table the `assets` migration seeds).
     fn default() -> Self {
-        let mut table = CurrencyTable {
-            minor_units: BTreeMap::new(),
-        };
-        for (code, units) in ISO_4217_MINOR_UNITS {
-            table = table
-                .with(code, *units)
-                .expect("built-in currency table is valid");
-        }
-        table
+        let scales = iso_currency::Currency::iter()
+            .filter_map(|c| {
+                let code = Currency::parse(c.code())?;
+                Some((code, u32::from(c.exponent()?)))
+            })
+            .collect();
+        CurrencyTable { scales }
     }
 }
 
-/// Largest number of minor units a currency may declare (rust_decimal keeps 28 digits).
-pub const MINOR_UNITS_MAX: u32 = 8;
-
 impl CurrencyTable {
-    /// Adds or replaces a currency. The code must be three ASCII uppercase letters.
-    pub fn with(mut self, code: &str, minor_units: u32) -> Result<Self, String> {
-        let currency = Self::code(code)
-            .ok_or_else(|| format!("currency code {code:?} is not three uppercase letters A-Z"))?;
-        if minor_units > MINOR_UNITS_MAX {
+    /// A table of exactly these assets (the rows of `assets`).
+    pub fn of<'a>(assets: impl IntoIterator<Item = (&'a str, u32)>) -> Result<Self, String> {
+        assets.into_iter().try_fold(
+            CurrencyTable {
+                scales: BTreeMap::new(),
+            },
+            |t, (code, scale)| t.with(code, scale),
+        )
+    }
+
+    /// Adds or replaces an asset.
+    pub fn with(mut self, code: &str, scale: u32) -> Result<Self, String> {
+        let currency = Currency::parse(code).ok_or_else(|| {
+            format!("asset code {code:?} is not 1-{CODE_CHARS_MAX} characters of A-Z 0-9 _ -")
+        })?;
+        if scale > SCALE_MAX {
             return Err(format!(
-                "currency {code} has {minor_units} minor units, the maximum is {MINOR_UNITS_MAX}"
+                "asset {code} has scale {scale}, the maximum is {SCALE_MAX}"
             ));
         }
-        self.minor_units.insert(currency, minor_units);
+        self.scales.insert(currency, scale);
         Ok(self)
     }
 
@@ -120,31 +112,34 @@ impl CurrencyTable {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .try_fold(self, |table, pair| {
-                let (code, units) = pair
+                let (code, scale) = pair
                     .split_once(':')
-                    .ok_or_else(|| format!("currency entry {pair:?} is not CODE:MINOR_UNITS"))?;
-                let units = units
+                    .ok_or_else(|| format!("asset entry {pair:?} is not CODE:SCALE"))?;
+                let scale = scale
                     .trim()
                     .parse::<u32>()
-                    .map_err(|_| format!("minor units in {pair:?} are not a number"))?;
-                table.with(code.trim(), units)
+                    .map_err(|_| format!("scale in {pair:?} is not a number"))?;
+                table.with(code.trim(), scale)
             })
     }
 
-    /// The currency for a code, if the ledger knows it.
+    /// The asset for a code and its scale, if the ledger knows it.
     pub fn lookup(&self, code: &str) -> Option<(Currency, u32)> {
-        let currency = Self::code(code)?;
-        self.minor_units
-            .get(&currency)
-            .map(|units| (currency, *units))
+        let currency = Currency::parse(code)?;
+        self.scales.get(&currency).map(|scale| (currency, *scale))
     }
 
-    fn code(code: &str) -> Option<Currency> {
-        let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
-        bytes
-            .iter()
-            .all(u8::is_ascii_uppercase)
-            .then_some(Currency(bytes))
+    /// Every asset with its scale, in code order.
+    pub fn iter(&self) -> impl Iterator<Item = (Currency, u32)> + '_ {
+        self.scales.iter().map(|(c, s)| (*c, *s))
+    }
+
+    pub fn len(&self) -> usize {
+        self.scales.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scales.is_empty()
     }
 }
 
@@ -153,14 +148,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn knows_iso_minor_units_and_can_be_extended() {
+    fn knows_every_iso_currency_with_minor_units_and_can_be_extended() {
         let table = CurrencyTable::default();
         assert_eq!(table.lookup("JPY").map(|c| c.1), Some(0));
         assert_eq!(table.lookup("KWD").map(|c| c.1), Some(3));
-        assert!(table.lookup("XAU").is_none());
-        let table = table.with_spec("XAU:4, BTC:8").unwrap();
+        for code in ["RUB", "UAH", "EGP", "NGN", "KES", "PKR", "COP", "ARS"] {
+            assert_eq!(table.lookup(code).map(|c| c.1), Some(2), "{code}");
+        }
+        assert!(table.len() > 150, "{} ISO currencies", table.len());
+        assert!(table.lookup("XAU").is_none(), "no minor units in ISO 4217");
+        let table = table
+            .with_spec("XAU:4, BTC:8, IRAUSD:0, USDC:6, VACHR:2")
+            .unwrap();
         assert_eq!(table.lookup("BTC").map(|c| c.1), Some(8));
+        assert_eq!(table.lookup("IRAUSD").map(|c| c.1), Some(0));
         assert!(table.lookup("usd").is_none());
+    }
+
+    #[test]
+    fn codes_are_one_to_32_characters_of_capitals_digits_underscore_and_dash() {
+        for good in [
+            "A",
+            "USD",
+            "USDC",
+            "IRAUSD",
+            "BRK-B",
+            "X_1",
+            &"Z".repeat(32),
+        ] {
+            assert_eq!(
+                Currency::parse(good).map(|c| c.to_string()),
+                Some(good.to_string())
+            );
+        }
+        for bad in ["", "usd", "US D", "USD.", "ÜSD", &"Z".repeat(33)] {
+            assert!(Currency::parse(bad).is_none(), "{bad:?}");
+        }
+        let mut codes = ["USDC", "USD", "BTC", "US"].map(|c| Currency::parse(c).unwrap());
+        codes.sort();
+        assert_eq!(codes.map(|c| c.to_string()), ["BTC", "US", "USD", "USDC"]);
     }
 
     #[test]
@@ -168,6 +194,7 @@ mod tests {
         assert!(CurrencyTable::default().with_spec("XAU").is_err());
         assert!(CurrencyTable::default().with_spec("XAU:x").is_err());
         assert!(CurrencyTable::default().with_spec("xau:2").is_err());
-        assert!(CurrencyTable::default().with_spec("XAU:12").is_err());
+        assert!(CurrencyTable::default().with_spec("XAU:19").is_err());
+        assert!(CurrencyTable::default().with_spec("WEI:18").is_ok());
     }
 }

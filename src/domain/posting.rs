@@ -235,7 +235,7 @@ fn parse_line(
             .lookup(&raw.currency)
             .ok_or_else(|| Rejection::UnknownCurrency {
                 line,
-                code: truncate(&raw.currency, 8),
+                code: truncate(&raw.currency, 40),
             })?;
     let shown = || truncate(&raw.amount, 48);
     let amount = parse_amount(&raw.amount, minor_units).map_err(|e| match e {
@@ -250,7 +250,7 @@ fn parse_line(
         AmountError::OutOfRange => Rejection::AmountOutOfRange {
             line,
             amount: shown(),
-            max_integer_digits: crate::limits::AMOUNT_INTEGER_DIGITS_MAX,
+            max_integer_digits: crate::domain::amount::integer_digits_max(minor_units),
         },
         AmountError::ScaleExceeds { scale } => Rejection::ScaleExceedsCurrency {
             line,

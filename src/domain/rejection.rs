@@ -102,6 +102,8 @@ pub enum Rejection {
     PeriodClosed { entity: String, date: String },
     #[error("account {account:?} would fall to {balance}, it may not go below zero")]
     InsufficientFunds { account: String, balance: String },
+    #[error("account {account:?} would leave the range a balance can hold (28 digits)")]
+    BalanceOutOfRange { account: String },
     #[error("a reversal carries no lines: the ledger posts the reversed entry's lines inverted")]
     ReversalHasLines,
     #[error("no entry with id or idempotency key {0:?} to reverse")]
@@ -152,6 +154,7 @@ impl Rejection {
             Rejection::UnknownEntity(_) => "UNKNOWN_ENTITY",
             Rejection::PeriodClosed { .. } => "PERIOD_CLOSED",
             Rejection::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
+            Rejection::BalanceOutOfRange { .. } => "BALANCE_OUT_OF_RANGE",
             Rejection::ReversalHasLines => "REVERSAL_HAS_LINES",
             Rejection::ReversalTargetMissing(_) => "REVERSAL_TARGET_MISSING",
             Rejection::AlreadyReversed(_) => "ALREADY_REVERSED",
@@ -188,6 +191,7 @@ impl Rejection {
         "UNKNOWN_ENTITY",
         "PERIOD_CLOSED",
         "INSUFFICIENT_FUNDS",
+        "BALANCE_OUT_OF_RANGE",
         "REVERSAL_HAS_LINES",
         "REVERSAL_TARGET_MISSING",
         "ALREADY_REVERSED",

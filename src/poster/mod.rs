@@ -112,7 +112,8 @@ pub struct Poster {
     pub metrics: Arc<PosterMetrics>,
     pub health: Arc<Health>,
     pub shutdown: Arc<AtomicBool>,
-    pub currencies: CurrencyTable,
+    /// The assets table as last read (`progress.rs` reads it again every few seconds).
+    pub assets: std::sync::RwLock<Arc<CurrencyTable>>,
     pub handle: tokio::runtime::Handle,
     /// Account attributes kept between batches, shared by the commit lanes.
     pub accounts: AccountCache,
@@ -139,7 +140,7 @@ impl Poster {
             metrics,
             health,
             shutdown,
-            currencies,
+            assets: std::sync::RwLock::new(Arc::new(currencies)),
             handle: tokio::runtime::Handle::current(),
             accounts: Default::default(),
             client_id,

@@ -41,10 +41,11 @@ impl Poster {
         codec: &RecordCodec<PostingRequest>,
         messages: Vec<Fetched>,
     ) -> Vec<Decoded> {
+        let assets = self.assets.read().expect("assets lock").clone();
         messages
             .into_iter()
             .map(|f| {
-                let candidate = decode_candidate(codec, &self.currencies, &f.payload);
+                let candidate = decode_candidate(codec, &assets, &f.payload);
                 Decoded {
                     partition: f.partition,
                     message: BatchMessage {

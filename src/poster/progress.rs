@@ -57,6 +57,20 @@ impl Poster {
         halts.caught_up(&owned, |p| seen.get(&p).copied());
         self.forget_revoked(&member.positions, exported);
         self.report_stall(lag, last_message.elapsed());
+        self.refresh_assets();
+    }
+
+    /// Reads the assets table again: an asset added while the poster runs is known within a
+    /// progress interval. Until then, postings in it are rejected as UNKNOWN_CURRENCY, as they
+    /// would be by any poster that had not seen it: add assets before publishing in them.
+    fn refresh_assets(&self) {
+        match self
+            .handle
+            .block_on(crate::store::assets::table(&self.pool))
+        {
+            Ok(table) => *self.assets.write().expect("assets lock") = std::sync::Arc::new(table),
+            Err(e) => tracing::warn!(error = %e, "assets table not read again this time"),
+        }
     }
 
     /// Commits the round's new positions to Kafka, asynchronously and in one request: advisory,

@@ -22,6 +22,7 @@
 pub mod account_cache;
 pub mod accounts;
 pub mod anomalies;
+pub mod assets;
 pub mod checkpoints;
 pub mod copy_binary;
 pub mod entities;

@@ -1,0 +1,210 @@
+//! Assets beyond three-letter ISO codes: codes of up to 32 characters and scales from 0 to 18,
+//! from the assets table every poster reads. Postings in each post; a scale beyond the asset's
+//! and an unknown asset are rejected with their codes; a replay from offset 0 changes nothing;
+//! an asset's scale cannot change once lines use it.
+
+use std::time::Duration;
+
+use crate::common;
+
+use common::{free_port, Ledger};
+use ledgerline::codec::{posting_codec, Framing};
+use ledgerline::domain::account::AccountSpec;
+use ledgerline::domain::{LineRequest, PostingRequest};
+use ledgerline::store::assets::AssetRow;
+
+/// The assets of the test: a scale-0 retirement-account unit, vacation hours, a stablecoin, a
+/// coin with 8 decimals, and an ISO currency the ledger's old built-in table did not know.
+const ASSETS: &[(&str, i16, &str)] = &[
+    ("IRAUSD", 0, "7"),
+    ("VACHR", 2, "7.25"),
+    ("USDC", 6, "1.000001"),
+    ("BTC", 8, "0.00000001"),
+    ("KES", 2, "150.50"),
+];
+
+fn request(key: &str, asset: &str, amount: &str) -> PostingRequest {
+    let line = |account: &str, side: &str| LineRequest {
+        account_id: account.into(),
+        side: side.into(),
+        amount: amount.into(),
+        currency: asset.into(),
+    };
+    PostingRequest {
+        idempotency_key: key.into(),
+        entity_id: "demo".into(),
+        effective_date: "2026-11-05".into(),
+        description: Some(format!("{amount} {asset}")),
+        source: None,
+        reverses: None,
+        metadata: Default::default(),
+        lines: vec![
+            line(&format!("{asset}-held"), "D"),
+            line(&format!("{asset}-equity"), "C"),
+        ],
+    }
+}
+
+/// Adds the assets (KES is already there: the migration seeds ISO 4217) and two accounts in each.
+async fn assets_and_accounts(ledger: &Ledger) {
+    for (code, scale, _) in ASSETS {
+        let row = AssetRow {
+            code: code.to_string(),
+            scale: *scale,
+            description: String::new(),
+        };
+        let added = ledgerline::store::assets::add(&ledger.pool, &row)
+            .await
+            .unwrap();
+        assert_eq!(added, *code != "KES", "{code}");
+    }
+    let table = ledgerline::store::assets::table(&ledger.pool)
+        .await
+        .unwrap();
+    let accounts: Vec<_> = ASSETS
+        .iter()
+        .flat_map(|(code, _, _)| [(*code, "held", "asset"), (*code, "equity", "equity")])
+        .map(|(code, role, account_type)| AccountSpec {
+            id: format!("{code}-{role}"),
+            entity_id: "demo".into(),
+            name: format!("{code} {role}"),
+            account_type: account_type.into(),
+            currency: code.into(),
+            normal_side: None,
+            allow_negative: None,
+        })
+        .map(|s| s.check(&table).unwrap())
+        .collect();
+    ledgerline::store::accounts::import(&ledger.pool, &accounts)
+        .await
+        .unwrap();
+}
+
+async fn run_poster_until_idle(ledger: &Ledger) {
+    let mut poster = ledger.poster(free_port(), &["--exit-when-idle-ms", "1500"]);
+    let status = tokio::task::spawn_blocking(move || poster.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postings_in_assets_of_any_code_and_scale_post_and_a_replay_changes_nothing() {
+    let ledger = Ledger::new(2, 1).await;
+    assets_and_accounts(&ledger).await;
+    let codec = posting_codec();
+    let mut stream: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut publish = |r: PostingRequest| {
+        let bytes = codec.encode(&r, Framing::AvroSingleObject).unwrap();
+        stream.push((r.idempotency_key.clone(), bytes));
+    };
+    for (code, scale, amount) in ASSETS {
+        publish(request(&format!("ok-{code}"), code, amount));
+        // One decimal more than the asset's scale.
+        let finer = format!(
+            "{}{}1",
+            if *scale == 0 { "1." } else { "1.0" },
+            "0".repeat((*scale).max(1) as usize - 1)
+        );
+        publish(request(&format!("fine-{code}"), code, &finer));
+    }
+    publish(request("unknown-asset", "NOSUCHASSET", "1"));
+    ledger.produce_raw(&stream).await;
+    run_poster_until_idle(&ledger).await;
+
+    let rejected: Vec<(String, String)> = sqlx::query_as(
+        "SELECT idempotency_key, reason_code FROM rejections ORDER BY source_offset",
+    )
+    .fetch_all(&ledger.pool)
+    .await
+    .unwrap();
+    let mut expected: Vec<(String, String)> = ASSETS
+        .iter()
+        .map(|(code, _, _)| (format!("fine-{code}"), "SCALE_EXCEEDS_CURRENCY".to_string()))
+        .collect();
+    expected.push(("unknown-asset".into(), "UNKNOWN_CURRENCY".into()));
+    assert_eq!(rejected, expected);
+    for (code, _, amount) in ASSETS {
+        let balance: String =
+            sqlx::query_scalar("SELECT balance::text FROM account_balances WHERE account_id = $1")
+                .bind(format!("{code}-held"))
+                .fetch_one(&ledger.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            balance.parse::<rust_decimal::Decimal>().unwrap(),
+            amount.parse::<rust_decimal::Decimal>().unwrap(),
+            "{code}"
+        );
+    }
+    let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
+    assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
+
+    let before = common::ledger_content(&ledger.pool).await;
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+        .args([
+            "replay",
+            "--group",
+            &ledger.group,
+            "--topic",
+            &ledger.topic,
+            "--to-offset",
+            "0",
+        ])
+        .env(
+            "LEDGERLINE_DATABASE_URL",
+            common::writer_url(&ledger.db_url),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    run_poster_until_idle(&ledger).await;
+    ledger.wait_drained(Duration::from_secs(60)).await;
+    assert_eq!(common::ledger_content(&ledger.pool).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assets_scale_is_fixed_once_a_line_uses_it() {
+    let ledger = Ledger::new(2, 1).await;
+    // The fixture's accounts hold USD; no line uses it yet.
+    let set_scale = |code: &'static str, scale: i16| {
+        let pool = ledger.pool.clone();
+        async move {
+            sqlx::query("UPDATE assets SET scale = $2 WHERE code = $1")
+                .bind(code)
+                .bind(scale)
+                .execute(&pool)
+                .await
+        }
+    };
+    set_scale("USD", 3).await.expect("no line uses USD yet");
+    set_scale("USD", 2).await.unwrap();
+    let messages = ledgerline::generator::generate(&ledgerline::generator::GeneratorSettings {
+        count: 5,
+        accounts: 2,
+        key_prefix: common::unique("s"),
+        duplicate_share: 0.0,
+        invalid_share: 0.0,
+        ..Default::default()
+    });
+    ledger.produce(&messages).await;
+    run_poster_until_idle(&ledger).await;
+    let refused = set_scale("USD", 3).await.unwrap_err().to_string();
+    assert!(refused.contains("cannot change"), "{refused}");
+    // Adding it again with another scale is a conflict, with the same scale a no-op.
+    let again = |scale| AssetRow {
+        code: "USD".into(),
+        scale,
+        description: String::new(),
+    };
+    assert!(ledgerline::store::assets::add(&ledger.pool, &again(4))
+        .await
+        .is_err());
+    assert!(!ledgerline::store::assets::add(&ledger.pool, &again(2))
+        .await
+        .unwrap());
+}
