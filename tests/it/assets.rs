@@ -141,22 +141,7 @@ async fn postings_in_assets_of_any_code_and_scale_post_and_a_replay_changes_noth
     assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
 
     let before = common::ledger_content(&ledger.pool).await;
-    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
-        .args([
-            "replay",
-            "--group",
-            &ledger.group,
-            "--topic",
-            &ledger.topic,
-            "--to-offset",
-            "0",
-        ])
-        .env(
-            "LEDGERLINE_DATABASE_URL",
-            common::writer_url(&ledger.db_url),
-        )
-        .output()
-        .unwrap();
+    let replay = ledger.replay_to_start();
     assert!(
         replay.status.success(),
         "{}",

@@ -379,24 +379,7 @@ async fn replay_from_zero_changes_nothing() {
     let before = common::ledger_content(&ledger.pool).await;
     let facts_before = ledger.assert_invariants(&messages).await;
 
-    let replay = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
-            .args([
-                "replay",
-                "--group",
-                &ledger.group,
-                "--topic",
-                &ledger.topic,
-                "--to-offset",
-                "0",
-            ])
-            .env(
-                "LEDGERLINE_DATABASE_URL",
-                common::writer_url(&ledger.db_url),
-            )
-            .output()
-            .unwrap()
-    };
+    let replay = || ledger.replay_to_start();
     // Refused while a poster of the group is running (a member the broker's group API lists
     // once it has joined).
     let port = free_port();

@@ -58,6 +58,16 @@ impl Ledger {
         }
     }
 
+    /// Runs `ledgerline replay` of this ledger's group and topic back to offset 0, as the writer.
+    pub fn replay_to_start(&self) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+            .args(["replay", "--group", &self.group, "--topic", &self.topic])
+            .args(["--to-offset", "0"])
+            .env("LEDGERLINE_DATABASE_URL", writer_url(&self.db_url))
+            .output()
+            .unwrap()
+    }
+
     pub async fn produce(&self, messages: &[Message]) {
         Publisher::new(&self.topic).produce(messages).await;
     }
