@@ -113,6 +113,7 @@ pub fn synthetic_chart(entity: &str, currency: &str, n: usize) -> Vec<AccountSpe
             currency: currency.to_string(),
             normal_side: None,
             allow_negative: Some(true),
+            overdraft_limit: None,
         })
         .collect()
 }

@@ -49,11 +49,24 @@ pub enum AccountsCmd {
         /// D or C (default from the type).
         #[arg(long)]
         normal_side: Option<String>,
-        /// Refuse postings that take the balance below zero.
+        /// Refuse postings that take the balance below zero (or below minus the overdraft
+        /// limit).
         #[arg(long)]
         no_negative: bool,
+        /// With --no-negative: how far below zero the balance may go (an overdraft or credit
+        /// line), in the asset's scale.
+        #[arg(long, requires = "no_negative")]
+        overdraft_limit: Option<String>,
     },
-    /// Import a chart of accounts from CSV (header: id,entity_id,name,type,currency[,normal_side,allow_negative]) or JSON (an array).
+    /// Set how far below zero an account that may not go negative may go; postings see the new
+    /// limit within seconds (the posters' account cache follows every change to accounts).
+    SetLimit {
+        /// The account's id.
+        id: String,
+        /// The limit, 0 or an amount in the account's asset's scale.
+        limit: String,
+    },
+    /// Import a chart of accounts from CSV (header: id,entity_id,name,type,currency[,normal_side,allow_negative,overdraft_limit]) or JSON (an array).
     Import {
         /// The file to read (`.csv` or `.json`).
         file: PathBuf,
@@ -164,6 +177,7 @@ pub(super) async fn accounts(cmd: AccountsCmd) -> Result<()> {
             currency,
             normal_side,
             no_negative,
+            overdraft_limit,
         } => {
             import(vec![AccountSpec {
                 id,
@@ -173,6 +187,7 @@ pub(super) async fn accounts(cmd: AccountsCmd) -> Result<()> {
                 currency,
                 normal_side,
                 allow_negative: Some(!no_negative),
+                overdraft_limit,
             }])
             .await?
         }
@@ -182,6 +197,14 @@ pub(super) async fn accounts(cmd: AccountsCmd) -> Result<()> {
             count,
             currency,
         } => import(generator::synthetic_chart(&entity, &currency, count)).await?,
+        AccountsCmd::SetLimit { id, limit } => {
+            let currency = store::accounts::currency_of(&pool, &id).await?;
+            let scale = table.lookup(&currency).map_or(0, |(_, s)| s);
+            let limit = crate::domain::account::parse_limit(Some(&limit), scale)
+                .map_err(anyhow::Error::msg)?;
+            store::accounts::set_limit(&pool, &id, limit).await?;
+            println!("account {id}: overdraft limit {limit} {currency}");
+        }
         AccountsCmd::List { entity, limit } => {
             println!(
                 "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}",

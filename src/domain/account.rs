@@ -23,6 +23,10 @@ pub struct AccountSpec {
     /// May the balance (in the normal side's direction) go below zero? Default true.
     #[serde(default)]
     pub allow_negative: Option<bool>,
+    /// How far below zero an account that may not go negative may go (its overdraft or credit
+    /// line), as decimal text in its asset's scale; default 0.
+    #[serde(default)]
+    pub overdraft_limit: Option<String>,
 }
 
 /// A checked account definition.
@@ -35,6 +39,7 @@ pub struct Account {
     pub currency: String,
     pub normal_side: String,
     pub allow_negative: bool,
+    pub overdraft_limit: rust_decimal::Decimal,
 }
 
 impl AccountSpec {
@@ -52,9 +57,10 @@ impl AccountSpec {
                 self.account_type
             )));
         }
-        if currencies.lookup(&self.currency).is_none() {
+        let Some((_, scale)) = currencies.lookup(&self.currency) else {
             return Err(at(format!("unknown currency {:?}", self.currency)));
-        }
+        };
+        let overdraft_limit = parse_limit(self.overdraft_limit.as_deref(), scale).map_err(at)?;
         let default_side = if matches!(account_type.as_str(), "asset" | "expense") {
             "D"
         } else {
@@ -77,7 +83,18 @@ impl AccountSpec {
             currency: self.currency.clone(),
             normal_side,
             allow_negative: self.allow_negative.unwrap_or(true),
+            overdraft_limit,
         })
+    }
+}
+
+/// An overdraft limit: zero, or a positive amount within the asset's scale.
+pub fn parse_limit(text: Option<&str>, scale: u32) -> Result<rust_decimal::Decimal, String> {
+    match text.map(str::trim) {
+        None | Some("") | Some("0") => Ok(rust_decimal::Decimal::ZERO),
+        Some(text) => crate::domain::amount::parse_amount(text, scale).map_err(|e| {
+            format!("overdraft limit {text:?} is not an amount of scale {scale}: {e:?}")
+        }),
     }
 }
 
@@ -94,6 +111,7 @@ mod tests {
             currency: "USD".into(),
             normal_side: None,
             allow_negative: None,
+            overdraft_limit: None,
         }
     }
 
@@ -106,5 +124,24 @@ mod tests {
         let mut s = spec("asset");
         s.currency = "XXX".into();
         assert!(s.check(&t).unwrap_err().contains("XXX"));
+    }
+
+    #[test]
+    fn an_overdraft_limit_is_zero_or_an_amount_of_the_assets_scale() {
+        let t = CurrencyTable::default();
+        let limit = |text: &str| {
+            let mut s = spec("asset");
+            s.overdraft_limit = Some(text.into());
+            s.check(&t).map(|a| a.overdraft_limit.to_string())
+        };
+        assert_eq!(
+            spec("asset").check(&t).unwrap().overdraft_limit.to_string(),
+            "0"
+        );
+        assert_eq!(limit("0").unwrap(), "0");
+        assert_eq!(limit("250.5").unwrap(), "250.50");
+        assert!(limit("-1").is_err());
+        assert!(limit("1.001").is_err(), "USD has 2 decimals");
+        assert!(limit("lots").is_err());
     }
 }

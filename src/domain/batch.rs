@@ -51,6 +51,8 @@ pub struct AccountState {
     pub currency: Arc<str>,
     pub active: bool,
     pub allow_negative: bool,
+    /// How far below zero an account that may not go negative may go (0: not at all).
+    pub overdraft_limit: Decimal,
     pub normal_side: Side,
     /// In the normal side's direction.
     pub balance: Decimal,
@@ -442,10 +444,11 @@ fn check_funds(deltas: &Deltas, state: &LedgerState) -> Result<(), Rejection> {
             .ok_or_else(|| Rejection::BalanceOutOfRange {
                 account: account.to_string(),
             })?;
-        if !a.allow_negative && after < Decimal::ZERO {
+        if !a.allow_negative && after < -a.overdraft_limit {
             return Err(Rejection::InsufficientFunds {
                 account: account.to_string(),
                 balance: after.to_string(),
+                floor: (-a.overdraft_limit).to_string(),
             });
         }
     }
@@ -506,6 +509,7 @@ pub(crate) mod fixtures {
             currency: "USD".into(),
             active: true,
             allow_negative,
+            overdraft_limit: Decimal::ZERO,
             normal_side: side,
             balance: Decimal::ZERO,
             version: 0,

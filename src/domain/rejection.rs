@@ -100,8 +100,12 @@ pub enum Rejection {
     UnknownEntity(String),
     #[error("no open accounting period of entity {entity:?} contains {date}")]
     PeriodClosed { entity: String, date: String },
-    #[error("account {account:?} would fall to {balance}, it may not go below zero")]
-    InsufficientFunds { account: String, balance: String },
+    #[error("account {account:?} would fall to {balance}, it may not go below {floor}")]
+    InsufficientFunds {
+        account: String,
+        balance: String,
+        floor: String,
+    },
     #[error("account {account:?} would leave the range a balance can hold (28 digits)")]
     BalanceOutOfRange { account: String },
     #[error("a reversal carries no lines: the ledger posts the reversed entry's lines inverted")]

@@ -43,6 +43,7 @@ struct AccountRow {
     currency: String,
     active: bool,
     allow_negative: bool,
+    overdraft_limit: rust_decimal::Decimal,
     normal_side: String,
 }
 
@@ -60,6 +61,7 @@ impl AccountRow {
             currency: self.currency.into(),
             active: self.active,
             allow_negative: self.allow_negative,
+            overdraft_limit: self.overdraft_limit,
             normal_side,
             balance: rust_decimal::Decimal::ZERO,
             version: 0,
@@ -102,7 +104,7 @@ impl AccountCache {
         }
         let rows: Vec<AccountRow> = sqlx::query_as(
             "SELECT a.id, a.entity_id, a.currency::text AS currency, a.active, a.allow_negative,
-                    a.normal_side::text AS normal_side
+                    a.overdraft_limit, a.normal_side::text AS normal_side
              FROM unnest($1::text[]) AS k(id)
              CROSS JOIN LATERAL (SELECT * FROM accounts x WHERE x.id = k.id LIMIT 1) a
              JOIN account_balances b ON b.account_id = a.id",

@@ -15,6 +15,7 @@ pub struct AccountRow {
     pub currency: String,
     pub normal_side: String,
     pub allow_negative: bool,
+    pub overdraft_limit: Decimal,
     pub active: bool,
     pub balance: Decimal,
     pub version: i64,
@@ -46,8 +47,9 @@ pub async fn import(pool: &PgPool, accounts: &[Account]) -> Result<ImportSummary
             )));
         }
         let inserted = sqlx::query(
-            "INSERT INTO accounts (id, entity_id, name, account_type, currency, normal_side, allow_negative)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO accounts (id, entity_id, name, account_type, currency, normal_side,
+                                   allow_negative, overdraft_limit)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&a.id)
         .bind(&a.entity_id)
@@ -56,6 +58,7 @@ pub async fn import(pool: &PgPool, accounts: &[Account]) -> Result<ImportSummary
         .bind(&a.currency)
         .bind(&a.normal_side)
         .bind(a.allow_negative)
+        .bind(a.overdraft_limit)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -92,10 +95,34 @@ pub async fn import(pool: &PgPool, accounts: &[Account]) -> Result<ImportSummary
     Ok(summary)
 }
 
+/// The asset an account holds.
+pub async fn currency_of(pool: &PgPool, id: &str) -> Result<String, StoreError> {
+    sqlx::query_scalar("SELECT currency FROM accounts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no account {id:?}")))
+}
+
+/// Sets an account's overdraft limit (how far below zero it may go when it may not go
+/// negative); the posters see it with their next account-cache refresh.
+pub async fn set_limit(pool: &PgPool, id: &str, limit: Decimal) -> Result<(), StoreError> {
+    let updated = sqlx::query("UPDATE accounts SET overdraft_limit = $2 WHERE id = $1")
+        .bind(id)
+        .bind(limit)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if updated == 0 {
+        return Err(StoreError::NotFound(format!("no account {id:?}")));
+    }
+    Ok(())
+}
+
 pub async fn list(pool: &PgPool, entity: Option<&str>) -> Result<Vec<AccountRow>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT a.id, a.entity_id, a.name, a.account_type, a.currency::text AS currency,
-                a.normal_side::text AS normal_side, a.allow_negative, a.active,
+                a.normal_side::text AS normal_side, a.allow_negative, a.overdraft_limit, a.active,
                 COALESCE(b.balance, 0) AS balance, COALESCE(b.version, 0) AS version
          FROM accounts a LEFT JOIN account_balances b ON b.account_id = a.id
          WHERE $1::text IS NULL OR a.entity_id = $1

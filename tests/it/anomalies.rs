@@ -37,6 +37,7 @@ impl Book {
             currency: "USD".into(),
             normal_side: None,
             allow_negative: Some(true),
+            overdraft_limit: None,
         };
         let chart: Vec<_> = [
             spec("cash", "asset"),

@@ -72,6 +72,7 @@ async fn assets_and_accounts(ledger: &Ledger) {
             currency: code.into(),
             normal_side: None,
             allow_negative: None,
+            overdraft_limit: None,
         })
         .map(|s| s.check(&table).unwrap())
         .collect();

@@ -50,6 +50,41 @@ async fn accounts_that_may_not_go_negative_never_do_with_batches_side_by_side() 
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_with_an_overdraft_limit_never_pass_it_with_batches_side_by_side() {
+    // As above, with an overdraft of 300.00 (the no-negative rule is the limit 0).
+    let ledger = Ledger::new(12, PARTITIONS).await;
+    let limited = ["acct-00009", "acct-00010", "acct-00011"];
+    sqlx::query(
+        "UPDATE accounts SET allow_negative = false, overdraft_limit = 300 WHERE id = ANY($1)",
+    )
+    .bind(&limited[..])
+    .execute(&ledger.pool)
+    .await
+    .unwrap();
+    let per_account = commit_side_by_side_and_check(&ledger, &limited).await;
+    let floor = Decimal::new(-30000, 2);
+    let mut lowest = Decimal::MAX;
+    for account in limited {
+        for e in &per_account[account] {
+            let after: Decimal = e.balance_after.parse().unwrap();
+            assert!(after >= floor, "{account} went past its limit: {e:?}");
+            lowest = lowest.min(after);
+        }
+    }
+    assert!(
+        lowest < Decimal::ZERO,
+        "the overdraft was used (lowest {lowest})"
+    );
+    let refused: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rejections WHERE reason_code = 'INSUFFICIENT_FUNDS'",
+    )
+    .fetch_one(&ledger.pool)
+    .await
+    .unwrap();
+    assert!(refused > 0, "postings past the limit were refused");
+}
+
 /// Commits `BATCHES` batches on each of `PARTITIONS` partitions side by side (as commit lanes
 /// do), every commit must succeed, then checks that the balance events chain exactly. Postings
 /// that would take a `guarded` account negative are rejected; all others are posted.

@@ -19,6 +19,7 @@ async fn seed_one_entry(pool: &PgPool) -> uuid::Uuid {
         currency: "USD".into(),
         normal_side: None,
         allow_negative: None,
+        overdraft_limit: None,
     };
     let table = CurrencyTable::default();
     let chart = [
