@@ -50,6 +50,9 @@ impl std::str::FromStr for Framing {
 pub enum DecodeError {
     #[error("message is {bytes} bytes, the maximum is {max}")]
     TooLarge { bytes: usize, max: usize },
+    /// A single-object message whose schema fingerprint is none of the versions published.
+    #[error("single-object fingerprint {0} is no published version of this schema")]
+    UnknownSchema(String),
     #[error("{0}")]
     Malformed(String),
 }
@@ -69,6 +72,9 @@ pub struct RecordCodec<T> {
     /// `decode_datum`.
     has_references: bool,
     single_object_header: Vec<u8>,
+    /// Earlier published versions of the schema, by their single-object header: a message
+    /// written with one is read through Avro schema resolution into the current version.
+    writers: Vec<(Vec<u8>, Schema)>,
     accept_json: bool,
     /// When set, Confluent-framed messages must carry this schema id.
     confluent_schema_id: Option<u32>,
@@ -90,11 +96,24 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
             has_references: has_references(&schema),
             schema,
             single_object_header,
+            writers: Vec::new(),
             accept_json: true,
             confluent_schema_id: None,
             max_bytes,
             _record: PhantomData,
         }
+    }
+
+    /// Also reads single-object messages written with these published versions of the schema
+    /// (every file under `schemas/history/<type>/`); the current one may be among them.
+    pub fn with_writer_versions(mut self, versions: &[&str]) -> Self {
+        self.writers = versions
+            .iter()
+            .map(|json| Schema::parse_str(json).expect("bundled schemas are valid Avro"))
+            .map(|s| (RabinFingerprintHeader::from_schema(&s).build_header(), s))
+            .filter(|(header, _)| *header != self.single_object_header)
+            .collect();
+        self
     }
 
     pub fn accept_json(mut self, accept: bool) -> Self {
@@ -142,13 +161,7 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
             });
         }
         match bytes {
-            [0xC3, 0x01, ..] => {
-                let header = self.single_object_header.as_slice();
-                if bytes.len() < header.len() || &bytes[..header.len()] != header {
-                    return Err(malformed("single-object fingerprint is not this schema's"));
-                }
-                self.decode_datum(&bytes[header.len()..])
-            }
+            [0xC3, 0x01, ..] => self.decode_single_object(bytes),
             [CONFLUENT_MAGIC, a, b, c, d, rest @ ..] => {
                 let id = u32::from_be_bytes([*a, *b, *c, *d]);
                 match self.confluent_schema_id {
@@ -167,6 +180,27 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
         }
     }
 
+    /// The current version's messages directly; an earlier version's through schema resolution
+    /// (fields it lacks take their defaults); any other fingerprint is an unknown schema.
+    fn decode_single_object(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        let header = self.single_object_header.as_slice();
+        if bytes.len() < header.len() {
+            return Err(malformed("single-object header cut short"));
+        }
+        let (head, datum) = bytes.split_at(header.len());
+        if head == header {
+            return self.decode_datum(datum);
+        }
+        let Some((_, writer)) = self.writers.iter().find(|(h, _)| h.as_slice() == head) else {
+            let fingerprint: String = head[2..].iter().map(|b| format!("{b:02x}")).collect();
+            return Err(DecodeError::UnknownSchema(fingerprint));
+        };
+        let mut cursor = Cursor::new(datum);
+        let value = from_avro_datum(writer, &mut cursor, Some(&self.schema))
+            .map_err(|e| malformed(&format!("Avro (an earlier schema version): {e}")))?;
+        self.finish(datum, &cursor, &value)
+    }
+
     fn decode_datum(&self, datum: &[u8]) -> Result<T, DecodeError> {
         let mut cursor = Cursor::new(datum);
         // `from_avro_datum` collects the schema's named types on every call, to resolve
@@ -177,13 +211,23 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
             from_avro_datum_schemata(&self.schema, Vec::new(), &mut cursor, None)
         }
         .map_err(|e| malformed(&format!("Avro: {e}")))?;
+        self.finish(datum, &cursor, &value)
+    }
+
+    /// No trailing bytes, then the value as a `T`.
+    fn finish(
+        &self,
+        datum: &[u8],
+        cursor: &Cursor<&[u8]>,
+        value: &apache_avro::types::Value,
+    ) -> Result<T, DecodeError> {
         if cursor.position() as usize != datum.len() {
             return Err(malformed(&format!(
                 "{} trailing bytes after the Avro datum",
                 datum.len() - cursor.position() as usize
             )));
         }
-        from_value::<T>(&value).map_err(|e| malformed(&format!("Avro value: {e}")))
+        from_value::<T>(value).map_err(|e| malformed(&format!("Avro value: {e}")))
     }
 }
 

@@ -17,10 +17,16 @@ pub const POSTING_REQUEST_SCHEMA: &str = include_str!("../../schemas/posting_req
 pub const BALANCE_EVENT_SCHEMA: &str = include_str!("../../schemas/balance_event.avsc");
 pub const ANOMALY_EVENT_SCHEMA: &str = include_str!("../../schemas/anomaly_event.avsc");
 pub const REJECTION_SCHEMA: &str = include_str!("../../schemas/rejection.avsc");
+/// Every published version of the posting request schema, oldest first; the last is
+/// `POSTING_REQUEST_SCHEMA` (a unit test holds them to that). A producer still on an earlier
+/// version keeps posting: its messages are read through Avro schema resolution.
+pub const POSTING_REQUEST_VERSIONS: &[&str] =
+    &[include_str!("../../schemas/history/posting_request/1.avsc")];
 
 /// The posting request codec with the ledger's message size limit.
 pub fn posting_codec() -> RecordCodec<PostingRequest> {
     RecordCodec::new(POSTING_REQUEST_SCHEMA, MESSAGE_BYTES_MAX)
+        .with_writer_versions(POSTING_REQUEST_VERSIONS)
 }
 
 /// Decodes a posting request; every failure is a rejection (never a panic).
@@ -31,6 +37,7 @@ pub fn decode_posting(
     codec.decode(bytes).map_err(|e| match e {
         DecodeError::TooLarge { bytes, max } => Rejection::MessageTooLarge { bytes, max },
         DecodeError::Malformed(detail) => Rejection::Malformed(detail),
+        DecodeError::UnknownSchema(fingerprint) => Rejection::UnknownSchema(fingerprint),
     })
 }
 

@@ -13,6 +13,8 @@ pub enum Rejection {
     MessageTooLarge { bytes: usize, max: usize },
     #[error("cannot decode message: {0}")]
     Malformed(String),
+    #[error("single-object schema fingerprint {0} is no published version of the request schema")]
+    UnknownSchema(String),
 
     // --- structure and limits (pure) ---
     #[error("field {field} is {chars} characters, the maximum is {max}")]
@@ -136,6 +138,7 @@ impl Rejection {
         match self {
             Rejection::MessageTooLarge { .. } => "MESSAGE_TOO_LARGE",
             Rejection::Malformed(_) => "MALFORMED",
+            Rejection::UnknownSchema(_) => "UNKNOWN_SCHEMA",
             Rejection::FieldTooLong { .. } => "FIELD_TOO_LONG",
             Rejection::InvalidIdentifier { .. } => "INVALID_IDENTIFIER",
             Rejection::ControlCharacter { .. } => "CONTROL_CHARACTER",
@@ -173,6 +176,7 @@ impl Rejection {
     pub const ALL_CODES: &'static [&'static str] = &[
         "MESSAGE_TOO_LARGE",
         "MALFORMED",
+        "UNKNOWN_SCHEMA",
         "FIELD_TOO_LONG",
         "INVALID_IDENTIFIER",
         "CONTROL_CHARACTER",

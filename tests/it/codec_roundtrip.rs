@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use ledgerline::codec::{
     decode_posting, posting_codec, AnomalyEvent, BalanceEvent, Framing, RecordCodec,
-    RejectionEvent, ANOMALY_EVENT_SCHEMA, BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
+    RejectionEvent, ANOMALY_EVENT_SCHEMA, BALANCE_EVENT_SCHEMA, POSTING_REQUEST_SCHEMA,
+    REJECTION_SCHEMA,
 };
 use ledgerline::domain::{LineRequest, PostingRequest};
 use proptest::prelude::*;
@@ -152,7 +153,7 @@ fn wrong_schema_trailing_bytes_and_oversize_are_named() {
     let balance = other.decode(&other.encode(&serde_json::from_str(r#"{"event_id":"e","account_id":"a","entity_id":"x","currency":"USD","balance_after":"1","delta":"1","version":1,"entry_id":"e","effective_date":"2026-01-01","recorded_at":"t"}"#).unwrap(), Framing::AvroSingleObject).unwrap()).unwrap();
     let wrong_schema = other.encode(&balance, Framing::AvroSingleObject).unwrap();
     let r = decode_posting(&codec, &wrong_schema).unwrap_err();
-    assert_eq!(r.code(), "MALFORMED");
+    assert_eq!(r.code(), "UNKNOWN_SCHEMA");
     assert!(r.to_string().contains("fingerprint"), "{r}");
 
     let mut trailing = codec.encode(&request(), Framing::AvroSingleObject).unwrap();
@@ -224,4 +225,52 @@ proptest! {
         confluent.extend_from_slice(&bytes[bytes.len().min(10)..]);
         let _ = decode_posting(&codec, &confluent);
     }
+}
+
+/// Every published version of the request schema is kept (`schemas/history/posting_request/`),
+/// the newest being the schema the ledger writes and reads.
+#[test]
+fn the_newest_published_request_schema_is_the_current_one() {
+    use ledgerline::codec::{POSTING_REQUEST_SCHEMA, POSTING_REQUEST_VERSIONS};
+    let canonical = |json: &str| {
+        apache_avro::Schema::parse_str(json)
+            .unwrap()
+            .canonical_form()
+    };
+    let newest = POSTING_REQUEST_VERSIONS.last().unwrap();
+    assert_eq!(canonical(newest), canonical(POSTING_REQUEST_SCHEMA));
+}
+
+/// A producer still writing an earlier version of the request schema (here: one without
+/// `reverses` and `metadata`, which later versions added with defaults) is read through schema
+/// resolution; a fingerprint of no published version is UNKNOWN_SCHEMA.
+#[test]
+fn a_message_of_an_earlier_schema_version_is_read_with_the_new_fields_defaulted() {
+    let current: serde_json::Value = serde_json::from_str(POSTING_REQUEST_SCHEMA).unwrap();
+    let mut older = current.clone();
+    older["fields"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["name"] != "reverses" && f["name"] != "metadata");
+    let older = older.to_string();
+    let mut request = request();
+    request.reverses = None;
+    request.metadata.clear();
+    let written = RecordCodec::<PostingRequest>::new(&older, 1 << 16)
+        .encode(&request, Framing::AvroSingleObject)
+        .unwrap();
+
+    let without_history = RecordCodec::<PostingRequest>::new(POSTING_REQUEST_SCHEMA, 1 << 16);
+    assert!(matches!(
+        without_history.decode(&written),
+        Err(ledgerline::codec::DecodeError::UnknownSchema(_))
+    ));
+    let with_history = RecordCodec::<PostingRequest>::new(POSTING_REQUEST_SCHEMA, 1 << 16)
+        .with_writer_versions(&[&older, POSTING_REQUEST_SCHEMA]);
+    assert_eq!(with_history.decode(&written).unwrap(), request);
+    // The current version still reads as before.
+    let current_bytes = with_history
+        .encode(&request, Framing::AvroSingleObject)
+        .unwrap();
+    assert_eq!(with_history.decode(&current_bytes).unwrap(), request);
 }

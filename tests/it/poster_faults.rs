@@ -213,7 +213,7 @@ async fn poison_messages_are_rejected_with_their_codes_and_the_rest_posts() {
     huge.resize(4 * 1024 * 1024, b'x');
     let poison: Vec<(&str, Vec<u8>)> = vec![
         ("MALFORMED", b"\x00garbage \xff\xfe not a posting".to_vec()),
-        ("MALFORMED", wrong_schema),
+        ("UNKNOWN_SCHEMA", wrong_schema),
         (
             "UNBALANCED",
             with("p-unbalanced", &|r| r.lines[0].amount = "999.99".into()),
