@@ -85,6 +85,42 @@ pub fn knows_no_broker(statistics: &rdkafka::Statistics) -> bool {
         .any(|b| b.source == "learned" || b.source == "configured")
 }
 
+/// Statistics (one a second) in a row that listed no broker before a client counts as lost.
+pub const BROKERLESS_STATISTICS: u32 = 5;
+
+/// Counts a client's statistics in a row that listed no broker ([`knows_no_broker`]). Needs
+/// `statistics.interval.ms` on the client (1000: one a second). Clones share the count, so a
+/// clone kept outside the client reads what the client's copy saw.
+#[derive(Default, Clone)]
+pub struct BrokerWatch {
+    brokerless: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl BrokerWatch {
+    /// Counts `statistics`; true once, when `BROKERLESS_STATISTICS` in a row have listed no
+    /// broker.
+    pub fn observe(&self, statistics: &rdkafka::Statistics) -> bool {
+        if !knows_no_broker(statistics) {
+            self.brokerless.store(0, Ordering::Relaxed);
+            return false;
+        }
+        self.brokerless.fetch_add(1, Ordering::Relaxed) + 1 == BROKERLESS_STATISTICS
+    }
+
+    /// Whether the client has listed no broker for `BROKERLESS_STATISTICS` statistics or more.
+    pub fn lost(&self) -> bool {
+        self.brokerless.load(Ordering::Relaxed) >= BROKERLESS_STATISTICS
+    }
+}
+
+impl ClientContext for BrokerWatch {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if self.observe(&statistics) {
+            tracing::warn!("this producer's Kafka client knows no broker any more (librdkafka issue 5301) and would never connect again");
+        }
+    }
+}
+
 /// Destroys a replaced client on a thread of its own: destroying a client whose connection is
 /// stuck can wait for its requests to time out, and no caller should wait with it.
 pub fn retire<C: Send + 'static>(client: C) {
@@ -184,13 +220,14 @@ pub async fn require_broker(settings: &KafkaSettings) -> Result<(), KafkaError> 
 /// Enqueues `record`, waiting while the producer's local queue is full; returns its delivery.
 /// Enqueue order is call order: with idempotence librdkafka keeps it per partition through
 /// retries.
-pub async fn enqueue<'a, K, P>(
-    producer: &FutureProducer,
+pub async fn enqueue<'a, K, P, C>(
+    producer: &FutureProducer<C>,
     mut record: FutureRecord<'a, K, P>,
 ) -> Result<DeliveryFuture, rdkafka::error::KafkaError>
 where
     K: ToBytes + ?Sized,
     P: ToBytes + ?Sized,
+    C: ClientContext + 'static,
 {
     loop {
         match producer.send_result(record) {
@@ -216,6 +253,27 @@ pub fn producer_with(
     settings: &KafkaSettings,
     changes: &[(&str, &str)],
 ) -> Result<FutureProducer, KafkaError> {
+    Ok(producer_config(settings, changes).create()?)
+}
+
+/// The idempotent producer, watching its own statistics for the loss of every broker: the
+/// reporter replaces it when `watch.lost()`.
+#[derive(Clone)]
+pub struct WatchedProducer {
+    pub producer: FutureProducer<BrokerWatch>,
+    pub watch: BrokerWatch,
+}
+
+pub fn watched_producer(settings: &KafkaSettings) -> Result<WatchedProducer, KafkaError> {
+    let config = producer_config(settings, &[("statistics.interval.ms", "1000")]);
+    let watch = BrokerWatch::default();
+    Ok(WatchedProducer {
+        producer: config.create_with_context(watch.clone())?,
+        watch,
+    })
+}
+
+fn producer_config(settings: &KafkaSettings, changes: &[(&str, &str)]) -> rdkafka::ClientConfig {
     let mut config = settings.client_config();
     config
         .set("enable.idempotence", "true")
@@ -226,7 +284,7 @@ pub fn producer_with(
     for (key, value) in changes {
         config.set(*key, *value);
     }
-    Ok(config.create()?)
+    config
 }
 
 /// A consumer in `group` that never commits or stores offsets on its own: positions come from
@@ -348,7 +406,7 @@ pub fn consume_and_discard(
 
 #[cfg(test)]
 mod tests {
-    use super::{knows_no_broker, Renewal};
+    use super::{knows_no_broker, BrokerWatch, Renewal, BROKERLESS_STATISTICS};
     use crate::limits::KAFKA_CLIENT_RENEW_AFTER_FAILURES as LIMIT;
 
     #[test]
@@ -399,5 +457,25 @@ mod tests {
         assert!(knows_no_broker(&statistics_with(serde_json::json!([]))));
         let coordinator_only = serde_json::json!([["logical", "DOWN", "GroupCoordinator"]]);
         assert!(knows_no_broker(&statistics_with(coordinator_only)));
+    }
+
+    #[test]
+    fn a_watch_says_lost_after_statistics_in_a_row_without_a_broker() {
+        let none = statistics_with(serde_json::json!([]));
+        let up = statistics_with(serde_json::json!([["learned", "UP", "127.0.0.1:59092/1"]]));
+        let watch = BrokerWatch::default();
+        let outside = watch.clone();
+        let said: Vec<bool> = (0..BROKERLESS_STATISTICS + 2)
+            .map(|_| watch.observe(&none))
+            .collect();
+        assert_eq!(
+            said.iter().filter(|s| **s).count(),
+            1,
+            "said once: {said:?}"
+        );
+        assert!(said[BROKERLESS_STATISTICS as usize - 1]);
+        assert!(outside.lost(), "a clone sees the count");
+        assert!(!watch.observe(&up));
+        assert!(!outside.lost(), "a broker back resets it");
     }
 }

@@ -130,7 +130,7 @@ impl Poster {
             assignments: Default::default(),
             watermarks: Default::default(),
             retired: AtomicBool::new(false),
-            brokerless: Default::default(),
+            brokers: Default::default(),
         };
         let mut config = kafka.client_config_with(&self.consumer_defaults());
         config.set("client.id", &self.client_id);

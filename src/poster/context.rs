@@ -55,9 +55,6 @@ impl Positions {
     }
 }
 
-/// Statistics (one a second) in a row without a broker before the consumer is replaced.
-const BROKERLESS_STATISTICS: u32 = 5;
-
 pub struct PosterContext {
     pub handle: tokio::runtime::Handle,
     pub pool: PgPool,
@@ -75,7 +72,7 @@ pub struct PosterContext {
     /// its callbacks leave the shared health alone.
     pub retired: std::sync::atomic::AtomicBool,
     /// Statistics in a row that listed no broker this client could connect to.
-    pub brokerless: std::sync::atomic::AtomicU32,
+    pub brokers: crate::kafka::BrokerWatch,
 }
 
 impl ClientContext for PosterContext {
@@ -137,18 +134,14 @@ impl ConsumerContext for PosterContext {
 
 impl PosterContext {
     /// Asks the poster for a new consumer once this client's statistics listed no broker it could
-    /// connect to for `BROKERLESS_STATISTICS` seconds in a row: it would never fetch or heartbeat
-    /// again (`kafka::knows_no_broker`).
+    /// connect to for `kafka::BROKERLESS_STATISTICS` seconds in a row: it would never fetch or
+    /// heartbeat again (`kafka::knows_no_broker`).
     fn watch_brokers(&self, statistics: &Statistics) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if !crate::kafka::knows_no_broker(statistics) {
-            self.brokerless.store(0, Relaxed);
-            return;
-        }
-        if self.brokerless.fetch_add(1, Relaxed) + 1 == BROKERLESS_STATISTICS && !self.is_retired()
-        {
+        if self.brokers.observe(statistics) && !self.is_retired() {
             tracing::warn!("this consumer's Kafka client knows no broker any more (librdkafka issue 5301) and would never connect again; asking for a new consumer");
-            self.health.rejoin_requested.store(true, Relaxed);
+            self.health
+                .rejoin_requested
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

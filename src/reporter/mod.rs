@@ -101,7 +101,9 @@ impl Codecs {
 pub struct Reporter {
     pub settings: ReporterSettings,
     pub pool: PgPool,
-    pub producer: FutureProducer,
+    /// Replaced when its client loses every broker for good (`kafka::BrokerWatch`).
+    pub producer: std::sync::RwLock<crate::kafka::WatchedProducer>,
+    pub kafka: crate::config::KafkaSettings,
     pub metrics: Arc<ReporterMetrics>,
     pub health: Arc<Health>,
     pub shutdown: Arc<AtomicBool>,
@@ -138,6 +140,7 @@ impl Reporter {
                         tracing::warn!(error = %format!("{e:#}"), "publishing failed; retrying");
                         self.health
                             .set_stalled(Some(format!("publishing failed: {e:#}")));
+                        self.renew_producer_if_lost();
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
@@ -182,6 +185,35 @@ impl Reporter {
         }
     }
 
+    /// The producer in use (a handle: cheap to clone).
+    pub fn producer(&self) -> FutureProducer<crate::kafka::BrokerWatch> {
+        self.producer
+            .read()
+            .expect("producer lock")
+            .producer
+            .clone()
+    }
+
+    /// Replaces the producer when its client knows no broker any more (librdkafka issue 5301):
+    /// it would fail every publish from now on. Unpublished rows are published again by the new
+    /// one (events carry stable ids).
+    fn renew_producer_if_lost(&self) {
+        if !self.producer.read().expect("producer lock").watch.lost() {
+            return;
+        }
+        match crate::kafka::watched_producer(&self.kafka) {
+            Ok(fresh) => {
+                tracing::warn!(
+                    "publishing with a new producer: the old one knows no broker any more"
+                );
+                let old =
+                    std::mem::replace(&mut *self.producer.write().expect("producer lock"), fresh);
+                crate::kafka::retire(old.producer);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot make a new producer"),
+        }
+    }
+
     /// Publishes the oldest unpublished rows; returns how many.
     async fn publish_round(&self, codecs: &Codecs) -> Result<usize> {
         let rows = outbox::unpublished(&self.pool, self.settings.batch_events).await?;
@@ -189,12 +221,13 @@ impl Reporter {
             return Ok(0);
         }
         let started = Instant::now();
+        let producer = self.producer();
         let mut deliveries = Vec::with_capacity(rows.iter().map(|r| r.events as usize).sum());
         for row in &rows {
             let topic = self.topic(row.kind);
             for (key, bytes) in codecs.encode(row)? {
                 let record = FutureRecord::to(topic).key(&key).payload(&bytes);
-                let delivery = crate::kafka::enqueue(&self.producer, record)
+                let delivery = crate::kafka::enqueue(&producer, record)
                     .await
                     .context("enqueueing an event")?;
                 deliveries.push((row.id, delivery));

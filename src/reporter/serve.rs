@@ -23,7 +23,7 @@ pub async fn serve(
     let metrics = Arc::new(ReporterMetrics::new());
     let service = Service::start(http_addr, metrics.clone(), pool.clone(), None).await?;
     let (health, shutdown) = (service.health.clone(), service.shutdown.clone());
-    let producer = crate::kafka::producer(&kafka)?;
+    let producer = crate::kafka::watched_producer(&kafka)?;
     let probe = crate::kafka::BrokerProbe::new(&kafka, health.clone())?;
     let watcher = tokio::spawn(watch_backlog(
         pool.clone(),
@@ -35,13 +35,15 @@ pub async fn serve(
     let reporter = Reporter {
         settings,
         pool,
-        producer: producer.clone(),
+        producer: std::sync::RwLock::new(producer),
+        kafka: kafka.clone(),
         metrics,
         health,
         shutdown,
         detection,
     };
     let result = reporter.run().await;
+    let producer = reporter.producer();
     let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
     watcher.abort();
     service.stop().await;
