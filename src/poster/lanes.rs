@@ -2,11 +2,13 @@
 //!
 //! Lanes help when a batch's journal writes are most of its work: each batch writes its journal
 //! rows side by side with the others, and only their balance updates take turns (the balance
-//! lock, `store/posting.rs`). When batches share most of their accounts (wide postings over few
+//! lock, `store/posting/`). When batches share most of their accounts (wide postings over few
 //! accounts: 10-line postings touched 86% of 10,000 accounts per batch), the balance phase is
 //! long and the second lane spends its time waiting for the first one's, and two lanes measured
 //! half the throughput of one (docs/BENCHMARKS.md, measured when those waits were row locks).
-//! Pure: it looks only at the decoded postings.
+//! Choosing lanes is pure: it looks only at the decoded postings. `commit_while_collecting`
+//! then runs the round: the lanes commit on threads of their own while the loop's thread
+//! collects and decodes the next batch.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

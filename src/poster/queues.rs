@@ -4,6 +4,7 @@
 //! partition's, and partitions could never commit side by side. (Tansu did so; Apache Kafka
 //! also serves a backlog largely partition by partition, up to max.partition.fetch.bytes each.)
 //! An error in place of a message is kept with its partition, never skipped (`halts.rs`).
+//! `collect` fills one round's batch from these queues.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
