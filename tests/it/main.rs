@@ -21,6 +21,7 @@ mod hostile_input;
 mod integrity;
 mod kafka_auth;
 mod least_privilege;
+mod limits;
 mod ops_backup;
 mod ops_compose;
 mod ops_monitoring;
