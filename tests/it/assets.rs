@@ -3,11 +3,9 @@
 //! and an unknown asset are rejected with their codes; a replay from offset 0 changes nothing;
 //! an asset's scale cannot change once lines use it.
 
-use std::time::Duration;
-
 use crate::common;
 
-use common::{free_port, Ledger};
+use common::Ledger;
 use ledgerline::codec::{posting_codec, Framing};
 use ledgerline::domain::account::AccountSpec;
 use ledgerline::domain::{LineRequest, PostingRequest};
@@ -81,14 +79,6 @@ async fn assets_and_accounts(ledger: &Ledger) {
         .unwrap();
 }
 
-async fn run_poster_until_idle(ledger: &Ledger) {
-    let mut poster = ledger.poster(free_port(), &["--exit-when-idle-ms", "1500"]);
-    let status = tokio::task::spawn_blocking(move || poster.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postings_in_assets_of_any_code_and_scale_post_and_a_replay_changes_nothing() {
     let ledger = Ledger::new(2, 1).await;
@@ -111,7 +101,7 @@ async fn postings_in_assets_of_any_code_and_scale_post_and_a_replay_changes_noth
     }
     publish(request("unknown-asset", "NOSUCHASSET", "1"));
     ledger.produce_raw(&stream).await;
-    run_poster_until_idle(&ledger).await;
+    ledger.run_poster_until_idle().await;
 
     let rejected: Vec<(String, String)> = sqlx::query_as(
         "SELECT idempotency_key, reason_code FROM rejections ORDER BY source_offset",
@@ -138,19 +128,7 @@ async fn postings_in_assets_of_any_code_and_scale_post_and_a_replay_changes_noth
             "{code}"
         );
     }
-    let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
-    assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
-
-    let before = common::ledger_content(&ledger.pool).await;
-    let replay = ledger.replay_to_start();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
-    run_poster_until_idle(&ledger).await;
-    ledger.wait_drained(Duration::from_secs(60)).await;
-    assert_eq!(common::ledger_content(&ledger.pool).await, before);
+    ledger.assert_verified_and_replay_changes_nothing().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +156,7 @@ async fn an_assets_scale_is_fixed_once_a_line_uses_it() {
         ..Default::default()
     });
     ledger.produce(&messages).await;
-    run_poster_until_idle(&ledger).await;
+    ledger.run_poster_until_idle().await;
     let refused = set_scale("USD", 3).await.unwrap_err().to_string();
     assert!(refused.contains("cannot change"), "{refused}");
     // Adding it again with another scale is a conflict, with the same scale a no-op.

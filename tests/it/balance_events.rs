@@ -76,12 +76,7 @@ async fn accounts_with_an_overdraft_limit_never_pass_it_with_batches_side_by_sid
         lowest < Decimal::ZERO,
         "the overdraft was used (lowest {lowest})"
     );
-    let refused: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM rejections WHERE reason_code = 'INSUFFICIENT_FUNDS'",
-    )
-    .fetch_one(&ledger.pool)
-    .await
-    .unwrap();
+    let refused = ledger.rejections_with("INSUFFICIENT_FUNDS").await;
     assert!(refused > 0, "postings past the limit were refused");
 }
 

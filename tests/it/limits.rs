@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::common;
 
-use common::{free_port, Ledger};
+use common::Ledger;
 use ledgerline::codec::{balance_events_from_json, posting_codec, Framing};
 use ledgerline::domain::{LineRequest, PostingRequest};
 use rust_decimal::Decimal;
@@ -34,14 +34,6 @@ fn transfer(key: &str, amount: &str, side: &str) -> PostingRequest {
         metadata: Default::default(),
         lines: vec![line(LIMITED, side), line("acct-00001", other)],
     }
-}
-
-async fn run_poster_until_idle(ledger: &Ledger) {
-    let mut poster = ledger.poster(free_port(), &["--exit-when-idle-ms", "1500"]);
-    let status = tokio::task::spawn_blocking(move || poster.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Every balance event of `account` in the outbox, in order.
@@ -86,7 +78,7 @@ async fn a_limited_account_posted_to_from_four_partitions_never_passes_its_limit
         })
         .collect();
     ledger.produce_raw(&stream).await;
-    run_poster_until_idle(&ledger).await;
+    ledger.run_poster_until_idle().await;
     ledger.wait_drained(Duration::from_secs(60)).await;
 
     let balances = balances_of(&ledger, LIMITED).await;
@@ -103,24 +95,7 @@ async fn a_limited_account_posted_to_from_four_partitions_never_passes_its_limit
         balances.iter().min(),
         balances.iter().max()
     );
-    let refused: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM rejections WHERE reason_code = 'INSUFFICIENT_FUNDS'",
-    )
-    .fetch_one(&ledger.pool)
-    .await
-    .unwrap();
+    let refused = ledger.rejections_with("INSUFFICIENT_FUNDS").await;
     assert!(refused > 0, "postings past the limit were refused");
-    let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
-    assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
-
-    let before = common::ledger_content(&ledger.pool).await;
-    let replay = ledger.replay_to_start();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
-    run_poster_until_idle(&ledger).await;
-    ledger.wait_drained(Duration::from_secs(60)).await;
-    assert_eq!(common::ledger_content(&ledger.pool).await, before);
+    ledger.assert_verified_and_replay_changes_nothing().await;
 }

@@ -68,6 +68,37 @@ impl Ledger {
             .unwrap()
     }
 
+    /// Runs a poster until it is caught up and idle for 1.5 s; it must exit cleanly.
+    pub async fn run_poster_until_idle(&self) {
+        let mut poster = self.poster(free_port(), &["--exit-when-idle-ms", "1500"]);
+        let status = tokio::task::spawn_blocking(move || poster.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The ledger verifies; a replay from offset 0 and a poster run over it change nothing.
+    pub async fn assert_verified_and_replay_changes_nothing(&self) {
+        let report = ledgerline::verify::run(&self.pool, false).await.unwrap();
+        assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
+        let before = ledger_content(&self.pool).await;
+        let replay = self.replay_to_start();
+        let stderr = String::from_utf8_lossy(&replay.stderr);
+        assert!(replay.status.success(), "{stderr}");
+        self.run_poster_until_idle().await;
+        self.wait_drained(Duration::from_secs(60)).await;
+        assert_eq!(ledger_content(&self.pool).await, before);
+    }
+
+    /// How many rejections carry `code`.
+    pub async fn rejections_with(&self, code: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM rejections WHERE reason_code = $1")
+            .bind(code)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
     pub async fn produce(&self, messages: &[Message]) {
         Publisher::new(&self.topic).produce(messages).await;
     }
