@@ -1,0 +1,240 @@
+//! Kafka client set-up: every setting explicit, security settings passed through from
+//! [`KafkaSettings`]; topics. The broker check behind `/ready` is in `probe.rs`; spotting and
+//! replacing clients that will never connect again in `lost_clients.rs`.
+
+mod lost_clients;
+mod probe;
+
+pub use lost_clients::{knows_no_broker, retire, BrokerWatch, Renewal, BROKERLESS_STATISTICS};
+pub use probe::{require_broker, BrokerProbe};
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::ProducerContext;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use thiserror::Error;
+
+use crate::config::KafkaSettings;
+use crate::health::Health;
+
+#[derive(Debug, Error)]
+pub enum KafkaError {
+    #[error("Kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("creating topic {topic}: {code}")]
+    CreateTopic { topic: String, code: String },
+    #[error("deleting topic {topic}: {code}")]
+    DeleteTopic { topic: String, code: String },
+    #[error("cannot reach the broker at {brokers}: {detail}")]
+    Unreachable { brokers: String, detail: String },
+}
+
+/// A client context that keeps the last client-level error (e.g. "SASL authentication error")
+/// in [`Health`], so that `/ready` and error messages can say why the broker is unusable.
+pub struct HealthContext(pub Arc<Health>);
+
+impl ClientContext for HealthContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error");
+        self.0.record_broker_error(&error, reason);
+    }
+}
+
+impl ProducerContext for HealthContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
+
+/// Enqueues `record`, waiting while the producer's local queue is full; returns its delivery.
+/// Enqueue order is call order: with idempotence librdkafka keeps it per partition through
+/// retries.
+pub async fn enqueue<'a, K, P, C>(
+    producer: &FutureProducer<C>,
+    mut record: FutureRecord<'a, K, P>,
+) -> Result<DeliveryFuture, rdkafka::error::KafkaError>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+    C: ClientContext + 'static,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((e, again)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                record = again;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// An idempotent producer (acks=all, no duplicates on retry).
+pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
+    producer_with(settings, &[])
+}
+
+/// The same producer with some of its settings changed, e.g. `[("linger.ms", "20")]`. These
+/// settings win over the operator's `LEDGERLINE_RDKAFKA_*` properties, as idempotence and
+/// acks=all must.
+pub fn producer_with(
+    settings: &KafkaSettings,
+    changes: &[(&str, &str)],
+) -> Result<FutureProducer, KafkaError> {
+    Ok(producer_config(settings, changes).create()?)
+}
+
+/// The idempotent producer, watching its own statistics for the loss of every broker: the
+/// reporter replaces it when `watch.lost()`.
+#[derive(Clone)]
+pub struct WatchedProducer {
+    pub producer: FutureProducer<BrokerWatch>,
+    pub watch: BrokerWatch,
+}
+
+pub fn watched_producer(settings: &KafkaSettings) -> Result<WatchedProducer, KafkaError> {
+    let config = producer_config(settings, &[("statistics.interval.ms", "1000")]);
+    let watch = BrokerWatch::default();
+    Ok(WatchedProducer {
+        producer: config.create_with_context(watch.clone())?,
+        watch,
+    })
+}
+
+fn producer_config(settings: &KafkaSettings, changes: &[(&str, &str)]) -> rdkafka::ClientConfig {
+    let mut config = settings.client_config();
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .set("compression.type", "none");
+    for (key, value) in changes {
+        config.set(*key, *value);
+    }
+    config
+}
+
+/// A consumer in `group` that never commits or stores offsets on its own: positions come from
+/// PostgreSQL and commits are explicit.
+pub fn consumer(settings: &KafkaSettings, group: &str) -> Result<StreamConsumer, KafkaError> {
+    let mut config = settings.client_config();
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            crate::limits::KAFKA_SESSION_TIMEOUT_MS.to_string(),
+        )
+        .set("enable.partition.eof", "false");
+    Ok(config.create()?)
+}
+
+/// Creates topics that do not exist yet (the local broker does not auto-create them).
+pub async fn create_topics(
+    settings: &KafkaSettings,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaError> {
+    create_topics_with(settings, topics, partitions, &[]).await
+}
+
+/// Deletes topics (the benchmark's own, after each run, so that the broker's storage does not
+/// grow with every run). A topic that is already gone is not an error.
+pub async fn delete_topics(settings: &KafkaSettings, topics: &[&str]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.delete_topics(topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::DeleteTopic {
+                    topic,
+                    code: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates topics with topic configuration, e.g. `[("cleanup.policy", "compact")]`.
+pub async fn create_topics_with(
+    settings: &KafkaSettings,
+    topics: &[&str],
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> Result<(), KafkaError> {
+    require_broker(settings).await?;
+    let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| {
+            // -1: the broker's default.replication.factor (1 on one node, 3 on the stack's
+            // three-node cluster).
+            let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(-1));
+            config.iter().fold(topic, |topic, (k, v)| topic.set(k, v))
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&new, &options).await? {
+        match result {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::CreateTopic {
+                    topic,
+                    code: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How fast this broker hands `expected` messages of `topic` (partitions 0..`partitions`, from
+/// the beginning) to one consumer that does nothing with them, in messages per second: the
+/// benchmark's limit A, and a reference rate in tests.
+pub fn consume_and_discard(
+    kafka: &KafkaSettings,
+    topic: &str,
+    expected: usize,
+    partitions: i32,
+) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = kafka
+        .client_config_with(&[
+            (
+                "group.id",
+                format!("bench-discard-{}", uuid::Uuid::new_v4().simple()),
+            ),
+            ("enable.auto.commit", "false".into()),
+        ])
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < expected {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "consumed only {seen} of {expected} in 10 minutes"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            m?;
+            seen += 1;
+        }
+    }
+    Ok(seen as f64 / started.elapsed().as_secs_f64())
+}
