@@ -197,14 +197,7 @@ pub(super) async fn accounts(cmd: AccountsCmd) -> Result<()> {
             count,
             currency,
         } => import(generator::synthetic_chart(&entity, &currency, count)).await?,
-        AccountsCmd::SetLimit { id, limit } => {
-            let currency = store::accounts::currency_of(&pool, &id).await?;
-            let scale = table.lookup(&currency).map_or(0, |(_, s)| s);
-            let limit = crate::domain::account::parse_limit(Some(&limit), scale)
-                .map_err(anyhow::Error::msg)?;
-            store::accounts::set_limit(&pool, &id, limit).await?;
-            println!("account {id}: overdraft limit {limit} {currency}");
-        }
+        AccountsCmd::SetLimit { id, limit } => set_limit(&pool, &table, &id, &limit).await?,
         AccountsCmd::List { entity, limit } => {
             println!(
                 "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}",
@@ -236,6 +229,17 @@ pub(super) async fn accounts(cmd: AccountsCmd) -> Result<()> {
             println!("account {id} activated");
         }
     }
+    Ok(())
+}
+
+/// Sets an account's overdraft limit, checked against its asset's scale.
+async fn set_limit(pool: &PgPool, table: &CurrencyTable, id: &str, limit: &str) -> Result<()> {
+    let currency = store::accounts::currency_of(pool, id).await?;
+    let scale = table.lookup(&currency).map_or(0, |(_, s)| s);
+    let limit =
+        crate::domain::account::parse_limit(Some(limit), scale).map_err(anyhow::Error::msg)?;
+    store::accounts::set_limit(pool, id, limit).await?;
+    println!("account {id}: overdraft limit {limit} {currency}");
     Ok(())
 }
 
