@@ -112,7 +112,10 @@ impl LagMonitor {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "group lag not measured this round");
-                    if self.renewal.failed() {
+                    // Only the broker's answers count: PostgreSQL being down says nothing
+                    // about this client.
+                    let from_kafka = e.downcast_ref::<rdkafka::error::KafkaError>().is_some();
+                    if from_kafka && self.renewal.failed() {
                         self.renew();
                     }
                 }
