@@ -34,9 +34,14 @@ pub async fn table(pool: &PgPool) -> Result<CurrencyTable, StoreError> {
 /// Adds an asset; adding the same code with the same scale again is a no-op (returns false).
 /// The same code with another scale is a conflict: scales never change once lines use them.
 pub async fn add(pool: &PgPool, asset: &AssetRow) -> Result<bool, StoreError> {
-    CurrencyTable::default()
-        .with(&asset.code, asset.scale.max(0) as u32)
-        .map_err(StoreError::Conflict)?;
+    // The domain's rules for a code and a scale, with the same message an import would give.
+    let scale = u32::try_from(asset.scale).map_err(|_| {
+        StoreError::Conflict(format!(
+            "asset {} has scale {}, the minimum is 0",
+            asset.code, asset.scale
+        ))
+    })?;
+    CurrencyTable::of([(asset.code.as_str(), scale)]).map_err(StoreError::Conflict)?;
     let inserted = sqlx::query(
         "INSERT INTO assets (code, scale, description) VALUES ($1, $2, $3)
          ON CONFLICT (code) DO NOTHING",
