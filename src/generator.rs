@@ -176,6 +176,9 @@ fn valid_request(s: &GeneratorSettings, rng: &mut ChaCha8Rng, key: &str) -> Post
         description: Some("synthetic".into()),
         source: Some("generator".into()),
         reverses: None,
+        kind: None,
+        pending_id: None,
+        expires_at: None,
         metadata: BTreeMap::new(),
         lines,
     }

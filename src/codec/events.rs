@@ -19,6 +19,24 @@ pub struct BalanceEvent {
     pub entry_id: String,
     pub effective_date: String,
     pub recorded_at: String,
+    #[serde(default = "zero")]
+    pub pending_debits: String,
+    #[serde(default = "zero")]
+    pub pending_credits: String,
+    #[serde(default)]
+    pub available: Option<String>,
+    #[serde(default = "entry_cause")]
+    pub cause: String,
+    #[serde(default)]
+    pub hold_id: Option<String>,
+}
+
+fn zero() -> String {
+    "0".into()
+}
+
+fn entry_cause() -> String {
+    "entry".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,7 +151,24 @@ pub struct BalanceEventsRow<R, A, E> {
 }
 
 type AccountColumns = (String, String, String);
-type EntryColumns = (Uuid, String, Vec<(usize, String, String, i64)>);
+
+/// A change as written: account row, balance after, delta, version, and (since holds) the
+/// pending debits, pending credits and available amount after.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ChangeColumns {
+    WithPending(usize, String, String, i64, (String, String, String)),
+    Posted(usize, String, String, i64),
+}
+
+/// An entry's changes as written: id, effective date, changes, and (since holds) the cause and
+/// the hold concerned.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EntryColumns {
+    WithCause(Uuid, String, Vec<ChangeColumns>, String, Option<Uuid>),
+    Entry(Uuid, String, Vec<ChangeColumns>),
+}
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -150,14 +185,27 @@ pub fn balance_events_from_json(payload: &serde_json::Value) -> Result<Vec<Balan
         Err(_) => return Err("neither a balance events row nor an array of balance events".into()),
     };
     let mut events = Vec::new();
-    for (entry_id, effective_date, changes) in row.entries {
-        for (account, balance_after, delta, version) in changes {
+    for entry in row.entries {
+        let (entry_id, effective_date, changes, cause, hold) = match entry {
+            EntryColumns::WithCause(id, date, changes, cause, hold) => {
+                (id, date, changes, cause, hold)
+            }
+            EntryColumns::Entry(id, date, changes) => (id, date, changes, entry_cause(), None),
+        };
+        for change in changes {
+            let (account, balance_after, delta, version, pending) = match change {
+                ChangeColumns::WithPending(a, b, d, v, (pd, pc, av)) => {
+                    (a, b, d, v, (pd, pc, Some(av)))
+                }
+                ChangeColumns::Posted(a, b, d, v) => (a, b, d, v, (zero(), zero(), None)),
+            };
             let (account_id, entity_id, currency) = row.accounts.get(account).ok_or_else(|| {
                 format!(
                     "balance event names account {account} of {}",
                     row.accounts.len()
                 )
             })?;
+            let (pending_debits, pending_credits, available) = pending;
             events.push(BalanceEvent {
                 event_id: balance_event_id(entry_id, account_id).to_string(),
                 account_id: account_id.clone(),
@@ -169,6 +217,11 @@ pub fn balance_events_from_json(payload: &serde_json::Value) -> Result<Vec<Balan
                 entry_id: entry_id.to_string(),
                 effective_date: effective_date.clone(),
                 recorded_at: row.recorded_at.clone(),
+                pending_debits,
+                pending_credits,
+                available,
+                cause: cause.clone(),
+                hold_id: hold.map(|h| h.to_string()),
             });
         }
     }

@@ -20,8 +20,10 @@ pub const REJECTION_SCHEMA: &str = include_str!("../../schemas/rejection.avsc");
 /// Every published version of the posting request schema, oldest first; the last is
 /// `POSTING_REQUEST_SCHEMA` (a unit test holds them to that). A producer still on an earlier
 /// version keeps posting: its messages are read through Avro schema resolution.
-pub const POSTING_REQUEST_VERSIONS: &[&str] =
-    &[include_str!("../../schemas/history/posting_request/1.avsc")];
+pub const POSTING_REQUEST_VERSIONS: &[&str] = &[
+    include_str!("../../schemas/history/posting_request/1.avsc"),
+    include_str!("../../schemas/history/posting_request/2.avsc"),
+];
 
 /// The posting request codec with the ledger's message size limit.
 pub fn posting_codec() -> RecordCodec<PostingRequest> {

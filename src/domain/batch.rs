@@ -13,11 +13,14 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use crate::domain::hold::{Hold, HoldStatus, Kind};
 use crate::domain::posting::{Line, Posting, Side};
 use crate::domain::rejection::Rejection;
 
+mod two_phase;
+
 /// Namespace for the ledger's deterministic ids: replaying the same input yields the same ids.
-const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_6c69_6e65_0000_0000_0001);
+pub(crate) const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_6c69_6e65_0000_0000_0001);
 
 /// The entry id of an idempotency key.
 pub fn entry_id(key: &str) -> Uuid {
@@ -56,7 +59,69 @@ pub struct AccountState {
     pub normal_side: Side,
     /// In the normal side's direction.
     pub balance: Decimal,
+    /// What open holds reserve on each side.
+    pub pending: Pending,
     pub version: i64,
+}
+
+impl AccountState {
+    /// The posted balance minus what open holds would take out of it (their lines on the side
+    /// opposite the account's normal side).
+    pub fn available(&self) -> Decimal {
+        available(self.normal_side, self.balance, self.pending)
+    }
+}
+
+/// The posted balance minus pending outflows, for an account with this normal side.
+pub fn available(normal_side: Side, balance: Decimal, pending: Pending) -> Decimal {
+    balance - pending.side(normal_side.opposite())
+}
+
+/// Amounts reserved by open holds, per side (or their change).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub debits: Decimal,
+    pub credits: Decimal,
+}
+
+impl Pending {
+    pub fn side(&self, side: Side) -> Decimal {
+        match side {
+            Side::Debit => self.debits,
+            Side::Credit => self.credits,
+        }
+    }
+
+    fn side_mut(&mut self, side: Side) -> &mut Decimal {
+        match side {
+            Side::Debit => &mut self.debits,
+            Side::Credit => &mut self.credits,
+        }
+    }
+
+    fn checked_add(self, other: Pending) -> Option<Pending> {
+        Some(Pending {
+            debits: self.debits.checked_add(other.debits)?,
+            credits: self.credits.checked_add(other.credits)?,
+        })
+    }
+}
+
+impl std::ops::AddAssign for Pending {
+    fn add_assign(&mut self, other: Pending) {
+        self.debits += other.debits;
+        self.credits += other.credits;
+    }
+}
+
+impl std::ops::Sub for Pending {
+    type Output = Pending;
+    fn sub(self, other: Pending) -> Pending {
+        Pending {
+            debits: self.debits - other.debits,
+            credits: self.credits - other.credits,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +136,10 @@ pub struct Period {
 pub enum Outcome {
     Posted(Uuid),
     Rejected(Uuid),
+    /// A `PENDING` request made this hold.
+    Held(Uuid),
+    /// A void or expiry released this hold.
+    Released(Uuid),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +208,9 @@ pub struct LedgerState {
     pub known_keys: HashMap<String, KnownKey>,
     /// Entries that reversals of this batch may target, keyed by entry id and by idempotency key.
     pub targets: HashMap<String, ReversalTarget>,
+    /// Holds that posts, voids and expiries of this batch name (and holds the batch made), keyed
+    /// by hold id and by idempotency key.
+    pub holds: HashMap<String, Hold>,
 }
 
 /// An existing entry, as far as reversing it is concerned.
@@ -159,11 +231,22 @@ pub struct Reversal {
     pub lines: Vec<Line>,
 }
 
+/// The hold a post closed, and the lines it posted when they are not the request's (a post in
+/// full carries none: it posts the hold's lines).
+#[derive(Debug, Clone)]
+pub struct PostedHold {
+    pub hold: Uuid,
+    pub lines: Option<Vec<Line>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalanceChange {
     pub account: Arc<str>,
+    /// Of the posted balance.
     pub delta: Decimal,
     pub balance_after: Decimal,
+    pub pending_delta: Pending,
+    pub pending_after: Pending,
     pub version: i64,
 }
 
@@ -173,6 +256,18 @@ pub enum Decision {
         entry_id: Uuid,
         changes: Vec<BalanceChange>,
         reversal: Option<Reversal>,
+        hold: Option<PostedHold>,
+    },
+    /// A `PENDING` request made a hold.
+    Hold {
+        hold_id: Uuid,
+        changes: Vec<BalanceChange>,
+    },
+    /// A void or expiry released a hold.
+    Release {
+        hold_id: Uuid,
+        changes: Vec<BalanceChange>,
+        status: HoldStatus,
     },
     /// `record_key`: the key and fingerprint to store as this rejection's idempotency record.
     Reject {
@@ -230,26 +325,22 @@ fn decide_one(
     }
     let record_key = key.zip(fingerprint);
     let verdict = match candidate {
-        Candidate::Parsed(p) => match &p.reverses {
-            Some(target) => reverse(p, target, state),
-            None => check_and_apply(p, state).map(|(id, changes)| (id, changes, None)),
-        },
+        Candidate::Parsed(p) => decide_parsed(p, state),
         Candidate::Refused { rejection, .. } => Err(rejection.clone()),
     };
-    if let (Ok((entry_id, _, reversal)), Candidate::Parsed(p), true) =
-        (&verdict, candidate, remember_targets)
-    {
-        remember_target(state, *entry_id, p, reversal.as_ref());
+    if let (Ok(decision), Candidate::Parsed(p), true) = (&verdict, candidate, remember_targets) {
+        remember_target(state, decision, p);
     }
     let (decision, outcome) = match verdict {
-        Ok((entry_id, changes, reversal)) => (
-            Decision::Post {
-                entry_id,
-                changes,
-                reversal,
-            },
-            Outcome::Posted(entry_id),
-        ),
+        Ok(decision) => {
+            let outcome = match &decision {
+                Decision::Post { entry_id, .. } => Outcome::Posted(*entry_id),
+                Decision::Hold { hold_id, .. } => Outcome::Held(*hold_id),
+                Decision::Release { hold_id, .. } => Outcome::Released(*hold_id),
+                _ => unreachable!("a request's own decision is a post, a hold or a release"),
+            };
+            (decision, outcome)
+        }
         Err(rejection) => {
             let id = rejection_id();
             (
@@ -274,13 +365,28 @@ fn decide_one(
     decision
 }
 
+/// A parsed request's decision by its kind.
+fn decide_parsed(p: &Posting, state: &mut LedgerState) -> Result<Decision, Rejection> {
+    match (&p.kind, &p.reverses) {
+        (Kind::Post, Some(target)) => reverse(p, target, state),
+        (Kind::Post, None) => {
+            let (entry_id, changes) = check_and_apply(p, state)?;
+            Ok(Decision::Post {
+                entry_id,
+                changes,
+                reversal: None,
+                hold: None,
+            })
+        }
+        (Kind::Pending { .. }, _) => two_phase::hold(p, state),
+        (Kind::PostPending(h), _) => two_phase::post(p, h, state),
+        (Kind::VoidPending(h) | Kind::ExpirePending(h), _) => two_phase::release(p, h, state),
+    }
+}
+
 /// Posts the target's lines with sides swapped, after checking that the target exists in the
 /// same entity, is not a reversal itself and is not reversed yet.
-fn reverse(
-    p: &Posting,
-    target: &str,
-    state: &mut LedgerState,
-) -> Result<(Uuid, Vec<BalanceChange>, Option<Reversal>), Rejection> {
+fn reverse(p: &Posting, target: &str, state: &mut LedgerState) -> Result<Decision, Rejection> {
     let t = state
         .targets
         .get(target)
@@ -303,11 +409,7 @@ fn reverse(
         .lines
         .iter()
         .map(|l| Line {
-            side: if l.side == Side::Debit {
-                Side::Credit
-            } else {
-                Side::Debit
-            },
+            side: l.side.opposite(),
             ..l.clone()
         })
         .collect();
@@ -319,27 +421,43 @@ fn reverse(
     for other in state.targets.values_mut().filter(|o| o.id == t.id) {
         other.reversed = true;
     }
-    Ok((
-        entry,
+    Ok(Decision::Post {
+        entry_id: entry,
         changes,
-        Some(Reversal {
+        reversal: Some(Reversal {
             target: t.id,
             lines: inverted,
         }),
-    ))
+        hold: None,
+    })
 }
 
 /// An entry posted earlier in the batch can be reversed later in the same batch.
-fn remember_target(state: &mut LedgerState, id: Uuid, p: &Posting, reversal: Option<&Reversal>) {
+fn remember_target(state: &mut LedgerState, decision: &Decision, p: &Posting) {
+    let Decision::Post {
+        entry_id,
+        reversal,
+        hold,
+        ..
+    } = decision
+    else {
+        return;
+    };
+    let posted = hold.as_ref().and_then(|h| h.lines.as_ref());
+    let lines = match (reversal, posted) {
+        (Some(r), _) => r.lines.clone(),
+        (None, Some(lines)) => lines.clone(),
+        (None, None) => p.lines.clone(),
+    };
     let target = ReversalTarget {
-        id,
+        id: *entry_id,
         key: p.key.as_str().to_string(),
         entity_id: p.entity.as_str().to_string(),
         is_reversal: reversal.is_some(),
         reversed: false,
-        lines: reversal.map_or_else(|| p.lines.clone(), |r| r.lines.clone()),
+        lines,
     };
-    state.targets.insert(id.to_string(), target.clone());
+    state.targets.insert(entry_id.to_string(), target.clone());
     state.targets.insert(target.key.clone(), target);
 }
 
@@ -348,16 +466,39 @@ fn check_and_apply(
     state: &mut LedgerState,
 ) -> Result<(Uuid, Vec<BalanceChange>), Rejection> {
     check_entity_and_period(p, state)?;
-    let deltas = account_deltas(p, state)?;
+    let mut deltas = Deltas::new();
+    add_lines(
+        &mut deltas,
+        &p.lines,
+        Effect::Post,
+        Some(p.entity.as_str()),
+        state,
+    )?;
     check_funds(&deltas, state)?;
     // Checked when parsing; checked again just before the write (assert invariants twice).
     p.check_balanced()?;
     Ok((entry_id(p.key.as_str()), apply(deltas, state)))
 }
 
-/// Each account's delta in its normal-side direction, keyed by account id, with the account's
-/// shared id (for its balance change).
-type Deltas<'a> = BTreeMap<&'a str, (Arc<str>, Decimal)>;
+/// Each account's change, keyed by account id, with the account's shared id (for its balance
+/// change).
+type Deltas<'a> = BTreeMap<&'a str, (Arc<str>, Change)>;
+
+/// An account's change: its posted balance in its normal side's direction, and its pending
+/// amounts.
+#[derive(Debug, Clone, Copy, Default)]
+struct Change {
+    posted: Decimal,
+    pending: Pending,
+}
+
+/// What a line does to its account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Post,
+    Hold,
+    Release,
+}
 
 /// The entity exists and the entry's effective date falls in one of its open periods.
 fn check_entity_and_period(p: &Posting, state: &LedgerState) -> Result<(), Rejection> {
@@ -378,10 +519,16 @@ fn check_entity_and_period(p: &Posting, state: &LedgerState) -> Result<(), Rejec
     Ok(())
 }
 
-/// Every line's account checked (`check_line`), and the deltas per account.
-fn account_deltas<'a>(p: &'a Posting, state: &LedgerState) -> Result<Deltas<'a>, Rejection> {
-    let mut deltas: Deltas = BTreeMap::new();
-    for (i, line) in p.lines.iter().enumerate() {
+/// Adds each line's effect to its account's change. With `entity`, every account is checked
+/// first (`check_line`); a release is not checked: it undoes what a checked hold reserved.
+fn add_lines<'a>(
+    deltas: &mut Deltas<'a>,
+    lines: &'a [Line],
+    effect: Effect,
+    entity: Option<&str>,
+    state: &LedgerState,
+) -> Result<(), Rejection> {
+    for (i, line) in lines.iter().enumerate() {
         let account = line.account.as_str();
         let (id, a) =
             state
@@ -391,18 +538,21 @@ fn account_deltas<'a>(p: &'a Posting, state: &LedgerState) -> Result<Deltas<'a>,
                     line: i + 1,
                     account: account.to_string(),
                 })?;
-        check_line(i + 1, line, a, p.entity.as_str())?;
-        let signed = if line.side == a.normal_side {
-            line.amount
-        } else {
-            -line.amount
-        };
-        deltas
+        if let Some(entity) = entity {
+            check_line(i + 1, line, a, entity)?;
+        }
+        let change = &mut deltas
             .entry(account)
-            .or_insert_with(|| (id.clone(), Decimal::ZERO))
-            .1 += signed;
+            .or_insert_with(|| (id.clone(), Change::default()))
+            .1;
+        match effect {
+            Effect::Post if line.side == a.normal_side => change.posted += line.amount,
+            Effect::Post => change.posted -= line.amount,
+            Effect::Hold => *change.pending.side_mut(line.side) += line.amount,
+            Effect::Release => *change.pending.side_mut(line.side) -= line.amount,
+        }
     }
-    Ok(deltas)
+    Ok(())
 }
 
 /// Line `n` may post to account `a`: active, of the entry's entity, in the line's currency.
@@ -433,22 +583,30 @@ fn check_line(n: usize, line: &Line, a: &AccountState, entity: &str) -> Result<(
     Ok(())
 }
 
-/// No account that may not go negative would, and no balance would leave rust_decimal's range
-/// (an asset with a large scale holds fewer integer digits).
+/// No account that may not go negative has its available balance lowered below its floor (an
+/// account already below it, after its limit was lowered, may still receive), and no amount
+/// would leave rust_decimal's range (an asset with a large scale holds fewer integer digits).
 fn check_funds(deltas: &Deltas, state: &LedgerState) -> Result<(), Rejection> {
-    for (account, (_, delta)) in deltas {
+    for (account, (_, change)) in deltas {
         let a = &state.accounts[*account];
+        let out_of_range = || Rejection::BalanceOutOfRange {
+            account: account.to_string(),
+        };
         let after = a
             .balance
-            .checked_add(*delta)
-            .ok_or_else(|| Rejection::BalanceOutOfRange {
-                account: account.to_string(),
-            })?;
-        if !a.allow_negative && after < -a.overdraft_limit {
+            .checked_add(change.posted)
+            .ok_or_else(out_of_range)?;
+        let pending = a
+            .pending
+            .checked_add(change.pending)
+            .ok_or_else(out_of_range)?;
+        let available_after = available(a.normal_side, after, pending);
+        let floor = -a.overdraft_limit;
+        if !a.allow_negative && available_after < floor && available_after < a.available() {
             return Err(Rejection::InsufficientFunds {
                 account: account.to_string(),
-                balance: after.to_string(),
-                floor: (-a.overdraft_limit).to_string(),
+                balance: available_after.to_string(),
+                floor: floor.to_string(),
             });
         }
     }
@@ -459,14 +617,17 @@ fn check_funds(deltas: &Deltas, state: &LedgerState) -> Result<(), Rejection> {
 fn apply(deltas: Deltas, state: &mut LedgerState) -> Vec<BalanceChange> {
     deltas
         .into_iter()
-        .map(|(account, (id, delta))| {
+        .map(|(account, (id, change))| {
             let a = state.accounts.get_mut(account).expect("checked above");
-            a.balance += delta;
+            a.balance += change.posted;
+            a.pending += change.pending;
             a.version += 1;
             BalanceChange {
                 account: id,
-                delta,
+                delta: change.posted,
                 balance_after: a.balance,
+                pending_delta: change.pending,
+                pending_after: a.pending,
                 version: a.version,
             }
         })
@@ -495,6 +656,9 @@ pub(crate) mod fixtures {
             description: None,
             source: None,
             reverses: None,
+            kind: None,
+            pending_id: None,
+            expires_at: None,
             metadata: Default::default(),
             lines: vec![line(debit, "D"), line(credit, "C")],
         };
@@ -512,11 +676,13 @@ pub(crate) mod fixtures {
             overdraft_limit: Decimal::ZERO,
             normal_side: side,
             balance: Decimal::ZERO,
+            pending: Pending::default(),
             version: 0,
         };
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         LedgerState {
             targets: HashMap::default(),
+            holds: HashMap::default(),
             entities: ["acme".to_string()].into_iter().collect(),
             periods: [(
                 "acme".to_string(),

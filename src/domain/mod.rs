@@ -7,6 +7,7 @@ pub mod anomaly;
 pub mod batch;
 pub mod chain;
 pub mod currency;
+pub mod hold;
 pub mod ids;
 pub mod posting;
 pub mod rejection;

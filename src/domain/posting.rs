@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::amount::{format_amount, parse_amount, AmountError};
 use crate::domain::currency::{Currency, CurrencyTable};
+use crate::domain::hold::Kind;
 use crate::domain::ids::{check_id, AccountId, EntityId, IdempotencyKey};
 use crate::domain::rejection::Rejection;
 use crate::limits::{
@@ -39,6 +40,17 @@ pub struct PostingRequest {
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     pub lines: Vec<LineRequest>,
+    /// `POST` (the default), `PENDING`, `POST_PENDING`, `VOID_PENDING` or `EXPIRE_PENDING`
+    /// (`domain::hold`). Added in version 2 of the request schema.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The hold a `POST_PENDING`, `VOID_PENDING` or `EXPIRE_PENDING` request closes: its
+    /// idempotency key or hold id.
+    #[serde(default)]
+    pub pending_id: Option<String>,
+    /// When a `PENDING` hold expires (RFC 3339); none: it stays until posted or voided.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 /// One line of a posting request.
@@ -64,6 +76,13 @@ impl Side {
         match self {
             Side::Debit => "D",
             Side::Credit => "C",
+        }
+    }
+
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Debit => Side::Credit,
+            Side::Credit => Side::Debit,
         }
     }
 
@@ -98,6 +117,7 @@ pub struct Posting {
     pub reverses: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub lines: Vec<Line>,
+    pub kind: Kind,
     /// The request's fingerprint (`fingerprint`), computed once when parsed (off the commit
     /// path). A copy with other lines (a reversal's inverted lines) keeps it: the idempotency
     /// record holds what the request said.
@@ -125,12 +145,12 @@ impl Posting {
             check_id("reverses", target)?;
         }
         check_metadata(&raw.metadata)?;
-        // A reversal carries no lines: the ledger posts the target's lines inverted.
-        let lines = match (&raw.reverses, raw.lines.is_empty()) {
-            (Some(_), true) => Vec::new(),
-            (Some(_), false) => return Err(Rejection::ReversalHasLines),
-            (None, _) => parse_lines(&raw.lines, currencies)?,
-        };
+        let kind = Kind::parse(
+            raw.kind.as_deref(),
+            raw.pending_id.as_deref(),
+            raw.expires_at.as_deref(),
+        )?;
+        let lines = parse_lines_of(raw, &kind, currencies)?;
         let mut posting = Posting {
             key,
             entity,
@@ -140,6 +160,7 @@ impl Posting {
             reverses: raw.reverses.clone(),
             metadata: raw.metadata.clone(),
             lines,
+            kind,
             request_fingerprint: [0; 32],
         };
         posting.check_balanced()?;
@@ -200,7 +221,41 @@ impl Posting {
             field(k.as_bytes());
             field(v.as_bytes());
         }
+        // Only two-phase requests hash their kind: an ordinary entry's fingerprint is what it
+        // was before holds existed, so a replay of old messages finds them duplicates.
+        if self.kind != Kind::Post {
+            field(self.kind.code().as_bytes());
+            field(self.kind.hold_ref().unwrap_or("").as_bytes());
+            if let Kind::Pending {
+                expires_at: Some(t),
+            } = &self.kind
+            {
+                field(t.to_rfc3339().as_bytes());
+            }
+        }
         h.finalize().into()
+    }
+}
+
+/// The lines a request of this kind carries: a reversal, a void and an expiry none (the ledger
+/// knows them), a post of a hold none (in full) or some, every other request at least one.
+fn parse_lines_of(
+    raw: &PostingRequest,
+    kind: &Kind,
+    currencies: &CurrencyTable,
+) -> Result<Vec<Line>, Rejection> {
+    let empty = raw.lines.is_empty();
+    match (&raw.reverses, kind) {
+        (Some(_), Kind::Post) if empty => Ok(Vec::new()),
+        (Some(_), Kind::Post) => Err(Rejection::ReversalHasLines),
+        (Some(_), other) => Err(Rejection::InvalidKind(format!(
+            "reverses does not belong to a {} request",
+            other.code()
+        ))),
+        (None, Kind::VoidPending(_) | Kind::ExpirePending(_)) if empty => Ok(Vec::new()),
+        (None, Kind::VoidPending(_) | Kind::ExpirePending(_)) => Err(Rejection::VoidHasLines),
+        (None, Kind::PostPending(_)) if empty => Ok(Vec::new()),
+        (None, _) => parse_lines(&raw.lines, currencies),
     }
 }
 
@@ -340,6 +395,9 @@ mod tests {
             description: Some("rent".into()),
             source: Some("billing".into()),
             reverses: None,
+            kind: None,
+            pending_id: None,
+            expires_at: None,
             metadata: BTreeMap::new(),
             lines,
         }

@@ -124,6 +124,36 @@ pub enum Rejection {
         target_entity: String,
         entity: String,
     },
+    #[error("{0}")]
+    InvalidKind(String),
+    #[error("expires_at {0:?} is not an RFC 3339 time")]
+    InvalidExpiry(String),
+    #[error("a void or expiry carries no lines: it releases what the hold reserved")]
+    VoidHasLines,
+    #[error("no hold with idempotency key or id {0:?}")]
+    HoldNotFound(String),
+    #[error("hold {0} is already posted")]
+    HoldAlreadyPosted(String),
+    #[error("hold {0} is already voided")]
+    HoldAlreadyVoided(String),
+    #[error("hold {0} has expired")]
+    HoldExpired(String),
+    #[error("hold {hold} belongs to entity {hold_entity:?}, not {entity:?}")]
+    HoldEntityMismatch {
+        hold: String,
+        hold_entity: String,
+        entity: String,
+    },
+    #[error(
+        "line {line}: posts {amount} to {side} of account {account:?}, the hold reserved {held}"
+    )]
+    PostExceedsHold {
+        line: usize,
+        account: String,
+        side: &'static str,
+        amount: String,
+        held: String,
+    },
     #[error("idempotency key {key:?} was used before for a different request")]
     IdempotencyConflict { key: String },
 
@@ -167,6 +197,15 @@ impl Rejection {
             Rejection::AlreadyReversed(_) => "ALREADY_REVERSED",
             Rejection::ReversalOfReversal(_) => "REVERSAL_OF_REVERSAL",
             Rejection::ReversalEntityMismatch { .. } => "REVERSAL_ENTITY_MISMATCH",
+            Rejection::InvalidKind(_) => "INVALID_KIND",
+            Rejection::InvalidExpiry(_) => "INVALID_EXPIRY",
+            Rejection::VoidHasLines => "VOID_HAS_LINES",
+            Rejection::HoldNotFound(_) => "HOLD_NOT_FOUND",
+            Rejection::HoldAlreadyPosted(_) => "HOLD_ALREADY_POSTED",
+            Rejection::HoldAlreadyVoided(_) => "HOLD_ALREADY_VOIDED",
+            Rejection::HoldExpired(_) => "HOLD_EXPIRED",
+            Rejection::HoldEntityMismatch { .. } => "HOLD_ENTITY_MISMATCH",
+            Rejection::PostExceedsHold { .. } => "POST_EXCEEDS_HOLD",
             Rejection::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
             Rejection::Internal(_) => "INTERNAL",
         }
@@ -205,6 +244,15 @@ impl Rejection {
         "ALREADY_REVERSED",
         "REVERSAL_OF_REVERSAL",
         "REVERSAL_ENTITY_MISMATCH",
+        "INVALID_KIND",
+        "INVALID_EXPIRY",
+        "VOID_HAS_LINES",
+        "HOLD_NOT_FOUND",
+        "HOLD_ALREADY_POSTED",
+        "HOLD_ALREADY_VOIDED",
+        "HOLD_EXPIRED",
+        "HOLD_ENTITY_MISMATCH",
+        "POST_EXCEEDS_HOLD",
         "IDEMPOTENCY_CONFLICT",
         "INTERNAL",
     ];

@@ -303,6 +303,11 @@ mod tests {
             entry_id: "entry".into(),
             effective_date: "2026-11-01".into(),
             recorded_at: "2026-11-01T10:00:00Z".into(),
+            pending_debits: "0".into(),
+            pending_credits: "0".into(),
+            available: None,
+            cause: "entry".into(),
+            hold_id: None,
         }
     }
 

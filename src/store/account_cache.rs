@@ -64,6 +64,7 @@ impl AccountRow {
             overdraft_limit: self.overdraft_limit,
             normal_side,
             balance: rust_decimal::Decimal::ZERO,
+            pending: Default::default(),
             version: 0,
         };
         (self.id.into(), state)

@@ -91,6 +91,9 @@ impl Book {
             description: None,
             source: Some(source.into()),
             reverses: None,
+            kind: None,
+            pending_id: None,
+            expires_at: None,
             metadata: Default::default(),
             lines: vec![line(debit, "D"), line(credit, "C")],
         }

@@ -35,6 +35,9 @@ fn request(key: &str, asset: &str, amount: &str) -> PostingRequest {
         description: Some(format!("{amount} {asset}")),
         source: None,
         reverses: None,
+        kind: None,
+        pending_id: None,
+        expires_at: None,
         metadata: Default::default(),
         lines: vec![
             line(&format!("{asset}-held"), "D"),

@@ -25,6 +25,9 @@ fn request() -> PostingRequest {
         description: Some("Invoice 1 — café".into()),
         source: None,
         reverses: Some("inv-2025-0099".into()),
+        kind: None,
+        pending_id: None,
+        expires_at: None,
         metadata: BTreeMap::from([("customer".into(), "c-42".into())]),
         lines: vec![
             LineRequest {
@@ -69,6 +72,11 @@ fn every_record_type_round_trips_in_every_framing() {
             entry_id: "x".into(),
             effective_date: "2026-11-01".into(),
             recorded_at: "2026-11-01T10:00:00Z".into(),
+            pending_debits: "0".into(),
+            pending_credits: "1.25".into(),
+            available: Some("8.75".into()),
+            cause: "hold".into(),
+            hold_id: Some("h".into()),
         },
     );
     round_trip(

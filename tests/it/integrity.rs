@@ -267,6 +267,9 @@ async fn as_of_balances_answer_valid_time_and_transaction_time() {
             description: Some(key.into()),
             source: None,
             reverses: None,
+            kind: None,
+            pending_id: None,
+            expires_at: None,
             metadata: Default::default(),
             lines: vec![line("acct-00000", "D"), line("acct-00002", "C")],
         }
@@ -372,6 +375,9 @@ fn reversal(key: &str, target: &str) -> PostingRequest {
         description: Some(format!("reverses {target}")),
         source: None,
         reverses: Some(target.into()),
+        kind: None,
+        pending_id: None,
+        expires_at: None,
         metadata: Default::default(),
         lines: vec![],
     }

@@ -31,6 +31,9 @@ fn transfer(key: &str, amount: &str, side: &str) -> PostingRequest {
         description: None,
         source: None,
         reverses: None,
+        kind: None,
+        pending_id: None,
+        expires_at: None,
         metadata: Default::default(),
         lines: vec![line(LIMITED, side), line("acct-00001", other)],
     }

@@ -203,6 +203,11 @@ async fn poison_messages_are_rejected_with_their_codes_and_the_rest_posts() {
                 entry_id: "x".into(),
                 effective_date: "2026-11-01".into(),
                 recorded_at: "t".into(),
+                pending_debits: "0".into(),
+                pending_credits: "0".into(),
+                available: None,
+                cause: "entry".into(),
+                hold_id: None,
             },
             Framing::AvroSingleObject,
         )

@@ -7,8 +7,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::lock::lock_balance_updates_in_tx;
-use super::plan::{BalanceEventsJson, Writes};
+use super::plan::{BalanceEventsJson, BalanceRow, Writes};
 use super::CommitError;
+use crate::domain::batch::Pending;
 use crate::store::copy_binary::BinaryRows;
 use crate::store::outbox::OutboxKind;
 
@@ -26,7 +27,11 @@ impl Writes {
     pub(super) async fn flush_in_tx(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
         self.write_batches(tx).await?;
         self.write_rejections(tx).await?;
-        self.copy_journal_and_keys(tx).await?;
+        self.copy_journal(tx).await?;
+        if !self.holds.is_empty() {
+            self.holds.write_in_tx(tx, &self.topic, self.now).await?;
+        }
+        self.copy_keys(tx).await?;
         self.apply_balances(tx).await?;
         self.write_outbox_and_advance(tx).await
     }
@@ -100,17 +105,22 @@ impl Writes {
         Ok(())
     }
 
-    /// Journal entries, their lines and the idempotency records, by binary COPY, not INSERT ...
-    /// UNNEST: the two largest tables take most of a batch's time.
-    async fn copy_journal_and_keys(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
+    /// Journal entries and their lines by binary COPY, not INSERT ... UNNEST: the two largest
+    /// tables take most of a batch's time.
+    async fn copy_journal(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
         if self.entries.rows() > 0 {
             copy_in(tx, COPY_JOURNAL_ENTRIES, std::mem::take(&mut self.entries)).await?;
             copy_in(tx, COPY_JOURNAL_LINES, std::mem::take(&mut self.lines)).await?;
         }
+        Ok(())
+    }
+
+    /// The idempotency records by binary COPY (after the entries and holds they name).
+    async fn copy_keys(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
         if self.keys.rows() > 0 {
             copy_in(
                 tx,
-                "COPY idempotency_records (key, fingerprint, outcome, entry_id, rejection_id, recorded_at)
+                "COPY idempotency_records (key, fingerprint, outcome, entry_id, rejection_id, recorded_at, hold_id)
                  FROM STDIN (FORMAT binary)",
                 std::mem::take(&mut self.keys),
             )
@@ -127,17 +137,13 @@ impl Writes {
         }
         // Any order: the balance lock, not row order, keeps batches from deadlocking.
         let rows = &self.balance_rows;
-        let names: Vec<&str> = rows.iter().map(|r| &*r.account).collect();
-        let deltas: Vec<Decimal> = rows.iter().map(|r| r.delta).collect();
-        let versions: Vec<i64> = rows.iter().map(|r| r.changes).collect();
-        let seen: Vec<i64> = rows.iter().map(|r| r.seen.1).collect();
-        let changed =
-            apply_balance_deltas_in_tx(tx, &names, &deltas, &versions, &seen, self.now).await?;
+        let changed = apply_balance_deltas_in_tx(tx, rows, self.now).await?;
         for event in &mut self.balance_events {
             let row = &rows[event.row];
-            if let Some(&(b1, v1)) = changed.get(&*row.account) {
-                let (b0, v0) = row.seen;
+            if let Some(&(b1, p1, v1)) = changed.get(&*row.account) {
+                let (b0, p0, v0) = row.seen;
                 event.balance_after += b1 - b0;
+                event.pending_after += p1 - p0;
                 event.version += v1 - v0;
             }
         }
@@ -198,49 +204,63 @@ impl Writes {
     }
 }
 
-/// Adds each account's delta and version count to its balance row, under the balance lock, in
+/// Balance, pending amounts and version of an account's row.
+type Snapshot = (Decimal, Pending, i64);
+
+/// Adds each account's deltas and version count to its balance row, under the balance lock, in
 /// one statement. Returns the rows whose version just before this update was not `seen` (the
-/// batch's unlocked snapshot: another batch committed since), with the balance and version
-/// they had then. A row's version counts its changes, so an unchanged version is an unchanged
-/// balance; most rows are, and are not sent back.
+/// batch's unlocked snapshot: another batch committed since), with the balance, pending amounts
+/// and version they had then. A row's version counts its changes, so an unchanged version is
+/// an unchanged row; most rows are, and are not sent back.
 async fn apply_balance_deltas_in_tx(
     tx: &mut PgConnection,
-    accounts: &[&str],
-    deltas: &[Decimal],
-    versions: &[i64],
-    seen: &[i64],
+    rows: &[BalanceRow],
     now: DateTime<Utc>,
-) -> Result<HashMap<String, (Decimal, i64)>, CommitError> {
+) -> Result<HashMap<String, Snapshot>, CommitError> {
+    let accounts: Vec<&str> = rows.iter().map(|r| &*r.account).collect();
+    let column = |f: fn(&BalanceRow) -> Decimal| rows.iter().map(f).collect::<Vec<Decimal>>();
     lock_balance_updates_in_tx(tx).await?;
     // The changed rows, then (account NULL) how many rows the update found.
-    let rows: Vec<(Option<String>, Option<Decimal>, i64)> = sqlx::query_as(
+    type Row = (
+        Option<String>,
+        Option<Decimal>,
+        Option<Decimal>,
+        Option<Decimal>,
+        i64,
+    );
+    let found: Vec<Row> = sqlx::query_as(
         "WITH changed AS (
              UPDATE account_balances b
-             SET balance = b.balance + u.delta, version = b.version + u.versions, updated_at = $4
-             FROM UNNEST($1::text[], $2::numeric[], $3::bigint[], $5::bigint[]) AS u(account_id, delta, versions, seen)
+             SET balance = b.balance + u.delta, version = b.version + u.versions, updated_at = $4,
+                 pending_debits = b.pending_debits + u.pd, pending_credits = b.pending_credits + u.pc
+             FROM UNNEST($1::text[], $2::numeric[], $3::bigint[], $5::bigint[], $6::numeric[], $7::numeric[]) AS u(account_id, delta, versions, seen, pd, pc)
              WHERE b.account_id = u.account_id
-             RETURNING b.account_id, b.balance - u.delta AS balance, b.version - u.versions AS version, u.seen)
-         SELECT account_id, balance, version FROM changed WHERE version <> seen
-         UNION ALL SELECT NULL, NULL, count(*) FROM changed",
+             RETURNING b.account_id, b.balance - u.delta AS balance, b.pending_debits - u.pd AS pd,
+                 b.pending_credits - u.pc AS pc, b.version - u.versions AS version, u.seen)
+         SELECT account_id, balance, pd, pc, version FROM changed WHERE version <> seen
+         UNION ALL SELECT NULL, NULL, NULL, NULL, count(*) FROM changed",
     )
     .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
-    .bind(accounts)
-    .bind(deltas)
-    .bind(versions)
+    .bind(&accounts)
+    .bind(column(|r| r.delta))
+    .bind(rows.iter().map(|r| r.changes).collect::<Vec<i64>>())
     .bind(now)
-    .bind(seen)
+    .bind(rows.iter().map(|r| r.seen.2).collect::<Vec<i64>>())
+    .bind(column(|r| r.pending_delta.debits))
+    .bind(column(|r| r.pending_delta.credits))
     .fetch_all(&mut *tx)
     .await?;
     let mut changed = HashMap::default();
-    for row in rows {
+    for row in found {
         match row {
-            (Some(account), Some(balance), version) => {
-                _ = changed.insert(account, (balance, version))
+            (Some(account), Some(balance), Some(debits), Some(credits), version) => {
+                let pending = Pending { debits, credits };
+                _ = changed.insert(account, (balance, pending, version))
             }
-            (_, _, updated) if updated == accounts.len() as i64 => {}
+            (_, _, _, _, updated) if updated == accounts.len() as i64 => {}
             // Every account has a balance row from its creation; refuse rather than commit
             // postings whose balances were not updated.
-            (_, _, updated) => {
+            (_, _, _, _, updated) => {
                 return Err(CommitError::Invariant(format!(
                     "balance update found {updated} of {} balance rows",
                     accounts.len()

@@ -12,6 +12,7 @@ use super::lock::lock_balances_in_tx;
 use crate::domain::batch::{
     AccountState, Candidate, KnownKey, LedgerState, Outcome, Period, ReversalTarget,
 };
+use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::posting::Line;
 use crate::domain::{AccountId, Currency, Side};
 use crate::store::account_cache::AccountCache;
@@ -24,11 +25,17 @@ pub(super) async fn load_state_in_tx(
 ) -> Result<LedgerState, sqlx::Error> {
     let wanted = Wanted::of(candidates);
     let targets = load_targets_in_tx(tx, &wanted.target_refs).await?;
+    let holds = load_holds_in_tx(tx, &wanted.hold_refs).await?;
     let mut accounts = wanted.accounts;
     accounts.extend(
         targets
             .values()
             .flat_map(|t| t.lines.iter().map(|l| l.account.as_str())),
+    );
+    accounts.extend(
+        holds
+            .values()
+            .flat_map(|h| h.lines.iter().map(|l| l.account.as_str())),
     );
     accounts.sort_unstable();
     accounts.dedup();
@@ -37,6 +44,7 @@ pub(super) async fn load_state_in_tx(
     let accounts = load_accounts_in_tx(tx, &accounts, cache, account_revision).await?;
     Ok(LedgerState {
         targets,
+        holds,
         entities,
         periods,
         accounts,
@@ -51,6 +59,7 @@ struct Wanted<'a> {
     entities: Vec<&'a str>,
     accounts: Vec<&'a str>,
     target_refs: Vec<&'a str>,
+    hold_refs: Vec<&'a str>,
 }
 
 impl<'a> Wanted<'a> {
@@ -60,6 +69,7 @@ impl<'a> Wanted<'a> {
             entities: Vec::new(),
             accounts: Vec::new(),
             target_refs: Vec::new(),
+            hold_refs: Vec::new(),
         };
         let mut entities: HashSet<&str> = HashSet::default();
         for c in candidates {
@@ -71,6 +81,7 @@ impl<'a> Wanted<'a> {
                         .accounts
                         .extend(p.lines.iter().map(|l| l.account.as_str()));
                     wanted.target_refs.extend(p.reverses.as_deref());
+                    wanted.hold_refs.extend(p.kind.hold_ref());
                 }
                 Candidate::Refused { key: Some(k), .. } => wanted.keys.push(k),
                 Candidate::Refused { .. } => {}
@@ -88,7 +99,7 @@ async fn load_known_keys_in_tx(
     keys: &[&str],
 ) -> Result<HashMap<String, KnownKey>, sqlx::Error> {
     let known: Vec<KeyRow> = sqlx::query_as(
-        "SELECT r.key, r.fingerprint, r.outcome, r.entry_id, r.rejection_id
+        "SELECT r.key, r.fingerprint, r.outcome, r.entry_id, r.rejection_id, r.hold_id
          FROM unnest($1::text[]) AS k(key)
          CROSS JOIN LATERAL (SELECT * FROM idempotency_records i WHERE i.key = k.key LIMIT 1) r",
     )
@@ -100,9 +111,11 @@ async fn load_known_keys_in_tx(
         .into_iter()
         .filter_map(|r| {
             let (key, fingerprint) = (r.key, r.fingerprint.try_into().ok()?);
-            let outcome = match (r.outcome.as_str(), r.entry_id, r.rejection_id) {
-                ("posted", Some(e), _) => Outcome::Posted(e),
-                (_, _, Some(r)) => Outcome::Rejected(r),
+            let outcome = match (r.outcome.as_str(), r.entry_id, r.rejection_id, r.hold_id) {
+                ("posted", Some(e), _, _) => Outcome::Posted(e),
+                ("held", _, _, Some(h)) => Outcome::Held(h),
+                ("released", _, _, Some(h)) => Outcome::Released(h),
+                (_, _, Some(r), _) => Outcome::Rejected(r),
                 _ => return None,
             };
             Some((
@@ -165,10 +178,10 @@ async fn load_accounts_in_tx(
         .map(|(id, _)| &**id)
         .collect();
     if !guarded.is_empty() {
-        let locked: HashMap<String, (Decimal, i64)> = lock_balances_in_tx(tx, &guarded).await?;
-        for (id, (balance, version)) in locked {
+        let locked = lock_balances_in_tx(tx, &guarded).await?;
+        for (id, (balance, pending, version)) in locked {
             if let Some(a) = accounts.get_mut(id.as_str()) {
-                (a.balance, a.version) = (balance, version);
+                (a.balance, a.pending, a.version) = (balance, pending, version);
             }
         }
     }
@@ -215,18 +228,7 @@ async fn load_targets_in_tx(
     .await?;
     let mut targets = HashMap::default();
     for r in rows {
-        let lines = (0..r.accounts.len())
-            .filter_map(|i| {
-                let side = Side::parse(&r.sides[i])?;
-                Some(Line {
-                    account: AccountId::parse(&r.accounts[i]).ok()?,
-                    side,
-                    amount: r.amounts[i],
-                    currency: Currency::from_stored(&r.currencies[i])?,
-                    minor_units: r.amounts[i].scale(),
-                })
-            })
-            .collect();
+        let lines = stored_lines(&r.accounts, &r.sides, &r.amounts, &r.currencies);
         let target = ReversalTarget {
             id: r.id,
             key: r.idempotency_key.clone(),
@@ -239,6 +241,79 @@ async fn load_targets_in_tx(
         targets.insert(r.idempotency_key, target);
     }
     Ok(targets)
+}
+
+#[derive(sqlx::FromRow)]
+struct HoldRow {
+    id: Uuid,
+    idempotency_key: String,
+    entity_id: String,
+    status: String,
+    accounts: Vec<String>,
+    sides: Vec<String>,
+    amounts: Vec<Decimal>,
+    currencies: Vec<String>,
+}
+
+/// Holds named by posts, voids and expiries (by hold id or idempotency key), with their lines
+/// and status.
+async fn load_holds_in_tx(
+    tx: &mut PgConnection,
+    refs: &[&str],
+) -> Result<HashMap<String, Hold>, sqlx::Error> {
+    if refs.is_empty() {
+        return Ok(HashMap::default());
+    }
+    let ids: Vec<Uuid> = refs.iter().filter_map(|r| r.parse().ok()).collect();
+    let rows: Vec<HoldRow> = sqlx::query_as(
+        "SELECT h.id, h.idempotency_key, h.entity_id,
+                COALESCE((SELECT c.status FROM hold_closings c WHERE c.hold_id = h.id), 'open') AS status,
+                array_agg(l.account_id ORDER BY l.line_no) AS accounts,
+                array_agg(l.side::text ORDER BY l.line_no) AS sides,
+                array_agg(l.amount ORDER BY l.line_no) AS amounts,
+                array_agg(l.currency ORDER BY l.line_no) AS currencies
+         FROM holds h JOIN hold_lines l ON l.hold_id = h.id
+         WHERE h.idempotency_key = ANY($1) OR h.id = ANY($2)
+         GROUP BY h.id",
+    )
+    .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
+    .bind(refs)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut holds = HashMap::default();
+    for r in rows {
+        let hold = Hold {
+            id: r.id,
+            key: r.idempotency_key.clone(),
+            entity_id: r.entity_id,
+            lines: stored_lines(&r.accounts, &r.sides, &r.amounts, &r.currencies),
+            status: HoldStatus::parse(&r.status).unwrap_or(HoldStatus::Open),
+        };
+        holds.insert(r.id.to_string(), hold.clone());
+        holds.insert(r.idempotency_key, hold);
+    }
+    Ok(holds)
+}
+
+/// Lines as stored, column by column.
+fn stored_lines(
+    accounts: &[String],
+    sides: &[String],
+    amounts: &[Decimal],
+    currencies: &[String],
+) -> Vec<Line> {
+    (0..accounts.len())
+        .filter_map(|i| {
+            Some(Line {
+                account: AccountId::parse(&accounts[i]).ok()?,
+                side: Side::parse(&sides[i])?,
+                amount: amounts[i],
+                currency: Currency::from_stored(&currencies[i])?,
+                minor_units: amounts[i].scale(),
+            })
+        })
+        .collect()
 }
 
 #[derive(sqlx::FromRow)]
@@ -256,4 +331,5 @@ struct KeyRow {
     outcome: String,
     entry_id: Option<Uuid>,
     rejection_id: Option<Uuid>,
+    hold_id: Option<Uuid>,
 }

@@ -5,6 +5,8 @@
 use chrono::{DateTime, Utc};
 use foldhash::HashMap;
 use rust_decimal::Decimal;
+
+use crate::domain::batch::Pending;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -103,18 +105,22 @@ pub(super) async fn lock_balance_updates_in_tx(tx: &mut PgConnection) -> Result<
     Ok(())
 }
 
-/// Locks balance rows in sorted account order and reads them.
+/// Locks balance rows in sorted account order and reads them: balance, pending amounts and
+/// version by account.
 pub(super) async fn lock_balances_in_tx(
     tx: &mut PgConnection,
     accounts: &[&str],
-) -> Result<HashMap<String, (Decimal, i64)>, sqlx::Error> {
-    let rows: Vec<(String, Decimal, i64)> = sqlx::query_as(
-        "SELECT account_id, balance, version FROM account_balances
+) -> Result<HashMap<String, (Decimal, Pending, i64)>, sqlx::Error> {
+    let rows: Vec<(String, Decimal, Decimal, Decimal, i64)> = sqlx::query_as(
+        "SELECT account_id, balance, pending_debits, pending_credits, version FROM account_balances
          WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE",
     )
     .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
     .bind(accounts)
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows.into_iter().map(|(a, b, v)| (a, (b, v))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(a, balance, debits, credits, v)| (a, (balance, Pending { debits, credits }, v)))
+        .collect())
 }

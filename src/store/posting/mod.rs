@@ -10,6 +10,7 @@
 
 mod error;
 mod flush;
+mod holds;
 mod load;
 mod lock;
 mod plan;

@@ -8,14 +8,29 @@ use foldhash::HashMap;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::holds::{HoldRows, Source};
 use super::{BatchMessage, BatchOutcome};
 use crate::codec::{AnomalyEvent, BalanceEventsRow, RejectionEvent};
 use crate::domain::anomaly::AnomalyKind;
-use crate::domain::batch::{anomaly_event_id, BalanceChange, Candidate, Decision, LedgerState};
+use crate::domain::batch::{
+    anomaly_event_id, available, BalanceChange, Candidate, Decision, LedgerState, Pending,
+    PostedHold, Reversal,
+};
 use crate::domain::chain::{CanonicalEntry, CanonicalLine};
+use crate::domain::hold::{release_id, HoldStatus};
+use crate::domain::posting::Side;
 use crate::domain::{Posting, Rejection};
 use crate::store::copy_binary::BinaryRows;
 use crate::store::outbox::OutboxKind;
+
+/// What an idempotency record says: an entry, a rejection, a hold made or a hold released.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Record {
+    Posted(Uuid),
+    Rejected(Uuid),
+    Held(Uuid),
+    Released(Uuid),
+}
 
 /// One partition's batch within a transaction: its batch row, checkpoint move and chain links.
 pub(super) struct PartWrites {
@@ -40,9 +55,12 @@ pub(super) struct BalanceRow {
     pub(super) account: Arc<str>,
     pub(super) entity: Arc<str>,
     pub(super) currency: Arc<str>,
-    /// Balance and version when the batch was judged (unlocked): before its first change.
-    pub(super) seen: (Decimal, i64),
+    pub(super) normal_side: Side,
+    /// Balance, pending amounts and version when the batch was judged (unlocked): before its
+    /// first change.
+    pub(super) seen: (Decimal, Pending, i64),
     pub(super) delta: Decimal,
+    pub(super) pending_delta: Pending,
     pub(super) changes: i64,
 }
 
@@ -54,9 +72,31 @@ pub(super) struct PendingBalanceEvent {
     pub(super) row: usize,
     pub(super) balance_after: Decimal,
     pub(super) delta: Decimal,
+    pub(super) pending_after: Pending,
     pub(super) version: i64,
+    /// The entry, hold or release the event belongs to (`cause`).
     pub(super) entry_id: Uuid,
     pub(super) effective_date: NaiveDate,
+    pub(super) cause: Cause,
+}
+
+/// What moved a balance: an entry (which may post a hold), a hold made, or a hold released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cause {
+    Entry(Option<Uuid>),
+    Hold(Uuid),
+    Release(Uuid),
+}
+
+impl Cause {
+    /// As balance events name it, with the hold concerned.
+    pub(super) fn columns(self) -> (&'static str, Option<Uuid>) {
+        match self {
+            Cause::Entry(hold) => ("entry", hold),
+            Cause::Hold(hold) => ("hold", Some(hold)),
+            Cause::Release(hold) => ("release", Some(hold)),
+        }
+    }
 }
 
 /// A transaction's balance events as the outbox row the reporter reads (`BalanceEventsRow`):
@@ -71,10 +111,28 @@ pub(super) struct BalanceEventsJson<'a> {
 impl serde::Serialize for BalanceEventsJson<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         /// A value in its display form, as `BalanceEvent` holds it.
-        struct Shown<'a, T>(&'a T);
-        impl<T: std::fmt::Display> serde::Serialize for Shown<'_, T> {
+        struct Shown<T>(T);
+        impl<T: std::fmt::Display> serde::Serialize for Shown<T> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self.0)
+                serializer.collect_str(&self.0)
+            }
+        }
+        struct Changes<'a>(&'a [PendingBalanceEvent], &'a [BalanceRow]);
+        impl serde::Serialize for Changes<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let columns = self.0.iter().map(|e| {
+                    let p = e.pending_after;
+                    let side = self.1[e.row].normal_side;
+                    let available = available(side, e.balance_after, p);
+                    (
+                        e.row,
+                        Shown(&e.balance_after),
+                        Shown(&e.delta),
+                        e.version,
+                        (Shown(p.debits), Shown(p.credits), Shown(available)),
+                    )
+                });
+                serializer.collect_seq(columns)
             }
         }
         struct Accounts<'a>(&'a [BalanceRow]);
@@ -87,26 +145,19 @@ impl serde::Serialize for BalanceEventsJson<'_> {
                 serializer.collect_seq(columns)
             }
         }
-        struct Changes<'a>(&'a [PendingBalanceEvent]);
-        impl serde::Serialize for Changes<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let columns = self
-                    .0
-                    .iter()
-                    .map(|e| (e.row, Shown(&e.balance_after), Shown(&e.delta), e.version));
-                serializer.collect_seq(columns)
-            }
-        }
-        struct Entries<'a>(&'a [PendingBalanceEvent]);
+        struct Entries<'a>(&'a [PendingBalanceEvent], &'a [BalanceRow]);
         impl serde::Serialize for Entries<'_> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let entries = self.0.chunk_by(|a, b| a.entry_id == b.entry_id);
                 serializer.collect_seq(entries.map(|events| {
                     let first = &events[0];
+                    let (cause, hold) = first.cause.columns();
                     (
                         Shown(&first.entry_id),
                         Shown(&first.effective_date),
-                        Changes(events),
+                        Changes(events, self.1),
+                        cause,
+                        hold,
                     )
                 }))
             }
@@ -114,7 +165,7 @@ impl serde::Serialize for BalanceEventsJson<'_> {
         BalanceEventsRow {
             recorded_at: self.recorded_at,
             accounts: Accounts(self.rows),
-            entries: Entries(self.events),
+            entries: Entries(self.events, self.rows),
         }
         .serialize(serializer)
     }
@@ -146,6 +197,8 @@ pub(super) struct Writes {
     pub(super) rejection_parts: Vec<usize>,
     // idempotency_records, as binary COPY rows
     pub(super) keys: BinaryRows,
+    // holds, hold_lines, hold_closings
+    pub(super) holds: HoldRows,
     // account_balances, aggregated per account: `balance_rows` in first-seen order, indexed
     // by account id in `balance_index`
     pub(super) balance_rows: Vec<BalanceRow>,
@@ -227,39 +280,102 @@ impl Writes {
                     entry_id,
                     changes,
                     reversal,
+                    hold,
                 },
                 Candidate::Parsed(p),
             ) => {
                 self.parts[part].posted += 1;
-                match reversal {
-                    // A reversal posts the target's lines inverted, and names its target.
-                    Some(r) => {
-                        let inverted = Posting {
-                            lines: r.lines.clone(),
-                            ..p.clone()
-                        };
-                        self.add_entry(part, m.offset, *entry_id, &inverted, Some(r.target));
-                    }
-                    None => self.add_entry(part, m.offset, *entry_id, p, None),
-                }
+                self.add_posted(part, m.offset, *entry_id, p, reversal, hold);
+                let cause = Cause::Entry(hold.as_ref().map(|h| h.hold));
                 for c in changes {
-                    self.add_balance_change(part, c, *entry_id, p.effective_date, state);
+                    self.add_balance_change(part, c, (*entry_id, cause), p.effective_date, state);
+                }
+            }
+            (Decision::Hold { hold_id, changes }, Candidate::Parsed(p)) => {
+                self.parts[part].posted += 1;
+                let from = self.source(part, m.offset);
+                self.holds.hold(*hold_id, p, from);
+                self.key_record(p.key.as_str(), &p.fingerprint(), Record::Held(*hold_id));
+                let cause = (*hold_id, Cause::Hold(*hold_id));
+                for c in changes {
+                    self.add_balance_change(part, c, cause, p.effective_date, state);
+                }
+            }
+            (
+                Decision::Release {
+                    hold_id,
+                    changes,
+                    status,
+                },
+                Candidate::Parsed(p),
+            ) => {
+                self.parts[part].posted += 1;
+                let from = self.source(part, m.offset);
+                self.holds
+                    .closing(*hold_id, *status, p.key.as_str(), None, from);
+                self.key_record(p.key.as_str(), &p.fingerprint(), Record::Released(*hold_id));
+                let cause = (release_id(*hold_id), Cause::Release(*hold_id));
+                for c in changes {
+                    self.add_balance_change(part, c, cause, p.effective_date, state);
                 }
             }
             (Decision::Reject { .. }, _) => self.add_rejection(part, m, candidate, decision),
-            (Decision::Post { .. }, Candidate::Refused { .. }) => {
+            (Decision::Post { .. } | Decision::Hold { .. } | Decision::Release { .. }, _) => {
                 unreachable!("only parsed postings are posted")
             }
         }
     }
 
+    /// A posted entry: the lines the decision posted (a reversal's inverted lines, a hold's
+    /// lines when posted in full, else the request's), and the hold it closed.
+    fn add_posted(
+        &mut self,
+        part: usize,
+        offset: i64,
+        entry_id: Uuid,
+        p: &Posting,
+        reversal: &Option<Reversal>,
+        hold: &Option<PostedHold>,
+    ) {
+        let lines = match (reversal, hold) {
+            (Some(r), _) => Some(&r.lines),
+            (None, Some(h)) => h.lines.as_ref(),
+            (None, None) => None,
+        };
+        let target = reversal.as_ref().map(|r| r.target);
+        match lines {
+            Some(lines) => {
+                let posted = Posting {
+                    lines: lines.clone(),
+                    ..p.clone()
+                };
+                self.add_entry(part, offset, entry_id, &posted, target);
+            }
+            None => self.add_entry(part, offset, entry_id, p, target),
+        }
+        if let Some(h) = hold {
+            let from = self.source(part, offset);
+            let key = p.key.as_str();
+            self.holds
+                .closing(h.hold, HoldStatus::Posted, key, Some(entry_id), from);
+        }
+    }
+
+    fn source(&self, part: usize, offset: i64) -> Source {
+        Source {
+            partition: self.parts[part].partition,
+            offset,
+            batch: self.parts[part].batch_id,
+        }
+    }
+
     /// One line's change to its account's balance row (made on the account's first change in
-    /// this transaction) and its balance event.
+    /// this transaction) and its balance event, under the id of what caused it.
     fn add_balance_change(
         &mut self,
         part: usize,
         c: &BalanceChange,
-        entry_id: Uuid,
+        (entry_id, cause): (Uuid, Cause),
         effective_date: NaiveDate,
         state: &LedgerState,
     ) {
@@ -271,8 +387,14 @@ impl Writes {
                     account: c.account.clone(),
                     entity: a.entity_id.clone(),
                     currency: a.currency.clone(),
-                    seen: (c.balance_after - c.delta, c.version - 1),
+                    normal_side: a.normal_side,
+                    seen: (
+                        c.balance_after - c.delta,
+                        c.pending_after - c.pending_delta,
+                        c.version - 1,
+                    ),
                     delta: Decimal::ZERO,
+                    pending_delta: Pending::default(),
                     changes: 0,
                 });
                 let row = self.balance_rows.len() - 1;
@@ -282,14 +404,17 @@ impl Writes {
         };
         let totals = &mut self.balance_rows[row];
         totals.delta += c.delta;
+        totals.pending_delta += c.pending_delta;
         totals.changes += 1;
         self.balance_events.push(PendingBalanceEvent {
             row,
             balance_after: c.balance_after,
             delta: c.delta,
+            pending_after: c.pending_after,
             version: c.version,
             entry_id,
             effective_date,
+            cause,
         });
         self.parts[part].balance_events += 1;
     }
@@ -323,7 +448,7 @@ impl Writes {
         self.rejection_sources
             .push(candidate.source().map(str::to_string));
         if let Some((k, fp)) = record_key {
-            self.key_record(k, fp, None, Some(*rejection_id));
+            self.key_record(k, fp, Record::Rejected(*rejection_id));
         }
         let partition = self.parts[part].partition;
         let event = RejectionEvent::stored(
@@ -413,30 +538,26 @@ impl Writes {
                 .field(&p.effective_date)
                 .field(&self.now);
         }
-        self.key_record(p.key.as_str(), &p.fingerprint(), Some(entry_id), None);
+        self.key_record(p.key.as_str(), &p.fingerprint(), Record::Posted(entry_id));
     }
 
-    /// An idempotency record: the key's first outcome, an entry or a rejection.
-    pub(super) fn key_record(
-        &mut self,
-        key: &str,
-        fingerprint: &[u8],
-        entry: Option<Uuid>,
-        rejection: Option<Uuid>,
-    ) {
-        let outcome = if entry.is_some() {
-            "posted"
-        } else {
-            "rejected"
+    /// An idempotency record: the key's first outcome.
+    pub(super) fn key_record(&mut self, key: &str, fingerprint: &[u8], record: Record) {
+        let (outcome, entry, rejection, hold) = match record {
+            Record::Posted(e) => ("posted", Some(e), None, None),
+            Record::Rejected(r) => ("rejected", None, Some(r), None),
+            Record::Held(h) => ("held", None, None, Some(h)),
+            Record::Released(h) => ("released", None, None, Some(h)),
         };
         self.keys
-            .row(6)
+            .row(7)
             .field(&key)
             .field(&fingerprint)
             .field(&outcome)
             .field(&entry)
             .field(&rejection)
-            .field(&self.now);
+            .field(&self.now)
+            .field(&hold);
     }
 
     /// An outbox row of one event.
@@ -549,8 +670,10 @@ mod tests {
             account: account.into(),
             entity: "acme".into(),
             currency: currency.into(),
-            seen: (Decimal::ZERO, 0),
+            normal_side: Side::Debit,
+            seen: (Decimal::ZERO, Pending::default(), 0),
             delta: Decimal::ZERO,
+            pending_delta: Pending::default(),
             changes: 0,
         };
         let rows = [row("cash \"main\"", "JPY"), row("sales", "USD")];
@@ -559,15 +682,20 @@ mod tests {
             row,
             balance_after,
             delta: Decimal::new(7, 0),
+            pending_after: Pending::default(),
             version,
             entry_id: Uuid::from_u128(entry),
             effective_date: date,
+            cause: Cause::Entry(None),
         };
-        // Two entries: the first with two events, the second with one.
+        // Two entries: the first with two events, the second (a hold's) with one.
+        let mut held = event(0, 3, Decimal::new(-124300, 2), 43);
+        held.pending_after.credits = Decimal::new(500, 2);
+        held.cause = Cause::Hold(Uuid::from_u128(3));
         let events = [
             event(0, 2, Decimal::new(-125000, 2), 42),
             event(1, 2, Decimal::new(7, 0), 1),
-            event(0, 3, Decimal::new(-124300, 2), 43),
+            held,
         ];
         let recorded_at = "2026-11-02T10:00:00.5+00:00";
         let written = serde_json::to_value(BalanceEventsJson {
@@ -589,14 +717,42 @@ mod tests {
                 entry_id: Uuid::from_u128(entry).to_string(),
                 effective_date: "2026-11-01".into(),
                 recorded_at: recorded_at.into(),
+                pending_debits: "0".into(),
+                pending_credits: "0".into(),
+                available: Some(balance_after.into()),
+                cause: "entry".into(),
+                hold_id: None,
             };
+        let mut hold = expected("cash \"main\"", "JPY", 3, "-1243.00", 43);
+        hold.pending_credits = "5.00".into();
+        hold.available = Some("-1248.00".into());
+        hold.cause = "hold".into();
+        hold.hold_id = Some(Uuid::from_u128(3).to_string());
         assert_eq!(
             balance_events_from_json(&written).unwrap(),
             [
                 expected("cash \"main\"", "JPY", 2, "-1250.00", 42),
                 expected("sales", "USD", 2, "7", 1),
-                expected("cash \"main\"", "JPY", 3, "-1243.00", 43),
+                hold,
             ]
         );
+    }
+
+    /// Rows written before holds existed (no pending columns, no cause) still read, with no
+    /// pending amounts and no available figure.
+    #[test]
+    fn balance_event_rows_from_before_holds_still_read() {
+        let row = serde_json::json!({
+            "recorded_at": "t",
+            "accounts": [["cash", "acme", "USD"]],
+            "entries": [[Uuid::from_u128(2).to_string(), "2026-11-01", [[0, "5", "5", 1]]]],
+        });
+        let events = balance_events_from_json(&row).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].cause.as_str(), events[0].available.as_deref()),
+            ("entry", None)
+        );
+        assert_eq!(events[0].pending_debits, "0");
     }
 }

@@ -33,6 +33,9 @@ pub fn valid_request(key: &str) -> PostingRequest {
         description: Some("hostile-test".into()),
         source: None,
         reverses: None,
+        kind: None,
+        pending_id: None,
+        expires_at: None,
         metadata: BTreeMap::new(),
         lines: vec![
             LineRequest {

@@ -1,0 +1,232 @@
+//! Two-phase postings: a request's kind, and holds (pending entries) as the batch rules see them.
+//!
+//! A `PENDING` request reserves its lines' amounts on its accounts without posting them: each
+//! account's pending debits or credits grow, and its available balance (posted minus pending
+//! outflows) shrinks. A hold is then closed exactly once, by whichever of these comes first in
+//! the log: `POST_PENDING` (posts the hold's lines, or fewer or smaller lines, and releases the
+//! rest), `VOID_PENDING`, or `EXPIRE_PENDING` (a void the reporter publishes, with a key derived
+//! from the hold, once the hold's `expires_at` has passed). Decisions never read a clock: expiry
+//! travels through the topic so that a replay decides as the first run did.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::batch::ID_NAMESPACE;
+use crate::domain::ids::check_id;
+use crate::domain::posting::Line;
+use crate::domain::rejection::Rejection;
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// An ordinary entry (or a reversal): posted at once.
+    Post,
+    /// A hold on the lines' amounts, released by a post, a void or (after `expires_at`) expiry.
+    Pending { expires_at: Option<DateTime<Utc>> },
+    /// Posts the hold named (its idempotency key or hold id): in full without lines, or the
+    /// lines given (each account and side at most what the hold reserved), releasing the rest.
+    PostPending(String),
+    /// Releases the hold named, posting nothing.
+    VoidPending(String),
+    /// Releases the hold named because its time is up (published by the ledger itself).
+    ExpirePending(String),
+}
+
+impl Kind {
+    /// The request's `kind` text, as the fingerprint and the rejection details name it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Kind::Post => "POST",
+            Kind::Pending { .. } => "PENDING",
+            Kind::PostPending(_) => "POST_PENDING",
+            Kind::VoidPending(_) => "VOID_PENDING",
+            Kind::ExpirePending(_) => "EXPIRE_PENDING",
+        }
+    }
+
+    /// The hold a post, void or expiry names.
+    pub fn hold_ref(&self) -> Option<&str> {
+        match self {
+            Kind::PostPending(h) | Kind::VoidPending(h) | Kind::ExpirePending(h) => Some(h),
+            Kind::Post | Kind::Pending { .. } => None,
+        }
+    }
+
+    /// Validates the request's `kind`, `pending_id` and `expires_at` together.
+    pub fn parse(
+        kind: Option<&str>,
+        pending_id: Option<&str>,
+        expires_at: Option<&str>,
+    ) -> Result<Kind, Rejection> {
+        let code = kind.unwrap_or("POST");
+        let needs_hold = matches!(code, "POST_PENDING" | "VOID_PENDING" | "EXPIRE_PENDING");
+        let misplaced = |field: &str| {
+            Err(Rejection::InvalidKind(format!(
+                "{field} does not belong to a {code} request"
+            )))
+        };
+        if pending_id.is_some() && !needs_hold {
+            return misplaced("pending_id");
+        }
+        if expires_at.is_some() && code != "PENDING" {
+            return misplaced("expires_at");
+        }
+        let hold = || -> Result<String, Rejection> {
+            let h = pending_id.ok_or(Rejection::MissingField("pending_id"))?;
+            check_id("pending_id", h)?;
+            Ok(h.to_string())
+        };
+        Ok(match code {
+            "POST" => Kind::Post,
+            "PENDING" => Kind::Pending {
+                expires_at: expires_at.map(parse_expiry).transpose()?,
+            },
+            "POST_PENDING" => Kind::PostPending(hold()?),
+            "VOID_PENDING" => Kind::VoidPending(hold()?),
+            "EXPIRE_PENDING" => Kind::ExpirePending(hold()?),
+            other => {
+                let shown: String = other.chars().take(32).collect();
+                return Err(Rejection::InvalidKind(format!(
+                    "kind {shown:?} is none of POST, PENDING, POST_PENDING, VOID_PENDING, EXPIRE_PENDING"
+                )));
+            }
+        })
+    }
+}
+
+fn parse_expiry(text: &str) -> Result<DateTime<Utc>, Rejection> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_utc())
+        .map_err(|_| Rejection::InvalidExpiry(text.chars().take(40).collect()))
+}
+
+/// The hold id of a `PENDING` request's idempotency key.
+pub fn hold_id(key: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("hold/{key}").as_bytes())
+}
+
+/// The id under which a hold's release (void or expiry) publishes its balance events.
+pub fn release_id(hold: Uuid) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("release/{hold}").as_bytes())
+}
+
+/// The idempotency key of the expiry request for a hold: the same for every publisher and every
+/// attempt, so a repeat is a duplicate.
+pub fn expiry_key(hold: Uuid) -> String {
+    format!("expire:{hold}")
+}
+
+/// Where a hold stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldStatus {
+    Open,
+    Posted,
+    Voided,
+    Expired,
+}
+
+impl HoldStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            HoldStatus::Open => "open",
+            HoldStatus::Posted => "posted",
+            HoldStatus::Voided => "voided",
+            HoldStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<HoldStatus> {
+        [
+            HoldStatus::Open,
+            HoldStatus::Posted,
+            HoldStatus::Voided,
+            HoldStatus::Expired,
+        ]
+        .into_iter()
+        .find(|s| s.code() == code)
+    }
+
+    /// The status a closing request leaves the hold in.
+    pub fn closed_by(kind: &Kind) -> Option<HoldStatus> {
+        match kind {
+            Kind::PostPending(_) => Some(HoldStatus::Posted),
+            Kind::VoidPending(_) => Some(HoldStatus::Voided),
+            Kind::ExpirePending(_) => Some(HoldStatus::Expired),
+            Kind::Post | Kind::Pending { .. } => None,
+        }
+    }
+}
+
+/// A hold as the batch rules need it: loaded inside the transaction, or made earlier in the batch.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub id: Uuid,
+    pub key: String,
+    pub entity_id: String,
+    pub lines: Vec<Line>,
+    pub status: HoldStatus,
+}
+
+impl Hold {
+    /// Refuses to close a hold that is not open, with the code of what closed it.
+    pub fn check_open(&self) -> Result<(), Rejection> {
+        let id = self.id.to_string();
+        match self.status {
+            HoldStatus::Open => Ok(()),
+            HoldStatus::Posted => Err(Rejection::HoldAlreadyPosted(id)),
+            HoldStatus::Voided => Err(Rejection::HoldAlreadyVoided(id)),
+            HoldStatus::Expired => Err(Rejection::HoldExpired(id)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(kind: Option<&str>, pending: Option<&str>, expires: Option<&str>) -> &'static str {
+        Kind::parse(kind, pending, expires).unwrap_err().code()
+    }
+
+    #[test]
+    fn kinds_and_their_fields() {
+        assert_eq!(Kind::parse(None, None, None).unwrap(), Kind::Post);
+        assert_eq!(
+            Kind::parse(Some("PENDING"), None, Some("2026-12-01T10:00:00+01:00")).unwrap(),
+            Kind::Pending {
+                expires_at: Some("2026-12-01T09:00:00Z".parse().unwrap())
+            }
+        );
+        assert_eq!(
+            Kind::parse(Some("VOID_PENDING"), Some("h-1"), None).unwrap(),
+            Kind::VoidPending("h-1".into())
+        );
+        assert_eq!(code(Some("HOLD"), None, None), "INVALID_KIND");
+        assert_eq!(code(Some("POST_PENDING"), None, None), "MISSING_FIELD");
+        assert_eq!(code(Some("POST"), Some("h-1"), None), "INVALID_KIND");
+        assert_eq!(
+            code(
+                Some("VOID_PENDING"),
+                Some("h-1"),
+                Some("2026-12-01T00:00:00Z")
+            ),
+            "INVALID_KIND"
+        );
+        assert_eq!(
+            code(Some("PENDING"), None, Some("tomorrow")),
+            "INVALID_EXPIRY"
+        );
+        assert_eq!(
+            code(Some("VOID_PENDING"), Some("h 1"), None),
+            "INVALID_IDENTIFIER"
+        );
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_distinct() {
+        assert_eq!(hold_id("k"), hold_id("k"));
+        assert_ne!(hold_id("k"), crate::domain::batch::entry_id("k"));
+        assert_ne!(release_id(hold_id("k")), hold_id("k"));
+        assert!(expiry_key(hold_id("k")).len() <= 64);
+    }
+}
