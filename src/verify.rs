@@ -48,6 +48,7 @@ pub async fn run(pool: &PgPool, show_progress: bool) -> Result<IntegrityReport, 
     add("entries_balanced", verify::unbalanced_entries(pool).await?);
     add("trial_balance_zero", verify::trial_balance(pool).await?);
     add("balances_equal_lines", verify::balances(pool).await?);
+    add("pending_equals_open_holds", verify::pending(pool).await?);
     add("no_orphans", verify::orphans(pool).await?);
     add("hash_chains", verify::hash_chains(pool, &progress).await?);
     add("checkpoints_monotonic", verify::checkpoints(pool).await?);

@@ -601,7 +601,8 @@ fn check_funds(deltas: &Deltas, state: &LedgerState) -> Result<(), Rejection> {
             .checked_add(change.pending)
             .ok_or_else(out_of_range)?;
         let available_after = available(a.normal_side, after, pending);
-        let floor = -a.overdraft_limit;
+        // 0 - limit, not -limit: a zero limit reads "0", not "-0", in the rejection.
+        let floor = Decimal::ZERO - a.overdraft_limit;
         if !a.allow_negative && available_after < floor && available_after < a.available() {
             return Err(Rejection::InsufficientFunds {
                 account: account.to_string(),

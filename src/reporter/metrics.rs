@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use prometheus::{
     register_histogram_with_registry, register_int_counter_vec_with_registry,
-    register_int_gauge_with_registry, Histogram, IntCounterVec, IntGauge, Registry,
+    register_int_counter_with_registry, register_int_gauge_with_registry, Histogram, IntCounter,
+    IntCounterVec, IntGauge, Registry,
 };
 
 use crate::store::outbox::{OutboxKind, OutboxRow};
@@ -18,6 +19,8 @@ pub struct ReporterMetrics {
     pub oldest_unpublished_age_seconds: IntGauge,
     pub leader: IntGauge,
     pub drifted_accounts: IntGauge,
+    pub hold_expiries: IntCounter,
+    pub holds_overdue_seconds: IntGauge,
     pub database_up: IntGauge,
     pub ready: IntGauge,
 }
@@ -34,6 +37,8 @@ impl ReporterMetrics {
             oldest_unpublished_age_seconds: register_int_gauge_with_registry!("outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row.", r).unwrap(),
             leader: register_int_gauge_with_registry!("leader", "1 while this reporter is the active publisher.", r).unwrap(),
             drifted_accounts: register_int_gauge_with_registry!("integrity_drifted_accounts", "Accounts whose balance differed from the sum of their lines at the last integrity check.", r).unwrap(),
+            hold_expiries: register_int_counter_with_registry!("hold_expiries_published_total", "EXPIRE_PENDING requests published for holds past their expires_at.", r).unwrap(),
+            holds_overdue_seconds: register_int_gauge_with_registry!("holds_overdue_seconds", "How long ago the longest-expired hold that is still open expired (0: none).", r).unwrap(),
             database_up: register_int_gauge_with_registry!("database_up", "1 when the last PostgreSQL check succeeded.", r).unwrap(),
             ready: register_int_gauge_with_registry!("ready", "1 when the reporter can publish.", r).unwrap(),
             registry: r,

@@ -6,6 +6,7 @@
 //! the same events (same ids, same bytes): consumers drop duplicates by event id.
 
 pub mod detect;
+pub mod expiry;
 pub mod metrics;
 pub mod serve;
 
@@ -108,6 +109,7 @@ pub struct Reporter {
     pub health: Arc<Health>,
     pub shutdown: Arc<AtomicBool>,
     pub detection: tokio::sync::Mutex<detect::Detection>,
+    pub expiry: tokio::sync::Mutex<expiry::Expiry>,
 }
 
 impl Reporter {
@@ -122,6 +124,7 @@ impl Reporter {
             self.metrics.leader.set(1);
             while !self.shutdown.load(Ordering::Relaxed) && outbox::still_leading(&mut lead).await {
                 self.detect().await;
+                self.expire_holds().await;
                 match self.publish_round(&codecs).await {
                     Ok(0) => {
                         let since = *idle_since.get_or_insert_with(Instant::now);
@@ -161,6 +164,33 @@ impl Reporter {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "anomaly detection failed; will retry"),
+        }
+    }
+
+    /// Publishes the expiry of every open hold past its time (`expiry.rs`). A failure is
+    /// retried next round; the holds' overdue age (a metric with an alert) shows a lasting one.
+    async fn expire_holds(&self) {
+        let producer = self.producer();
+        match self
+            .expiry
+            .lock()
+            .await
+            .run_due(&self.pool, &producer)
+            .await
+        {
+            Ok(Some((published, overdue))) => {
+                if published > 0 {
+                    tracing::info!(published, "hold expiries published");
+                }
+                self.metrics.hold_expiries.inc_by(published as u64);
+                self.metrics
+                    .holds_overdue_seconds
+                    .set(overdue.round() as i64);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "publishing hold expiries failed; will retry")
+            }
         }
     }
 

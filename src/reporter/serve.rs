@@ -41,6 +41,7 @@ pub async fn serve(
         health,
         shutdown,
         detection,
+        expiry: tokio::sync::Mutex::new(super::expiry::Expiry::new()),
     };
     let result = reporter.run().await;
     let producer = reporter.producer();

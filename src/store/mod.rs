@@ -26,6 +26,7 @@ pub mod assets;
 pub mod checkpoints;
 pub mod copy_binary;
 pub mod entities;
+pub mod holds;
 pub mod instances;
 pub mod outbox;
 pub mod periods;

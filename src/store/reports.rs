@@ -217,6 +217,26 @@ pub async fn rejection_counts(pool: &PgPool) -> Result<Vec<(String, i64)>, Store
     )
 }
 
+/// Accounts whose stored pending amounts are not what their open holds reserve: (account,
+/// stored debits, stored credits, held debits, held credits).
+pub async fn pending_drift(
+    pool: &PgPool,
+) -> Result<Vec<(String, Decimal, Decimal, Decimal, Decimal)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT b.account_id, b.pending_debits, b.pending_credits, COALESCE(s.d, 0), COALESCE(s.c, 0)
+         FROM account_balances b
+         LEFT JOIN (SELECT l.account_id,
+                           sum(l.amount) FILTER (WHERE l.side = 'D') AS d,
+                           sum(l.amount) FILTER (WHERE l.side = 'C') AS c
+                    FROM hold_lines l JOIN open_holds h ON h.id = l.hold_id
+                    GROUP BY l.account_id) s ON s.account_id = b.account_id
+         WHERE b.pending_debits <> COALESCE(s.d, 0) OR b.pending_credits <> COALESCE(s.c, 0)
+         ORDER BY b.account_id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Accounts whose stored balance differs from the sum of their lines (normal-side direction),
 /// with both figures. Empty when the ledger is consistent.
 pub async fn balance_drift(pool: &PgPool) -> Result<Vec<(String, Decimal, Decimal)>, StoreError> {

@@ -75,6 +75,20 @@ pub async fn balances(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
         .collect())
 }
 
+/// Accounts whose pending amounts are not what their open holds reserve.
+pub async fn pending(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
+    Ok(crate::store::reports::pending_drift(pool)
+        .await?
+        .into_iter()
+        .map(|(a, d, c, held_d, held_c)| {
+            violation(
+                None,
+                format!("account {a}: pending debits/credits {d}/{c}, open holds reserve {held_d}/{held_c}"),
+            )
+        })
+        .collect())
+}
+
 /// Lines without an entry, entries without lines.
 pub async fn orphans(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
     let lines: Vec<(Uuid, i16)> = sqlx::query_as(

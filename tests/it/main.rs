@@ -17,6 +17,7 @@ mod broker_failover;
 mod broker_roundtrip;
 mod codec_roundtrip;
 mod fuzz_decode;
+mod holds;
 mod hostile_input;
 mod integrity;
 mod kafka_auth;

@@ -62,7 +62,8 @@ pub fn reader_url(db_url: &str) -> String {
     role_url(db_url, "LEDGERLINE_READER_DATABASE_URL")
 }
 
-/// The ledger's content without transaction times: equal for two runs over the same input.
+/// The ledger's content without transaction times (entries and holds; balances with pending
+/// amounts): equal for two runs over the same input.
 pub async fn ledger_content(pool: &PgPool) -> (Vec<String>, Vec<String>) {
     let entries: Vec<String> = sqlx::query_scalar(
         "SELECT e.id::text || '|' || e.idempotency_key || '|' || e.effective_date || '|' ||
@@ -73,10 +74,19 @@ pub async fn ledger_content(pool: &PgPool) -> (Vec<String>, Vec<String>) {
     .await
     .unwrap();
     let balances: Vec<String> = sqlx::query_scalar(
-        "SELECT account_id || '|' || balance || '|' || version FROM account_balances ORDER BY account_id",
+        "SELECT account_id || '|' || balance || '|' || pending_debits || '|' || pending_credits || '|' || version
+         FROM account_balances ORDER BY account_id",
     )
     .fetch_all(pool)
     .await
     .unwrap();
-    (entries, balances)
+    let holds: Vec<String> = sqlx::query_scalar(
+        "SELECT 'hold|' || h.id || '|' || h.idempotency_key || '|' || COALESCE(c.status, 'open') || '|' ||
+                COALESCE(c.closed_by_key, '') || '|' || COALESCE(c.source_offset, -1)
+         FROM holds h LEFT JOIN hold_closings c ON c.hold_id = h.id ORDER BY h.id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    (entries.into_iter().chain(holds).collect(), balances)
 }
