@@ -147,12 +147,17 @@ async fn status(State(s): State<AppState>) -> Response {
     )
     .await
     .ok();
+    let holds = crate::store::holds::open_counts(&s.pool)
+        .await
+        .ok()
+        .map(|(open, overdue)| serde_json::json!({ "open": open, "past_expiry": overdue }));
     Json(serde_json::json!({
         "group": group,
         "ready": s.health.readiness(),
         "partitions": recovery,
         "live": s.metrics.snapshot(),
         "integrity": { "drifting_accounts": drifting },
+        "holds": holds,
         "now": chrono::Utc::now(),
     }))
     .into_response()
@@ -200,14 +205,21 @@ async fn balance(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Res
     let Some(account) = q.account else {
         return missing("account");
     };
-    match crate::store::reports::balance_as_of(&s.pool, &account, q.as_of_date, q.as_of_time).await
-    {
-        Ok(b) => Json(
+    let (date, time) = (q.as_of_date, q.as_of_time);
+    let balance = crate::store::reports::balance_as_of(&s.pool, &account, date, time).await;
+    // Holds are a present-tense figure: shown for the current balance only.
+    let now = date.is_none() && time.is_none();
+    let holdings = match now {
+        true => crate::store::holds::holdings(&s.pool, &account).await,
+        false => Ok(None),
+    };
+    match (balance, holdings) {
+        (Ok(b), Ok(h)) => Json(
             serde_json::json!({ "account": account, "balance": b.to_string(),
-            "as_of_date": q.as_of_date, "as_of_time": q.as_of_time }),
+            "as_of_date": date, "as_of_time": time, "holds": h }),
         )
         .into_response(),
-        Err(e) => store_error(e),
+        (Err(e), _) | (_, Err(e)) => store_error(e),
     }
 }
 

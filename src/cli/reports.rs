@@ -70,6 +70,19 @@ pub enum ReportCmd {
     },
     /// Rejections per reason code.
     Rejections,
+    /// Holds (two-phase postings), newest first, with their status.
+    Holds {
+        /// Only this entity's.
+        #[arg(long)]
+        entity: Option<String>,
+        /// Only open holds.
+        #[arg(long)]
+        open: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -102,14 +115,34 @@ pub(super) async fn report(cmd: ReportCmd) -> Result<()> {
             as_of,
         } => income_statement(&pool, &entity, from, &as_of).await?,
         ReportCmd::Statement { account, as_of } => statement(&pool, &account, &as_of).await?,
-        ReportCmd::Balance { account, as_of } => {
-            let balance =
-                store::reports::balance_as_of(&pool, &account, as_of.as_of_date, as_of.as_of_time)
-                    .await?;
-            let row = serde_json::json!({ "account": account, "balance": balance.to_string(),
-                "as_of_date": as_of.as_of_date, "as_of_time": as_of.as_of_time });
-            print(as_of.format, &["account", "balance"], &[row], |_| {
-                vec![account.clone(), balance.to_string()]
+        ReportCmd::Balance { account, as_of } => balance(&pool, &account, &as_of).await?,
+        ReportCmd::Holds {
+            entity,
+            open,
+            limit,
+            format,
+        } => {
+            let rows = store::holds::list(&pool, entity.as_deref(), open, limit).await?;
+            let header = [
+                "hold",
+                "key",
+                "entity",
+                "status",
+                "expires_at",
+                "closed_by",
+                "lines",
+            ];
+            print(format, &header, &rows, |h| {
+                let expires = h.expires_at.map_or("-".into(), |t| t.to_rfc3339());
+                let closed_by = h.closed_by_key.clone().unwrap_or("-".into());
+                vec![
+                    h.id.to_string(),
+                    h.idempotency_key.clone(),
+                    h.entity_id.clone(),
+                ]
+                .into_iter()
+                .chain([h.status.clone(), expires, closed_by, h.lines.to_string()])
+                .collect()
             })?;
         }
         ReportCmd::Rejections => {
@@ -119,6 +152,39 @@ pub(super) async fn report(cmd: ReportCmd) -> Result<()> {
             })?;
         }
     }
+    Ok(())
+}
+
+/// One account's balance as of a time; without one, also what open holds reserve and the
+/// available balance.
+async fn balance(pool: &sqlx::PgPool, account: &str, as_of: &AsOf) -> Result<()> {
+    let (date, time) = (as_of.as_of_date, as_of.as_of_time);
+    let balance = store::reports::balance_as_of(pool, account, date, time).await?;
+    let holdings = match date.is_none() && time.is_none() {
+        true => store::holds::holdings(pool, account).await?,
+        false => None,
+    };
+    let row = serde_json::json!({ "account": account, "balance": balance.to_string(),
+        "as_of_date": date, "as_of_time": time, "holds": holdings });
+    let header = [
+        "account",
+        "balance",
+        "pending_debits",
+        "pending_credits",
+        "available",
+    ];
+    print(as_of.format, &header, &[row], |_| {
+        let shown = |f: fn(&store::holds::Holdings) -> rust_decimal::Decimal| {
+            holdings.as_ref().map_or("-".into(), |h| f(h).to_string())
+        };
+        vec![
+            account.to_string(),
+            balance.to_string(),
+            shown(|h| h.pending_debits),
+            shown(|h| h.pending_credits),
+            shown(|h| h.available),
+        ]
+    })?;
     Ok(())
 }
 

@@ -232,6 +232,35 @@ async fn a_hold_is_posted_in_part_voided_or_expired_once_and_late_requests_are_r
         ["entry", "hold", "entry", "hold", "release", "hold", "hold", "release"],
         "funding; h1 held and posted; h2 held and voided; h3 and h4 held; h3 expired"
     );
+    // The reports show the same figures.
+    let report = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+            .arg("report")
+            .args(args)
+            .env(
+                "LEDGERLINE_DATABASE_URL",
+                common::reader_url(&ledger.db_url),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let balance = report(&["balance", LIMITED, "--format", "json"]);
+    assert_eq!(balance[0]["holds"]["available"], "830.00", "{balance}");
+    assert_eq!(balance[0]["holds"]["pending_credits"], "50.00", "{balance}");
+    let open = report(&["holds", "--open", "--format", "json"]);
+    let keys: Vec<&str> = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["idempotency_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["h4"]);
     ledger.assert_verified_and_replay_changes_nothing().await;
 }
 
