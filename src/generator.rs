@@ -10,6 +10,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 
+mod holds;
+
 use crate::domain::account::AccountSpec;
 use crate::domain::{LineRequest, PostingRequest};
 
@@ -21,6 +23,13 @@ pub enum Expected {
     Duplicate,
     /// Refused with this rejection code.
     Rejected(&'static str),
+    /// A hold (`PENDING`) is made; with `expires`, the ledger expires it later (its
+    /// `expires_at` is past).
+    Held {
+        expires: bool,
+    },
+    /// A hold is voided.
+    Released,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +68,10 @@ pub struct GeneratorSettings {
     pub currency: String,
     pub effective_date: String,
     pub key_prefix: String,
+    /// Share of rolls that start a hold's life instead of a posting (`generator/holds.rs`).
+    pub hold_share: f64,
+    /// Whether some holds are left to expire (the test or demo must run a reporter).
+    pub hold_expiry: bool,
 }
 
 impl Default for GeneratorSettings {
@@ -75,6 +88,8 @@ impl Default for GeneratorSettings {
             currency: "USD".into(),
             effective_date: "2026-11-01".into(),
             key_prefix: "gen".into(),
+            hold_share: 0.0,
+            hold_expiry: false,
         }
     }
 }
@@ -123,7 +138,9 @@ pub fn generate(s: &GeneratorSettings) -> Vec<Message> {
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let mut out: Vec<Message> = Vec::with_capacity(s.count);
     let mut valid_indexes: Vec<usize> = Vec::new();
-    for i in 0..s.count {
+    let mut i = 0;
+    while out.len() < s.count {
+        i += 1;
         let roll: f64 = rng.gen();
         if roll < s.duplicate_share && !valid_indexes.is_empty() {
             let original = &out[valid_indexes[rng.gen_range(0..valid_indexes.len())]];
@@ -133,10 +150,18 @@ pub fn generate(s: &GeneratorSettings) -> Vec<Message> {
             });
             continue;
         }
-        let key = format!("{}-{}-{i}", s.key_prefix, s.seed);
+        let key = format!("{}-{}-{}", s.key_prefix, s.seed, i - 1);
         let request = valid_request(s, &mut rng, &key);
-        if roll < s.duplicate_share + s.invalid_share {
+        let spoiled = s.duplicate_share + s.invalid_share;
+        if roll < spoiled {
             out.push(spoil(request, &mut rng));
+        } else if roll < spoiled + s.hold_share {
+            for m in holds::life(request, &mut rng, s.hold_expiry) {
+                if !matches!(m.expected, Expected::Rejected(_)) {
+                    valid_indexes.push(out.len());
+                }
+                out.push(m);
+            }
         } else {
             valid_indexes.push(out.len());
             out.push(Message {
@@ -147,6 +172,8 @@ pub fn generate(s: &GeneratorSettings) -> Vec<Message> {
             });
         }
     }
+    // A hold's life may end past `count`: its last messages are left out.
+    out.truncate(s.count);
     out
 }
 
@@ -318,5 +345,38 @@ mod tests {
             format!("{:?}", generate(&s)[7]),
             format!("{:?}", messages[7])
         );
+    }
+
+    /// Hold lives parse, share their hold's Kafka key, and name their hold.
+    #[test]
+    fn hold_lives_parse_and_stay_under_their_holds_key() {
+        let s = GeneratorSettings {
+            count: 3000,
+            lines: 2..=5,
+            hold_share: 0.3,
+            hold_expiry: true,
+            ..Default::default()
+        };
+        let messages = generate(&s);
+        assert_eq!(messages.len(), 3000);
+        let table = CurrencyTable::default();
+        let mut kinds = std::collections::BTreeMap::new();
+        for m in &messages {
+            let r = m.request.as_ref().unwrap();
+            Posting::parse(r, &table).unwrap();
+            *kinds.entry(r.kind.clone().unwrap_or_default()).or_insert(0) += 1;
+            match &r.pending_id {
+                Some(hold) => assert_eq!(&m.key, hold),
+                None => assert_eq!(m.key, r.idempotency_key),
+            }
+        }
+        assert!(kinds["PENDING"] > 600, "{kinds:?}");
+        assert!(kinds["POST_PENDING"] > 250, "{kinds:?}");
+        assert!(kinds["VOID_PENDING"] > 150, "{kinds:?}");
+        let expiring = messages
+            .iter()
+            .filter(|m| m.expected == Expected::Held { expires: true })
+            .count();
+        assert!(expiring > 80, "{expiring}");
     }
 }

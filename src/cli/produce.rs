@@ -49,6 +49,13 @@ pub struct ProduceArgs {
     /// Generator: idempotency keys start with this (use a new one for new postings).
     #[arg(long, default_value = "gen")]
     pub key_prefix: String,
+    /// Generator: share of requests that start a hold's life (a hold, then its post in full or
+    /// in part, its void, or nothing), under the hold's Kafka key.
+    #[arg(long, default_value_t = 0.0)]
+    pub hold_share: f64,
+    /// Generator: leave some holds to expire (their expires_at is past; a reporter expires them).
+    #[arg(long)]
+    pub hold_expiry: bool,
     /// avro, json or confluent:SCHEMA_ID.
     #[arg(long, default_value = "avro")]
     pub framing: Framing,
@@ -94,7 +101,10 @@ pub(super) async fn produce(args: ProduceArgs) -> Result<()> {
         };
         summary.bytes += bytes.len();
         match m.expected {
-            generator::Expected::Posted => summary.expected_posted += 1,
+            // A hold made or released is accepted like a posting (the batch counts agree).
+            generator::Expected::Posted
+            | generator::Expected::Held { .. }
+            | generator::Expected::Released => summary.expected_posted += 1,
             generator::Expected::Duplicate => summary.expected_duplicates += 1,
             generator::Expected::Rejected(_) => summary.expected_rejected += 1,
         }
@@ -155,8 +165,13 @@ fn produce_plan(args: &ProduceArgs) -> Result<Vec<generator::Message>> {
                 let request: PostingRequest = serde_json::from_str(line).with_context(|| {
                     format!("{} line {}: not a posting request", file.display(), i + 1)
                 })?;
+                // A post or void of a hold goes under the hold's key: the same partition.
+                let key = request
+                    .pending_id
+                    .as_ref()
+                    .unwrap_or(&request.idempotency_key);
                 Ok(generator::Message {
-                    key: request.idempotency_key.clone(),
+                    key: key.clone(),
                     request: Some(request),
                     raw: None,
                     expected: generator::Expected::Posted,
@@ -176,11 +191,14 @@ fn produce_plan(args: &ProduceArgs) -> Result<Vec<generator::Message>> {
         currency: "USD".into(),
         effective_date: args.effective_date.clone(),
         key_prefix: args.key_prefix.clone(),
+        hold_share: args.hold_share,
+        hold_expiry: args.hold_expiry,
     };
     for (name, share) in [
         ("hot-account-share", settings.hot_account_share),
         ("duplicate-share", settings.duplicate_share),
         ("invalid-share", settings.invalid_share),
+        ("hold-share", settings.hold_share),
     ] {
         if !(0.0..=1.0).contains(&share) {
             bail!("--{name} {share} is not between 0 and 1");

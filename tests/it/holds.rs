@@ -79,34 +79,11 @@ async fn publish(ledger: &Ledger, requests: &[(&str, PostingRequest)]) {
 /// A reporter of `ledger` (its own event topics) that exits once idle for `idle_ms`: it
 /// publishes the expiries of holds past their time on its way.
 async fn run_reporter(ledger: &Ledger, idle_ms: u64) {
-    let mut reporter = reporter(ledger, Some(idle_ms));
+    let mut reporter = common::spawn_reporter(ledger, Some(idle_ms));
     let status = tokio::task::spawn_blocking(move || reporter.wait().unwrap())
         .await
         .unwrap();
     assert!(status.success(), "the reporter exits cleanly");
-}
-
-fn reporter(ledger: &Ledger, idle_ms: Option<u64>) -> common::PosterProcess {
-    let http = format!("127.0.0.1:{}", free_port());
-    let mut args = vec!["reporter".to_string(), "--http-addr".into(), http];
-    if let Some(ms) = idle_ms {
-        args.extend(["--exit-when-idle-ms".into(), ms.to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let events = format!("{}-events", ledger.topic);
-    common::spawn_ledgerline(
-        &format!("reporter-{}", ledger.topic),
-        &args,
-        &[
-            (
-                "LEDGERLINE_DATABASE_URL",
-                &common::writer_url(&ledger.db_url),
-            ),
-            ("LEDGERLINE_BALANCES_TOPIC", &events),
-            ("LEDGERLINE_ANOMALIES_TOPIC", &events),
-            ("LEDGERLINE_REJECTIONS_TOPIC", &events),
-        ],
-    )
 }
 
 /// A ledger whose limited account holds `funds` (posted), may not go below `-limit`.
@@ -118,10 +95,7 @@ async fn funded_ledger(partitions: i32, funds: &str, limit: i64) -> Ledger {
         .execute(&ledger.pool)
         .await
         .unwrap();
-    let events = format!("{}-events", ledger.topic);
-    ledgerline::kafka::create_topics(&common::kafka(), &[&events], 1)
-        .await
-        .unwrap();
+    ledger.create_events_topic().await;
     publish(&ledger, &[("funding", deposit("funding", funds))]).await;
     // Posted before anything else, whatever partition the test's requests go to.
     ledger.run_poster_until_idle().await;
@@ -283,7 +257,7 @@ async fn a_post_and_an_expiry_racing_in_the_log_have_one_winner_that_a_replay_ke
         holds.iter().map(|(k, h)| (k.as_str(), h.clone())).collect();
     publish(&ledger, &refs).await;
     let mut poster = ledger.poster(free_port(), &[]);
-    let mut reporter = reporter(&ledger, None);
+    let mut reporter = common::spawn_reporter(&ledger, None);
     // The posts go out one every 150 ms from 2 s before the holds expire to 2.5 s after.
     let producer: FutureProducer = common::kafka().client_config().create().unwrap();
     let codec = posting_codec();

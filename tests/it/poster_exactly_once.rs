@@ -16,7 +16,11 @@ fn workload(count: usize, seed: u64) -> Vec<Message> {
 }
 
 fn workload_over(count: usize, seed: u64, accounts: usize) -> Vec<Message> {
-    generate(&GeneratorSettings {
+    generate(&settings(count, seed, accounts))
+}
+
+fn settings(count: usize, seed: u64, accounts: usize) -> GeneratorSettings {
+    GeneratorSettings {
         count,
         accounts,
         lines: 2..=5,
@@ -26,7 +30,7 @@ fn workload_over(count: usize, seed: u64, accounts: usize) -> Vec<Message> {
         seed,
         key_prefix: common::unique("k"),
         ..Default::default()
-    })
+    }
 }
 
 /// A fresh ledger of 50 accounts and `partitions` partitions, and `count` valid postings over
@@ -70,10 +74,18 @@ fn stop(mut child: common::PosterProcess) {
     );
 }
 
+/// 20,000 messages with holds mixed in (a tenth of them start a hold's life: posted in full or
+/// in part, voided, voided too late, left open or left to expire), a poster SIGKILLed 12 times
+/// mid-stream and the reporter (which publishes the expiries) every third time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_poster_restarts_converge_to_exactly_once() {
     let ledger = Ledger::new(1000, 4).await;
-    let messages = workload(20_000, 7);
+    ledger.create_events_topic().await;
+    let messages = generate(&GeneratorSettings {
+        hold_share: 0.1,
+        hold_expiry: true,
+        ..settings(20_000, 7, 1000)
+    });
     const KILLS: usize = 12;
     // Publish in slices paced by the kills, so that kills land mid-stream however fast the
     // poster is: slice i is published once i kills have happened, so that each restarted
@@ -102,6 +114,7 @@ async fn sigkilled_poster_restarts_converge_to_exactly_once() {
     let port = free_port();
     let args = ["--batch-postings", "100"];
     let mut poster = ledger.poster(port, &args);
+    let mut reporter = common::spawn_reporter(&ledger, None);
     let mut kills_mid_stream = 0;
     while kills_mid_stream < KILLS {
         // Kill at a random moment after this poster's first committed batch.
@@ -118,16 +131,33 @@ async fn sigkilled_poster_restarts_converge_to_exactly_once() {
         kills_mid_stream += 1;
         kills.store(kills_mid_stream, Ordering::SeqCst);
         poster = ledger.poster(port, &args);
+        if kills_mid_stream % 3 == 0 {
+            signal(&reporter, "KILL");
+            reporter.wait().unwrap();
+            reporter = common::spawn_reporter(&ledger, None);
+        }
     }
     producing.await.unwrap();
+    // Everything committed; then every hold left to expire is expired through the topic, and
+    // those expiries are committed too.
     ledger.wait_drained(Duration::from_secs(240)).await;
+    common::cluster::eventually("holds expired", Duration::from_secs(60), async || {
+        let (_, past_expiry) = ledgerline::store::holds::open_counts(&ledger.pool)
+            .await
+            .unwrap();
+        past_expiry == 0
+    })
+    .await;
+    ledger.wait_drained(Duration::from_secs(60)).await;
     stop(poster);
+    stop(reporter);
     let facts = ledger.assert_invariants(&messages).await;
     println!(
-        "kill loop: {} messages, {kills_mid_stream} SIGKILLs mid-stream, {} entries, {} rejections",
+        "kill loop: {} messages, {kills_mid_stream} SIGKILLs mid-stream, {} entries, {} rejections, holds {:?}",
         messages.len(),
         facts.entries,
-        facts.rejections
+        facts.rejections,
+        facts.holds
     );
 }
 

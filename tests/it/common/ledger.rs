@@ -58,6 +58,17 @@ impl Ledger {
         }
     }
 
+    /// The one topic this ledger's reporter publishes every kind of event to.
+    pub fn events_topic(&self) -> String {
+        format!("{}-events", self.topic)
+    }
+
+    pub async fn create_events_topic(&self) {
+        ledgerline::kafka::create_topics(&kafka(), &[&self.events_topic()], 1)
+            .await
+            .unwrap();
+    }
+
     /// Runs `ledgerline replay` of this ledger's group and topic back to offset 0, as the writer.
     pub fn replay_to_start(&self) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
@@ -188,11 +199,29 @@ impl Ledger {
 
     /// Every invariant of a drained ledger, against what the messages should have produced.
     pub async fn assert_invariants(&self, messages: &[Message]) -> LedgerFacts {
-        let posted_keys: std::collections::BTreeSet<&str> = messages
+        let key_of = |m: &Message| m.request.as_ref().map(|r| r.idempotency_key.clone());
+        let keys_of = |expected: &dyn Fn(&Expected) -> bool| -> std::collections::BTreeSet<String> {
+            messages
+                .iter()
+                .filter(|m| expected(&m.expected))
+                .filter_map(key_of)
+                .collect()
+        };
+        let posted_keys = keys_of(&|e| *e == Expected::Posted);
+        let hold_posts = messages
             .iter()
             .filter(|m| m.expected == Expected::Posted)
-            .map(|m| m.key.as_str())
-            .collect();
+            .filter_map(|m| m.request.as_ref())
+            .filter(|r| r.kind.as_deref() == Some("POST_PENDING"))
+            .map(|r| r.idempotency_key.clone())
+            .collect::<std::collections::BTreeSet<_>>();
+        let holds = HoldFacts {
+            made: keys_of(&|e| matches!(e, Expected::Held { .. })).len() as i64,
+            posted: hold_posts.len() as i64,
+            voided: keys_of(&|e| *e == Expected::Released).len() as i64,
+            expired: keys_of(&|e| *e == Expected::Held { expires: true }).len() as i64,
+            pending_drift: 0,
+        };
         let invalid = messages
             .iter()
             .filter(|m| matches!(m.expected, Expected::Rejected(_)))
@@ -222,7 +251,11 @@ impl Ledger {
         );
         assert_eq!(
             facts.version_mismatches, 0,
-            "every account version = entries touching it"
+            "every account version = entries, holds and releases touching it"
+        );
+        assert_eq!(
+            facts.holds, holds,
+            "holds made, posted, voided and expired as announced; pending amounts = open holds"
         );
         let ends = self.end_offsets();
         assert_eq!(
@@ -245,6 +278,18 @@ pub struct LedgerFacts {
     pub trial_balance: Vec<(String, rust_decimal::Decimal, rust_decimal::Decimal)>,
     pub drift: Vec<(String, rust_decimal::Decimal, rust_decimal::Decimal)>,
     pub version_mismatches: i64,
+    pub holds: HoldFacts,
+}
+
+/// Holds made, and closed by status; accounts whose pending amounts differ from their open
+/// holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldFacts {
+    pub made: i64,
+    pub posted: i64,
+    pub voided: i64,
+    pub expired: i64,
+    pub pending_drift: i64,
 }
 
 impl LedgerFacts {
@@ -269,11 +314,26 @@ impl LedgerFacts {
             .await
             .unwrap(),
             drift: ledgerline::store::reports::balance_drift(pool).await.unwrap(),
+            // A version per entry, per hold made and per hold voided or expired (a posted hold's
+            // release is part of its entry's change).
             version_mismatches: one(
                 "SELECT count(*) FROM account_balances b
-                 WHERE b.version <> (SELECT count(DISTINCT l.entry_id) FROM journal_lines l WHERE l.account_id = b.account_id)",
+                 WHERE b.version <> (SELECT count(DISTINCT l.entry_id) FROM journal_lines l WHERE l.account_id = b.account_id)
+                     + (SELECT count(DISTINCT l.hold_id) FROM hold_lines l WHERE l.account_id = b.account_id)
+                     + (SELECT count(DISTINCT l.hold_id) FROM hold_lines l JOIN hold_closings c USING (hold_id)
+                        WHERE l.account_id = b.account_id AND c.status <> 'posted')",
             )
             .await,
+            holds: HoldFacts {
+                made: one("SELECT count(*) FROM holds").await,
+                posted: one("SELECT count(*) FROM hold_closings WHERE status = 'posted'").await,
+                voided: one("SELECT count(*) FROM hold_closings WHERE status = 'voided'").await,
+                expired: one("SELECT count(*) FROM hold_closings WHERE status = 'expired'").await,
+                pending_drift: ledgerline::store::reports::pending_drift(pool)
+                    .await
+                    .unwrap()
+                    .len() as i64,
+            },
         }
     }
 }

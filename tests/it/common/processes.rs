@@ -79,6 +79,29 @@ pub fn spawn_poster_env(
     spawn_ledgerline(log, &args, &vars)
 }
 
+/// A reporter of `ledger`, publishing every kind of event to `Ledger::events_topic` (create it
+/// first); with `idle_ms`, it exits once the outbox stays empty that long. It also publishes the
+/// expiries of holds past their time.
+pub fn spawn_reporter(ledger: &Ledger, idle_ms: Option<u64>) -> PosterProcess {
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut args = vec!["reporter".to_string(), "--http-addr".into(), http];
+    if let Some(ms) = idle_ms {
+        args.extend(["--exit-when-idle-ms".into(), ms.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let events = ledger.events_topic();
+    spawn_ledgerline(
+        &format!("reporter-{}", ledger.topic),
+        &args,
+        &[
+            ("LEDGERLINE_DATABASE_URL", &writer_url(&ledger.db_url)),
+            ("LEDGERLINE_BALANCES_TOPIC", &events),
+            ("LEDGERLINE_ANOMALIES_TOPIC", &events),
+            ("LEDGERLINE_REJECTIONS_TOPIC", &events),
+        ],
+    )
+}
+
 /// Runs the ledgerline binary with its output appended to target/tmp/poster-logs/LOG.log.
 pub fn spawn_ledgerline(log: &str, args: &[&str], env: &[(&str, &str)]) -> PosterProcess {
     let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("poster-logs");
