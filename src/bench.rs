@@ -109,7 +109,11 @@ pub async fn ledger(admin_url: &Secret, lines: usize, accounts: usize, batch: us
 }
 
 /// Commits the messages in batches of `batch`, as the poster does, without Kafka.
-async fn load(pool: &PgPool, messages: &[generator::Message], batch: usize) -> Result<()> {
+pub(crate) async fn load(
+    pool: &PgPool,
+    messages: &[generator::Message],
+    batch: usize,
+) -> Result<()> {
     let table = CurrencyTable::default();
     let mut offset = 0i64;
     for chunk in messages.chunks(batch) {

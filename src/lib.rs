@@ -6,6 +6,8 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 #[cfg(feature = "bench")]
+pub mod bench_holds;
+#[cfg(feature = "bench")]
 pub mod bench_pipeline;
 pub mod cli;
 pub mod codec;

@@ -41,6 +41,23 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// What holds and limits cost per request: plain postings, limited accounts, holds, and
+    /// holds on limited accounts, committed through the poster's batch commit (no Kafka) into
+    /// fresh databases (needs LEDGERLINE_ADMIN_DATABASE_URL).
+    Holds {
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Postings per committed batch (the poster's default).
+        #[arg(long, default_value_t = crate::limits::BATCH_POSTINGS_DEFAULT)]
+        batch: usize,
+        /// Share of generator rolls that start a hold's life in the holds scenarios.
+        #[arg(long, default_value_t = 0.5)]
+        hold_share: f64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Load a synthetic ledger into a fresh database (needs LEDGERLINE_ADMIN_DATABASE_URL) and
     /// time the trial balance, an as-of balance and a full verify.
     Ledger {
@@ -75,6 +92,22 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
                 batch.clamp(1, crate::limits::BATCH_POSTINGS_MAX),
             )
             .await
+        }
+        BenchCmd::Holds {
+            requests,
+            accounts,
+            batch,
+            hold_share,
+            runs,
+        } => {
+            let settings = crate::bench_holds::HoldsSettings {
+                requests,
+                accounts,
+                batch: batch.clamp(1, crate::limits::BATCH_POSTINGS_MAX),
+                hold_share: hold_share.clamp(0.0, 1.0),
+                runs: runs.clamp(1, 10),
+            };
+            crate::bench_holds::holds(&admin, &settings).await
         }
         BenchCmd::Pipeline {
             postings,
