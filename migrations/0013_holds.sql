@@ -46,20 +46,20 @@ CREATE TABLE hold_closings (
     CHECK ((status = 'posted') = (entry_id IS NOT NULL))
 );
 
-DO $$
-DECLARE t text;
+-- Makes a table append-only (rows never updated or deleted, the table never truncated), as
+-- migration 0001 does for the journal; for this and later migrations.
+CREATE FUNCTION ledgerline_make_append_only(t text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    FOREACH t IN ARRAY ARRAY['holds', 'hold_lines', 'hold_closings']
-    LOOP
-        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I
-                        FOR EACH ROW EXECUTE FUNCTION ledgerline_refuse_change()',
-                       t || '_append_only', t);
-        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I
-                        FOR EACH STATEMENT EXECUTE FUNCTION ledgerline_refuse_change()',
-                       t || '_no_truncate', t);
-    END LOOP;
+    EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I
+                    FOR EACH ROW EXECUTE FUNCTION ledgerline_refuse_change()',
+                   t || '_append_only', t);
+    EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I
+                    FOR EACH STATEMENT EXECUTE FUNCTION ledgerline_refuse_change()',
+                   t || '_no_truncate', t);
 END;
 $$;
+
+SELECT ledgerline_make_append_only(t) FROM unnest(ARRAY['holds', 'hold_lines', 'hold_closings']) AS t;
 
 ALTER TABLE account_balances
     ADD COLUMN pending_debits numeric NOT NULL DEFAULT 0 CHECK (pending_debits >= 0),

@@ -45,8 +45,10 @@ pub enum BenchCmd {
     /// holds on limited accounts, committed through the poster's batch commit (no Kafka) into
     /// fresh databases (needs LEDGERLINE_ADMIN_DATABASE_URL).
     Holds {
+        /// Requests committed per scenario.
         #[arg(long, default_value_t = 100_000)]
         requests: usize,
+        /// Accounts they post to and hold on.
         #[arg(long, default_value_t = 10_000)]
         accounts: usize,
         /// Postings per committed batch (the poster's default).
@@ -55,6 +57,7 @@ pub enum BenchCmd {
         /// Share of generator rolls that start a hold's life in the holds scenarios.
         #[arg(long, default_value_t = 0.5)]
         hold_share: f64,
+        /// Each scenario is measured this many times, alternating; the median is shown.
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },

@@ -78,8 +78,10 @@ pub enum ReportCmd {
         /// Only open holds.
         #[arg(long)]
         open: bool,
+        /// At most this many holds.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        /// table, json or csv.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },

@@ -8,10 +8,11 @@
 //! - Confluent Schema Registry: `00` + 4-byte big-endian schema id + datum.
 //! - JSON: an object, for upstreams without Avro (when enabled).
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::marker::PhantomData;
 
 use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
+use apache_avro::types::Value;
 use apache_avro::{
     from_avro_datum, from_avro_datum_schemata, from_value, to_avro_datum, to_value, Schema,
 };
@@ -195,40 +196,55 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
             let fingerprint: String = head[2..].iter().map(|b| format!("{b:02x}")).collect();
             return Err(DecodeError::UnknownSchema(fingerprint));
         };
-        let mut cursor = Cursor::new(datum);
-        let value = from_avro_datum(writer, &mut cursor, Some(&self.schema))
-            .map_err(|e| malformed(&format!("Avro (an earlier schema version): {e}")))?;
-        self.finish(datum, &cursor, &value)
+        let value = read_whole_datum(datum, "Avro (an earlier schema version)", |r| {
+            from_avro_datum(writer, r, Some(&self.schema))
+        })?;
+        from_value::<T>(&value).map_err(|e| malformed(&format!("Avro value: {e}")))
     }
 
     fn decode_datum(&self, datum: &[u8]) -> Result<T, DecodeError> {
-        let mut cursor = Cursor::new(datum);
         // `from_avro_datum` collects the schema's named types on every call, to resolve
         // references; a schema without references needs none (that was a sixth of decoding).
-        let value = if self.has_references {
-            from_avro_datum(&self.schema, &mut cursor, None)
-        } else {
-            from_avro_datum_schemata(&self.schema, Vec::new(), &mut cursor, None)
-        }
-        .map_err(|e| malformed(&format!("Avro: {e}")))?;
-        self.finish(datum, &cursor, &value)
+        let value = read_whole_datum(datum, "Avro", |r| {
+            if self.has_references {
+                from_avro_datum(&self.schema, r, None)
+            } else {
+                from_avro_datum_schemata(&self.schema, Vec::new(), r, None)
+            }
+        })?;
+        from_value::<T>(&value).map_err(|e| malformed(&format!("Avro value: {e}")))
     }
+}
 
-    /// No trailing bytes, then the value as a `T`.
-    fn finish(
-        &self,
-        datum: &[u8],
-        cursor: &Cursor<&[u8]>,
-        value: &apache_avro::types::Value,
-    ) -> Result<T, DecodeError> {
-        if cursor.position() as usize != datum.len() {
-            return Err(malformed(&format!(
-                "{} trailing bytes after the Avro datum",
-                datum.len() - cursor.position() as usize
-            )));
-        }
-        from_value::<T>(value).map_err(|e| malformed(&format!("Avro value: {e}")))
+/// Read after a datum's last byte only when the datum was cut short: a varint's continuation
+/// byte, which no value can end on. apache-avro reads a union index it finds at the end of its
+/// input as null instead of failing, so without this a message that lost its trailing optional
+/// fields (request schema version 2 ends with three) would decode as if they were null: a
+/// truncated hold as a posting.
+const SENTINEL: &[u8] = &[0x80];
+
+type DatumReader<'a> = std::io::Chain<Cursor<&'a [u8]>, &'static [u8]>;
+
+/// `read`s one value from exactly `datum`: refused when the reader needed bytes past its end
+/// (it was cut short) or left some (trailing bytes).
+fn read_whole_datum(
+    datum: &[u8],
+    what: &str,
+    read: impl FnOnce(&mut DatumReader<'_>) -> Result<Value, apache_avro::Error>,
+) -> Result<Value, DecodeError> {
+    let mut reader = Cursor::new(datum).chain(SENTINEL);
+    let value = read(&mut reader).map_err(|e| malformed(&format!("{what}: {e}")))?;
+    let (cursor, sentinel) = reader.into_inner();
+    if sentinel.is_empty() {
+        return Err(malformed(&format!("{what}: the datum is cut short")));
     }
+    let left = datum.len() - cursor.position() as usize;
+    if left > 0 {
+        return Err(malformed(&format!(
+            "{left} trailing bytes after the Avro datum"
+        )));
+    }
+    Ok(value)
 }
 
 /// Whether `schema` refers to a named type by name anywhere inside it.

@@ -465,19 +465,29 @@ fn check_and_apply(
     p: &Posting,
     state: &mut LedgerState,
 ) -> Result<(Uuid, Vec<BalanceChange>), Rejection> {
+    let deltas = checked_changes(p, Effect::Post, state)?;
+    Ok((entry_id(p.key.as_str()), apply(deltas, state)))
+}
+
+/// A posting's (or a hold's) lines checked by every stateful rule, as changes of `effect`.
+fn checked_changes<'a>(
+    p: &'a Posting,
+    effect: Effect,
+    state: &LedgerState,
+) -> Result<Deltas<'a>, Rejection> {
     check_entity_and_period(p, state)?;
     let mut deltas = Deltas::new();
     add_lines(
         &mut deltas,
         &p.lines,
-        Effect::Post,
+        effect,
         Some(p.entity.as_str()),
         state,
     )?;
     check_funds(&deltas, state)?;
     // Checked when parsing; checked again just before the write (assert invariants twice).
     p.check_balanced()?;
-    Ok((entry_id(p.key.as_str()), apply(deltas, state)))
+    Ok(deltas)
 }
 
 /// Each account's change, keyed by account id, with the account's shared id (for its balance

@@ -7,7 +7,7 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::{eventually, kafka_tool};
@@ -18,40 +18,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
 /// Publishes with the independent client: `format` json or confluent, `codec` a
-/// compression.type. Messages without a request (raw bytes) go through ledgerline's publisher,
-/// in the same order.
+/// compression.type.
 fn python_publish(topic: &str, codec: &str, format: &str, messages: &[Message]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/publish.py");
-    let mut child = Command::new(required_env("LEDGERLINE_PYTHON"))
-        .args([
-            script,
-            &required_env("LEDGERLINE_KAFKA_BROKERS"),
-            topic,
-            codec,
-            format,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the Python client starts (installed by ops/install-deps.sh --test)");
-    let mut stdin = child.stdin.take().unwrap();
-    for m in messages {
-        let request = m.request.as_ref().expect("a request");
-        writeln!(stdin, "{}", serde_json::to_string(request).unwrap()).unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "publish.py {codec} {format}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).lines().count(),
-        messages.len(),
-        "one delivery report per message"
-    );
+    let requests: Vec<String> = messages
+        .iter()
+        .map(|m| serde_json::to_string(m.request.as_ref().expect("a request")).unwrap())
+        .collect();
+    common::python_publish(topic, &[codec, format], &requests);
 }
 
 /// The compression codecs of the record batches stored for `topic`, read from the stack

@@ -287,3 +287,31 @@ fn a_message_of_an_earlier_schema_version_is_read_with_the_new_fields_defaulted(
         .unwrap();
     assert_eq!(with_history.decode(&current_bytes).unwrap(), request);
 }
+
+/// apache-avro reads a union index missing at the end of its input as null: a hold cut short
+/// before its `kind` would decode as an ordinary posting. Every cut of a request is malformed.
+#[test]
+fn every_cut_of_a_request_is_malformed_never_a_shorter_request() {
+    let codec = posting_codec();
+    let mut hold = request();
+    hold.reverses = None;
+    hold.kind = Some("PENDING".into());
+    hold.expires_at = Some("2026-12-01T00:00:00Z".into());
+    let mut posting = request();
+    posting.reverses = None;
+    for r in [hold, posting] {
+        let bytes = codec.encode(&r, Framing::AvroSingleObject).unwrap();
+        assert_eq!(codec.decode(&bytes).unwrap(), r);
+        for cut in 10..bytes.len() {
+            assert!(
+                matches!(
+                    codec.decode(&bytes[..cut]),
+                    Err(ledgerline::codec::DecodeError::Malformed(_))
+                ),
+                "{} of {} bytes decoded",
+                cut,
+                bytes.len()
+            );
+        }
+    }
+}

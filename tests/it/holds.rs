@@ -4,48 +4,19 @@
 //! holds and postings on one limited account from four partitions never taking its available
 //! balance past the limit; producers on the previous request schema still posting.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::common;
 
-use common::{free_port, required_env, Ledger};
+use common::{free_port, Ledger};
 use ledgerline::codec::{balance_events_from_json, posting_codec, BalanceEvent, Framing};
 use ledgerline::domain::hold::hold_id;
-use ledgerline::domain::{LineRequest, PostingRequest};
+use ledgerline::domain::PostingRequest;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rust_decimal::Decimal;
 
-/// Debit-normal (an asset), may not go negative: holds and postings take from it by crediting.
-const LIMITED: &str = "acct-00000";
-const OTHER: &str = "acct-00001";
-
-/// A request of `kind` moving `amount` out of (side C) or into (D) the limited account.
-fn request(key: &str, kind: Option<&str>, amount: Option<&str>, side: &str) -> PostingRequest {
-    let other = if side == "C" { "D" } else { "C" };
-    let line = |account: &str, side: &str, amount: &str| LineRequest {
-        account_id: account.into(),
-        side: side.into(),
-        amount: amount.into(),
-        currency: "USD".into(),
-    };
-    PostingRequest {
-        idempotency_key: key.into(),
-        entity_id: "demo".into(),
-        effective_date: "2026-11-05".into(),
-        description: None,
-        source: None,
-        reverses: None,
-        metadata: Default::default(),
-        lines: amount.map_or_else(Vec::new, |a| {
-            vec![line(LIMITED, side, a), line(OTHER, other, a)]
-        }),
-        kind: kind.map(str::to_string),
-        pending_id: None,
-        expires_at: None,
-    }
-}
+use common::{transfer as request, LIMITED, OTHER};
 
 fn deposit(key: &str, amount: &str) -> PostingRequest {
     request(key, None, Some(amount), "D")
@@ -236,6 +207,15 @@ async fn a_hold_is_posted_in_part_voided_or_expired_once_and_late_requests_are_r
         .collect();
     assert_eq!(keys, ["h4"]);
     ledger.assert_verified_and_replay_changes_nothing().await;
+    // Holds are append-only like the journal, for the owner too.
+    for sql in [
+        "UPDATE hold_closings SET status = 'voided'",
+        "DELETE FROM hold_lines",
+        "TRUNCATE holds CASCADE",
+    ] {
+        let err = sqlx::query(sql).execute(&ledger.pool).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
 }
 
 /// Posts of 30 holds are published while their expiry comes due: each hold is closed once, by
@@ -401,29 +381,11 @@ async fn holds_on_a_limited_account_from_four_partitions_never_pass_its_limit() 
 }
 
 /// An upstream system that is not ledgerline (Python confluent-kafka and fastavro) writes
-/// single-object Avro with the previous version of the request schema and with the current one.
+/// single-object Avro with the writer's schema `schema` (a file under `schemas/`).
 fn python_publish(topic: &str, schema: &str, requests: &[serde_json::Value]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/publish.py");
     let schema = format!("{}/schemas/{schema}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new(required_env("LEDGERLINE_PYTHON"))
-        .args([script, &required_env("LEDGERLINE_KAFKA_BROKERS"), topic])
-        .args(["none", "single-object", &schema])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the Python client starts (installed by ops/install-deps.sh --test)");
-    let mut stdin = child.stdin.take().unwrap();
-    for r in requests {
-        writeln!(stdin, "{r}").unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "publish.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let lines: Vec<String> = requests.iter().map(|r| r.to_string()).collect();
+    common::python_publish(topic, &["none", "single-object", &schema], &lines);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

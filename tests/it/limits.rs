@@ -9,34 +9,12 @@ use crate::common;
 
 use common::Ledger;
 use ledgerline::codec::{balance_events_from_json, posting_codec, Framing};
-use ledgerline::domain::{LineRequest, PostingRequest};
 use rust_decimal::Decimal;
 
-const LIMITED: &str = "acct-00000";
+use common::LIMITED;
 
-/// `amount` on the limited account's `side` (C takes from it: it is debit-normal), the other
-/// side on a second account.
-fn transfer(key: &str, amount: &str, side: &str) -> PostingRequest {
-    let other = if side == "C" { "D" } else { "C" };
-    let line = |account: &str, side: &str| LineRequest {
-        account_id: account.into(),
-        side: side.into(),
-        amount: amount.into(),
-        currency: "USD".into(),
-    };
-    PostingRequest {
-        idempotency_key: key.into(),
-        entity_id: "demo".into(),
-        effective_date: "2026-11-05".into(),
-        description: None,
-        source: None,
-        reverses: None,
-        kind: None,
-        pending_id: None,
-        expires_at: None,
-        metadata: Default::default(),
-        lines: vec![line(LIMITED, side), line("acct-00001", other)],
-    }
+fn transfer(key: &str, amount: &str, side: &str) -> ledgerline::domain::PostingRequest {
+    common::transfer(key, None, Some(amount), side)
 }
 
 /// Every balance event of `account` in the outbox, in order.

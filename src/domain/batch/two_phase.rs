@@ -6,8 +6,8 @@ use foldhash::HashMap;
 use rust_decimal::Decimal;
 
 use super::{
-    add_lines, apply, check_entity_and_period, check_funds, entry_id, Decision, Deltas, Effect,
-    LedgerState, PostedHold,
+    add_lines, apply, check_entity_and_period, check_funds, checked_changes, entry_id, Decision,
+    Deltas, Effect, LedgerState, PostedHold,
 };
 use crate::domain::hold::{hold_id, Hold, HoldStatus};
 use crate::domain::posting::{Line, Posting, Side};
@@ -15,17 +15,7 @@ use crate::domain::rejection::Rejection;
 
 /// A `PENDING` request: its lines checked as a posting's, their amounts reserved.
 pub(super) fn hold(p: &Posting, state: &mut LedgerState) -> Result<Decision, Rejection> {
-    check_entity_and_period(p, state)?;
-    let mut deltas = Deltas::new();
-    add_lines(
-        &mut deltas,
-        &p.lines,
-        Effect::Hold,
-        Some(p.entity.as_str()),
-        state,
-    )?;
-    check_funds(&deltas, state)?;
-    p.check_balanced()?;
+    let deltas = checked_changes(p, Effect::Hold, state)?;
     let id = hold_id(p.key.as_str());
     let changes = apply(deltas, state);
     remember(

@@ -97,12 +97,14 @@ pub fn hostile(kind: usize, seed: u64) -> Vec<u8> {
             bytes[..rng.gen_range(0..bytes.len())].to_vec()
         }
         2 => {
-            // The lines array is the last field: an empty array is one 0 byte. Replace it with
-            // a block count of billions (then a few bytes), which must not be allocated.
+            // An empty lines array is one 0 byte, followed by the three null fields of version
+            // 2 (one 0 byte each). Replace the array with a block count of billions (then a few
+            // bytes), which must not be allocated.
             let mut r = valid_request(&key);
             r.lines.clear();
             let mut bytes = avro(&r);
-            bytes.pop();
+            assert_eq!(bytes[bytes.len() - 4..], [0, 0, 0, 0]);
+            bytes.truncate(bytes.len() - 4);
             bytes.extend(avro_long(rng.gen_range(1i64 << 30..1i64 << 50)));
             bytes.extend((0..rng.gen_range(0..8)).map(|_| rng.gen::<u8>()));
             bytes

@@ -73,3 +73,35 @@ impl Publisher {
         }
     }
 }
+
+/// Publishes JSON requests (one per line) with the independent client, `tests/clients/publish.py`
+/// (Python confluent-kafka and fastavro): `args` are its CODEC FORMAT [SCHEMA]. Expects one
+/// delivery report per request.
+pub fn python_publish(topic: &str, args: &[&str], requests: &[String]) {
+    use std::io::Write;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/publish.py");
+    let mut child = std::process::Command::new(required_env("LEDGERLINE_PYTHON"))
+        .args([script, &required_env("LEDGERLINE_KAFKA_BROKERS"), topic])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the Python client starts (installed by ops/install-deps.sh --test)");
+    let mut stdin = child.stdin.take().unwrap();
+    for r in requests {
+        writeln!(stdin, "{r}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "publish.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        requests.len(),
+        "one delivery report per message"
+    );
+}

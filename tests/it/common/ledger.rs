@@ -10,6 +10,44 @@ use sqlx::PgPool;
 
 use super::*;
 
+/// The synthetic chart's first account (an asset: debit-normal), which tests of limits and
+/// holds limit; they move money between it and `OTHER`.
+pub const LIMITED: &str = "acct-00000";
+pub const OTHER: &str = "acct-00001";
+
+/// A request of `kind` (none: an ordinary posting) moving `amount` out of (side C) or into (D)
+/// `LIMITED`, the other side on `OTHER`; no lines without an amount.
+pub fn transfer(
+    key: &str,
+    kind: Option<&str>,
+    amount: Option<&str>,
+    side: &str,
+) -> ledgerline::domain::PostingRequest {
+    use ledgerline::domain::LineRequest;
+    let other = if side == "C" { "D" } else { "C" };
+    let line = |account: &str, side: &str, amount: &str| LineRequest {
+        account_id: account.into(),
+        side: side.into(),
+        amount: amount.into(),
+        currency: "USD".into(),
+    };
+    ledgerline::domain::PostingRequest {
+        idempotency_key: key.into(),
+        entity_id: "demo".into(),
+        effective_date: "2026-11-05".into(),
+        description: None,
+        source: None,
+        reverses: None,
+        metadata: Default::default(),
+        lines: amount.map_or_else(Vec::new, |a| {
+            vec![line(LIMITED, side, a), line(OTHER, other, a)]
+        }),
+        kind: kind.map(str::to_string),
+        pending_id: None,
+        expires_at: None,
+    }
+}
+
 pub struct Ledger {
     pub pool: PgPool,
     pub db_url: String,
