@@ -38,12 +38,12 @@ $LL accounts synthetic --entity demo --count 1000
 $LL periods open --entity demo --start "$PERIOD_START" --end "$PERIOD_END" --by demo >/dev/null || true
 $LL periods list --entity demo
 
-echo "== publishing: the sample file, then 20,000 synthetic requests (5% duplicates, 2% invalid)"
+echo "== publishing: the sample file, then 20,000 synthetic requests (5% duplicates, 2% invalid, 5% starting a hold's life)"
 sed -e "s/\"sample-/\"$RUN_ID-sample-/" -e "s/2026-11-02/$(days_ago 4)/" -e "s/2026-11-03/$(days_ago 3)/" \
     -e "s/2026-11-05/$(days_ago 1)/" -e "s/2026-11-06/$TODAY/" ops/sample/postings.jsonl >"$LEDGERLINE_STACK_DIR/sample.jsonl"
 $LL produce --file "$LEDGERLINE_STACK_DIR/sample.jsonl"
 $LL produce --count 20000 --accounts 1000 --lines 2-5 --duplicate-share 0.05 --invalid-share 0.02 \
-    --hot-account-share 0.1 --seed 42 --key-prefix "$RUN_ID" --effective-date "$TODAY"
+    --hot-account-share 0.1 --hold-share 0.05 --seed 42 --key-prefix "$RUN_ID" --effective-date "$TODAY"
 
 echo "== poster: consuming until the topic is drained (metrics on http://$HTTP_ADDR/metrics)"
 "${AS_WRITER[@]}" $LL poster --http-addr "$HTTP_ADDR" --exit-when-idle-ms 3000 &
@@ -70,6 +70,8 @@ echo "== trial balance"
 "${AS_READER[@]}" $LL report trial-balance
 echo "== rejections by reason"
 "${AS_READER[@]}" $LL report rejections
+echo "== open holds (two-phase postings not yet posted or voided)"
+"${AS_READER[@]}" $LL report holds --open --limit 5
 echo "== sample accounts"
 "${AS_READER[@]}" $LL accounts list --entity demo --limit 6
 echo "== integrity (ledgerline verify, as the read-only role)"
