@@ -72,6 +72,10 @@ async fn status_page_shows_partitions_counters_and_rejections() {
     }
     assert!(html.contains(">yes<"), "the poster reports ready:\n{html}");
     assert!(
+        html.contains("id=\"holds\">0<"),
+        "no open holds, from /status:\n{html}"
+    );
+    assert!(
         html.contains("UNBALANCED") || html.contains("MALFORMED"),
         "rejections by reason:\n{html}"
     );
