@@ -62,10 +62,10 @@ pub async fn run(pool: &PgPool, show_progress: bool) -> Result<IntegrityReport, 
 
 /// The report as a table for humans.
 pub fn render_table(r: &IntegrityReport) -> String {
-    let mut out = format!("{:<24} {:<6} {:>10}\n", "CHECK", "STATUS", "VIOLATIONS");
+    let mut out = format!("{:<26} {:<6} {:>10}\n", "CHECK", "STATUS", "VIOLATIONS");
     for c in &r.checks {
         out.push_str(&format!(
-            "{:<24} {:<6} {:>10}\n",
+            "{:<26} {:<6} {:>10}\n",
             c.check,
             if c.ok { "ok" } else { "FAILED" },
             c.violations.len()
