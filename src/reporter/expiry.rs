@@ -66,14 +66,14 @@ impl Expiry {
         }
     }
 
-    /// When a round is due: publishes an expiry for each open hold past its time (unless one
-    /// was published lately). Returns how many were published and the longest overdue, in
-    /// seconds, of the holds still open.
+    /// When a round is due: the longest overdue, in seconds, of the open holds past their time
+    /// (reported whether or not publishing then works, so that a failing expiry shows), and the
+    /// outcome of publishing an expiry for each (unless one was published lately): how many.
     pub async fn run_due(
         &mut self,
         pool: &sqlx::PgPool,
         producer: &rdkafka::producer::FutureProducer<crate::kafka::BrokerWatch>,
-    ) -> Result<Option<(usize, f64)>> {
+    ) -> Result<Option<(f64, Result<usize>)>> {
         if self.last_round.is_some_and(|t| t.elapsed() < ROUND_EVERY) {
             return Ok(None);
         }
@@ -83,6 +83,15 @@ impl Expiry {
             .iter()
             .map(|h| h.overdue_seconds)
             .fold(0.0, f64::max);
+        Ok(Some((overdue, self.publish(&expired, producer).await)))
+    }
+
+    /// Publishes the expiry of each hold of `expired` not published lately; how many.
+    async fn publish(
+        &mut self,
+        expired: &[ExpiredHold],
+        producer: &rdkafka::producer::FutureProducer<crate::kafka::BrokerWatch>,
+    ) -> Result<usize> {
         self.sent
             .retain(|id, _| expired.iter().any(|h| h.id == *id));
         let due: Vec<&ExpiredHold> = expired
@@ -115,6 +124,6 @@ impl Expiry {
                 .with_context(|| format!("publishing the expiry of hold {id}"))?;
             self.sent.insert(id, Instant::now());
         }
-        Ok(Some((due.len(), overdue)))
+        Ok(due.len())
     }
 }

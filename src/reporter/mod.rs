@@ -168,7 +168,8 @@ impl Reporter {
     }
 
     /// Publishes the expiry of every open hold past its time (`expiry.rs`). A failure is
-    /// retried next round; the holds' overdue age (a metric with an alert) shows a lasting one.
+    /// retried next round; the holds' overdue age (a metric with an alert), set every round
+    /// whether publishing works or not, shows a lasting one.
     async fn expire_holds(&self) {
         let producer = self.producer();
         match self
@@ -178,18 +179,24 @@ impl Reporter {
             .run_due(&self.pool, &producer)
             .await
         {
-            Ok(Some((published, overdue))) => {
-                if published > 0 {
-                    tracing::info!(published, "hold expiries published");
+            Ok(Some((overdue, published))) => {
+                let overdue = overdue.round() as i64;
+                self.metrics.holds_overdue_seconds.set(overdue);
+                match published {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(published = n, "hold expiries published");
+                        self.metrics.hold_expiries.inc_by(n as u64);
+                    }
+                    Err(e) => {
+                        let e = format!("{e:#}");
+                        tracing::warn!(error = %e, overdue, "publishing hold expiries failed; will retry")
+                    }
                 }
-                self.metrics.hold_expiries.inc_by(published as u64);
-                self.metrics
-                    .holds_overdue_seconds
-                    .set(overdue.round() as i64);
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "publishing hold expiries failed; will retry")
+                tracing::warn!(error = %format!("{e:#}"), "looking for expired holds failed; will retry")
             }
         }
     }
