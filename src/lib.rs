@@ -3,6 +3,7 @@
 //! The data flow reads in the module names: `codec` (bytes -> requests) -> `domain` (pure
 //! rules) -> `store` (the only SQL). `kafka` holds the client set-up shared by every command.
 
+pub mod api;
 #[cfg(feature = "bench")]
 pub mod bench;
 #[cfg(feature = "bench")]

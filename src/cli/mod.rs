@@ -65,6 +65,8 @@ pub enum Command {
     Report(ReportCmd),
     /// Publish outbox events (balances, anomalies, rejections) to Kafka (long-running).
     Reporter(ReporterArgs),
+    /// The read API under /v1 for upstream and downstream systems (long-running; first slice).
+    Api(services::ApiArgs),
     /// Print downstream events for humans, one line each, from the start of the topic.
     Tail(TailArgs),
     /// Benchmarks that print a Markdown table of the machine, settings and figures (built with
@@ -166,6 +168,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Replay(args) => services::replay(args).await?,
         Command::Report(cmd) => reports::report(cmd).await?,
         Command::Reporter(args) => services::reporter(args).await?,
+        Command::Api(args) => services::api(args).await?,
         Command::Tail(args) => reports::tail(args).await?,
         Command::Verify { json } => reports::verify(json).await?,
         #[cfg(feature = "bench")]

@@ -45,6 +45,43 @@ pub struct PosterArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// HTTP address of the API.
+    #[arg(
+        long,
+        env = "LEDGERLINE_API_HTTP_ADDR",
+        default_value = "127.0.0.1:9466"
+    )]
+    pub http_addr: std::net::SocketAddr,
+    /// The posters' consumer group, whose applied positions every response reports.
+    #[arg(long, env = "LEDGERLINE_GROUP", default_value = "ledgerline-poster")]
+    pub group: String,
+    /// The postings topic (default: LEDGERLINE_POSTINGS_TOPIC or ledger.postings).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Print the OpenAPI document (generated from the code; committed as docs/openapi.json)
+    /// and exit.
+    #[arg(long)]
+    pub openapi: bool,
+}
+
+/// `ledgerline api`: the read API on its own port and pool.
+pub(super) async fn api(args: ApiArgs) -> Result<()> {
+    if args.openapi {
+        println!("{}", crate::api::openapi_json());
+        return Ok(());
+    }
+    let pool = schema_checked_pool().await?;
+    let [postings, ..] = ledger_topics();
+    let state = crate::api::ApiState {
+        pool,
+        group: args.group.into(),
+        topic: args.topic.unwrap_or(postings).into(),
+    };
+    crate::api::serve(args.http_addr, state).await
+}
+
+#[derive(Debug, Args)]
 pub struct ReporterArgs {
     /// HTTP address for /health, /ready, /metrics.
     #[arg(

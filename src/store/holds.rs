@@ -51,7 +51,7 @@ pub async fn status(pool: &PgPool, hold: &str) -> Result<Option<String>, StoreEr
 }
 
 /// An account's current posted balance, pending amounts and available balance.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Holdings {
     pub balance: rust_decimal::Decimal,
     pub pending_debits: rust_decimal::Decimal,

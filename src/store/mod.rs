@@ -32,6 +32,7 @@ pub mod outbox;
 pub mod periods;
 pub mod posting;
 pub mod reports;
+pub mod requests;
 pub mod verify;
 
 use std::time::Duration;

@@ -31,6 +31,7 @@ mod ops_runbook;
 mod ops_status_page;
 mod poster_exactly_once;
 mod poster_faults;
+mod query_api;
 mod reporter;
 mod security;
 mod stack_script;
