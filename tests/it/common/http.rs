@@ -10,6 +10,17 @@ pub async fn metric(port: u16, name: &str, labels: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// The sum of every sample of a metric whatever its labels; None when it has none.
+pub async fn metric_sum(port: u16, name: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics").await?;
+    let values: Vec<f64> = body
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// GET http://127.0.0.1:port/path, returning (status, body); None when nothing answers.
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     http_get_auth(port, path, None).await
