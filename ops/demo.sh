@@ -2,8 +2,8 @@
 # The main job end to end on the local stack: install and start the stack, build, migrate,
 # set up an entity, accounts and an open period, publish a sample (with duplicates and invalid
 # requests), run the poster until the topic is drained, then print the trial balance and the
-# rejection summary, and run the reporter to publish and show balance, anomaly and rejection
-# events.
+# rejection summary, run the reporter to publish and show balance, anomaly and rejection
+# events, and ask the query API what became of one posted and one rejected request.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source ops/lib.sh
@@ -76,5 +76,19 @@ echo "== sample accounts"
 "${AS_READER[@]}" $LL accounts list --entity demo --limit 6
 echo "== integrity (ledgerline verify, as the read-only role)"
 "${AS_READER[@]}" $LL verify
+
+echo "== the query API (ledgerline api): what became of one posted and one rejected request"
+API_ADDR="${LEDGERLINE_API_HTTP_ADDR:-127.0.0.1:9466}"
+$LL api --http-addr "$API_ADDR" &
+API=$!
+trap 'kill $API 2>/dev/null || true' EXIT
+for _ in $(seq 1 60); do curl -sf "http://$API_ADDR/ready" >/dev/null && break; sleep 0.5; done
+echo "-- GET /v1/requests/$RUN_ID-sample-1"
+curl -s "http://$API_ADDR/v1/requests/$RUN_ID-sample-1"; echo
+echo "-- GET /v1/requests/$RUN_ID-sample-4 (unbalanced on purpose)"
+curl -s "http://$API_ADDR/v1/requests/$RUN_ID-sample-4"; echo
+kill $API; wait $API 2>/dev/null || true
+trap - EXIT
 echo
+echo "The query API's routes: README.md, \"The query API\"; its OpenAPI document: docs/openapi.json."
 echo "Where to look while a poster runs: http://$HTTP_ADDR/metrics (Prometheus), /ready, /recovery (last committed batch per partition)."

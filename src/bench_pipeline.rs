@@ -112,6 +112,33 @@ fn bench_messages(
     })
 }
 
+/// Publishes the benchmark's postings to `topic`, for benchmarks that post them again and
+/// again (`bench_api.rs`); the produce rate.
+pub(crate) async fn publish(
+    kafka: &KafkaSettings,
+    topic: &str,
+    s: &PipelineSettings,
+) -> Result<f64> {
+    let messages = bench_messages(s, s.postings, 7, "bench");
+    produce(kafka, topic, &messages).await
+}
+
+/// Posts the whole topic once into a fresh database (optionally while the query API answers
+/// `api_qps` requests per second), checks the ledger and drops it: the steady rate and what
+/// the API answered.
+pub(crate) async fn post_once(
+    admin_url: &Secret,
+    kafka: &KafkaSettings,
+    topic: &str,
+    s: &PipelineSettings,
+    api_qps: Option<f64>,
+) -> Result<(f64, Option<crate::bench_api::ApiFigures>)> {
+    let (run, db) = run_posters(admin_url, kafka, topic, s, api_qps).await?;
+    check_ledger(&db).await?;
+    db.drop().await?;
+    Ok((run.steady_rate, run.api))
+}
+
 /// Publishes the messages once, then measures limits A and B and the pipeline `runs` times.
 async fn measure(
     admin_url: &Secret,
@@ -126,7 +153,7 @@ async fn measure(
         let broker_rate =
             crate::kafka::consume_and_discard(kafka, topic, s.postings, s.partitions)?;
         let copy = copy_limit(admin_url, s.accounts, messages).await?;
-        let (run, db) = run_posters(admin_url, kafka, topic, s).await?;
+        let (run, db) = run_posters(admin_url, kafka, topic, s, None).await?;
         check_ledger(&db).await?;
         db.drop().await?;
         runs.push(Measured {
@@ -463,6 +490,8 @@ async fn settle(db: &ScratchDb) -> Result<()> {
 }
 
 struct Run {
+    /// What the query API answered meanwhile, when it ran (`bench_api.rs`).
+    api: Option<crate::bench_api::ApiFigures>,
     wall: Duration,
     steady_rate: f64,
     p50: f64,
@@ -477,10 +506,15 @@ async fn run_posters(
     kafka: &KafkaSettings,
     topic: &str,
     s: &PipelineSettings,
+    api_qps: Option<f64>,
 ) -> Result<(Run, ScratchDb)> {
     let db = ScratchDb::create(admin_url).await?;
     seed(&db.pool, s.accounts).await?;
     settle(&db).await?;
+    let api_load = match api_qps {
+        Some(qps) => Some(crate::bench_api::ApiLoad::start(&db, qps, s.accounts).await?),
+        None => None,
+    };
     let metrics = Arc::new(PosterMetrics::new());
     let group = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let cpu_before = CpuSample::take(std::process::id());
@@ -505,6 +539,10 @@ async fn run_posters(
     .await?;
     let wall = started.elapsed();
     let cpu = CpuSample::take(std::process::id()).since(&cpu_before, wall);
+    let api = match api_load {
+        Some(load) => Some(load.finish().await?),
+        None => None,
+    };
     for t in threads {
         t.await??;
     }
@@ -520,6 +558,7 @@ async fn run_posters(
         .max(0.001);
     let histogram = &metrics.commit_seconds;
     let run = Run {
+        api,
         wall,
         steady_rate: messages as f64 / span,
         p50: quantile(histogram, 0.5),

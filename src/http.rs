@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -35,21 +35,17 @@ pub struct AppState {
 }
 
 /// `/health`, `/ready`, `/metrics` and the status page's static HTML stay open; everything that
-/// reveals ledger data (reports, integrity, recovery, status figures) is behind the token when
-/// one is configured (`LEDGERLINE_HTTP_TOKEN` or `LEDGERLINE_HTTP_TOKEN_FILE`).
+/// reveals ledger data (recovery, status figures) is behind the token when one is configured (`LEDGERLINE_HTTP_TOKEN` or `LEDGERLINE_HTTP_TOKEN_FILE`).
 pub fn router(state: AppState) -> Router {
     let open = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics));
-    let mut protected: Router<AppState> = Router::new()
-        .route("/integrity", get(integrity))
-        .route("/reports/trial-balance", get(trial_balance))
-        .route("/reports/balance", get(balance))
-        .route("/reports/balance-sheet", get(balance_sheet))
-        .route("/reports/income-statement", get(income_statement))
-        .route("/reports/statement", get(statement));
+    let mut protected: Router<AppState> = Router::new();
     let mut open = open;
+    for (old, new) in MOVED {
+        open = open.route(old, get(move || moved(new)));
+    }
     if state.group.is_some() {
         protected = protected
             .route("/recovery", get(recovery))
@@ -91,7 +87,7 @@ async fn require_token(
 }
 
 /// Compares without revealing, through timing, how much of the token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
     for i in 0..a.len().max(b.len()) {
         diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
@@ -163,108 +159,22 @@ async fn status(State(s): State<AppState>) -> Response {
     .into_response()
 }
 
-async fn integrity(State(s): State<AppState>) -> Response {
-    match crate::verify::run(&s.pool, false).await {
-        Ok(report) => {
-            let status = if report.ok {
-                StatusCode::OK
-            } else {
-                StatusCode::CONFLICT
-            };
-            (status, Json(report)).into_response()
-        }
-        Err(e) => store_error(e),
-    }
-}
+/// The report endpoints this port had, and where the query API (`ledgerline api`) answers
+/// them now: reports read on their own pool there, so this pool serves commits only.
+const MOVED: [(&str, &str); 6] = [
+    ("/integrity", "/v1/integrity"),
+    ("/reports/trial-balance", "/v1/reports/trial-balance"),
+    ("/reports/balance", "/v1/accounts/{id}"),
+    ("/reports/balance-sheet", "/v1/reports/balance-sheet"),
+    ("/reports/income-statement", "/v1/reports/income-statement"),
+    ("/reports/statement", "/v1/accounts/{id}/entries"),
+];
 
-/// Query parameters of the report endpoints.
-#[derive(Debug, serde::Deserialize)]
-struct ReportQuery {
-    entity: Option<String>,
-    account: Option<String>,
-    from: Option<chrono::NaiveDate>,
-    as_of_date: Option<chrono::NaiveDate>,
-    as_of_time: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-async fn trial_balance(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
-    match crate::store::reports::trial_balance(
-        &s.pool,
-        q.entity.as_deref(),
-        q.as_of_date,
-        q.as_of_time,
-    )
-    .await
-    {
-        Ok(rows) => Json(rows).into_response(),
-        Err(e) => store_error(e),
-    }
-}
-
-async fn balance(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
-    let Some(account) = q.account else {
-        return missing("account");
-    };
-    let (date, time) = (q.as_of_date, q.as_of_time);
-    let balance = crate::store::reports::balance_as_of(&s.pool, &account, date, time).await;
-    // Holds are a present-tense figure: shown for the current balance only.
-    let now = date.is_none() && time.is_none();
-    let holdings = match now {
-        true => crate::store::holds::holdings(&s.pool, &account).await,
-        false => Ok(None),
-    };
-    match (balance, holdings) {
-        (Ok(b), Ok(h)) => Json(
-            serde_json::json!({ "account": account, "balance": b.to_string(),
-            "as_of_date": date, "as_of_time": time, "holds": h }),
-        )
-        .into_response(),
-        (Err(e), _) | (_, Err(e)) => store_error(e),
-    }
-}
-
-async fn balance_sheet(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
-    let Some(entity) = q.entity else {
-        return missing("entity");
-    };
-    match crate::store::reports::balance_sheet(&s.pool, &entity, q.as_of_date, q.as_of_time).await {
-        Ok(rows) => Json(rows).into_response(),
-        Err(e) => store_error(e),
-    }
-}
-
-async fn income_statement(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
-    let Some(entity) = q.entity else {
-        return missing("entity");
-    };
-    match crate::store::reports::income_statement(
-        &s.pool,
-        &entity,
-        q.from,
-        q.as_of_date,
-        q.as_of_time,
-    )
-    .await
-    {
-        Ok(rows) => Json(rows).into_response(),
-        Err(e) => store_error(e),
-    }
-}
-
-async fn statement(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
-    let Some(account) = q.account else {
-        return missing("account");
-    };
-    match crate::store::reports::statement(&s.pool, &account, q.as_of_date, q.as_of_time).await {
-        Ok(rows) => Json(rows).into_response(),
-        Err(e) => store_error(e),
-    }
-}
-
-fn missing(parameter: &str) -> Response {
+async fn moved(new: &'static str) -> Response {
+    let error = format!("moved to the query API (ledgerline api): GET {new}");
     (
-        StatusCode::BAD_REQUEST,
-        Json(serde_json::json!({ "error": format!("query parameter {parameter} is required") })),
+        StatusCode::GONE,
+        Json(serde_json::json!({ "error": error })),
     )
         .into_response()
 }

@@ -7,6 +7,8 @@ pub mod api;
 #[cfg(feature = "bench")]
 pub mod bench;
 #[cfg(feature = "bench")]
+pub mod bench_api;
+#[cfg(feature = "bench")]
 pub mod bench_holds;
 #[cfg(feature = "bench")]
 pub mod bench_pipeline;

@@ -7,14 +7,14 @@ use sqlx::PgPool;
 use crate::store::verify::{self, Violation};
 use crate::store::StoreError;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct CheckResult {
     pub check: &'static str,
     pub ok: bool,
     pub violations: Vec<Violation>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct IntegrityReport {
     pub ok: bool,
     pub entries: i64,

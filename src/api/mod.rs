@@ -1,156 +1,121 @@
-//! `ledgerline api`: the read service for upstream and downstream systems, under `/v1`, with
-//! its own port and pool (issue 22; this is its first slice: request outcomes, accounts, the
-//! applied positions and the generated OpenAPI document). Every response says up to which
-//! offset the ledger has applied each partition of the postings topic.
+//! `ledgerline api`: the read service for upstream and downstream systems, under `/v1`, on its
+//! own port with its own read-only pool. Every answer says up to which offset the ledger has
+//! applied each partition (`applied`), and any request may wait for offsets it names
+//! (`min_offsets`, `position.rs`). Lists are cursor-paged over a fixed walk (`paging.rs`).
+//! The OpenAPI document is generated from these handlers (utoipa) and committed as
+//! `docs/openapi.json`.
+
+mod accounts;
+mod entries;
+pub mod errors;
+mod middleware;
+pub mod paging;
+pub mod position;
+mod rejections;
+mod reports;
+mod requests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
 use sqlx::PgPool;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::store::holds::Holdings;
-use crate::store::requests::RequestOutcome;
-use crate::store::StoreError;
+use crate::config::Secret;
+use errors::{ApiError, ErrorCode};
+pub use middleware::ApiMetrics;
+
+/// The API's time limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Any request but the integrity check (includes a `min_offsets` wait).
+    pub request: Duration,
+    /// The integrity check, which reads the whole journal.
+    pub integrity: Duration,
+}
 
 #[derive(Clone)]
 pub struct ApiState {
     pub pool: PgPool,
+    /// The poster's consumer group, whose checkpoints say what is applied.
     pub group: Arc<str>,
+    /// The postings topic that `min_offsets` names offsets of.
     pub topic: Arc<str>,
-}
-
-/// Every error, as a typed body with a stable code.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApiError {
-    /// NOT_SEEN, NOT_FOUND or DATABASE.
-    pub code: &'static str,
-    pub message: String,
-}
-
-fn error(status: StatusCode, code: &'static str, message: String) -> Response {
-    (status, Json(ApiError { code, message })).into_response()
-}
-
-fn database(e: StoreError) -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, "DATABASE", e.to_string())
-}
-
-/// How far the ledger has applied one partition: every offset below `next_offset`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Applied {
-    pub partition: i32,
-    pub next_offset: i64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RequestResponse {
-    pub request: RequestOutcome,
-    pub applied: Vec<Applied>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AccountResponse {
-    pub account: String,
-    pub holdings: Holdings,
-    pub applied: Vec<Applied>,
-}
-
-async fn applied(s: &ApiState) -> Result<Vec<Applied>, Response> {
-    let rows = crate::store::requests::applied(&s.pool, &s.group, &s.topic)
-        .await
-        .map_err(database)?;
-    Ok(rows
-        .into_iter()
-        .map(|(partition, next_offset)| Applied {
-            partition,
-            next_offset,
-        })
-        .collect())
-}
-
-/// What became of a request: posted, rejected (with its reason), held or released.
-#[utoipa::path(get, path = "/v1/requests/{key}",
-    params(("key" = String, Path, description = "The request's idempotency key")),
-    responses((status = 200, body = RequestResponse), (status = 404, body = ApiError),
-               (status = 503, body = ApiError)))]
-async fn request_outcome(State(s): State<ApiState>, Path(key): Path<String>) -> Response {
-    let outcome = match crate::store::requests::outcome(&s.pool, &key).await {
-        Ok(o) => o,
-        Err(e) => return database(e),
-    };
-    let applied = match applied(&s).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    match outcome {
-        Some(request) => Json(RequestResponse { request, applied }).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "NOT_SEEN",
-            format!("the ledger has not seen a request with key {key:?} yet"),
-        ),
-    }
-}
-
-/// An account's posted balance, pending amounts and available balance now.
-#[utoipa::path(get, path = "/v1/accounts/{id}",
-    params(("id" = String, Path, description = "The account id")),
-    responses((status = 200, body = AccountResponse), (status = 404, body = ApiError),
-               (status = 503, body = ApiError)))]
-async fn account(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
-    let holdings = match crate::store::holds::holdings(&s.pool, &id).await {
-        Ok(h) => h,
-        Err(e) => return database(e),
-    };
-    let applied = match applied(&s).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    match holdings {
-        Some(holdings) => Json(AccountResponse {
-            account: id,
-            holdings,
-            applied,
-        })
-        .into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("no account {id:?}"),
-        ),
-    }
+    pub token: Option<Secret>,
+    pub limits: Limits,
+    pub metrics: Arc<ApiMetrics>,
 }
 
 /// The routes and the OpenAPI document generated from them.
 pub fn router(state: ApiState) -> (axum::Router, OpenApi) {
-    let (router, api) = routes().with_state(state).split_for_parts();
+    let (v1, api) = routes().split_for_parts();
+    let v1 = v1.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::require_token,
+    ));
     let document = api.clone();
-    let router = router.route(
-        "/v1/openapi.json",
-        axum::routing::get(move || async move { Json(document) }),
-    );
+    let open = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok\n" }))
+        .route("/ready", axum::routing::get(ready))
+        .route("/metrics", axum::routing::get(metrics))
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || async move { Json(document) }),
+        );
+    let router = open
+        .merge(v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
+        .with_state(state);
     (router, api)
 }
 
 fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(document_info())
-        .routes(routes!(request_outcome))
-        .routes(routes!(account))
+        .routes(routes!(requests::request_outcome))
+        .routes(routes!(accounts::accounts))
+        .routes(routes!(accounts::account))
+        .routes(routes!(accounts::account_entries))
+        .routes(routes!(entries::entries))
+        .routes(routes!(entries::entry))
+        .routes(routes!(rejections::rejections))
+        .routes(routes!(reports::trial_balance))
+        .routes(routes!(reports::balance_sheet))
+        .routes(routes!(reports::income_statement))
+        .routes(routes!(reports::integrity))
 }
 
 fn document_info() -> OpenApi {
     let mut api = OpenApi::default();
     api.info.title = "ledgerline query API".into();
     api.info.version = "1".into();
-    api.info.description = Some("Read-only: request outcomes, accounts, positions applied.".into());
+    api.info.description = Some(
+        "Read-only. Every answer lists `applied`: per partition of the consumer group, the \
+         offset below which the ledger has applied the topic. `min_offsets` makes a request \
+         wait (at most `wait_ms`) until the offsets it names are applied. Lists are paged by \
+         opaque cursors over a walk fixed to the positions applied when it began. Errors are \
+         typed bodies with a stable `code`."
+            .into(),
+    );
+    let bearer = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+    api.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("bearer", bearer);
+    api.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+        "bearer",
+        Vec::<String>::new(),
+    )]);
     api
 }
 
@@ -160,11 +125,47 @@ pub fn openapi_json() -> String {
     api.to_pretty_json().expect("the document serializes")
 }
 
-/// Serves the API on `addr` until the process is stopped.
-pub async fn serve(addr: std::net::SocketAddr, state: ApiState) -> anyhow::Result<()> {
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "the API only answers GET")
+}
+
+/// Ready when the database answers with the schema this binary knows.
+async fn ready(State(s): State<ApiState>) -> Response {
+    match crate::store::require_current_schema(&s.pool).await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "ready": true }))).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ready": false, "reasons": [e.to_string()] })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    let families = s.metrics.registry.gather();
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&families)
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Serves the API on `addr` until `shutdown` resolves.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (router, _) = router(state);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tracing::info!(%addr, "query API listening");
-    axum::serve(listener, router).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }

@@ -41,6 +41,26 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// What the query API costs the poster: the same topic posted into fresh databases
+    /// without and with the API answering QPS balance and history requests per second,
+    /// alternating; the lookups' latencies (needs LEDGERLINE_ADMIN_DATABASE_URL).
+    Api {
+        /// Postings published and posted in each run.
+        #[arg(long, default_value_t = 200_000)]
+        postings: usize,
+        /// Accounts the postings spread over (and the API looks up).
+        #[arg(long, default_value_t = 1_000)]
+        accounts: usize,
+        /// Partitions of the benchmark's topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// API requests per second while the poster runs.
+        #[arg(long, default_value_t = 100.0)]
+        qps: f64,
+        /// Pairs of runs (without, with the API).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// What holds and limits cost per request: plain postings, limited accounts, holds, and
     /// holds on limited accounts, committed through the poster's batch commit (no Kafka) into
     /// fresh databases (needs LEDGERLINE_ADMIN_DATABASE_URL).
@@ -111,6 +131,27 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
                 runs: runs.clamp(1, 10),
             };
             crate::bench_holds::holds(&admin, &settings).await
+        }
+        BenchCmd::Api {
+            postings,
+            accounts,
+            partitions,
+            qps,
+            runs,
+        } => {
+            let settings = crate::bench_pipeline::PipelineSettings {
+                postings,
+                accounts,
+                lines: 2..=2,
+                hot_account_share: 0.0,
+                partitions,
+                posters: 1,
+                batch_postings: crate::limits::BATCH_POSTINGS_DEFAULT,
+                commit_lanes: 2,
+                runs: runs.clamp(1, 10),
+            };
+            let qps = qps.clamp(1.0, 10_000.0);
+            crate::bench_api::api(&admin, &KafkaSettings::from_env()?, &settings, qps).await
         }
         BenchCmd::Pipeline {
             postings,

@@ -59,26 +59,68 @@ pub struct ApiArgs {
     /// The postings topic (default: LEDGERLINE_POSTINGS_TOPIC or ledger.postings).
     #[arg(long)]
     pub topic: Option<String>,
+    /// Time limit of a request (a `min_offsets` wait included), in seconds.
+    #[arg(long, env = "LEDGERLINE_API_REQUEST_TIMEOUT", default_value_t = 35)]
+    pub request_timeout: u64,
+    /// Time limit of `/v1/integrity`, which reads the whole journal, in seconds.
+    #[arg(long, env = "LEDGERLINE_API_INTEGRITY_TIMEOUT", default_value_t = 300)]
+    pub integrity_timeout: u64,
+    /// Database connections of the API's own pool.
+    #[arg(long, default_value_t = 8)]
+    pub connections: u32,
     /// Print the OpenAPI document (generated from the code; committed as docs/openapi.json)
     /// and exit.
     #[arg(long)]
     pub openapi: bool,
 }
 
-/// `ledgerline api`: the read API on its own port and pool.
+/// `ledgerline api`: the read API on its own port and read-only pool, connected by
+/// `LEDGERLINE_API_DATABASE_URL` (e.g. a read replica), else `LEDGERLINE_READER_DATABASE_URL`,
+/// else `LEDGERLINE_DATABASE_URL` (each also as `..._FILE`).
 pub(super) async fn api(args: ApiArgs) -> Result<()> {
     if args.openapi {
         println!("{}", crate::api::openapi_json());
         return Ok(());
     }
-    let pool = schema_checked_pool().await?;
+    let limits = crate::api::Limits {
+        request: Duration::from_secs(args.request_timeout),
+        integrity: Duration::from_secs(args.integrity_timeout),
+    };
+    let url = api_database_url()?;
+    let pool = crate::store::connect_read_only(&url, args.connections, limits.integrity).await?;
+    crate::store::require_current_schema(&pool).await?;
     let [postings, ..] = ledger_topics();
     let state = crate::api::ApiState {
         pool,
         group: args.group.into(),
         topic: args.topic.unwrap_or(postings).into(),
+        token: crate::config::secret_from_env("LEDGERLINE_HTTP_TOKEN")?,
+        limits,
+        metrics: Default::default(),
     };
-    crate::api::serve(args.http_addr, state).await
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    crate::api::serve(args.http_addr, state, shutdown).await
+}
+
+fn api_database_url() -> Result<crate::config::Secret> {
+    use crate::config::secret_from_env;
+    for name in [
+        "LEDGERLINE_API_DATABASE_URL",
+        "LEDGERLINE_READER_DATABASE_URL",
+    ] {
+        if let Some(url) = secret_from_env(name)? {
+            return Ok(url);
+        }
+    }
+    tracing::warn!("the API reads through LEDGERLINE_DATABASE_URL: set LEDGERLINE_READER_DATABASE_URL to read as the reader role");
+    Ok(crate::config::database_url()?)
 }
 
 #[derive(Debug, Args)]

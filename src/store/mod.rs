@@ -26,6 +26,7 @@ pub mod assets;
 pub mod checkpoints;
 pub mod copy_binary;
 pub mod entities;
+pub mod history;
 pub mod holds;
 pub mod instances;
 pub mod outbox;
@@ -62,10 +63,38 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a pool. The URL is a secret: errors name the host, never the password.
 pub async fn connect(url: &Secret, max_connections: u32) -> Result<PgPool, StoreError> {
+    connect_with(url, max_connections, &[]).await
+}
+
+/// A pool whose transactions are read-only and whose statements stop after `statement_limit`
+/// (the query API's).
+pub async fn connect_read_only(
+    url: &Secret,
+    max_connections: u32,
+    statement_limit: Duration,
+) -> Result<PgPool, StoreError> {
+    let limit = format!("{}ms", statement_limit.as_millis());
+    let settings = [
+        ("default_transaction_read_only", "on"),
+        ("statement_timeout", limit.as_str()),
+    ];
+    connect_with(url, max_connections, &settings).await
+}
+
+/// Connects with these server settings for every session.
+async fn connect_with(
+    url: &Secret,
+    max_connections: u32,
+    settings: &[(&str, &str)],
+) -> Result<PgPool, StoreError> {
     let options: PgConnectOptions = url.expose().parse().map_err(|_| {
         StoreError::Connect("LEDGERLINE_DATABASE_URL is not a valid postgres:// URL".into())
     })?;
     let target = format!("{}:{}", options.get_host(), options.get_port());
+    let options = match settings {
+        [] => options,
+        _ => options.options(settings.iter().copied()),
+    };
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use crate::store::StoreError;
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TrialBalanceRow {
     pub entity_id: String,
     pub currency: String,
@@ -54,7 +54,7 @@ pub async fn trial_balance(
     .await?)
 }
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AccountBalanceRow {
     pub account_id: String,
     pub name: String,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::domain::chain::{CanonicalEntry, CanonicalLine, GENESIS};
 use crate::store::StoreError;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Violation {
     pub entry_id: Option<Uuid>,
     pub detail: String,

@@ -9,6 +9,7 @@ mod common;
 mod account_cache;
 mod anomalies;
 mod apache_kafka;
+mod api_schema;
 mod assets;
 mod balance_events;
 #[cfg(feature = "bench")]

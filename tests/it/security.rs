@@ -26,13 +26,11 @@ async fn bearer_token_guards_ledger_data_and_leaves_health_and_metrics_open() {
             "{path} stays open"
         );
     }
-    for path in [
-        "/recovery",
-        "/status",
-        "/integrity",
-        "/reports/trial-balance",
-        "/reports/balance?account=acct-00001",
-    ] {
+    // The reports moved to the query API; the old paths say where.
+    let (status, body) = http_get(port, "/reports/trial-balance").await.unwrap();
+    assert_eq!(status, 410);
+    assert!(body.contains("/v1/reports/trial-balance"), "{body}");
+    for path in ["/recovery", "/status"] {
         assert_eq!(
             http_get(port, path).await.unwrap().0,
             401,
@@ -102,16 +100,7 @@ async fn a_known_password_never_appears_in_logs_or_responses() {
     );
     ledger.wait_drained(Duration::from_secs(60)).await;
     let mut bodies = String::new();
-    for path in [
-        "/health",
-        "/ready",
-        "/metrics",
-        "/recovery",
-        "/status",
-        "/integrity",
-        "/",
-        "/reports/trial-balance",
-    ] {
+    for path in ["/health", "/ready", "/metrics", "/recovery", "/status", "/"] {
         bodies.push_str(&http_get(port, path).await.unwrap().1);
     }
     common::signal(&poster, "TERM");

@@ -43,7 +43,7 @@ pub async fn http_get_auth(port: u16, path: &str, token: Option<&str>) -> Option
         .await
         .ok()?;
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+    tokio::time::timeout(Duration::from_secs(40), s.read_to_end(&mut buf))
         .await
         .ok()?
         .ok()?;

@@ -55,7 +55,8 @@ impl Publisher {
         self.produce_raw(&bytes).await;
     }
 
-    pub async fn produce_raw(&self, messages: &[(String, Vec<u8>)]) {
+    /// Returns each message's (partition, offset) from its delivery report.
+    pub async fn produce_raw(&self, messages: &[(String, Vec<u8>)]) -> Vec<(i32, i64)> {
         let mut config = self.kafka.client_config();
         config
             .set("enable.idempotence", "true")
@@ -68,9 +69,14 @@ impl Publisher {
                 Duration::from_secs(60),
             )
         });
-        for r in futures::future::join_all(sends).await {
-            r.map_err(|(e, _)| e).expect("message acknowledged");
-        }
+        let reports = futures::future::join_all(sends).await;
+        reports
+            .into_iter()
+            .map(|r| {
+                let delivery = r.map_err(|(e, _)| e).expect("message acknowledged");
+                (delivery.partition, delivery.offset)
+            })
+            .collect()
     }
 }
 

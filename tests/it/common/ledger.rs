@@ -173,8 +173,9 @@ impl Ledger {
             .unwrap()
     }
 
-    pub async fn produce_raw(&self, messages: &[(String, Vec<u8>)]) {
-        Publisher::new(&self.topic).produce_raw(messages).await;
+    /// Returns each message's (partition, offset).
+    pub async fn produce_raw(&self, messages: &[(String, Vec<u8>)]) -> Vec<(i32, i64)> {
+        Publisher::new(&self.topic).produce_raw(messages).await
     }
 
     /// High watermark per partition.

@@ -1,0 +1,220 @@
+//! `ledgerline bench api`: what the query API's load costs the poster. The same pre-loaded
+//! topic is posted into fresh databases alternately without and with the API answering a
+//! steady stream of balance lookups and history pages (open loop: a request is sent every
+//! 1/qps seconds whatever the answers take), and the poster's steady rates are compared; the
+//! lookups' latencies are measured under that load. The API runs in this process on its own
+//! read-only pool over real HTTP, as `ledgerline api` would beside a poster.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use rand::{Rng, SeedableRng};
+
+use crate::bench::ScratchDb;
+use crate::bench_pipeline::PipelineSettings;
+use crate::config::Secret;
+
+/// What the API answered while the posters ran.
+#[derive(Debug, Default)]
+pub struct ApiFigures {
+    pub balance_ms: Vec<f64>,
+    pub history_ms: Vec<f64>,
+    pub errors: usize,
+}
+
+/// The API and its load, running until `stop`.
+pub struct ApiLoad {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Result<ApiFigures>>,
+}
+
+impl ApiLoad {
+    /// Serves the API on the scratch database and sends it `qps` requests per second, half
+    /// balance lookups, half first pages of an account's history (100 lines).
+    pub async fn start(db: &ScratchDb, qps: f64, accounts: usize) -> Result<Self> {
+        let pool = crate::store::connect_read_only(&db.url, 8, Duration::from_secs(30)).await?;
+        let state = crate::api::ApiState {
+            pool,
+            group: Arc::from(""),
+            topic: Arc::from(""),
+            token: None,
+            limits: crate::api::Limits {
+                request: Duration::from_secs(35),
+                integrity: Duration::from_secs(300),
+            },
+            metrics: Default::default(),
+        };
+        let (router, _) = crate::api::router(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(send_load(addr, qps, accounts, stop.clone(), server));
+        Ok(Self { stop, task })
+    }
+
+    pub async fn finish(self) -> Result<ApiFigures> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await?
+    }
+}
+
+async fn send_load(
+    addr: std::net::SocketAddr,
+    qps: f64,
+    accounts: usize,
+    stop: Arc<AtomicBool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+) -> Result<ApiFigures> {
+    let figures = Arc::new(Mutex::new(ApiFigures::default()));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / qps));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = Vec::new();
+    for n in 0u64.. {
+        tick.tick().await;
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let account = crate::generator::account_id(rng.gen_range(0..accounts));
+        let history = n % 2 == 1;
+        let path = match history {
+            true => format!("/v1/accounts/{account}/entries?limit=100"),
+            false => format!("/v1/accounts/{account}"),
+        };
+        let figures = figures.clone();
+        sent.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let ok = get(addr, &path).await.is_ok_and(|status| status == 200);
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            let mut f = figures.lock().expect("not poisoned");
+            match (ok, history) {
+                (false, _) => f.errors += 1,
+                (true, true) => f.history_ms.push(ms),
+                (true, false) => f.balance_ms.push(ms),
+            }
+        }));
+    }
+    for s in sent {
+        s.await?;
+    }
+    server.abort();
+    let figures = std::mem::take(&mut *figures.lock().expect("not poisoned"));
+    Ok(figures)
+}
+
+/// One HTTP/1.1 GET on a new connection; the status code.
+async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).await?;
+    let status = String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok(status)
+}
+
+/// The p-th quantile (0..=1) of unsorted values, in their unit; 0 when there are none.
+pub fn quantile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n => sorted[((n - 1) as f64 * p).round() as usize],
+    }
+}
+
+/// Runs the comparison `runs` times and prints the table.
+pub async fn api(
+    admin_url: &Secret,
+    kafka: &crate::config::KafkaSettings,
+    s: &PipelineSettings,
+    qps: f64,
+) -> Result<()> {
+    let mut rounds = Vec::new();
+    let topic = format!("bench.api.{}", uuid::Uuid::new_v4().simple());
+    crate::kafka::create_topics(kafka, &[&topic], s.partitions).await?;
+    let result = async {
+        let produced = crate::bench_pipeline::publish(kafka, &topic, s).await?;
+        for _ in 0..s.runs.max(1) {
+            let (quiet, _) =
+                crate::bench_pipeline::post_once(admin_url, kafka, &topic, s, None).await?;
+            let (loaded, figures) =
+                crate::bench_pipeline::post_once(admin_url, kafka, &topic, s, Some(qps)).await?;
+            rounds.push((quiet, loaded, figures.unwrap_or_default()));
+        }
+        Ok::<f64, anyhow::Error>(produced)
+    }
+    .await;
+    crate::kafka::delete_topics(kafka, &[&topic]).await?;
+    result?;
+    print(s, qps, &rounds);
+    Ok(())
+}
+
+fn print(s: &PipelineSettings, qps: f64, rounds: &[(f64, f64, ApiFigures)]) {
+    println!("## Query API under poster load\n");
+    println!("| | |\n|---|---|");
+    println!("| machine | {} |", crate::bench::machine());
+    println!(
+        "| settings | {} postings, {}-{} lines, {} accounts, {} partitions, {} poster(s); API: {qps} requests/s (half balance lookups, half 100-line history pages), in-process over HTTP, own read-only pool of 8 |",
+        s.postings, s.lines.start(), s.lines.end(), s.accounts, s.partitions, s.posters
+    );
+    let mut ratios = Vec::new();
+    for (i, (quiet, loaded, f)) in rounds.iter().enumerate() {
+        let ratio = loaded / quiet;
+        ratios.push(ratio);
+        println!(
+            "| run {}: poster without / with the API | {quiet:.0} / {loaded:.0} postings/s (ratio {ratio:.2}); answered {} balance + {} history, {} failed; balance p50 / p99 {:.1} / {:.1} ms; history p50 / p99 {:.1} / {:.1} ms |",
+            i + 1,
+            f.balance_ms.len(),
+            f.history_ms.len(),
+            f.errors,
+            quantile(&f.balance_ms, 0.5),
+            quantile(&f.balance_ms, 0.99),
+            quantile(&f.history_ms, 0.5),
+            quantile(&f.history_ms, 0.99),
+        );
+    }
+    let all = |pick: fn(&ApiFigures) -> &Vec<f64>| -> Vec<f64> {
+        rounds
+            .iter()
+            .flat_map(|r| pick(&r.2).iter().copied())
+            .collect()
+    };
+    let (balance, history) = (all(|f| &f.balance_ms), all(|f| &f.history_ms));
+    println!(
+        "| median ratio with / without the API (goal: at least 0.90) | {:.2} |",
+        quantile(&ratios, 0.5)
+    );
+    println!(
+        "| balance lookup p50 / p99 (all runs) | {:.1} / {:.1} ms |",
+        quantile(&balance, 0.5),
+        quantile(&balance, 0.99)
+    );
+    println!(
+        "| history page p50 / p99 (all runs) | {:.1} / {:.1} ms |",
+        quantile(&history, 0.5),
+        quantile(&history, 0.99)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_of_few_and_no_values() {
+        assert_eq!(quantile(&[], 0.5), 0.0);
+        assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), 2.0);
+        assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.99), 3.0);
+        assert_eq!(quantile(&[5.0], 0.99), 5.0);
+    }
+}

@@ -1,0 +1,104 @@
+//! The query API against its own OpenAPI document, by schemathesis (PyPI; an independent,
+//! property-based HTTP tester): for generated valid and invalid parameters on every operation,
+//! no answer is a 5xx, every answer matches the document (status, content type, body schema),
+//! invalid parameters are refused with a documented 4xx, and a missing or wrong bearer token
+//! is refused. The ledger it reads was built by the real poster, with rejections and holds.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::common;
+
+use common::{free_port, http_get, required_env, Ledger};
+use ledgerline::generator::{generate, GeneratorSettings};
+
+fn schemathesis() -> PathBuf {
+    let python = PathBuf::from(required_env("LEDGERLINE_PYTHON"));
+    python.with_file_name("schemathesis")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
+    let ledger = Ledger::new(12, 2).await;
+    let messages = generate(&GeneratorSettings {
+        count: 300,
+        accounts: 12,
+        invalid_share: 0.1,
+        duplicate_share: 0.05,
+        hold_share: 0.1,
+        key_prefix: common::unique("schema"),
+        ..Default::default()
+    });
+    ledger.produce(&messages).await;
+    ledger.run_poster_until_idle().await;
+
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let reader = common::reader_url(&ledger.db_url);
+    let token = "schema-tok-5e1";
+    let _api = common::spawn_ledgerline(
+        &format!("api-schema-{}", ledger.topic),
+        &[
+            "api",
+            "--http-addr",
+            &addr,
+            "--group",
+            &ledger.group,
+            "--topic",
+            &ledger.topic,
+            // Waits for offsets that never come end within 1.5 s.
+            "--request-timeout",
+            "2",
+        ],
+        &[
+            ("LEDGERLINE_READER_DATABASE_URL", &reader),
+            ("LEDGERLINE_HTTP_TOKEN", token),
+        ],
+    );
+    common::cluster::eventually("the API listens", Duration::from_secs(30), async || {
+        matches!(http_get(port, "/ready").await, Some((200, _)))
+    })
+    .await;
+
+    let report = std::env::temp_dir().join(format!("schemathesis-{}.xml", ledger.topic));
+    let out = std::process::Command::new(schemathesis())
+        .args([
+            "run",
+            &format!("http://{addr}/v1/openapi.json"),
+            "--checks",
+            "all",
+            "--header",
+            &format!("Authorization: Bearer {token}"),
+            "--max-examples",
+            "40",
+            "--seed",
+            "22",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "10",
+            "--no-color",
+            "--suppress-health-check",
+            "too_slow",
+            "--report",
+            "junit",
+            "--report-junit-path",
+        ])
+        .arg(&report)
+        .output()
+        .expect("schemathesis runs (ops/install-deps.sh --test installs it)");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "schemathesis found failures:\n{text}");
+    // It really tested every operation (a run that reached nothing would also exit 0).
+    for operation in [
+        "/v1/requests/{key}",
+        "/v1/accounts/{id}/entries",
+        "/v1/integrity",
+    ] {
+        assert!(text.contains(operation), "{operation} was tested:\n{text}");
+    }
+}
