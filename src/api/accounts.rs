@@ -56,9 +56,9 @@ impl AccountType {
               (status = 503, body = ApiError)))]
 pub async fn accounts(
     State(s): State<ApiState>,
-    Applied(applied): Applied,
     Params(q): Params<AccountsQuery>,
     Params(p): Params<PageParams>,
+    Applied(applied): Applied,
 ) -> ApiResult<Page<AccountSummary>> {
     const LIST: &str = "accounts";
     let limit = p.limit()?;
@@ -102,9 +102,9 @@ pub struct AccountResponse {
               (status = 503, body = ApiError)))]
 pub async fn account(
     State(s): State<ApiState>,
-    Applied(applied): Applied,
     PathParam(id): PathParam<String>,
     Params(q): Params<AsOfQuery>,
+    Applied(applied): Applied,
 ) -> ApiResult<AccountResponse> {
     let Some(account) = history::account(&s.pool, &id).await? else {
         return Err(no_account(&id));
@@ -156,10 +156,10 @@ impl From<TimeQuery> for TimeFilter {
               (status = 503, body = ApiError)))]
 pub async fn account_entries(
     State(s): State<ApiState>,
-    Applied(applied): Applied,
     PathParam(id): PathParam<String>,
     Params(q): Params<TimeQuery>,
     Params(p): Params<PageParams>,
+    Applied(applied): Applied,
 ) -> ApiResult<Page<AccountLine>> {
     let list = format!("account {id}");
     let limit = p.limit()?;

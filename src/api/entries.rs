@@ -27,10 +27,10 @@ pub struct EntityQuery {
               (status = 503, body = ApiError)))]
 pub async fn entries(
     State(s): State<ApiState>,
-    Applied(applied): Applied,
     Params(e): Params<EntityQuery>,
     Params(q): Params<TimeQuery>,
     Params(p): Params<PageParams>,
+    Applied(applied): Applied,
 ) -> ApiResult<Page<Entry>> {
     const LIST: &str = "entries";
     let limit = p.limit()?;
@@ -56,8 +56,8 @@ pub struct EntryResponse {
               (status = 503, body = ApiError)))]
 pub async fn entry(
     State(s): State<ApiState>,
-    Applied(applied): Applied,
     PathParam(id): PathParam<Uuid>,
+    Applied(applied): Applied,
 ) -> ApiResult<EntryResponse> {
     match history::entry(&s.pool, id).await? {
         Some(entry) => Ok(Json(EntryResponse { entry, applied })),

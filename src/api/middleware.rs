@@ -146,3 +146,49 @@ pub async fn require_token(State(s): State<ApiState>, request: Request, next: Ne
         ApiError::new(ErrorCode::Unauthorized, "a valid bearer token is required").into_response()
     }
 }
+
+/// Per route (as the OpenAPI document names it), the query parameters it takes.
+pub type KnownParameters = std::collections::HashMap<String, std::collections::HashSet<String>>;
+
+/// The query parameters of every GET operation of the document.
+pub fn known_parameters(api: &utoipa::openapi::OpenApi) -> KnownParameters {
+    use utoipa::openapi::path::ParameterIn;
+    api.paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let names = item
+                .get
+                .iter()
+                .flat_map(|op| op.parameters.iter().flatten())
+                .filter(|p| matches!(p.parameter_in, ParameterIn::Query))
+                .map(|p| p.name.clone())
+                .collect();
+            (path.clone(), names)
+        })
+        .collect()
+}
+
+/// Refuses a query parameter the route does not take: a misspelt filter would otherwise be
+/// ignored and answer with more than was asked for.
+pub async fn refuse_unknown_parameters(
+    State(known): State<std::sync::Arc<KnownParameters>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str());
+    let allowed = route.and_then(|r| known.get(r));
+    let given = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(request.uri());
+    if let (Some(allowed), Ok(given)) = (allowed, given) {
+        if let Some((name, _)) = given.0.iter().find(|(n, _)| !allowed.contains(n)) {
+            let mut names: Vec<&String> = allowed.iter().collect();
+            names.sort();
+            let message = format!("unknown query parameter {name:?}; this route takes {names:?}");
+            return ApiError::bad_request(message).into_response();
+        }
+    }
+    next.run(request).await
+}

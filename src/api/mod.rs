@@ -56,10 +56,16 @@ pub struct ApiState {
 /// The routes and the OpenAPI document generated from them.
 pub fn router(state: ApiState) -> (axum::Router, OpenApi) {
     let (v1, api) = routes().split_for_parts();
-    let v1 = v1.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        middleware::require_token,
-    ));
+    let known = Arc::new(middleware::known_parameters(&api));
+    let v1 = v1
+        .route_layer(axum::middleware::from_fn_with_state(
+            known,
+            middleware::refuse_unknown_parameters,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::require_token,
+        ));
     let document = api.clone();
     let open = axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok\n" }))

@@ -18,9 +18,20 @@ pub const MAX_LIMIT: i64 = 1_000;
 pub struct PageParams {
     /// Items per page (1 to 1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "bounded_limit")]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page; absent for the first page.
     pub cursor: Option<String>,
+}
+
+/// Refuses an out-of-range page size while the query is parsed, before any wait.
+fn bounded_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        Some(n) if !(1..=MAX_LIMIT).contains(&n) => Err(serde::de::Error::custom(format!(
+            "limit must be between 1 and {MAX_LIMIT}, not {n}"
+        ))),
+        n => Ok(n),
+    }
 }
 
 impl PageParams {

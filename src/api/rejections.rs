@@ -34,9 +34,9 @@ pub struct RejectionsQuery {
               (status = 503, body = ApiError)))]
 pub async fn rejections(
     State(s): State<ApiState>,
-    Applied(applied): Applied,
     Params(q): Params<RejectionsQuery>,
     Params(p): Params<PageParams>,
+    Applied(applied): Applied,
 ) -> ApiResult<Page<Rejection>> {
     const LIST: &str = "rejections";
     let limit = p.limit()?;

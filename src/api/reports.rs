@@ -19,19 +19,23 @@ use crate::verify::IntegrityReport;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct EntityParam {
-    /// The entity (required by the balance sheet and the income statement).
+pub struct AnyEntity {
+    /// Only this entity (default: every entity).
     pub entity: Option<String>,
-    /// Income statement only: activity from this effective date.
-    pub from: Option<NaiveDate>,
 }
 
-impl EntityParam {
-    fn required(&self) -> Result<&str, ApiError> {
-        self.entity
-            .as_deref()
-            .ok_or_else(|| ApiError::bad_request("query parameter entity is required"))
-    }
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OneEntity {
+    /// The entity reported on.
+    pub entity: String,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Period {
+    /// The first effective date counted (default: the beginning); the last is `as_of_date`.
+    pub from: Option<NaiveDate>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,14 +46,14 @@ pub struct Report<T: ToSchema> {
 
 /// Debit and credit totals per entity and currency (equal when the ledger balances).
 #[utoipa::path(get, path = "/v1/reports/trial-balance", tag = "reports",
-    params(EntityParam, AsOfQuery, Consistency),
+    params(AnyEntity, AsOfQuery, Consistency),
     responses((status = 200, body = Report<TrialBalanceRow>), (status = "4XX", body = ApiError),
               (status = 503, body = ApiError)))]
 pub async fn trial_balance(
     State(s): State<ApiState>,
-    Applied(applied): Applied,
-    Params(e): Params<EntityParam>,
+    Params(e): Params<AnyEntity>,
     Params(t): Params<AsOfQuery>,
+    Applied(applied): Applied,
 ) -> ApiResult<Report<TrialBalanceRow>> {
     let entity = e.entity.as_deref();
     let rows = reports::trial_balance(&s.pool, entity, t.as_of_date, t.as_of_time).await?;
@@ -58,34 +62,33 @@ pub async fn trial_balance(
 
 /// An entity's assets, liabilities and equity (with current earnings) per currency.
 #[utoipa::path(get, path = "/v1/reports/balance-sheet", tag = "reports",
-    params(EntityParam, AsOfQuery, Consistency),
+    params(OneEntity, AsOfQuery, Consistency),
     responses((status = 200, body = Report<AccountBalanceRow>), (status = "4XX", body = ApiError),
               (status = 503, body = ApiError)))]
 pub async fn balance_sheet(
     State(s): State<ApiState>,
-    Applied(applied): Applied,
-    Params(e): Params<EntityParam>,
+    Params(e): Params<OneEntity>,
     Params(t): Params<AsOfQuery>,
+    Applied(applied): Applied,
 ) -> ApiResult<Report<AccountBalanceRow>> {
-    let entity = e.required()?;
-    let rows = reports::balance_sheet(&s.pool, entity, t.as_of_date, t.as_of_time).await?;
+    let rows = reports::balance_sheet(&s.pool, &e.entity, t.as_of_date, t.as_of_time).await?;
     Ok(Json(Report { rows, applied }))
 }
 
 /// An entity's income and expense accounts with their activity from `from`.
 #[utoipa::path(get, path = "/v1/reports/income-statement", tag = "reports",
-    params(EntityParam, AsOfQuery, Consistency),
+    params(OneEntity, Period, AsOfQuery, Consistency),
     responses((status = 200, body = Report<AccountBalanceRow>), (status = "4XX", body = ApiError),
               (status = 503, body = ApiError)))]
 pub async fn income_statement(
     State(s): State<ApiState>,
-    Applied(applied): Applied,
-    Params(e): Params<EntityParam>,
+    Params(e): Params<OneEntity>,
+    Params(p): Params<Period>,
     Params(t): Params<AsOfQuery>,
+    Applied(applied): Applied,
 ) -> ApiResult<Report<AccountBalanceRow>> {
-    let entity = e.required()?;
-    let rows =
-        reports::income_statement(&s.pool, entity, e.from, t.as_of_date, t.as_of_time).await?;
+    let (from, date, time) = (p.from, t.as_of_date, t.as_of_time);
+    let rows = reports::income_statement(&s.pool, &e.entity, from, date, time).await?;
     Ok(Json(Report { rows, applied }))
 }
 

@@ -35,9 +35,9 @@ pub struct RequestResponse {
               (status = 503, body = ApiError)))]
 pub async fn request_outcome(
     State(s): State<ApiState>,
-    Applied(applied): Applied,
     PathParam(key): PathParam<String>,
     Params(q): Params<RawParam>,
+    Applied(applied): Applied,
 ) -> ApiResult<RequestResponse> {
     let raw = q.include_raw.unwrap_or(false);
     let Some(request) = requests::outcome(&s.pool, &key, raw).await? else {

@@ -67,6 +67,11 @@ async fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
             &format!("http://{addr}/v1/openapi.json"),
             "--checks",
             "all",
+            // Schema-valid yet refused by design: an opaque cursor the API did not hand out
+            // (400 BAD_CURSOR) and offsets the ledger has not applied (412), which no schema
+            // can express. Invalid data refused, no 5xx and conforming answers stay checked.
+            "--exclude-checks",
+            "positive_data_acceptance",
             "--header",
             &format!("Authorization: Bearer {token}"),
             "--max-examples",
@@ -93,12 +98,16 @@ async fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
-    // It really tested every operation (a run that reached nothing would also exit 0).
-    for operation in [
-        "/v1/requests/{key}",
-        "/v1/accounts/{id}/entries",
-        "/v1/integrity",
-    ] {
-        assert!(text.contains(operation), "{operation} was tested:\n{text}");
+    // It really tested every operation of the document (a run that reached nothing would
+    // also exit 0).
+    let junit = std::fs::read_to_string(&report).expect("schemathesis wrote its report");
+    let document: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 11, "the document's operations");
+    for path in paths.keys() {
+        let case = format!("<testcase name=\"GET {path}\"");
+        assert!(junit.contains(&case), "GET {path} was tested:\n{junit}");
     }
+    assert!(junit.contains("failures=\"0\""), "{junit}");
 }

@@ -154,6 +154,7 @@ async fn the_api_answers_what_became_of_each_request() {
         ("/v1/entries?limit=1001", 400, "BAD_REQUEST"),
         ("/v1/entries?valid_from=yesterday", 400, "BAD_REQUEST"),
         ("/v1/entries?cursor=zz", 400, "BAD_CURSOR"),
+        ("/v1/entries?entiti=demo", 400, "BAD_REQUEST"),
         (
             "/v1/requests/api-posted?min_offsets=zero",
             400,
@@ -379,14 +380,7 @@ async fn filters_and_as_of_agree_with_the_cli(ledger: &Ledger, port: u16, accoun
     let (lines, _) = walk(port, &format!("/v1/accounts/{account}/entries"), 1000).await;
     let statement = cli_json(
         ledger,
-        &[
-            "report",
-            "statement",
-            "--account",
-            account,
-            "--format",
-            "json",
-        ],
+        &["report", "statement", account, "--format", "json"],
     );
     let statement = statement.as_array().unwrap();
     assert_eq!(lines.len(), statement.len());
@@ -423,7 +417,6 @@ async fn filters_and_as_of_agree_with_the_cli(ledger: &Ledger, port: u16, accoun
             &[
                 "report",
                 "balance",
-                "--account",
                 account,
                 "--as-of-date",
                 date,
