@@ -56,6 +56,19 @@ fn encoded(requests: &[ledgerline::domain::posting::PostingRequest]) -> Vec<(Str
         .collect()
 }
 
+/// A GET with one extra header line; the whole response, headers included.
+async fn raw_get(port: u16, path: &str, header: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{header}\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).await.unwrap();
+    response
+}
+
 /// The error code of a typed error body, with its status.
 async fn error_of(port: u16, path: &str) -> (u16, String) {
     let (status, body) = get_json(port, path).await;
@@ -174,6 +187,27 @@ async fn the_api_answers_what_became_of_each_request() {
     let cursor = listed["next_cursor"].as_str().unwrap();
     let (status, code) = error_of(port, &format!("/v1/entries?cursor={cursor}")).await;
     assert_eq!((status, code.as_str()), (400, "BAD_CURSOR"));
+
+    // A request id: the caller's is echoed and names the request's log line.
+    let response = raw_get(port, "/v1/requests/traced", "x-request-id: trace-77-abc").await;
+    assert!(
+        response.contains("x-request-id: trace-77-abc"),
+        "{response}"
+    );
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("poster-logs")
+        .join(format!("api-{}-{port}.log", ledger.topic));
+    common::cluster::eventually(
+        "the request is logged",
+        Duration::from_secs(10),
+        async || {
+            std::fs::read_to_string(&log).is_ok_and(|l| {
+                l.lines()
+                    .any(|l| l.contains("trace-77-abc") && l.contains("/v1/requests/{key}"))
+            })
+        },
+    )
+    .await;
 
     let (status, integrity) = get_json(port, "/v1/integrity").await;
     assert_eq!((status, &integrity["ok"]), (200, &serde_json::json!(true)));
