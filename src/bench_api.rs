@@ -21,6 +21,8 @@ use crate::config::Secret;
 pub struct ApiFigures {
     pub balance_ms: Vec<f64>,
     pub history_ms: Vec<f64>,
+    /// History pages that came back full (100 lines): the lookups read real history.
+    pub full_pages: usize,
     pub errors: usize,
 }
 
@@ -31,14 +33,20 @@ pub struct ApiLoad {
 }
 
 impl ApiLoad {
-    /// Serves the API on the scratch database and sends it `qps` requests per second, half
-    /// balance lookups, half first pages of an account's history (100 lines).
-    pub async fn start(db: &ScratchDb, qps: f64, accounts: usize) -> Result<Self> {
+    /// Serves the API on the scratch database for the posters' group and sends it `qps`
+    /// requests per second, half balance lookups, half first pages of an account's history
+    /// (100 lines; the walk is the group's applied positions, so pages fill as postings land).
+    pub async fn start(
+        db: &ScratchDb,
+        qps: f64,
+        accounts: usize,
+        (group, topic): (&str, &str),
+    ) -> Result<Self> {
         let pool = crate::store::connect_read_only(&db.url, 8, Duration::from_secs(30)).await?;
         let state = crate::api::ApiState {
             pool,
-            group: Arc::from(""),
-            topic: Arc::from(""),
+            group: Arc::from(group),
+            topic: Arc::from(topic),
             token: None,
             limits: crate::api::Limits {
                 request: Duration::from_secs(35),
@@ -87,13 +95,16 @@ async fn send_load(
         let figures = figures.clone();
         sent.push(tokio::spawn(async move {
             let started = Instant::now();
-            let ok = get(addr, &path).await.is_ok_and(|status| status == 200);
+            let answer = get(addr, &path).await;
             let ms = started.elapsed().as_secs_f64() * 1e3;
             let mut f = figures.lock().expect("not poisoned");
-            match (ok, history) {
-                (false, _) => f.errors += 1,
-                (true, true) => f.history_ms.push(ms),
-                (true, false) => f.balance_ms.push(ms),
+            match (answer, history) {
+                (Ok((200, body)), true) => {
+                    f.history_ms.push(ms);
+                    f.full_pages += usize::from(body.contains("\"next_cursor\":\""));
+                }
+                (Ok((200, _)), false) => f.balance_ms.push(ms),
+                _ => f.errors += 1,
             }
         }));
     }
@@ -105,20 +116,22 @@ async fn send_load(
     Ok(figures)
 }
 
-/// One HTTP/1.1 GET on a new connection; the status code.
-async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<u16> {
+/// One HTTP/1.1 GET on a new connection; the status code and the body.
+async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
     s.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     s.read_to_end(&mut response).await?;
-    let status = String::from_utf8_lossy(&response)
+    let text = String::from_utf8_lossy(&response);
+    let status = text
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    Ok(status)
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
+    Ok((status, body.to_string()))
 }
 
 /// The p-th quantile (0..=1) of unsorted values, in their unit; 0 when there are none.
@@ -172,10 +185,11 @@ fn print(s: &PipelineSettings, qps: f64, rounds: &[(f64, f64, ApiFigures)]) {
         let ratio = loaded / quiet;
         ratios.push(ratio);
         println!(
-            "| run {}: poster without / with the API | {quiet:.0} / {loaded:.0} postings/s (ratio {ratio:.2}); answered {} balance + {} history, {} failed; balance p50 / p99 {:.1} / {:.1} ms; history p50 / p99 {:.1} / {:.1} ms |",
+            "| run {}: poster without / with the API | {quiet:.0} / {loaded:.0} postings/s (ratio {ratio:.2}); answered {} balance + {} history ({} full pages), {} failed; balance p50 / p99 {:.1} / {:.1} ms; history p50 / p99 {:.1} / {:.1} ms |",
             i + 1,
             f.balance_ms.len(),
             f.history_ms.len(),
+            f.full_pages,
             f.errors,
             quantile(&f.balance_ms, 0.5),
             quantile(&f.balance_ms, 0.99),

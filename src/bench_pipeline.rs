@@ -511,12 +511,15 @@ async fn run_posters(
     let db = ScratchDb::create(admin_url).await?;
     seed(&db.pool, s.accounts).await?;
     settle(&db).await?;
-    let api_load = match api_qps {
-        Some(qps) => Some(crate::bench_api::ApiLoad::start(&db, qps, s.accounts).await?),
-        None => None,
-    };
     let metrics = Arc::new(PosterMetrics::new());
     let group = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let api_load = match api_qps {
+        Some(qps) => {
+            let load = crate::bench_api::ApiLoad::start(&db, qps, s.accounts, (&group, topic));
+            Some(load.await?)
+        }
+        None => None,
+    };
     let cpu_before = CpuSample::take(std::process::id());
     let started = Instant::now();
     let threads: Vec<_> = (0..s.posters)

@@ -1,5 +1,5 @@
-//! `ledgerline verify` and `/integrity`: run every integrity check and report the violations,
-//! naming each offending entry.
+//! `ledgerline verify` and the query API's `/v1/integrity`: run every integrity check and
+//! report the violations, naming each offending entry.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;

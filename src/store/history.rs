@@ -111,12 +111,14 @@ pub async fn account_lines(
                 e.source_partition, e.source_offset
          FROM journal_lines l
          JOIN journal_entries e ON e.id = l.entry_id
-         JOIN unnest($2::text[], $3::int[], $4::bigint[]) AS b(t, p, n)
-           ON e.source_topic = b.t AND e.source_partition = b.p AND e.source_offset < b.n
          WHERE l.account_id = $1
-           AND ($5::date IS NULL OR l.effective_date >= $5) AND ($6::date IS NULL OR l.effective_date <= $6)
-           AND ($7::timestamptz IS NULL OR l.recorded_at >= $7) AND ($8::timestamptz IS NULL OR l.recorded_at <= $8)
-           AND ($9::date IS NULL OR (l.effective_date, l.recorded_at, l.entry_id, l.line_no) > ($9, $10, $11, $12))
+           AND (l.effective_date, l.recorded_at, l.entry_id, l.line_no)
+               > (COALESCE($9::date, '-infinity'), COALESCE($10::timestamptz, '-infinity'),
+                  COALESCE($11::uuid, '00000000-0000-0000-0000-000000000000'), COALESCE($12::smallint, -1))
+           AND l.effective_date >= COALESCE($5::date, '-infinity') AND l.effective_date <= COALESCE($6::date, 'infinity')
+           AND l.recorded_at >= COALESCE($7::timestamptz, '-infinity') AND l.recorded_at <= COALESCE($8::timestamptz, 'infinity')
+           AND e.source_offset < (SELECT b.n FROM unnest($2::text[], $3::int[], $4::bigint[]) AS b(t, p, n)
+                                  WHERE b.t = e.source_topic AND b.p = e.source_partition)
          ORDER BY l.effective_date, l.recorded_at, l.entry_id, l.line_no
          LIMIT $13",
     )
@@ -192,12 +194,13 @@ pub async fn entries(
     let mut rows: Vec<Entry> = sqlx::query_as(&format!(
         "SELECT {ENTRY_COLUMNS}
          FROM journal_entries e
-         JOIN unnest($2::text[], $3::int[], $4::bigint[]) AS b(t, p, n)
-           ON e.source_topic = b.t AND e.source_partition = b.p AND e.source_offset < b.n
-         WHERE ($1::text IS NULL OR e.entity_id = $1)
+         WHERE (e.recorded_at, e.id)
+               > (COALESCE($9::timestamptz, '-infinity'), COALESCE($10::uuid, '00000000-0000-0000-0000-000000000000'))
+           AND e.recorded_at >= COALESCE($7::timestamptz, '-infinity') AND e.recorded_at <= COALESCE($8::timestamptz, 'infinity')
+           AND ($1::text IS NULL OR e.entity_id = $1)
            AND ($5::date IS NULL OR e.effective_date >= $5) AND ($6::date IS NULL OR e.effective_date <= $6)
-           AND ($7::timestamptz IS NULL OR e.recorded_at >= $7) AND ($8::timestamptz IS NULL OR e.recorded_at <= $8)
-           AND ($9::timestamptz IS NULL OR (e.recorded_at, e.id) > ($9, $10))
+           AND e.source_offset < (SELECT b.n FROM unnest($2::text[], $3::int[], $4::bigint[]) AS b(t, p, n)
+                                  WHERE b.t = e.source_topic AND b.p = e.source_partition)
          ORDER BY e.recorded_at, e.id
          LIMIT $11"
     ))
@@ -292,11 +295,12 @@ pub async fn rejections(
                 r.source_partition, r.source_offset, r.rejected_at,
                 CASE WHEN $9 THEN encode(r.raw, 'hex') END AS raw_hex
          FROM rejections r
-         JOIN unnest($1::text[], $2::int[], $3::bigint[]) AS b(t, p, n)
-           ON r.source_topic = b.t AND r.source_partition = b.p AND r.source_offset < b.n
-         WHERE ($4::text IS NULL OR r.reason_code = $4) AND ($5::text IS NULL OR r.source = $5)
-           AND ($6::timestamptz IS NULL OR r.rejected_at >= $6) AND ($7::timestamptz IS NULL OR r.rejected_at <= $7)
-           AND ($8::timestamptz IS NULL OR (r.rejected_at, r.id) > ($8, $10))
+         WHERE (r.rejected_at, r.id)
+               > (COALESCE($8::timestamptz, '-infinity'), COALESCE($10::uuid, '00000000-0000-0000-0000-000000000000'))
+           AND r.rejected_at >= COALESCE($6::timestamptz, '-infinity') AND r.rejected_at <= COALESCE($7::timestamptz, 'infinity')
+           AND ($4::text IS NULL OR r.reason_code = $4) AND ($5::text IS NULL OR r.source = $5)
+           AND r.source_offset < (SELECT b.n FROM unnest($1::text[], $2::int[], $3::bigint[]) AS b(t, p, n)
+                                  WHERE b.t = r.source_topic AND r.source_partition = b.p)
          ORDER BY r.rejected_at, r.id
          LIMIT $11",
     )
