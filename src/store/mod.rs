@@ -67,7 +67,10 @@ pub async fn connect(url: &Secret, max_connections: u32) -> Result<PgPool, Store
 }
 
 /// A pool whose transactions are read-only and whose statements stop after `statement_limit`
-/// (the query API's).
+/// (the query API's). Its statements are planned once per connection (generic plans): they are
+/// key and keyset lookups whose best plan does not depend on the values, and planning each
+/// call again (PostgreSQL's default for the first calls and whenever it finds a custom plan
+/// cheaper) cost more than running a history page.
 pub async fn connect_read_only(
     url: &Secret,
     max_connections: u32,
@@ -77,6 +80,7 @@ pub async fn connect_read_only(
     let settings = [
         ("default_transaction_read_only", "on"),
         ("statement_timeout", limit.as_str()),
+        ("plan_cache_mode", "force_generic_plan"),
     ];
     connect_with(url, max_connections, &settings).await
 }
