@@ -60,8 +60,12 @@ async fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
     })
     .await;
 
-    let report = std::env::temp_dir().join(format!("schemathesis-{}.xml", ledger.topic));
+    // Its caches (.schemathesis, .hypothesis) go to a directory of its own, not the checkout.
+    let work = std::env::temp_dir().join(format!("schemathesis-{}", ledger.topic));
+    std::fs::create_dir_all(&work).unwrap();
+    let report = work.join("junit.xml");
     let out = std::process::Command::new(schemathesis())
+        .current_dir(&work)
         .args([
             "run",
             &format!("http://{addr}/v1/openapi.json"),
