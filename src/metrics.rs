@@ -178,17 +178,37 @@ impl PosterMetrics {
 }
 
 /// The Prometheus text format of a registry.
-pub fn render(registry: &Registry) -> String {
+pub fn render(registry: &Registry, service: &str) -> String {
+    let mut families = registry.gather();
+    families.extend(build_info(service));
     let mut buf = Vec::new();
     TextEncoder::new()
-        .encode(&registry.gather(), &mut buf)
+        .encode(&families, &mut buf)
         .expect("text encoding");
     String::from_utf8(buf).expect("prometheus text is UTF-8")
 }
 
+/// `ledgerline_build_info{service, version, rustc} 1`: which build of which service answers
+/// (the same name for every service, so that one query finds them all).
+fn build_info(service: &str) -> Vec<prometheus::proto::MetricFamily> {
+    let registry = Registry::new();
+    let info = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "ledgerline_build_info",
+            "1, labelled with the service, its version and the compiler that built it.",
+        ),
+        &["service", "version", "rustc"],
+    )
+    .expect("valid metric");
+    let labels = [service, env!("CARGO_PKG_VERSION"), env!("LEDGERLINE_RUSTC")];
+    info.with_label_values(&labels).set(1);
+    registry.register(Box::new(info)).expect("unique");
+    registry.gather()
+}
+
 impl crate::http::MetricsText for PosterMetrics {
     fn render(&self) -> String {
-        render(&self.registry)
+        render(&self.registry, "poster")
     }
 
     fn snapshot(&self) -> serde_json::Value {
@@ -230,5 +250,27 @@ impl crate::http::MetricsText for PosterMetrics {
 impl Default for PosterMetrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_service_says_which_build_answers() {
+        let text = super::render(&prometheus::Registry::new(), "poster");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("ledgerline_build_info{"))
+            .expect("a build_info sample");
+        assert!(line.contains("service=\"poster\""), "{line}");
+        assert!(
+            line.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+            "{line}"
+        );
+        assert!(
+            line.contains("rustc=\"1."),
+            "the compiler's version: {line}"
+        );
+        assert!(line.ends_with(" 1"), "{line}");
     }
 }

@@ -152,10 +152,7 @@ async fn ready(State(s): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
-    let families = s.metrics.registry.gather();
-    let text = prometheus::TextEncoder::new()
-        .encode_to_string(&families)
-        .unwrap_or_default();
+    let text = crate::metrics::render(&s.metrics.registry, "api");
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

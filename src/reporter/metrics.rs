@@ -72,6 +72,6 @@ impl Default for ReporterMetrics {
 
 impl crate::http::MetricsText for ReporterMetrics {
     fn render(&self) -> String {
-        crate::metrics::render(&self.registry)
+        crate::metrics::render(&self.registry, "reporter")
     }
 }

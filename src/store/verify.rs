@@ -157,7 +157,7 @@ pub async fn hash_chains(
     let mut checked = 0u64;
     while let Some(r) = rows.try_next().await? {
         checked += 1;
-        if checked % 10_000 == 0 {
+        if checked.is_multiple_of(10_000) {
             progress(checked);
         }
         check_link(&r, &mut heads, &mut violations);

@@ -38,3 +38,4 @@ mod security;
 mod stack_script;
 mod store_plans;
 mod store_schema;
+mod toolchain;

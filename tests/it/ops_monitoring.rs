@@ -196,10 +196,30 @@ async fn real_prometheus_scrapes_the_poster_and_evaluates_rules_and_dashboard() 
         })
         .collect();
     assert!(exprs.len() >= 8);
+    // Grafana's variables: the data source is chosen, not hard-coded, and group and topic
+    // narrow the lag panels; evaluated here with every value ("All" is `.*`).
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("the dashboard has variables")
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variables, ["datasource", "group", "topic"]);
+    for panel in dashboard["panels"].as_array().unwrap() {
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{}",
+            panel["title"]
+        );
+    }
+    assert!(exprs.iter().any(|e| e.contains("$group")));
     for e in &exprs {
-        let v = query(prom_port, e).await;
+        let e = e.replace("$group", ".*").replace("$topic", ".*");
+        let v = query(prom_port, &e).await;
         assert_eq!(v["status"], "success", "{e}: {v}");
     }
+    let build = query(prom_port, "ledgerline_build_info{service=\"poster\"}").await;
+    assert_eq!(build["data"]["result"][0]["value"][1], "1", "{build}");
 
     // The broker stops answering: the poster says not ready and the alert becomes pending.
     let pid = common::broker_pid();

@@ -58,10 +58,20 @@ fn runbook_commands_are_real_commands() {
         }
     }
     let alerts = std::fs::read_to_string(format!("{root}/ops/prometheus/alerts.yml")).unwrap();
-    for anchor in alerts
+    let anchors: Vec<&str> = alerts
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("runbook: \"ops/RUNBOOK.md#"))
-    {
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: \"ops/RUNBOOK.md#"))
+        .collect();
+    let rules = alerts
+        .lines()
+        .filter(|l| l.trim().starts_with("- alert:"))
+        .count();
+    assert_eq!(
+        anchors.len(),
+        rules,
+        "every alert has a runbook_url into ops/RUNBOOK.md"
+    );
+    for anchor in anchors {
         let anchor = anchor.trim_end_matches('"');
         let found = runbook
             .lines()

@@ -218,6 +218,8 @@ async fn the_api_answers_what_became_of_each_request() {
     )
     .await;
     assert!(requests_counted >= Some(4.0), "{requests_counted:?}");
+    let build = common::metric(port, "ledgerline_build_info", "service=\"api\"").await;
+    assert_eq!(build, Some(1.0), "the API says which build answers");
 
     let (_, served) = get_json(port, "/v1/openapi.json").await;
     let committed: serde_json::Value =
