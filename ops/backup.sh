@@ -8,6 +8,8 @@
 # Reads LEDGERLINE_DATABASE_URL and LEDGERLINE_ADMIN_DATABASE_URL (from .stack/env when they are
 # not set). Encryption: symmetric AES-256 with the passphrase in FILE (or
 # LEDGERLINE_BACKUP_PASSPHRASE_FILE). Any failure: one line, non-zero exit, no partial backup left.
+# Every run that reaches the database records its outcome in backup_runs (time, size, duration,
+# verified, or the error), which the reporter exports as metrics with alerts on them.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -34,12 +36,24 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 file="$DIR/ledgerline-$stamp.dump"
 scratch="ledgerline_backup_check_$(date -u +%s)_$$"
 admin_base="${LEDGERLINE_ADMIN_DATABASE_URL%/*}"
+started=$(date +%s.%N)
 cleanup() {
     "$BIN/psql" "$LEDGERLINE_ADMIN_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $scratch" >/dev/null 2>&1 || true
+}
+# record OK SIZE VERIFIED FILE ERROR: one backup_runs row (psql reads variables from stdin only).
+record() {
+    local took
+    took=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+    "$BIN/psql" "$LEDGERLINE_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -v ok="$1" -v size="$2" \
+        -v verified="$3" -v file="$4" -v err="$5" -v took="$took" >/dev/null 2>&1 <<'SQL'
+INSERT INTO backup_runs (ok, size_bytes, verified, duration_seconds, file, error)
+VALUES (:'ok', NULLIF(:'size', '')::bigint, :'verified', :'took', NULLIF(:'file', ''), NULLIF(:'err', ''));
+SQL
 }
 fail() {
     rm -f "$file" "$file.gpg"
     cleanup
+    record false "" false "" "$*" || say "could not record the failure in backup_runs either"
     die "$*"
 }
 
@@ -69,4 +83,5 @@ fi
 find "$DIR" -maxdepth 1 -name 'ledgerline-*.dump*' -printf '%T@ %p\n' | sort -rn | tail -n +$((KEEP + 1)) \
     | cut -d' ' -f2- | while read -r old; do rm -f "$old"; done
 
+record true "$(stat -c %s "$file")" true "$file" "" || die "backup $file made, but its record in backup_runs failed"
 echo "backup: $file ($dumped_size bytes; restore check: $restored)"

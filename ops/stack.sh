@@ -124,10 +124,48 @@ pg_up() {
     exists=$(PGPASSWORD="$(pg_password)" "$bin/psql" -h 127.0.0.1 -p "$port" -U "$PG_ADMIN" -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = '$LEDGERLINE_DB_NAME'") || die "cannot connect to PostgreSQL on 127.0.0.1:$port"
     pg_roles
+    pg_tls
     if [ "$exists" != 1 ]; then
         PGPASSWORD="$(pg_password)" "$bin/psql" -h 127.0.0.1 -p "$port" -U "$PG_ADMIN" -d postgres -qc \
             "CREATE DATABASE $LEDGERLINE_DB_NAME OWNER $PG_OWNER" || die "cannot create database $LEDGERLINE_DB_NAME"
     fi
+}
+
+# TLS: a CA of the stack's own (made once, under .stack/tls/) and a server certificate it signed
+# for the name "localhost" only (not 127.0.0.1: a client that checks host names connects as
+# localhost). The server accepts TLS from any client and requires it of members of
+# ledgerline_tls_required (pg_hba.conf: plaintext rejected for them). Clients verify with
+# sslmode=verify-full&sslrootcert=$LEDGERLINE_PG_CA_FILE (README, "Security").
+pg_tls() {
+    local tls="$STACK/tls" bin psql
+    bin=$(pg_bindir)
+    command -v openssl >/dev/null 2>&1 || die "openssl is needed to make the stack's TLS certificates"
+    if [ ! -s "$tls/server.crt" ]; then
+        mkdir -p "$tls" && chmod 700 "$tls"
+        {
+            openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ledgerline local CA" \
+                -keyout "$tls/ca.key" -out "$tls/ca.crt" &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+                -keyout "$tls/server.key" -out "$tls/server.csr" &&
+            printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$tls/server.ext" &&
+            openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+                -CAcreateserial -days 3650 -extfile "$tls/server.ext" -out "$tls/server.crt"
+        } >"$STACK/tls.log" 2>&1 || die "cannot make the TLS certificates; see $STACK/tls.log"
+        chmod 644 "$tls/ca.crt"
+    fi
+    if [ ! -s "$PGDATA/server.crt" ]; then
+        cp "$tls/server.crt" "$tls/server.key" "$PGDATA/"
+        chmod 600 "$PGDATA/server.key"
+        [ "$(id -u)" = 0 ] && chown postgres "$PGDATA/server.crt" "$PGDATA/server.key"
+    fi
+    if ! grep -q "ledgerline_tls_required" "$PGDATA/pg_hba.conf"; then
+        # Before the first host rule: pg_hba.conf is read top down, the first match decides.
+        sed -i '0,/^host /s//hostnossl all +ledgerline_tls_required 127.0.0.1\/32 reject\nhost /' "$PGDATA/pg_hba.conf"
+    fi
+    psql=(env PGPASSWORD="$(pg_password)" "$bin/psql" -h 127.0.0.1 -p "$LEDGERLINE_PG_PORT" -U "$PG_ADMIN" -d postgres -qAt)
+    "${psql[@]}" -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledgerline_tls_required') THEN CREATE ROLE ledgerline_tls_required NOLOGIN; END IF; END \$\$" \
+        -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null 2>"$STACK/tls.log" \
+        || die "cannot turn TLS on; see $STACK/tls.log"
 }
 
 # Least-privilege login roles (the file explains each): the same script as the PostgreSQL
@@ -258,6 +296,8 @@ LEDGERLINE_READER_DATABASE_URL=postgres://$PG_READER:$(role_password "$PG_READER
 LEDGERLINE_ADMIN_DATABASE_URL=postgres://$PG_ADMIN:$pw@127.0.0.1:$LEDGERLINE_PG_PORT/postgres
 LEDGERLINE_KAFKA_BROKERS=$(kafka_bootstrap)
 LEDGERLINE_PG_BIN=$(pg_bindir)
+# The CA that signed the server's certificate (for sslmode=verify-full; the name is localhost).
+LEDGERLINE_PG_CA_FILE=$STACK/tls/ca.crt
 LEDGERLINE_PGDATA=$PGDATA
 LEDGERLINE_KAFKA_DIR=$KAFKA_DIR
 LEDGERLINE_KAFKA_NODES=$LEDGERLINE_KAFKA_NODES

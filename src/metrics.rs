@@ -13,6 +13,7 @@ pub struct PosterMetrics {
     pub registry: Registry,
     pub postings: IntCounterVec,
     pub rejections: IntCounterVec,
+    pub journal_entries: IntCounterVec,
     pub batch_size: Histogram,
     pub commit_seconds: Histogram,
     pub consumer_lag: IntGaugeVec,
@@ -40,6 +41,13 @@ impl PosterMetrics {
                 "postings_total",
                 "Messages by outcome: posted, duplicate, rejected.",
                 &["outcome"],
+                r
+            )
+            .unwrap(),
+            journal_entries: register_int_counter_vec_with_registry!(
+                "journal_entries_total",
+                "Journal entries written, by entity (a posting, a posted hold, a reversal).",
+                &["entity"],
                 r
             )
             .unwrap(),

@@ -232,6 +232,11 @@ impl Poster {
         for code in &o.rejections {
             m.rejections.with_label_values(&[code]).inc();
         }
+        for (entity, n) in &o.entries_by_entity {
+            m.journal_entries
+                .with_label_values(&[entity])
+                .inc_by(*n as u64);
+        }
         m.batch_size.observe(size as f64);
         m.commit_seconds.observe(took.as_secs_f64());
         m.last_commit_timestamp_seconds

@@ -23,6 +23,8 @@ pub struct ReporterMetrics {
     pub holds_overdue_seconds: IntGauge,
     pub database_up: IntGauge,
     pub ready: IntGauge,
+    pub backups: super::records::BackupMetrics,
+    pub periods: super::records::PeriodMetrics,
 }
 
 impl ReporterMetrics {
@@ -41,6 +43,8 @@ impl ReporterMetrics {
             holds_overdue_seconds: register_int_gauge_with_registry!("holds_overdue_seconds", "How long ago the longest-expired hold that is still open expired (0: none).", r).unwrap(),
             database_up: register_int_gauge_with_registry!("database_up", "1 when the last PostgreSQL check succeeded.", r).unwrap(),
             ready: register_int_gauge_with_registry!("ready", "1 when the reporter can publish.", r).unwrap(),
+            backups: super::records::BackupMetrics::register(&r),
+            periods: super::records::PeriodMetrics::register(&r),
             registry: r,
         }
     }

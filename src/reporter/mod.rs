@@ -8,6 +8,7 @@
 pub mod detect;
 pub mod expiry;
 pub mod metrics;
+pub mod records;
 pub mod serve;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,6 +111,7 @@ pub struct Reporter {
     pub shutdown: Arc<AtomicBool>,
     pub detection: tokio::sync::Mutex<detect::Detection>,
     pub expiry: tokio::sync::Mutex<expiry::Expiry>,
+    pub records: tokio::sync::Mutex<records::RecordsWatch>,
 }
 
 impl Reporter {
@@ -125,6 +127,7 @@ impl Reporter {
             while !self.shutdown.load(Ordering::Relaxed) && outbox::still_leading(&mut lead).await {
                 self.detect().await;
                 self.expire_holds().await;
+                self.watch_records().await;
                 match self.publish_round(&codecs).await {
                     Ok(0) => {
                         let since = *idle_since.get_or_insert_with(Instant::now);
@@ -198,6 +201,16 @@ impl Reporter {
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "looking for expired holds failed; will retry")
             }
+        }
+    }
+
+    /// Exports the backups' record and the open periods (`records.rs`); a failed read is
+    /// retried next time.
+    async fn watch_records(&self) {
+        let mut watch = self.records.lock().await;
+        let (backups, periods) = (&self.metrics.backups, &self.metrics.periods);
+        if let Err(e) = watch.run_due(&self.pool, backups, periods).await {
+            tracing::warn!(error = %e, "reading the backups and periods failed; will retry");
         }
     }
 

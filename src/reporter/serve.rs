@@ -42,6 +42,7 @@ pub async fn serve(
         shutdown,
         detection,
         expiry: tokio::sync::Mutex::new(super::expiry::Expiry::new()),
+        records: Default::default(),
     };
     let result = reporter.run().await;
     let producer = reporter.producer();

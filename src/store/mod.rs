@@ -23,6 +23,7 @@ pub mod account_cache;
 pub mod accounts;
 pub mod anomalies;
 pub mod assets;
+pub mod backups;
 pub mod checkpoints;
 pub mod copy_binary;
 pub mod entities;

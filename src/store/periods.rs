@@ -152,3 +152,15 @@ pub async fn list(pool: &PgPool, entity: Option<&str>) -> Result<Vec<PeriodRow>,
     .fetch_all(pool)
     .await?)
 }
+
+/// Per entity with an open period whose end has passed: how many days ago the oldest such
+/// period ended (the reporter exports it; an alert fires past a deadline).
+pub async fn open_past_end(pool: &PgPool) -> Result<Vec<(String, i32)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT entity_id, max(current_date - period_end) FROM accounting_periods
+         WHERE status = 'open' AND period_end < current_date
+         GROUP BY entity_id ORDER BY entity_id",
+    )
+    .fetch_all(pool)
+    .await?)
+}

@@ -32,6 +32,7 @@ mod ops_runbook;
 mod ops_status_page;
 mod poster_exactly_once;
 mod poster_faults;
+mod postgres_tls;
 mod query_api;
 mod reporter;
 mod security;

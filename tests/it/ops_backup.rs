@@ -177,3 +177,133 @@ fn backup_failures_are_one_line_and_leave_nothing_behind() {
     let out = script("backup.sh", &["--keep", "zero"], &[]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--keep"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_runs_and_open_periods_are_exported_for_their_alerts() {
+    let ledger = Ledger::new(20, 1).await;
+    ledger.create_events_topic().await;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique("watched"));
+    let dir_s = dir.to_str().unwrap();
+    let env = [("LEDGERLINE_DATABASE_URL", ledger.db_url.as_str())];
+    let first = script("backup.sh", &["--dir", dir_s], &env);
+    assert!(first.status.success(), "{}", text(&first));
+
+    // The ledger grows (3,000 accounts more), so the next backup is far larger.
+    let table = ledgerline::domain::CurrencyTable::default();
+    let chart: Vec<_> = ledgerline::generator::synthetic_chart("demo", "USD", 3_000)
+        .iter()
+        .map(|s| s.check(&table).unwrap())
+        .collect();
+    ledgerline::store::accounts::import(&ledger.pool, &chart)
+        .await
+        .unwrap();
+    let second = script("backup.sh", &["--dir", dir_s], &env);
+    assert!(second.status.success(), "{}", text(&second));
+    // A run whose restore check cannot make its scratch database: failed, and recorded.
+    let admin = common::required_env("LEDGERLINE_ADMIN_DATABASE_URL");
+    let (user_pw, host) = admin.rsplit_once('@').unwrap();
+    let bad_admin = format!("{user_pw}-wrong@{host}");
+    let failed = script(
+        "backup.sh",
+        &["--dir", dir_s],
+        &[
+            ("LEDGERLINE_DATABASE_URL", ledger.db_url.as_str()),
+            ("LEDGERLINE_ADMIN_DATABASE_URL", &bad_admin),
+        ],
+    );
+    assert!(!failed.status.success(), "{}", text(&failed));
+
+    type Run = (bool, bool, Option<i64>, Option<String>);
+    let runs: Vec<Run> =
+        sqlx::query_as("SELECT ok, verified, size_bytes, error FROM backup_runs ORDER BY id")
+            .fetch_all(&ledger.pool)
+            .await
+            .unwrap();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let (s1, s2) = (runs[0].2.unwrap(), runs[1].2.unwrap());
+    assert!(runs[0].0 && runs[0].1 && runs[1].0 && runs[1].1, "{runs:?}");
+    assert!(
+        s2 as f64 > s1 as f64 * 1.2,
+        "the second backup is larger: {s1} / {s2}"
+    );
+    assert!(!runs[2].0 && runs[2].2.is_none(), "{runs:?}");
+    assert!(!runs[2].1, "a failed run is not verified");
+    assert!(
+        runs[2].3.as_deref().unwrap_or("").contains("scratch"),
+        "{runs:?}"
+    );
+    let edit = sqlx::query("UPDATE backup_runs SET ok = true")
+        .execute(&ledger.pool)
+        .await;
+    assert!(edit.is_err(), "the record is append-only");
+
+    // A period left open long after its end (October; the ledger's November one too).
+    let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    ledgerline::store::periods::open(
+        &ledger.pool,
+        "demo",
+        d("2026-10-01"),
+        d("2026-10-31"),
+        "test",
+        "",
+    )
+    .await
+    .unwrap();
+    let days_past_october = (chrono::Utc::now().date_naive() - d("2026-10-31")).num_days() as f64;
+
+    // The active reporter exports the record: what the three backup alerts read.
+    let port = common::free_port();
+    let events = ledger.events_topic();
+    let _reporter = common::spawn_ledgerline(
+        &format!("reporter-backups-{}", ledger.topic),
+        &["reporter", "--http-addr", &format!("127.0.0.1:{port}")],
+        &[
+            (
+                "LEDGERLINE_DATABASE_URL",
+                &common::writer_url(&ledger.db_url),
+            ),
+            ("LEDGERLINE_BALANCES_TOPIC", &events),
+            ("LEDGERLINE_ANOMALIES_TOPIC", &events),
+            ("LEDGERLINE_REJECTIONS_TOPIC", &events),
+        ],
+    );
+    let name = |m: &str| format!("ledgerline_reporter_backup_{m}");
+    common::cluster::eventually(
+        "the reporter exports the backups",
+        std::time::Duration::from_secs(60),
+        async || common::metric(port, &name("runs"), "").await == Some(3.0),
+    )
+    .await;
+    assert_eq!(
+        common::metric(port, &name("last_failed"), "").await,
+        Some(1.0)
+    );
+    assert_eq!(common::metric(port, &name("failures"), "").await, Some(1.0));
+    assert_eq!(
+        common::metric(port, &name("last_size_bytes"), "").await,
+        Some(s2 as f64)
+    );
+    let ratio = common::metric(port, &name("size_change_ratio"), "")
+        .await
+        .unwrap();
+    assert!((ratio - s2 as f64 / s1 as f64).abs() < 1e-6, "{ratio}");
+    let at = common::metric(port, &name("last_success_timestamp_seconds"), "")
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(
+        (now - at).abs() < 600.0,
+        "the last success is recent: {at} / {now}"
+    );
+    let open = common::metric(
+        port,
+        "ledgerline_reporter_open_period_days_past_end",
+        "entity=\"demo\"",
+    )
+    .await
+    .unwrap();
+    assert!(
+        (open - days_past_october).abs() <= 1.0,
+        "{open} / {days_past_october}"
+    );
+}

@@ -172,7 +172,7 @@ async fn real_prometheus_scrapes_the_poster_and_evaluates_rules_and_dashboard() 
         .iter()
         .flat_map(|g| g["rules"].as_array().unwrap())
         .collect();
-    assert_eq!(all.len(), 13);
+    assert_eq!(all.len(), 17);
     for r in &all {
         assert_eq!(r["health"], "ok", "{r}");
         assert_eq!(r["state"], "inactive", "{r}");

@@ -53,6 +53,8 @@ pub struct BatchOutcome {
     /// Reason codes of this batch's rejections.
     pub rejections: Vec<&'static str>,
     pub balance_events: usize,
+    /// Journal entries written, per entity.
+    pub entries_by_entity: Vec<(String, usize)>,
 }
 
 /// Commits one batch of one partition (account attributes read afresh).

@@ -48,6 +48,8 @@ pub(super) struct PartWrites {
     pub(super) duplicates: usize,
     pub(super) rejection_codes: Vec<&'static str>,
     pub(super) balance_events: usize,
+    /// Journal entries written, per entity (few entities: a list, not a map).
+    pub(super) entries_by_entity: Vec<(String, usize)>,
 }
 
 /// An account's balance change in a transaction: the sum of its lines' deltas and how many.
@@ -248,6 +250,7 @@ impl Writes {
             duplicates: 0,
             rejection_codes: Vec::new(),
             balance_events: 0,
+            entries_by_entity: Vec::new(),
         });
         self.parts.len() - 1
     }
@@ -261,6 +264,7 @@ impl Writes {
             duplicates: p.duplicates,
             rejections: p.rejection_codes.clone(),
             balance_events: p.balance_events,
+            entries_by_entity: p.entries_by_entity.clone(),
         }
     }
 
@@ -509,6 +513,16 @@ impl Writes {
         let prev_hash = chain.chain_head;
         chain.chain_head = hash;
         chain.entries += 1;
+        match chain
+            .entries_by_entity
+            .iter_mut()
+            .find(|(e, _)| e == p.entity.as_str())
+        {
+            Some((_, n)) => *n += 1,
+            None => chain
+                .entries_by_entity
+                .push((p.entity.as_str().to_string(), 1)),
+        }
         self.entries
             .row(15)
             .field(&entry_id)
