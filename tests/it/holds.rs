@@ -4,7 +4,6 @@
 //! holds and postings on one limited account from four partitions never taking its available
 //! balance past the limit; producers on the previous request schema still posting.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::common;
@@ -178,23 +177,8 @@ async fn a_hold_is_posted_in_part_voided_or_expired_once_and_late_requests_are_r
         "funding; h1 held and posted; h2 held and voided; h3 and h4 held; h3 expired"
     );
     // The reports show the same figures.
-    let report = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_ledgerline"))
-            .arg("report")
-            .args(args)
-            .env(
-                "LEDGERLINE_DATABASE_URL",
-                common::reader_url(&ledger.db_url),
-            )
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let reader = common::reader_url(&ledger.db_url);
+    let report = |args: &[&str]| common::ledgerline_json(&reader, &[&["report"], args].concat());
     let balance = report(&["balance", LIMITED, "--format", "json"]);
     assert_eq!(balance[0]["holds"]["available"], "830.00", "{balance}");
     assert_eq!(balance[0]["holds"]["pending_credits"], "50.00", "{balance}");

@@ -75,16 +75,11 @@ async fn verify_full_connects_and_refuses_a_wrong_ca_or_host_name() {
     let (_, db) = common::fresh_db().await;
     let name = db.rsplit('/').next().unwrap();
     let command_url = good.replace("/postgres?", &format!("/{name}?"));
-    let out = Command::new(env!("CARGO_BIN_EXE_ledgerline"))
-        .args(["report", "trial-balance", "--format", "json"])
-        .env("LEDGERLINE_DATABASE_URL", &command_url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = common::ledgerline_json(
+        &command_url,
+        &["report", "trial-balance", "--format", "json"],
     );
+    assert!(report.is_array(), "{report}");
 
     let other = other_ca();
     let wrong_ca = url_with(

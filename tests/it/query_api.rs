@@ -395,20 +395,7 @@ async fn history_walks_miss_and_repeat_nothing_while_postings_arrive() {
 }
 
 fn cli_json(ledger: &Ledger, args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
-        .args(args)
-        .env(
-            "LEDGERLINE_DATABASE_URL",
-            common::reader_url(&ledger.db_url),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::ledgerline_json(&common::reader_url(&ledger.db_url), args)
 }
 
 async fn filters_and_as_of_agree_with_the_cli(ledger: &Ledger, port: u16, account: &str) {

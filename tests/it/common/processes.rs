@@ -140,3 +140,19 @@ pub fn signal(child: &Child, sig: &str) {
         .unwrap();
     assert!(status.success(), "kill -{sig} {}", child.id());
 }
+
+/// Runs a ledgerline command (e.g. a report with `--format json`) against the database of `url`,
+/// which must succeed; its output as JSON.
+pub fn ledgerline_json(url: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+        .args(args)
+        .env("LEDGERLINE_DATABASE_URL", url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ledgerline {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ledgerline {args:?}: {e}"))
+}
