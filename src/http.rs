@@ -147,6 +147,7 @@ async fn status(State(s): State<AppState>) -> Response {
         .await
         .ok()
         .map(|(open, overdue)| serde_json::json!({ "open": open, "past_expiry": overdue }));
+    let audit = crate::store::audit::recent(&s.pool, None, 10).await.ok();
     Json(serde_json::json!({
         "group": group,
         "ready": s.health.readiness(),
@@ -154,6 +155,7 @@ async fn status(State(s): State<AppState>) -> Response {
         "live": s.metrics.snapshot(),
         "integrity": { "drifting_accounts": drifting },
         "holds": holds,
+        "audit": audit,
         "now": chrono::Utc::now(),
     }))
     .into_response()

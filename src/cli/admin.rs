@@ -333,3 +333,23 @@ pub(super) async fn topics(args: TopicsArgs) -> Result<()> {
     println!("topics ready: {}", refs.join(", "));
     Ok(())
 }
+
+/// `ledgerline audit`: the newest audit rows.
+pub(super) async fn audit(
+    subject: Option<&str>,
+    limit: i64,
+    format: crate::output::Format,
+) -> Result<()> {
+    let pool = schema_checked_pool().await?;
+    let rows = store::audit::recent(&pool, subject, limit.clamp(1, 10_000)).await?;
+    let headers = ["at", "actor", "role", "action", "subject"];
+    crate::output::print(format, &headers, &rows, |r| {
+        vec![
+            r.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            r.actor.clone(),
+            r.role.clone(),
+            r.action.clone(),
+            r.subject.clone().unwrap_or_default(),
+        ]
+    })
+}

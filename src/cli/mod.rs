@@ -65,8 +65,20 @@ pub enum Command {
     Report(ReportCmd),
     /// Publish outbox events (balances, anomalies, rejections) to Kafka (long-running).
     Reporter(ReporterArgs),
-    /// The read API under /v1 for upstream and downstream systems (long-running; first slice).
+    /// The query API under /v1 for upstream and downstream systems (long-running).
     Api(services::ApiArgs),
+    /// The audit trail: who changed entities, accounts, assets, periods, positions and
+    /// backups, and when (newest first).
+    Audit {
+        /// Only rows about this subject (an account id, an entity, a consumer group, ...).
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// table, json or csv.
+        #[arg(long, value_enum, default_value_t = crate::output::Format::Table)]
+        format: crate::output::Format,
+    },
     /// Print downstream events for humans, one line each, from the start of the topic.
     Tail(TailArgs),
     /// Benchmarks that print a Markdown table of the machine, settings and figures (built with
@@ -132,8 +144,13 @@ pub fn postings_topic() -> String {
     postings
 }
 
+/// The CLI's pool: its sessions name the operator for the audit trail ($USER, else the role).
 async fn pool() -> Result<PgPool> {
-    Ok(store::connect(&database_url()?, 4).await?)
+    let url = database_url()?;
+    Ok(match crate::config::operator() {
+        Some(operator) => store::connect_as(&url, 4, &operator).await?,
+        None => store::connect(&url, 4).await?,
+    })
 }
 
 /// Connects and checks that the schema is current (`ledgerline migrate` changes it; no other
@@ -169,6 +186,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Report(cmd) => reports::report(cmd).await?,
         Command::Reporter(args) => services::reporter(args).await?,
         Command::Api(args) => services::api(args).await?,
+        Command::Audit {
+            subject,
+            limit,
+            format,
+        } => admin::audit(subject.as_deref(), limit, format).await?,
         Command::Tail(args) => reports::tail(args).await?,
         Command::Verify { json } => reports::verify(json).await?,
         #[cfg(feature = "bench")]

@@ -23,6 +23,7 @@ pub mod account_cache;
 pub mod accounts;
 pub mod anomalies;
 pub mod assets;
+pub mod audit;
 pub mod backups;
 pub mod checkpoints;
 pub mod copy_binary;
@@ -65,6 +66,29 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Opens a pool. The URL is a secret: errors name the host, never the password.
 pub async fn connect(url: &Secret, max_connections: u32) -> Result<PgPool, StoreError> {
     connect_with(url, max_connections, &[]).await
+}
+
+/// A pool whose sessions name `actor` (`ledgerline.actor`) for the audit trail's triggers
+/// (migration 0016): the operator of an administrative command. Characters other than
+/// letters, digits and `_.@-` are replaced.
+pub async fn connect_as(
+    url: &Secret,
+    max_connections: u32,
+    actor: &str,
+) -> Result<PgPool, StoreError> {
+    let actor: String = actor
+        .chars()
+        .map(|c| match c.is_ascii_alphanumeric() || "_.@-".contains(c) {
+            true => c,
+            false => '_',
+        })
+        .collect();
+    connect_with(
+        url,
+        max_connections,
+        &[("ledgerline.actor", actor.as_str())],
+    )
+    .await
 }
 
 /// A pool whose transactions are read-only and whose statements stop after `statement_limit`

@@ -11,6 +11,7 @@ mod anomalies;
 mod apache_kafka;
 mod api_schema;
 mod assets;
+mod audit;
 mod balance_events;
 #[cfg(feature = "bench")]
 mod bench_short;
