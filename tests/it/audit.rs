@@ -10,17 +10,7 @@ use ledgerline::generator::{generate, GeneratorSettings};
 
 /// Runs a CLI command as operator alice; it must succeed.
 fn as_alice(url: &str, args: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
-        .args(args)
-        .env("LEDGERLINE_DATABASE_URL", url)
-        .env("USER", "alice")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ledgerline {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_ledgerline(url, args, &[("USER", "alice")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

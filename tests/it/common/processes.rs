@@ -141,12 +141,13 @@ pub fn signal(child: &Child, sig: &str) {
     assert!(status.success(), "kill -{sig} {}", child.id());
 }
 
-/// Runs a ledgerline command (e.g. a report with `--format json`) against the database of `url`,
-/// which must succeed; its output as JSON.
-pub fn ledgerline_json(url: &str, args: &[&str]) -> serde_json::Value {
+/// Runs a ledgerline command against the database of `url` with extra environment; it must
+/// succeed. Its standard output.
+pub fn run_ledgerline(url: &str, args: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
     let out = Command::new(env!("CARGO_BIN_EXE_ledgerline"))
         .args(args)
         .env("LEDGERLINE_DATABASE_URL", url)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -154,5 +155,12 @@ pub fn ledgerline_json(url: &str, args: &[&str]) -> serde_json::Value {
         "ledgerline {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ledgerline {args:?}: {e}"))
+    out.stdout
+}
+
+/// Runs a ledgerline command (e.g. a report with `--format json`) against the database of `url`,
+/// which must succeed; its output as JSON.
+pub fn ledgerline_json(url: &str, args: &[&str]) -> serde_json::Value {
+    let out = run_ledgerline(url, args, &[]);
+    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("ledgerline {args:?}: {e}"))
 }
