@@ -67,6 +67,8 @@ async fn each_operator_action_leaves_one_audit_row_and_the_trail_is_append_only(
             "demo",
             "--start",
             "2026-11-01",
+            "--end",
+            "2026-11-30",
             "--by",
             "alice",
             "--reason",

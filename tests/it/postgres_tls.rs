@@ -127,14 +127,9 @@ async fn plaintext_is_refused_where_tls_is_required_and_prefer_uses_tls() {
     .execute(&admin)
     .await
     .unwrap();
-    let port = url_with("h", "")
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let admin_url = required_env("LEDGERLINE_ADMIN_DATABASE_URL");
+    let port = admin_url.rsplit_once('@').unwrap().1;
+    let port = port.split(':').nth(1).unwrap().split('/').next().unwrap();
     let as_role =
         |query: &str| format!("postgres://{role}:{password}@localhost:{port}/postgres?{query}");
 
