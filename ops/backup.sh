@@ -53,7 +53,7 @@ SQL
 fail() {
     rm -f "$file" "$file.gpg"
     cleanup
-    record false "" false "" "$*" || say "could not record the failure in backup_runs either"
+    record false "" false "" "$*" || true  # a run that cannot reach the database is not recorded
     die "$*"
 }
 

@@ -35,28 +35,28 @@ pub struct AppState {
 }
 
 /// `/health`, `/ready`, `/metrics` and the status page's static HTML stay open; everything that
-/// reveals ledger data (recovery, status figures) is behind the token when one is configured (`LEDGERLINE_HTTP_TOKEN` or `LEDGERLINE_HTTP_TOKEN_FILE`).
+/// reveals ledger data (recovery, status figures) is behind the token when one is configured
+/// (`LEDGERLINE_HTTP_TOKEN` or `LEDGERLINE_HTTP_TOKEN_FILE`).
 pub fn router(state: AppState) -> Router {
-    let open = Router::new()
+    let mut open = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics));
-    let mut protected: Router<AppState> = Router::new();
-    let mut open = open;
     for (old, new) in MOVED {
         open = open.route(old, get(move || moved(new)));
     }
     if state.group.is_some() {
-        protected = protected
+        // The poster's: the reporter has no protected routes (a layer over none is refused).
+        let protected: Router<AppState> = Router::new()
             .route("/recovery", get(recovery))
-            .route("/status", get(status));
-        open = open.route("/", get(status_page));
+            .route("/status", get(status))
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                require_token,
+            ));
+        open = open.route("/", get(status_page)).merge(protected);
     }
-    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        require_token,
-    ));
-    open.merge(protected).with_state(state)
+    open.with_state(state)
 }
 
 async fn require_token(
