@@ -73,6 +73,7 @@ pub enum Command {
         /// Only rows about this subject (an account id, an entity, a consumer group, ...).
         #[arg(long)]
         subject: Option<String>,
+        /// How many rows, newest first.
         #[arg(long, default_value_t = 50)]
         limit: i64,
         /// table, json or csv.
