@@ -49,6 +49,9 @@ fn pitr_drill_recovers_to_a_timestamp_and_replays_to_the_same_ledger() {
         .collect();
     assert_eq!(numbers.len(), 3, "{rpo}");
     assert!(numbers[0] > 0, "the disaster lost entries: {rpo}");
-    assert_eq!(numbers[1], numbers[0], "the replay brought them all back: {rpo}");
+    assert_eq!(
+        numbers[1], numbers[0],
+        "the replay brought them all back: {rpo}"
+    );
     assert_eq!(numbers[2], 0, "{rpo}");
 }
