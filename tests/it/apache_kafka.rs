@@ -249,7 +249,7 @@ fn promtool_fires_on(series: &[String], group: &str, topic: &str) {
         ));
     }
     let test = format!(
-        "rule_files: ['{rules}']\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n      - eval_time: 10m\n        alertname: LedgerlineLagGrowingWithoutCommits\n        exp_alerts:\n          - exp_labels: {{severity: critical, group: '{group}', topic: '{topic}', partition: '0'}}\n            exp_annotations:\n              summary: \"Partition 0 of {topic} has messages waiting and group {group} moved no checkpoint in 5 minutes\"\n              runbook: \"ops/RUNBOOK.md#posting-failures\"\n"
+        "rule_files: ['{rules}']\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n      - eval_time: 10m\n        alertname: LedgerlineLagGrowingWithoutCommits\n        exp_alerts:\n          - exp_labels: {{severity: critical, group: '{group}', topic: '{topic}', partition: '0'}}\n            exp_annotations:\n              summary: \"Partition 0 of {topic} has messages waiting and group {group} moved no checkpoint in 5 minutes\"\n              runbook_url: \"ops/RUNBOOK.md#posting-failures\"\n"
     );
     let file = dir.join("exported_test.yml");
     std::fs::write(&file, test).unwrap();
