@@ -123,6 +123,7 @@ pub(crate) async fn load(
             .map(|(i, m)| {
                 let r = m.request.as_ref().expect("generated requests");
                 posting::BatchMessage {
+                    produced_at_ms: None,
                     offset: offset + i as i64,
                     raw: Vec::new(),
                     candidate: Candidate::Parsed(

@@ -353,3 +353,24 @@ pub(super) async fn audit(
         ]
     })
 }
+
+/// `ledgerline prune`: idempotency records older than the window, behind a verified backup.
+pub(super) async fn prune(cut: chrono::DateTime<chrono::Utc>) -> Result<()> {
+    let pool = schema_checked_pool().await?;
+    match store::retention::prune(&pool, cut).await {
+        Ok(p) => {
+            println!(
+                "pruned {} idempotency records older than {} (covered by verified backup run {}{}); requests produced before the cut are now rejected as STALE_REQUEST",
+                p.deleted,
+                p.cut.to_rfc3339(),
+                p.backup_run_id,
+                p.backup_file.map(|f| format!(", {f}")).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Err(store::StoreError::Conflict(reason)) => {
+            anyhow::bail!("prune refused: {reason}")
+        }
+        Err(e) => Err(e.into()),
+    }
+}

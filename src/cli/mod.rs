@@ -80,6 +80,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = crate::output::Format::Table)]
         format: crate::output::Format,
     },
+    /// Prune idempotency records older than a retention window, only behind a verified backup
+    /// taken after the cut. Requests produced before the cut are then rejected as
+    /// STALE_REQUEST, so a replay never posts one twice.
+    Prune {
+        /// Keep the records of this many days (the cut is now minus this).
+        #[arg(long, required_unless_present = "before", conflicts_with = "before")]
+        older_than_days: Option<u32>,
+        /// The cut as an RFC 3339 time instead (records recorded before it go).
+        #[arg(long)]
+        before: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Print downstream events for humans, one line each, from the start of the topic.
     Tail(TailArgs),
     /// Benchmarks that print a Markdown table of the machine, settings and figures (built with
@@ -192,6 +203,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             limit,
             format,
         } => admin::audit(subject.as_deref(), limit, format).await?,
+        Command::Prune {
+            older_than_days,
+            before,
+        } => {
+            let days = |d: u32| chrono::Utc::now() - chrono::Duration::days(i64::from(d));
+            let cut = before
+                .or(older_than_days.map(days))
+                .expect("clap requires one");
+            admin::prune(cut).await?
+        }
         Command::Tail(args) => reports::tail(args).await?,
         Command::Verify { json } => reports::verify(json).await?,
         #[cfg(feature = "bench")]

@@ -11,6 +11,7 @@ pub mod hold;
 pub mod ids;
 pub mod posting;
 pub mod rejection;
+pub mod retention;
 
 pub use currency::{Currency, CurrencyTable};
 pub use ids::{AccountId, EntityId, IdempotencyKey};

@@ -156,6 +156,8 @@ pub enum Rejection {
     },
     #[error("idempotency key {key:?} was used before for a different request")]
     IdempotencyConflict { key: String },
+    #[error("produced at {produced}, before the retention cut {cut}: its idempotency record may be pruned, so it is not posted (re-send it with a new key if it is still wanted)")]
+    StaleRequest { produced: String, cut: String },
 
     // --- the poster could not process this message at all ---
     #[error("internal error: {0}")]
@@ -207,6 +209,7 @@ impl Rejection {
             Rejection::HoldEntityMismatch { .. } => "HOLD_ENTITY_MISMATCH",
             Rejection::PostExceedsHold { .. } => "POST_EXCEEDS_HOLD",
             Rejection::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
+            Rejection::StaleRequest { .. } => "STALE_REQUEST",
             Rejection::Internal(_) => "INTERNAL",
         }
     }
@@ -254,6 +257,7 @@ impl Rejection {
         "HOLD_ENTITY_MISMATCH",
         "POST_EXCEEDS_HOLD",
         "IDEMPOTENCY_CONFLICT",
+        "STALE_REQUEST",
         "INTERNAL",
     ];
 }

@@ -142,6 +142,7 @@ impl Poster {
                 tracing::error!(partition, offset = m.offset, error = %e, "message cannot be committed; rejecting it as INTERNAL");
                 let (key, fingerprint) = m.candidate.key_and_fingerprint();
                 let internal = BatchMessage {
+                    produced_at_ms: m.produced_at_ms,
                     offset: m.offset,
                     raw: m.raw.clone(),
                     candidate: Candidate::Refused {

@@ -179,6 +179,7 @@ mod tests {
                 }))
                 .unwrap();
                 BatchMessage {
+                    produced_at_ms: None,
                     offset: i as i64,
                     raw: Vec::new(),
                     candidate: Candidate::Parsed(Posting::parse(&request, &table).unwrap()),

@@ -31,6 +31,7 @@ pub(super) struct Decoded {
 pub(super) struct Fetched {
     pub(super) partition: i32,
     pub(super) offset: i64,
+    pub(super) produced_at_ms: Option<i64>,
     pub(super) payload: Vec<u8>,
 }
 
@@ -49,6 +50,7 @@ impl Poster {
                 Decoded {
                     partition: f.partition,
                     message: BatchMessage {
+                        produced_at_ms: f.produced_at_ms,
                         offset: f.offset,
                         raw: f.payload,
                         candidate,

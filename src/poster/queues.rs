@@ -128,6 +128,7 @@ pub(super) fn fetched(m: &BorrowedMessage<'_>) -> Fetched {
     Fetched {
         partition: m.partition(),
         offset: m.offset(),
+        produced_at_ms: m.timestamp().to_millis(),
         payload: m.payload().unwrap_or_default().to_vec(),
     }
 }

@@ -36,6 +36,7 @@ pub mod periods;
 pub mod posting;
 pub mod reports;
 pub mod requests;
+pub mod retention;
 pub mod verify;
 
 use std::time::Duration;

@@ -105,6 +105,7 @@ impl Book {
             .into_iter()
             .enumerate()
             .map(|(i, r)| BatchMessage {
+                produced_at_ms: None,
                 offset: self.next_offset + i as i64,
                 raw: serde_json::to_vec(&r).unwrap(),
                 candidate: match Posting::parse(&r, &table) {

@@ -282,6 +282,7 @@ async fn as_of_balances_answer_valid_time_and_transaction_time() {
     ]) {
         let r = request(key, date, amount);
         let m = BatchMessage {
+            produced_at_ms: None,
             offset,
             raw: vec![],
             candidate: Candidate::Parsed(Posting::parse(&r, &table).unwrap()),
@@ -395,6 +396,7 @@ async fn commit_requests(
         .iter()
         .enumerate()
         .map(|(i, r)| BatchMessage {
+            produced_at_ms: None,
             offset: offset + i as i64,
             raw: serde_json::to_vec(r).unwrap(),
             candidate: match Posting::parse(r, &table) {

@@ -36,6 +36,7 @@ mod poster_faults;
 mod postgres_tls;
 mod query_api;
 mod reporter;
+mod retention;
 mod security;
 mod stack_script;
 mod store_plans;

@@ -9,7 +9,7 @@ use common::Ledger;
 use ledgerline::generator::{generate, GeneratorSettings};
 use ledgerline::store::posting::{commit_batch, BatchInput};
 
-fn script(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn script(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new("bash");
     cmd.arg(format!("{}/ops/{name}", env!("CARGO_MANIFEST_DIR")))
         .args(args)
@@ -20,7 +20,7 @@ fn script(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),

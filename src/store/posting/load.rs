@@ -2,7 +2,7 @@
 //! entities and their periods, accounts (from the cache, with the balances of those that may not
 //! go negative locked), and the entries that reversals name.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use foldhash::{HashMap, HashSet};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -50,6 +50,18 @@ pub(super) async fn load_state_in_tx(
         accounts,
         known_keys,
     })
+}
+
+/// The newest retention cut: requests produced before it are stale (`domain::retention`). A
+/// prune that commits while a batch is judged may remove a record the batch then misses: a
+/// request posted before fails the batch at the journal's unique key and the retry sees the
+/// cut; one rejected before is a rejection, not a post, so nothing is posted twice.
+pub(super) async fn load_retention_cut_in_tx(
+    tx: &mut PgConnection,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT max(cut) FROM retention_cuts")
+        .fetch_one(&mut *tx)
+        .await
 }
 
 /// What a batch's rules will look up, borrowed from the candidates: a batch's keys and account

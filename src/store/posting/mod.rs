@@ -22,7 +22,7 @@ use crate::domain::batch::{decide, rejection_id, Candidate};
 use crate::store::account_cache::AccountCache;
 pub use error::{classify, CommitError, SqlErrorKind};
 pub use flush::{COPY_JOURNAL_ENTRIES, COPY_JOURNAL_LINES};
-use load::load_state_in_tx;
+use load::{load_retention_cut_in_tx, load_state_in_tx};
 use lock::{lock_partitions_in_tx, PartitionLocks};
 use plan::Writes;
 
@@ -30,6 +30,9 @@ use plan::Writes;
 #[derive(Debug, Clone)]
 pub struct BatchMessage {
     pub offset: i64,
+    /// The message's Kafka timestamp (milliseconds): a request produced before the newest
+    /// retention cut is rejected as stale (`domain::retention`).
+    pub produced_at_ms: Option<i64>,
     pub raw: Vec<u8>,
     pub candidate: Candidate,
 }
@@ -129,7 +132,16 @@ async fn commit_batches_in_tx(
     let partitions: Vec<i32> = inputs.iter().map(|i| i.partition).collect();
     let locked = lock_partitions_in_tx(tx, group, topic, &partitions).await?;
     let messages = unposted(inputs, &locked)?;
-    let candidates: Vec<&Candidate> = messages.iter().map(|(_, m)| &m.candidate).collect();
+    let cut = load_retention_cut_in_tx(tx).await?;
+    let stale: Vec<Option<Candidate>> = messages
+        .iter()
+        .map(|(_, m)| crate::domain::retention::stale(&m.candidate, m.produced_at_ms, cut))
+        .collect();
+    let candidates: Vec<&Candidate> = messages
+        .iter()
+        .zip(&stale)
+        .map(|((_, m), s)| s.as_ref().unwrap_or(&m.candidate))
+        .collect();
     let mut state = load_state_in_tx(tx, &candidates, cache, locked.account_revision).await?;
     let decisions = decide(
         &candidates,
@@ -161,7 +173,7 @@ async fn commit_batches_in_tx(
         })
         .collect();
     let scratch = Scratch {
-        _owned: Box::new((w, state, decisions)),
+        _owned: Box::new((w, state, decisions, stale)),
     };
     Ok((outcomes, scratch))
 }

@@ -648,6 +648,7 @@ mod tests {
         let part = w.start_partition(3, 40, [7; 32], 40, 44);
         for (i, (candidate, decision)) in candidates.iter().zip(&decisions).enumerate() {
             let m = BatchMessage {
+                produced_at_ms: None,
                 offset: 40 + i as i64,
                 raw: vec![i as u8; 5],
                 candidate: candidate.clone(),

@@ -387,6 +387,7 @@ pub fn parsed_batch(messages: &[Message]) -> Vec<ledgerline::store::posting::Bat
         .map(|(i, m)| {
             let r = m.request.clone().expect("a request, not raw bytes");
             ledgerline::store::posting::BatchMessage {
+                produced_at_ms: None,
                 offset: i as i64,
                 raw: serde_json::to_vec(&r).unwrap(),
                 candidate: ledgerline::domain::batch::Candidate::Parsed(
