@@ -34,7 +34,8 @@ load_settings() {
     load_conf "${LEDGERLINE_STACK_CONF:-$LEDGERLINE_ROOT/ops/stack.conf}"
     export LEDGERLINE_STACK_DIR="${LEDGERLINE_STACK_DIR:-$LEDGERLINE_ROOT/.stack}"
     local key
-    for key in LEDGERLINE_PG_PORT LEDGERLINE_KAFKA_PORT; do
+    : "${LEDGERLINE_PGAF_PORT:=55440}"
+    for key in LEDGERLINE_PG_PORT LEDGERLINE_KAFKA_PORT LEDGERLINE_PGAF_PORT; do
         [[ "${!key:-}" =~ ^[0-9]+$ ]] && [ "${!key}" -ge 1024 ] && [ "${!key}" -le 65535 ] \
             || die "$key=${!key:-} must be a port number between 1024 and 65535"
     done
@@ -42,6 +43,15 @@ load_settings() {
     [ $((LEDGERLINE_KAFKA_PORT + 2 * LEDGERLINE_KAFKA_NODES - 1)) -le 65535 ] \
         || die "LEDGERLINE_KAFKA_PORT=$LEDGERLINE_KAFKA_PORT leaves no room for $LEDGERLINE_KAFKA_NODES node(s) and their controllers"
     [[ "${LEDGERLINE_DB_NAME:-}" =~ ^[a-z_][a-z0-9_]*$ ]] || die "LEDGERLINE_DB_NAME=${LEDGERLINE_DB_NAME:-} must be a plain lower-case name"
+}
+
+# A random password per login role, made once and kept (mode 600) under the stack's directory.
+role_password() {
+    local file="$LEDGERLINE_STACK_DIR/pg-$1.pw"
+    if [ ! -s "$file" ]; then
+        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
+    fi
+    cat "$file"
 }
 
 load_env() {

@@ -8,6 +8,7 @@
 #   ops/stack.sh down     stop both (data is kept)
 #   ops/stack.sh status   say what runs; exit 0 only when both do
 #   ops/stack.sh reset    stop both and delete .stack/
+#   ops/stack.sh failover up|down|...   a pg_auto_failover pair besides (ops/pg-failover.sh)
 #
 # Settings: ops/stack.conf (or LEDGERLINE_STACK_CONF). Every failure: one line, non-zero exit.
 set -euo pipefail
@@ -67,15 +68,6 @@ pg_running() {
     local bin
     bin=$(pg_bindir)
     [ -n "$bin" ] && [ -f "$PGDATA/PG_VERSION" ] && as_pg "$bin/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1
-}
-
-# A random password per login role, made once and kept (mode 600) under .stack/.
-role_password() {
-    local file="$STACK/pg-$1.pw"
-    if [ ! -s "$file" ]; then
-        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
-    fi
-    cat "$file"
 }
 
 pg_password() { role_password admin; }
@@ -322,6 +314,7 @@ case "${1:-}" in
         say "ready; settings in $STACK/env"
         ;;
     down)
+        [ -d "$STACK/pgaf" ] && bash "$LEDGERLINE_ROOT/ops/pg-failover.sh" down
         kafka_down
         pg_down
         ;;
@@ -331,13 +324,18 @@ case "${1:-}" in
         kafka_status || ok=3
         exit $ok
         ;;
+    failover)
+        shift
+        exec bash "$LEDGERLINE_ROOT/ops/pg-failover.sh" "$@"
+        ;;
     reset)
+        [ -x "$LEDGERLINE_ROOT/ops/pg-failover.sh" ] && [ -d "$STACK/pgaf" ] && bash "$LEDGERLINE_ROOT/ops/pg-failover.sh" down
         kafka_down
         pg_down
         rm -rf "$STACK"
         say "removed $STACK"
         ;;
     *)
-        die "usage: ops/stack.sh up|down|status|reset"
+        die "usage: ops/stack.sh up|down|status|reset|failover ..."
         ;;
 esac

@@ -181,6 +181,10 @@ impl Poster {
                 .when(|e: &CommitError| e.is_transient() && !self.shutdown.load(Ordering::Relaxed))
                 .notify(|e: &CommitError, wait: Duration| {
                     self.metrics.retries.inc();
+                    // Not ready from the first sign (a failover takes seconds), not after retries.
+                    if e.is_unavailable() {
+                        self.database_down(e);
+                    }
                     tracing::warn!(?partitions, error = %e, ?wait, "batch commit failed; retrying");
                 })
                 .call();
@@ -195,15 +199,20 @@ impl Poster {
                     return Ok(outcomes);
                 }
                 Err(e) if e.is_unavailable() && !self.shutdown.load(Ordering::Relaxed) => {
-                    self.health.set_stalled(Some(format!("cannot commit: {e}")));
-                    self.health.db_ok.store(false, Ordering::Relaxed);
-                    self.metrics.ready.set(0);
+                    self.database_down(&e);
                     tracing::warn!(?partitions, error = %e, "database unavailable; waiting before the next attempt");
                     std::thread::sleep(Duration::from_secs(1));
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Readiness while the database cannot take a commit: not ready, with the reason.
+    fn database_down(&self, e: &CommitError) {
+        self.health.set_stalled(Some(format!("cannot commit: {e}")));
+        self.health.db_ok.store(false, Ordering::Relaxed);
+        self.metrics.ready.set(0);
     }
 
     /// Metrics and one log line per committed batch (`took`: its whole transaction).

@@ -30,6 +30,7 @@ pub mod copy_binary;
 pub mod entities;
 pub mod history;
 pub mod holds;
+pub mod hosts;
 pub mod instances;
 pub mod outbox;
 pub mod periods;
@@ -41,7 +42,7 @@ pub mod verify;
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use thiserror::Error;
 
@@ -111,26 +112,40 @@ pub async fn connect_read_only(
     connect_with(url, max_connections, &settings).await
 }
 
-/// Connects with these server settings for every session.
+/// Connects with these server settings for every session. A URL with several hosts or a
+/// `target_session_attrs` goes through `hosts` (which host, and following a failover).
 async fn connect_with(
     url: &Secret,
     max_connections: u32,
     settings: &[(&str, &str)],
 ) -> Result<PgPool, StoreError> {
-    let options: PgConnectOptions = url.expose().parse().map_err(|_| {
-        StoreError::Connect("LEDGERLINE_DATABASE_URL is not a valid postgres:// URL".into())
+    let mut list = hosts::parse(url.expose()).map_err(|e| {
+        StoreError::Connect(format!(
+            "LEDGERLINE_DATABASE_URL is not a valid postgres:// URL: {e}"
+        ))
     })?;
-    let target = format!("{}:{}", options.get_host(), options.get_port());
-    let options = match settings {
-        [] => options,
-        _ => options.options(settings.iter().copied()),
-    };
-    PgPoolOptions::new()
+    if !settings.is_empty() {
+        for options in &mut list.hosts {
+            *options = options.clone().options(settings.iter().copied());
+        }
+    }
+    let pool_options = PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10));
+    if let ([options], hosts::Want::Any) = (list.hosts.as_slice(), list.want) {
+        let target = format!("{}:{}", options.get_host(), options.get_port());
+        return pool_options
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Connect(format!("{target}: {}", redact_error(&e))));
+    }
+    let (options, target) = hosts::find(&list).await.map_err(StoreError::Connect)?;
+    let pool = hosts::checked(pool_options, list.want)
         .connect_with(options)
         .await
-        .map_err(|e| StoreError::Connect(format!("{target}: {}", redact_error(&e))))
+        .map_err(|e| StoreError::Connect(format!("{target}: {}", redact_error(&e))))?;
+    hosts::follow(pool.clone(), std::sync::Arc::new(list), target);
+    Ok(pool)
 }
 
 /// Applies every migration not yet applied. Safe to run again.

@@ -31,6 +31,7 @@ mod ops_monitoring;
 mod ops_pitr;
 mod ops_runbook;
 mod ops_status_page;
+mod pg_failover;
 mod poster_exactly_once;
 mod poster_faults;
 mod postgres_tls;

@@ -58,7 +58,7 @@ impl CommitError {
 /// What a PostgreSQL error means for the one who sent the statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlErrorKind {
-    /// No connection, or the server refuses work (classes 08, 57P, 53300).
+    /// No connection, or the server refuses work (classes 08, 57P, 53300, 25006).
     Unavailable,
     /// A race another attempt may win (40001, 40P01, 23505, 55P03).
     Transient,
@@ -75,7 +75,12 @@ pub fn classify(e: &sqlx::Error) -> SqlErrorKind {
         | sqlx::Error::Tls(_) => SqlErrorKind::Unavailable,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
+            // 25006: a read-only transaction, i.e. the server became a standby (failover).
+            if code.starts_with("08")
+                || code.starts_with("57P")
+                || code == "53300"
+                || code == "25006"
+            {
                 SqlErrorKind::Unavailable
             } else if matches!(code.as_ref(), "40001" | "40P01" | "23505" | "55P03") {
                 SqlErrorKind::Transient

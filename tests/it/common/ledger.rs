@@ -61,6 +61,12 @@ impl Ledger {
     /// open, and a fresh topic with `partitions` partitions.
     pub async fn new(accounts: usize, partitions: i32) -> Ledger {
         let (pool, db_url) = fresh_db().await;
+        Ledger::seeded(pool, db_url, accounts, partitions).await
+    }
+
+    /// A ledger on a migrated database of `pool` (at `db_url`): entity `demo`, `accounts`
+    /// synthetic accounts, November 2026 open, and a fresh topic with `partitions` partitions.
+    pub async fn seeded(pool: PgPool, db_url: String, accounts: usize, partitions: i32) -> Ledger {
         let table = ledgerline::domain::CurrencyTable::default();
         ledgerline::store::entities::create(&pool, "demo", "Demo")
             .await
