@@ -42,6 +42,17 @@ async fn timed<T, F: std::future::Future<Output = Result<T>>>(f: F) -> Result<(T
     Ok((value, started.elapsed()))
 }
 
+/// The URL with database `name` instead of its own; the query (e.g. target_session_attrs) kept.
+fn with_database(url: &str, name: &str) -> Result<String> {
+    let (base, rest) = url
+        .rsplit_once('/')
+        .context("admin URL has a database path")?;
+    Ok(match rest.split_once('?') {
+        Some((_, query)) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    })
+}
+
 /// A database of its own for one benchmark run, dropped afterwards.
 pub struct ScratchDb {
     admin: PgPool,
@@ -58,13 +69,7 @@ impl ScratchDb {
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&admin)
             .await?;
-        let base = admin_url
-            .expose()
-            .rsplit_once('/')
-            .context("admin URL has a database path")?
-            .0
-            .to_string();
-        let url = Secret::new(format!("{base}/{name}"));
+        let url = Secret::new(with_database(admin_url.expose(), &name)?);
         let pool = store::connect(&url, 8).await?;
         store::migrate(&pool).await?;
         Ok(ScratchDb {

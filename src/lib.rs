@@ -4,6 +4,7 @@
 //! rules) -> `store` (the only SQL). `kafka` holds the client set-up shared by every command.
 
 pub mod api;
+pub mod archive;
 #[cfg(feature = "bench")]
 pub mod bench;
 #[cfg(feature = "bench")]

@@ -21,6 +21,28 @@ pub struct IntegrityReport {
     pub checks: Vec<CheckResult>,
 }
 
+/// Runs every check, and checks each archive file against the live chains (`archive::check`).
+pub async fn run_with_archives(
+    pool: &PgPool,
+    show_progress: bool,
+    archives: &[std::path::PathBuf],
+) -> anyhow::Result<IntegrityReport> {
+    let mut report = run(pool, show_progress).await?;
+    if !archives.is_empty() {
+        let mut violations = Vec::new();
+        for path in archives {
+            violations.extend(crate::archive::check(pool, path).await?);
+        }
+        report.ok &= violations.is_empty();
+        report.checks.push(CheckResult {
+            check: "archives",
+            ok: violations.is_empty(),
+            violations,
+        });
+    }
+    Ok(report)
+}
+
 /// Runs every check. `show_progress` draws a progress bar for the hash-chain walk.
 pub async fn run(pool: &PgPool, show_progress: bool) -> Result<IntegrityReport, StoreError> {
     let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")

@@ -374,3 +374,21 @@ pub(super) async fn prune(cut: chrono::DateTime<chrono::Utc>) -> Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// `ledgerline archive`: a closed period to a checked, recorded file.
+pub(super) async fn archive(
+    entity: &str,
+    start: chrono::NaiveDate,
+    out: &std::path::Path,
+) -> Result<()> {
+    let pool = schema_checked_pool().await?;
+    let a = crate::archive::write(&pool, entity, start, out).await?;
+    println!(
+        "archived {} entries of {entity} {start}..{} to {} (sha256 {}); checked against the live chains and recorded; nothing deleted",
+        a.entries,
+        a.period_end,
+        out.display(),
+        a.sha256
+    );
+    Ok(())
+}

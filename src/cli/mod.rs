@@ -105,6 +105,23 @@ pub enum Command {
         /// The report as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also check this archive file (from `ledgerline archive`) against the live chains;
+        /// repeatable.
+        #[arg(long = "archive")]
+        archives: Vec<std::path::PathBuf>,
+    },
+    /// Archive a closed accounting period: its entries and lines with their hash-chain links
+    /// to a file, checked against the live chains and recorded (nothing is deleted).
+    Archive {
+        /// The entity whose period is archived.
+        #[arg(long)]
+        entity: String,
+        /// The first day of the closed period (YYYY-MM-DD).
+        #[arg(long)]
+        period_start: chrono::NaiveDate,
+        /// The file to write (JSON).
+        #[arg(long)]
+        out: std::path::PathBuf,
     },
 }
 
@@ -214,7 +231,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             admin::prune(cut).await?
         }
         Command::Tail(args) => reports::tail(args).await?,
-        Command::Verify { json } => reports::verify(json).await?,
+        Command::Verify { json, archives } => reports::verify(json, &archives).await?,
+        Command::Archive {
+            entity,
+            period_start,
+            out,
+        } => admin::archive(&entity, period_start, &out).await?,
         #[cfg(feature = "bench")]
         Command::Bench(cmd) => bench::bench(cmd).await?,
     }

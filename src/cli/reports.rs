@@ -303,10 +303,10 @@ fn print_accounts(
     )
 }
 
-pub(super) async fn verify(json: bool) -> Result<()> {
+pub(super) async fn verify(json: bool, archives: &[std::path::PathBuf]) -> Result<()> {
     let pool = schema_checked_pool().await?;
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let report = crate::verify::run(&pool, interactive && !json).await?;
+    let report = crate::verify::run_with_archives(&pool, interactive && !json, archives).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -22,6 +22,7 @@
 pub mod account_cache;
 pub mod accounts;
 pub mod anomalies;
+pub mod archive;
 pub mod assets;
 pub mod audit;
 pub mod backups;

@@ -112,25 +112,159 @@ pub async fn orphans(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
         .collect())
 }
 
-#[derive(sqlx::FromRow)]
-struct ChainRow {
-    id: Uuid,
-    entity_id: String,
-    idempotency_key: String,
-    effective_date: NaiveDate,
-    recorded_at: DateTime<Utc>,
-    description: Option<String>,
-    source_topic: Option<String>,
-    source_partition: Option<i32>,
-    source_offset: Option<i64>,
-    reverses: Option<Uuid>,
-    hash: Option<Vec<u8>>,
-    prev_hash: Option<Vec<u8>>,
-    line_nos: Vec<i16>,
-    accounts: Vec<String>,
-    sides: Vec<String>,
-    amounts: Vec<Decimal>,
-    currencies: Vec<String>,
+/// One entry with its lines and chain links, as the chain walk reads it and as an archive file
+/// holds it (hashes in hex there).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct ChainRow {
+    pub id: Uuid,
+    pub entity_id: String,
+    pub idempotency_key: String,
+    pub effective_date: NaiveDate,
+    pub recorded_at: DateTime<Utc>,
+    pub description: Option<String>,
+    pub source_topic: Option<String>,
+    pub source_partition: Option<i32>,
+    pub source_offset: Option<i64>,
+    pub reverses: Option<Uuid>,
+    #[serde(with = "hex_bytes")]
+    pub hash: Option<Vec<u8>>,
+    #[serde(with = "hex_bytes")]
+    pub prev_hash: Option<Vec<u8>>,
+    pub line_nos: Vec<i16>,
+    pub accounts: Vec<String>,
+    pub sides: Vec<String>,
+    pub amounts: Vec<Decimal>,
+    pub currencies: Vec<String>,
+}
+
+/// Hashes as hex strings in archive files.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&hex::encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|h| hex::decode(h).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// The chain walk's query; `{where}` narrows it (an archive's period).
+const CHAIN_ROWS: &str = "SELECT e.id, e.entity_id, e.idempotency_key, e.effective_date, e.recorded_at, e.description,
+                e.source_topic, e.source_partition, e.source_offset, e.reverses, e.hash, e.prev_hash,
+                array_agg(l.line_no ORDER BY l.line_no) AS line_nos,
+                array_agg(l.account_id ORDER BY l.line_no) AS accounts,
+                array_agg(l.side::text ORDER BY l.line_no) AS sides,
+                array_agg(l.amount ORDER BY l.line_no) AS amounts,
+                array_agg(l.currency::text ORDER BY l.line_no) AS currencies
+         FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id
+         {where}
+         GROUP BY e.id
+         ORDER BY e.source_topic, e.source_partition, e.source_offset";
+
+/// The entries of an entity with effective dates in [start, end], in chain order.
+pub async fn period_rows(
+    pool: &PgPool,
+    entity: &str,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Result<Vec<ChainRow>, StoreError> {
+    let sql = CHAIN_ROWS.replace(
+        "{where}",
+        "WHERE e.entity_id = $1 AND e.effective_date BETWEEN $2 AND $3",
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(entity)
+        .bind(start)
+        .bind(end)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Archived entries (`rows`, from a file) as links of the live chains: each hash recomputes
+/// from the archived content and its previous hash, equals the live entry's hash, and its
+/// previous hash is the genesis or a live entry's hash. Each violation names the entry.
+pub async fn archived_rows(pool: &PgPool, rows: &[ChainRow]) -> Result<Vec<Violation>, StoreError> {
+    let mut violations: Vec<Violation> = rows.iter().filter_map(archived_link).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let live: BTreeMap<Uuid, Option<Vec<u8>>> =
+        sqlx::query_as("SELECT id, hash FROM journal_entries WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
+    let prevs: Vec<Vec<u8>> = rows.iter().filter_map(|r| r.prev_hash.clone()).collect();
+    let unknown_prevs: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT p FROM unnest($1::bytea[]) AS p
+         WHERE p <> $2 AND NOT EXISTS (SELECT 1 FROM journal_entries e WHERE e.hash = p)",
+    )
+    .bind(&prevs)
+    .bind(GENESIS.as_slice())
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        let name = format!("archived entry {} (key {})", r.id, r.idempotency_key);
+        match live.get(&r.id) {
+            None => violations.push(violation(
+                Some(r.id),
+                format!("{name} is not in the live ledger"),
+            )),
+            Some(h) if *h != r.hash => violations.push(violation(
+                Some(r.id),
+                format!("{name}: its hash differs from the live entry's"),
+            )),
+            Some(_) => {}
+        }
+        if r.prev_hash
+            .as_ref()
+            .is_some_and(|p| unknown_prevs.contains(p))
+        {
+            violations.push(violation(
+                Some(r.id),
+                format!("{name}: its previous hash is no entry of the live chains"),
+            ));
+        }
+    }
+    Ok(violations)
+}
+
+/// One archived entry's hash, recomputed from its own content and previous hash.
+fn archived_link(r: &ChainRow) -> Option<Violation> {
+    let name = format!("archived entry {} (key {})", r.id, r.idempotency_key);
+    let (Some(topic), Some(partition), Some(offset)) = (
+        r.source_topic.as_deref(),
+        r.source_partition,
+        r.source_offset,
+    ) else {
+        return Some(violation(
+            Some(r.id),
+            format!("{name} has no source position"),
+        ));
+    };
+    let prev = r
+        .prev_hash
+        .as_deref()
+        .and_then(|p| <[u8; 32]>::try_from(p).ok());
+    let Some(prev) = prev else {
+        return Some(violation(
+            Some(r.id),
+            format!("{name} has no previous hash"),
+        ));
+    };
+    let computed = canonical(r, topic, partition, offset).hash(&prev);
+    (r.hash.as_deref() != Some(computed.as_slice())).then(|| {
+        violation(
+            Some(r.id),
+            format!("{name} at {topic}/{partition}/{offset} does not match its hash: the archive was altered"),
+        )
+    })
 }
 
 /// Walks every hash chain in commit order, recomputing each hash; `progress` is called with the
@@ -139,19 +273,8 @@ pub async fn hash_chains(
     pool: &PgPool,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Violation>, StoreError> {
-    let mut rows = sqlx::query_as::<_, ChainRow>(
-        "SELECT e.id, e.entity_id, e.idempotency_key, e.effective_date, e.recorded_at, e.description,
-                e.source_topic, e.source_partition, e.source_offset, e.reverses, e.hash, e.prev_hash,
-                array_agg(l.line_no ORDER BY l.line_no) AS line_nos,
-                array_agg(l.account_id ORDER BY l.line_no) AS accounts,
-                array_agg(l.side::text ORDER BY l.line_no) AS sides,
-                array_agg(l.amount ORDER BY l.line_no) AS amounts,
-                array_agg(l.currency::text ORDER BY l.line_no) AS currencies
-         FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id
-         GROUP BY e.id
-         ORDER BY e.source_topic, e.source_partition, e.source_offset",
-    )
-    .fetch(pool);
+    let sql = CHAIN_ROWS.replace("{where}", "");
+    let mut rows = sqlx::query_as::<_, ChainRow>(&sql).fetch(pool);
     let mut violations = Vec::new();
     let mut heads: BTreeMap<(String, i32), [u8; 32]> = BTreeMap::new();
     let mut checked = 0u64;

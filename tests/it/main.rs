@@ -10,6 +10,7 @@ mod account_cache;
 mod anomalies;
 mod apache_kafka;
 mod api_schema;
+mod archive;
 mod assets;
 mod audit;
 mod balance_events;

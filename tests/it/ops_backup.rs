@@ -130,6 +130,17 @@ async fn backup_is_verified_encrypted_pruned_and_restores_to_a_verified_ledger()
             && t.contains("restored into"),
         "{t}"
     );
+    let rto: f64 = t
+        .lines()
+        .find_map(|l| l.strip_prefix("RTO: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no RTO line: {t}"));
+    assert!(rto > 0.0 && rto < 120.0, "RTO {rto} s: {t}");
+    assert!(
+        t.contains("RPO: the backup holds entries recorded up to 20"),
+        "{t}"
+    );
     let restored = sqlx::PgPool::connect(&common::db_url(&target))
         .await
         .unwrap();
