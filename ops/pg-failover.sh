@@ -160,7 +160,8 @@ pair_ready() {
     [ "$(monitor_sql "SELECT string_agg(reportedstate::text, ' ' ORDER BY reportedstate::text) FROM pgautofailover.node WHERE reportedstate = goalstate" 2>/dev/null)" = "primary secondary" ]
 }
 
-primary() { monitor_sql "SELECT nodename FROM pgautofailover.node WHERE reportedstate IN ('primary', 'wait_primary', 'single') ORDER BY nodeid LIMIT 1"; }
+# The node the monitor assigned the primary's role (a dead primary still reports its old state).
+primary() { monitor_sql "SELECT nodename FROM pgautofailover.node WHERE goalstate IN ('primary', 'wait_primary', 'single') ORDER BY nodeid LIMIT 1"; }
 
 # Every process of the node, as a lost host: the sessions of its pg_autoctl (supervisor and
 # services) and its PostgreSQL, until none is left (a pg_autoctl service that outlived its
@@ -172,14 +173,19 @@ kill_node() {
     for _ in $(seq 1 50); do
         pids=$(pgrep -f -- "$AF/$1( |\$)" | tr '\n' ' ' || true)
         postmaster=$(head -1 "$AF/$1/postmaster.pid" 2>/dev/null || true)
-        [ -n "$postmaster" ] && kill -0 "$postmaster" 2>/dev/null && pids="$pids $postmaster"
-        [ -n "${pids// /}" ] && sids=$(printf '%s\n' $sids $(ps -o sid= -p "$(echo $pids | tr ' ' ',')" 2>/dev/null) | sort -u)
+        # The postmaster and its children (backends run in sessions of their own): a lost host
+        # loses them all, and a surviving backend would keep PostgreSQL from starting again.
+        [ -n "$postmaster" ] && kill -0 "$postmaster" 2>/dev/null \
+            && pids="$pids $postmaster $(pgrep -P "$postmaster" | tr '\n' ' ' || true)"
+        if [ -n "${pids// /}" ]; then
+            sids=$(printf '%s\n' $sids $(ps -o sid= -p "$(echo $pids | tr ' ' ',')" 2>/dev/null || true) | sort -u)
+        fi
         left=""
         for sid in $sids; do
             [ "$sid" = "$own" ] && continue
-            pgrep -s "$sid" >/dev/null 2>&1 && left=1 && pkill -9 -s "$sid" 2>/dev/null
+            if pgrep -s "$sid" >/dev/null 2>&1; then left=1; pkill -9 -s "$sid" 2>/dev/null || true; fi
         done
-        [ -n "${pids// /}" ] && kill -9 $pids 2>/dev/null && left=1
+        if [ -n "${pids// /}" ]; then left=1; kill -9 $pids 2>/dev/null || true; fi
         # Done when nothing of the node was seen twice in a row, 0.2 s apart.
         if [ -z "$left" ]; then
             sleep 0.2
