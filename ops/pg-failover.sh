@@ -33,10 +33,12 @@ node_port() { echo $((MON_PORT + ${1#node})); }
 ensure_installed() {
     [ -x "$PG_BIN/initdb" ] && command -v pg_autoctl >/dev/null 2>&1 \
         && [ -f /usr/share/postgresql/15/extension/pgautofailover.control ] && return 0
-    [ "$(id -u)" = 0 ] || die "pg_auto_failover is not installed: apt-get install postgresql-15 postgresql-15-auto-failover pg-auto-failover-cli"
+    [ "$(id -u)" = 0 ] || die "pg_auto_failover is not installed: apt-get install postgresql-15-auto-failover pg-auto-failover-cli"
     say "installing pg_auto_failover from Debian (once)..."
+    # Only the extension and its CLI, never an upgrade of the server: a newer PostgreSQL
+    # package under a running server breaks it (its libraries no longer match).
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        postgresql-15 postgresql-15-auto-failover pg-auto-failover-cli; } >/tmp/ledgerline-apt-pgaf.log 2>&1 \
+        --no-upgrade postgresql-15-auto-failover pg-auto-failover-cli; } >/tmp/ledgerline-apt-pgaf.log 2>&1 \
         || die "apt-get install pg_auto_failover failed; see /tmp/ledgerline-apt-pgaf.log"
 }
 
@@ -203,6 +205,10 @@ case "${1:-}" in
         prepare_dir
         monitor_up
         for node in "${NODES[@]}"; do node_up "$node"; done
+        # The monitor's states are stale until restarted nodes answer again.
+        for node in "${NODES[@]}"; do
+            wait_until "$node to accept connections" 120 af "$PG_BIN/pg_isready" -q -h /var/run/postgresql -p "$(node_port "$node")"
+        done
         wait_until "a primary and a secondary" 120 pair_ready
         write_env
         say "failover pair ready: $(primary) is primary; settings in $STACK/failover.env"

@@ -67,13 +67,7 @@ async fn require_token(
     let Some(token) = &s.token else {
         return next.run(request).await;
     };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+    if bearer_matches(request.headers(), token) {
         next.run(request).await
     } else {
         let body = Json(serde_json::json!({ "error": "a valid bearer token is required" }));
@@ -84,6 +78,19 @@ async fn require_token(
         )
             .into_response()
     }
+}
+
+/// Whether the request's `Authorization: Bearer ...` is `token` (compared in constant time).
+pub(crate) fn bearer_matches(
+    headers: &axum::http::HeaderMap,
+    token: &crate::config::Secret,
+) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    constant_time_eq(given.as_bytes(), token.expose().as_bytes())
 }
 
 /// Compares without revealing, through timing, how much of the token was right.

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
@@ -134,13 +134,7 @@ pub async fn require_token(State(s): State<ApiState>, request: Request, next: Ne
     let Some(token) = &s.token else {
         return next.run(request).await;
     };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if crate::http::constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+    if crate::http::bearer_matches(request.headers(), token) {
         next.run(request).await
     } else {
         ApiError::new(ErrorCode::Unauthorized, "a valid bearer token is required").into_response()

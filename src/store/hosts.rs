@@ -85,17 +85,19 @@ fn take_session_attrs(path: &str) -> Result<(String, Want), String> {
     Ok((path, want))
 }
 
-/// Whether a session on this connection's server is of the wanted kind.
+/// Whether this connection's server is of the wanted kind: a primary or a standby, asked with
+/// `pg_is_in_recovery()` (not `transaction_read_only`, which a read-only pool's own session
+/// setting would answer).
 async fn is_wanted(conn: &mut PgConnection, want: Want) -> Result<bool, sqlx::Error> {
     if want == Want::Any {
         return Ok(true);
     }
-    let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
+    let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
         .fetch_one(&mut *conn)
         .await?;
     Ok(match want {
-        Want::Writable => read_only == "off",
-        Want::ReadOnly | Want::PreferStandby => read_only == "on",
+        Want::Writable => !standby,
+        Want::ReadOnly | Want::PreferStandby => standby,
         Want::Any => true,
     })
 }

@@ -5,11 +5,10 @@
 //! is refused. The ledger it reads was built by the real poster, with rejections and holds.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::common;
 
-use common::{free_port, http_get, required_env, Ledger};
+use common::{free_port, required_env, Ledger};
 use ledgerline::generator::{generate, GeneratorSettings};
 
 fn schemathesis() -> PathBuf {
@@ -34,30 +33,14 @@ async fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
 
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let reader = common::reader_url(&ledger.db_url);
     let token = "schema-tok-5e1";
-    let _api = common::spawn_ledgerline(
-        &format!("api-schema-{}", ledger.topic),
-        &[
-            "api",
-            "--http-addr",
-            &addr,
-            "--group",
-            &ledger.group,
-            "--topic",
-            &ledger.topic,
-            // Waits for offsets that never come end within 1.5 s.
-            "--request-timeout",
-            "2",
-        ],
-        &[
-            ("LEDGERLINE_READER_DATABASE_URL", &reader),
-            ("LEDGERLINE_HTTP_TOKEN", token),
-        ],
-    );
-    common::cluster::eventually("the API listens", Duration::from_secs(30), async || {
-        matches!(http_get(port, "/ready").await, Some((200, _)))
-    })
+    // Waits for offsets that never come end within 1.5 s.
+    let _api = common::spawn_api(
+        &ledger,
+        port,
+        &["--request-timeout", "2"],
+        &[("LEDGERLINE_HTTP_TOKEN", token)],
+    )
     .await;
 
     // Its caches (.schemathesis, .hypothesis) go to a directory of its own, not the checkout.

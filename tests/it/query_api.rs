@@ -21,28 +21,7 @@ async fn get_json(port: u16, path: &str) -> (u16, serde_json::Value) {
 
 /// Starts `ledgerline api` as the reader role on the ledger's database and waits for it.
 async fn spawn_api(ledger: &Ledger, port: u16, env: &[(&str, &str)]) -> PosterProcess {
-    let addr = format!("127.0.0.1:{port}");
-    let reader = common::reader_url(&ledger.db_url);
-    let mut env = env.to_vec();
-    env.push(("LEDGERLINE_READER_DATABASE_URL", &reader));
-    let api = common::spawn_ledgerline(
-        &format!("api-{}-{port}", ledger.topic),
-        &[
-            "api",
-            "--http-addr",
-            &addr,
-            "--group",
-            &ledger.group,
-            "--topic",
-            &ledger.topic,
-        ],
-        &env,
-    );
-    common::cluster::eventually("the API listens", Duration::from_secs(30), async || {
-        matches!(http_get(port, "/ready").await, Some((200, _)))
-    })
-    .await;
-    api
+    common::spawn_api(ledger, port, &[], env).await
 }
 
 fn encoded(requests: &[ledgerline::domain::posting::PostingRequest]) -> Vec<(String, Vec<u8>)> {

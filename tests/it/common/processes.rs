@@ -2,7 +2,9 @@
 
 use std::process::{Child, Command, Stdio};
 
-use super::{writer_url, Ledger};
+use std::time::Duration;
+
+use super::{reader_url, writer_url, Ledger};
 
 /// A poster process that is killed if the test ends (or panics) while it still runs.
 pub struct PosterProcess(pub Child);
@@ -163,4 +165,34 @@ pub fn run_ledgerline(url: &str, args: &[&str], env: &[(&str, &str)]) -> Vec<u8>
 pub fn ledgerline_json(url: &str, args: &[&str]) -> serde_json::Value {
     let out = run_ledgerline(url, args, &[]);
     serde_json::from_slice(&out).unwrap_or_else(|e| panic!("ledgerline {args:?}: {e}"))
+}
+
+/// The query API of `ledger` on `port` (reading as the reader role), with extra arguments and
+/// environment; returns once its `/ready` answers 200.
+pub async fn spawn_api(
+    ledger: &Ledger,
+    port: u16,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> PosterProcess {
+    let addr = format!("127.0.0.1:{port}");
+    let reader = reader_url(&ledger.db_url);
+    let mut args = vec![
+        "api",
+        "--http-addr",
+        &addr,
+        "--group",
+        &ledger.group,
+        "--topic",
+        &ledger.topic,
+    ];
+    args.extend_from_slice(extra);
+    let mut vars = vec![("LEDGERLINE_READER_DATABASE_URL", reader.as_str())];
+    vars.extend_from_slice(env);
+    let api = spawn_ledgerline(&format!("api-{}-{port}", ledger.topic), &args, &vars);
+    super::cluster::eventually("the API listens", Duration::from_secs(30), async || {
+        matches!(super::http_get(port, "/ready").await, Some((200, _)))
+    })
+    .await;
+    api
 }
