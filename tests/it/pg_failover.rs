@@ -63,7 +63,8 @@ async fn checkpoint_sum(ledger: &Ledger) -> i64 {
     .unwrap_or(-1)
 }
 
-async fn failover_ledger() -> (Ledger, HashMap<String, String>) {
+/// A ledger on a fresh database of the pair, and that database's multi-host writer URL.
+async fn failover_ledger() -> (Ledger, String) {
     failover(&["up"]);
     let env = failover_env();
     let admin = ledgerline::store::connect(
@@ -85,12 +86,12 @@ async fn failover_ledger() -> (Ledger, HashMap<String, String>) {
     ledgerline::store::migrate(&pool).await.unwrap();
     let ledger = Ledger::seeded(pool, owner, 200, 4).await;
     let writer = on_db(&env, "LEDGERLINE_FAILOVER_WRITER_DATABASE_URL", &name);
-    (ledger, HashMap::from([("writer".to_string(), writer)]))
+    (ledger, writer)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_poster_rides_a_failover_of_the_primary_mid_stream() {
-    let (ledger, urls) = failover_ledger().await;
+    let (ledger, writer) = failover_ledger().await;
     let messages = generate(&GeneratorSettings {
         count: 20_000,
         accounts: 200,
@@ -101,21 +102,8 @@ async fn the_poster_rides_a_failover_of_the_primary_mid_stream() {
     });
     ledger.produce(&messages).await;
     let port = free_port();
-    let http = format!("127.0.0.1:{port}");
-    let args = [
-        "poster",
-        "--group",
-        &ledger.group,
-        "--topic",
-        &ledger.topic,
-        "--http-addr",
-        &http,
-    ];
-    let mut poster = common::spawn_ledgerline(
-        "pg-failover-poster",
-        &args,
-        &[("LEDGERLINE_DATABASE_URL", urls["writer"].as_str())],
-    );
+    let writer = [("LEDGERLINE_DATABASE_URL", writer.as_str())];
+    let mut poster = common::spawn_poster_env("pg-failover-poster", &ledger, port, &writer);
 
     let started = Instant::now();
     while checkpoint_sum(&ledger).await < 3_000 {
