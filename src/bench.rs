@@ -130,6 +130,7 @@ pub(crate) async fn load(
                 posting::BatchMessage {
                     produced_at_ms: None,
                     offset: offset + i as i64,
+                    after: offset + i as i64,
                     raw: Vec::new(),
                     candidate: Candidate::Parsed(
                         Posting::parse(r, &table).expect("valid generated request"),

@@ -1,7 +1,9 @@
 //! What `/ready` reports: shared between the poster loop, the health checker and HTTP.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
 pub struct Health {
@@ -24,6 +26,66 @@ pub struct Health {
     pub rejoin_requested: AtomicBool,
     /// The Kafka client's last error (e.g. SASL authentication), until the broker answers again.
     pub broker_error: Mutex<Option<String>>,
+    /// Each owned partition's progress: a partition with work waiting and nothing committed
+    /// for `stall_seconds` makes the poster not ready, named with its last error.
+    pub partitions: Mutex<BTreeMap<i32, PartitionProgress>>,
+    /// Seconds without progress that make a partition stalled (0: the default bound).
+    pub stall_seconds: AtomicU64,
+}
+
+/// One owned partition's progress, kept per partition: one partition's commit never clears
+/// another's stall.
+#[derive(Debug, Clone)]
+pub struct PartitionProgress {
+    /// Since when a commit of this partition has been running or retrying.
+    pub committing_since: Option<Instant>,
+    pub last_commit: Instant,
+    /// The last reason a commit of this partition failed, until one succeeds.
+    pub last_error: Option<String>,
+    /// Messages waiting, as last measured, and since when some have been.
+    pub lag: i64,
+    pub lag_since: Option<Instant>,
+}
+
+impl Default for PartitionProgress {
+    fn default() -> Self {
+        PartitionProgress {
+            committing_since: None,
+            last_commit: Instant::now(),
+            last_error: None,
+            lag: 0,
+            lag_since: None,
+        }
+    }
+}
+
+impl PartitionProgress {
+    /// Why the partition counts as stalled after `bound` without progress, if it does.
+    fn stall(&self, partition: i32, bound: Duration, now: Instant) -> Option<String> {
+        let error = self
+            .last_error
+            .as_deref()
+            .map_or(String::new(), |e| format!("; last error: {e}"));
+        if let Some(since) = self.committing_since {
+            let waited = now.duration_since(since);
+            if waited > bound {
+                return Some(format!(
+                    "partition {partition}: a batch has been waiting to commit for {} s{error}",
+                    waited.as_secs()
+                ));
+            }
+        }
+        let idle = now.duration_since(self.last_commit);
+        let waiting = self.lag_since.map(|t| now.duration_since(t));
+        if self.lag > 0 && idle > bound && waiting.is_some_and(|w| w > bound) {
+            return Some(format!(
+                "partition {partition}: {} messages waiting, nothing committed for {} s{error}",
+                self.lag,
+                idle.as_secs()
+            ));
+        }
+        None
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -65,6 +127,68 @@ impl Health {
         }
     }
 
+    fn progress(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, PartitionProgress>> {
+        self.partitions.lock().expect("health lock")
+    }
+
+    /// A commit of these partitions starts (or is retried: the first start counts).
+    pub fn commit_started(&self, partitions: &[i32]) {
+        let mut all = self.progress();
+        for p in partitions {
+            let progress = all.entry(*p).or_default();
+            progress.committing_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// A commit of these partitions failed (it is retried, or they are read again).
+    pub fn commit_failed(&self, partitions: &[i32], error: &str) {
+        let mut all = self.progress();
+        for p in partitions {
+            all.entry(*p).or_default().last_error = Some(error.to_string());
+        }
+    }
+
+    /// The commit of these partitions is over: committed (`true`), or given up for now.
+    pub fn commit_ended(&self, partitions: &[i32], committed: bool) {
+        let mut all = self.progress();
+        for p in partitions {
+            let progress = all.entry(*p).or_default();
+            progress.committing_since = None;
+            if committed {
+                progress.last_commit = Instant::now();
+                progress.last_error = None;
+            }
+        }
+    }
+
+    /// The lag of each owned partition, as just measured; partitions not listed are forgotten.
+    pub fn set_lags(&self, lags: &BTreeMap<i32, i64>) {
+        let mut all = self.progress();
+        all.retain(|p, _| lags.contains_key(p));
+        for (p, lag) in lags {
+            let progress = all.entry(*p).or_default();
+            progress.lag = *lag;
+            if *lag == 0 {
+                progress.lag_since = None;
+            } else {
+                progress.lag_since.get_or_insert_with(Instant::now);
+            }
+        }
+    }
+
+    /// Each stalled partition with its reason.
+    pub fn stalled_partitions(&self) -> Vec<String> {
+        let bound = match self.stall_seconds.load(Ordering::Relaxed) {
+            0 => crate::limits::STALL_SECONDS,
+            s => s,
+        };
+        let now = Instant::now();
+        self.progress()
+            .iter()
+            .filter_map(|(p, progress)| progress.stall(*p, Duration::from_secs(bound), now))
+            .collect()
+    }
+
     pub fn clear_broker_error(&self) {
         *self.broker_error.lock().expect("health lock") = None;
     }
@@ -78,7 +202,11 @@ impl Health {
         let broker = self.broker_ok.load(Ordering::Relaxed);
         let stalled = [&self.consume_error, &self.stalled, &self.group_stall]
             .iter()
-            .find_map(|reason| reason.lock().expect("health lock").clone());
+            .find_map(|reason| reason.lock().expect("health lock").clone())
+            .or_else(|| {
+                let partitions = self.stalled_partitions();
+                (!partitions.is_empty()).then(|| partitions.join("; "))
+            });
         let reason = if self.shutting_down.load(Ordering::Relaxed) {
             Some("shutting down".to_string())
         } else if !database {
@@ -107,5 +235,61 @@ impl Health {
         let r = self.readiness();
         ready.set(i64::from(r.ready));
         database_up.set(i64::from(r.database));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(stall_seconds: u64) -> Health {
+        let h = Health::default();
+        h.db_ok.store(true, Ordering::Relaxed);
+        h.broker_ok.store(true, Ordering::Relaxed);
+        h.stall_seconds.store(stall_seconds, Ordering::Relaxed);
+        h
+    }
+
+    fn age(h: &Health, partition: i32, by: Duration) {
+        let mut all = h.progress();
+        let p = all.get_mut(&partition).unwrap();
+        p.committing_since = p.committing_since.map(|t| t - by);
+        p.lag_since = p.lag_since.map(|t| t - by);
+        p.last_commit -= by;
+    }
+
+    #[test]
+    fn a_commit_waiting_past_the_bound_names_its_partition_and_error() {
+        let h = health(5);
+        h.commit_started(&[3]);
+        h.commit_failed(&[3], "lock timeout");
+        assert!(h.readiness().ready, "not yet past the bound");
+        age(&h, 3, Duration::from_secs(6));
+        let r = h.readiness();
+        assert!(!r.ready);
+        let reason = r.reason.unwrap();
+        assert!(reason.contains("partition 3") && reason.contains("lock timeout"), "{reason}");
+    }
+
+    #[test]
+    fn another_partitions_commit_does_not_clear_a_stall() {
+        let h = health(5);
+        h.commit_started(&[1]);
+        h.commit_started(&[2]);
+        age(&h, 1, Duration::from_secs(6));
+        h.commit_ended(&[2], true);
+        assert!(h.readiness().reason.unwrap().contains("partition 1"));
+        h.commit_ended(&[1], true);
+        assert!(h.readiness().ready);
+    }
+
+    #[test]
+    fn waiting_messages_with_nothing_committed_is_a_stall() {
+        let h = health(5);
+        h.set_lags(&BTreeMap::from([(0, 40), (1, 0)]));
+        age(&h, 0, Duration::from_secs(6));
+        assert!(h.readiness().reason.unwrap().contains("partition 0: 40 messages"));
+        h.set_lags(&BTreeMap::from([(0, 0)]));
+        assert!(h.readiness().ready);
     }
 }

@@ -21,6 +21,8 @@ pub struct PosterMetrics {
     pub retries: IntCounter,
     pub fenced: IntCounter,
     pub offset_gaps: IntCounter,
+    pub stale_messages: IntCounter,
+    pub stalled_partitions: IntGauge,
     pub ready: IntGauge,
     pub database_up: IntGauge,
     pub last_commit_timestamp_seconds: IntGauge,
@@ -105,7 +107,19 @@ impl PosterMetrics {
             .unwrap(),
             offset_gaps: register_int_counter_with_registry!(
                 "offset_gaps_total",
-                "Times a partition's next message was beyond the checkpoint.",
+                "Times a batch's first message was past offsets its fetch stream served and the batch did not hold (read again from the checkpoint).",
+                r
+            )
+            .unwrap(),
+            stale_messages: register_int_counter_with_registry!(
+                "stale_messages_total",
+                "Messages polled before a seek or a revoke of their partition, dropped unused.",
+                r
+            )
+            .unwrap(),
+            stalled_partitions: register_int_gauge_with_registry!(
+                "stalled_partitions",
+                "Owned partitions with work waiting and nothing committed for the stall bound.",
                 r
             )
             .unwrap(),

@@ -74,6 +74,7 @@ pub async fn run(pool: &PgPool, show_progress: bool) -> Result<IntegrityReport, 
     add("no_orphans", verify::orphans(pool).await?);
     add("hash_chains", verify::hash_chains(pool, &progress).await?);
     add("checkpoints_monotonic", verify::checkpoints(pool).await?);
+    add("offsets_accounted", verify::offsets_accounted(pool).await?);
     bar.finish_and_clear();
     Ok(IntegrityReport {
         ok: checks.iter().all(|c| c.ok),

@@ -116,7 +116,7 @@ impl RejectionEvent {
         RejectionEvent {
             event_id: id.to_string(),
             reason_code: rejection.code().to_string(),
-            detail: rejection.to_string(),
+            detail: crate::domain::rejection::storable(&rejection.to_string()).into_owned(),
             idempotency_key: key,
             source_topic: topic.to_string(),
             source_partition: partition,

@@ -3,7 +3,20 @@
 //! Codes appear in the `rejections` table, on the rejections topic and in metrics labels; they
 //! never change once released. The detail text is for humans and may improve over time.
 
+use std::borrow::Cow;
+
 use thiserror::Error;
+
+/// Text as PostgreSQL can store it: NUL, which no `text` or `jsonb` value may hold, written as
+/// the visible escape `\u{0}`. Free text of a refused request never reached validation, so every
+/// such text is passed through this before it is stored (the raw bytes keep the original).
+pub fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\\u{0}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
 
 /// A reason a posting request was not posted.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -1,6 +1,10 @@
-//! Committing one partition's batch: retry transient errors with backoff, wait out an
-//! unreachable database (reporting not-ready), split a batch that keeps failing to isolate the
-//! one message, which is then rejected as INTERNAL. Never skips a message silently.
+//! Committing one partition's batch. Errors that are not the messages' fault (lost races, lock
+//! and statement timeouts, an unreachable or refusing database, resources, internal errors)
+//! retry the same batch with backoff and without limit, recording nothing about its messages;
+//! the partition is not ready once that lasts `stall_seconds` (at once when the database is
+//! unreachable). Only a data error (SQLSTATE classes 22 and 23 but 23505) splits the batch to
+//! isolate the one message, which is then rejected as INTERNAL with its raw bytes. Never skips
+//! a message silently.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -11,10 +15,12 @@ use super::prepare::Job;
 use super::Poster;
 use crate::domain::batch::Candidate;
 use crate::domain::Rejection;
-use crate::limits::BATCH_RETRIES_MAX;
 use crate::store::posting::{
     commit_batches_with, BatchInput, BatchMessage, BatchOutcome, CommitError,
 };
+
+/// The longest wait between two attempts at the same batch.
+const COMMIT_RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
 
 pub(super) enum Committed {
     /// The checkpoint moved to this offset.
@@ -23,8 +29,9 @@ pub(super) enum Committed {
     Fenced(i64),
     /// Shutting down while the database was unreachable: nothing was committed.
     Stopped,
-    /// Not even the one message could be committed as a rejection: nothing was committed, and
-    /// the partition is read again from this position (the error is on `/ready` meanwhile).
+    /// A ledger invariant did not hold (e.g. the batch's offsets were not contiguous): nothing
+    /// was committed, and the partition is read again from this position in a new fetch
+    /// stream (the error is on `/ready` until the partition commits).
     Failed(i64),
 }
 
@@ -46,9 +53,7 @@ impl Poster {
                 .iter()
                 .map(|o| Committed::Advanced(o.next_offset))
                 .collect(),
-            Err(e) if self.shutdown.load(Ordering::Relaxed) && e.is_unavailable() => {
-                jobs.iter().map(|_| Committed::Stopped).collect()
-            }
+            Err(e) if e.is_infrastructure() => jobs.iter().map(|_| Committed::Stopped).collect(),
             Err(e) => {
                 let partitions: Vec<i32> = jobs.iter().map(|j| j.partition).collect();
                 tracing::warn!(?partitions, error = %e, "batches of several partitions failed together; committing each on its own");
@@ -107,19 +112,17 @@ impl Poster {
                     Err(_) => Committed::Fenced(position),
                 }
             }
-            Err(e) if self.shutdown.load(Ordering::Relaxed) && e.is_unavailable() => {
-                Committed::Stopped
-            }
+            // Infrastructure errors are retried until they pass: one returned means shutdown.
+            Err(e) if e.is_infrastructure() => Committed::Stopped,
             Err(e) => {
                 tracing::error!(partition, position, error = %e, "batch not committed; reading the partition again from its position");
-                self.health
-                    .set_stalled(Some(format!("cannot commit partition {partition}: {e}")));
+                self.health.commit_failed(&[partition], &e.to_string());
                 Committed::Failed(position)
             }
         }
     }
 
-    /// Commits `batch`; on a persistent non-availability error, splits it in halves.
+    /// Commits `batch`; on a data error, splits it in halves down to the one message.
     fn commit_or_split(
         &self,
         partition: i32,
@@ -129,8 +132,7 @@ impl Poster {
         let input = self.input(partition, position, batch);
         match self.commit_with_retry(std::slice::from_ref(&input)) {
             Ok(outcomes) => Ok(outcomes[0].next_offset),
-            Err(e @ CommitError::Fenced { .. }) => Err(e),
-            Err(e) if self.shutdown.load(Ordering::Relaxed) && e.is_unavailable() => Err(e),
+            Err(e) if !e.is_data() => Err(e),
             Err(e) if batch.len() > 1 => {
                 tracing::warn!(partition, size = batch.len(), error = %e, "batch keeps failing; splitting it");
                 let (left, right) = batch.split_at(batch.len() / 2);
@@ -139,16 +141,19 @@ impl Poster {
             }
             Err(e) => {
                 let m = &batch[0];
-                tracing::error!(partition, offset = m.offset, error = %e, "message cannot be committed; rejecting it as INTERNAL");
+                tracing::error!(partition, offset = m.offset, error = %e, "message's data cannot be committed; rejecting it as INTERNAL");
+                // Only what already passed validation or is bytes: the key (checked), the
+                // fingerprint and the raw payload. The error text is stored escaped.
                 let (key, fingerprint) = m.candidate.key_and_fingerprint();
                 let internal = BatchMessage {
                     produced_at_ms: m.produced_at_ms,
                     offset: m.offset,
+                    after: m.after,
                     raw: m.raw.clone(),
                     candidate: Candidate::Refused {
                         key,
                         fingerprint,
-                        source: m.candidate.source().map(str::to_string),
+                        source: None,
                         rejection: Rejection::Internal(e.to_string()),
                     },
                 };
@@ -159,58 +164,50 @@ impl Poster {
         }
     }
 
-    /// One transaction of one or more partitions' batches, retried with exponential backoff on
-    /// transient errors; while the database is unreachable it keeps waiting (not-ready) instead
-    /// of splitting or skipping.
+    /// One transaction of one or more partitions' batches. Infrastructure errors are retried
+    /// with exponential backoff and without limit (the partitions turn not ready once it lasts
+    /// `stall_seconds`, at once while the database is unreachable); shutting down ends the
+    /// wait with the last error. Other errors are returned at once.
     fn commit_with_retry(&self, inputs: &[BatchInput]) -> Result<Vec<BatchOutcome>, CommitError> {
         let partitions: Vec<i32> = inputs.iter().map(|i| i.partition).collect();
-        loop {
-            let started = Instant::now();
-            let attempt = || {
-                self.handle
-                    .block_on(commit_batches_with(&self.pool, inputs, &self.accounts))
-            };
-            let result = attempt
-                .retry(
-                    ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_millis(20))
-                        .with_max_delay(Duration::from_secs(2))
-                        .with_max_times(BATCH_RETRIES_MAX)
-                        .with_jitter(),
-                )
-                .when(|e: &CommitError| e.is_transient() && !self.shutdown.load(Ordering::Relaxed))
-                .notify(|e: &CommitError, wait: Duration| {
-                    self.metrics.retries.inc();
-                    // Not ready from the first sign (a failover takes seconds), not after retries.
-                    if e.is_unavailable() {
-                        self.database_down(e);
-                    }
-                    tracing::warn!(?partitions, error = %e, ?wait, "batch commit failed; retrying");
-                })
-                .call();
-            match result {
-                Ok(outcomes) => {
-                    self.health.set_stalled(None);
-                    self.health.db_ok.store(true, Ordering::Relaxed);
-                    self.metrics.ready.set(1);
-                    for (input, outcome) in inputs.iter().zip(&outcomes) {
-                        self.record(input, outcome, started.elapsed());
-                    }
-                    return Ok(outcomes);
+        self.health.commit_started(&partitions);
+        // The last attempt's start: a committed batch's log line and histogram time it alone.
+        let started = std::cell::Cell::new(Instant::now());
+        let attempt = || {
+            started.set(Instant::now());
+            self.handle
+                .block_on(commit_batches_with(&self.pool, inputs, &self.accounts))
+        };
+        let result = attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(20))
+                    .with_max_delay(COMMIT_RETRY_DELAY_MAX)
+                    .without_max_times()
+                    .with_jitter(),
+            )
+            .when(|e: &CommitError| e.is_infrastructure() && !self.shutdown.load(Ordering::Relaxed))
+            .notify(|e: &CommitError, wait: Duration| {
+                self.metrics.retries.inc();
+                self.health.commit_failed(&partitions, &e.to_string());
+                // Not ready from the first sign (a failover takes seconds), not after retries.
+                if e.is_unavailable() {
+                    self.database_down();
                 }
-                Err(e) if e.is_unavailable() && !self.shutdown.load(Ordering::Relaxed) => {
-                    self.database_down(&e);
-                    tracing::warn!(?partitions, error = %e, "database unavailable; waiting before the next attempt");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => return Err(e),
-            }
+                tracing::warn!(?partitions, error = %e, ?wait, "batch commit failed; retrying");
+            })
+            .call();
+        self.health.commit_ended(&partitions, result.is_ok());
+        let outcomes = result.inspect_err(|e| self.health.commit_failed(&partitions, &e.to_string()))?;
+        self.health.db_ok.store(true, Ordering::Relaxed);
+        for (input, outcome) in inputs.iter().zip(&outcomes) {
+            self.record(input, outcome, started.get().elapsed());
         }
+        Ok(outcomes)
     }
 
-    /// Readiness while the database cannot take a commit: not ready, with the reason.
-    fn database_down(&self, e: &CommitError) {
-        self.health.set_stalled(Some(format!("cannot commit: {e}")));
+    /// Readiness while the database cannot take a commit: not ready at once.
+    fn database_down(&self) {
         self.health.db_ok.store(false, Ordering::Relaxed);
         self.metrics.ready.set(0);
     }

@@ -142,7 +142,9 @@ impl Poster {
             ("group.id", self.settings.group.clone()),
             ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
-            ("auto.offset.reset", "earliest".into()),
+            // A checkpoint the log no longer holds (retention deleted unread requests) is a consume
+            // error that halts the partition (`halts.rs`), never a silent jump to the log start.
+            ("auto.offset.reset", "error".into()),
             ("partition.assignment.strategy", "roundrobin".into()),
             (
                 "session.timeout.ms",

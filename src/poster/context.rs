@@ -16,44 +16,169 @@ use sqlx::PgPool;
 
 use crate::health::Health;
 
-/// Positions of the partitions this poster owns: the next offset to process of each, shared
-/// between the loop and the rebalance callbacks.
+/// Where an owned partition stands: the next offset to commit, and the fetch stream the poster
+/// reads it from. Every seek (and every assignment) starts a new stream, an epoch: messages
+/// polled before it are never used after it (`stamp` tells them apart), and within one stream
+/// each message knows where its predecessor ended, so that an offset gap is accepted only when
+/// the broker itself skipped those offsets after a fresh seek.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionPosition {
+    /// The next offset to commit (the PostgreSQL checkpoint as this poster knows it).
+    pub next: i64,
+    /// The stream the partition is read from now.
+    pub epoch: u64,
+    /// The offset right after the last message polled in this epoch (the seek offset before
+    /// the first one).
+    stream_next: i64,
+    /// False after a seek that failed: nothing polled is used until a seek succeeds.
+    synced: bool,
+}
+
+/// Where a polled message stands in its partition's fetch stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub epoch: u64,
+    /// The offset right after the message the stream served before this one (or the seek
+    /// offset): offsets in `[after, offset)` were not served by the broker.
+    pub after: i64,
+}
+
+/// Positions of the partitions this poster owns, shared between the loop and the rebalance
+/// callbacks.
 #[derive(Debug, Clone, Default)]
-pub struct Positions(Arc<Mutex<BTreeMap<i32, i64>>>);
+pub struct Positions(Arc<Mutex<PositionsInner>>);
+
+#[derive(Debug, Default)]
+struct PositionsInner {
+    partitions: BTreeMap<i32, PartitionPosition>,
+    /// Epochs are never reused, not even across assignments.
+    last_epoch: u64,
+}
+
+impl PositionsInner {
+    fn start_epoch(&mut self, next: i64) -> PartitionPosition {
+        self.last_epoch += 1;
+        PartitionPosition {
+            next,
+            epoch: self.last_epoch,
+            stream_next: next,
+            synced: true,
+        }
+    }
+}
 
 impl Positions {
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, i64>> {
+    fn inner(&self) -> std::sync::MutexGuard<'_, PositionsInner> {
         self.0.lock().expect("positions lock")
     }
 
     /// The partition's position, `None` when this poster does not own it.
     pub fn get(&self, partition: i32) -> Option<i64> {
-        self.map().get(&partition).copied()
+        self.inner().partitions.get(&partition).map(|p| p.next)
     }
 
-    /// Moves an owned partition's position (a partition revoked meanwhile stays unowned).
+    /// The partition's position and epoch, `None` when this poster does not own it.
+    pub fn current(&self, partition: i32) -> Option<PartitionPosition> {
+        self.inner().partitions.get(&partition).copied()
+    }
+
+    /// Moves an owned partition's position after a commit, within its epoch (a partition
+    /// revoked meanwhile stays unowned).
     pub fn set(&self, partition: i32, next: i64) {
-        self.map().entry(partition).and_modify(|p| *p = next);
+        if let Some(p) = self.inner().partitions.get_mut(&partition) {
+            p.next = next;
+        }
+    }
+
+    /// Where a message just polled stands in its partition's stream (and the stream moves past
+    /// it); `None` when the partition is not owned or its stream is not synced to a seek.
+    pub fn stamp(&self, partition: i32, offset: i64) -> Option<Stamp> {
+        let mut inner = self.inner();
+        let p = inner.partitions.get_mut(&partition)?;
+        if !p.synced {
+            return None;
+        }
+        let stamp = Stamp {
+            epoch: p.epoch,
+            after: p.stream_next,
+        };
+        p.stream_next = p.stream_next.max(offset + 1);
+        Some(stamp)
+    }
+
+    /// Reads an owned partition from `offset` in a new epoch. Returns false when the seek
+    /// failed: the partition then uses nothing it polls until `resync` seeks it again.
+    pub fn seek(
+        &self,
+        consumer: &BaseConsumer<PosterContext>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> bool {
+        {
+            let mut inner = self.inner();
+            if !inner.partitions.contains_key(&partition) {
+                return true;
+            }
+            let fresh = inner.start_epoch(offset);
+            inner.partitions.insert(partition, fresh);
+        }
+        // The new epoch is in place before the seek: anything polled from here on that was
+        // fetched before it is filtered by librdkafka (its fetch version barrier), anything
+        // already polled carries the old epoch.
+        let result = consumer.seek(topic, partition, Offset::Offset(offset), SEEK_TIMEOUT);
+        let ok = result.is_ok();
+        if let Err(e) = result {
+            tracing::warn!(error = %e, partition, offset, "seek failed; the partition is read again once a seek succeeds");
+        }
+        if let Some(p) = self.inner().partitions.get_mut(&partition) {
+            p.synced = ok;
+        }
+        ok
+    }
+
+    /// Seeks again every owned partition whose last seek failed.
+    pub fn resync(&self, consumer: &BaseConsumer<PosterContext>, topic: &str) {
+        let unsynced: Vec<(i32, i64)> = self
+            .inner()
+            .partitions
+            .iter()
+            .filter(|(_, p)| !p.synced)
+            .map(|(partition, p)| (*partition, p.next))
+            .collect();
+        for (partition, next) in unsynced {
+            self.seek(consumer, topic, partition, next);
+        }
     }
 
     /// Every owned partition with its position, as of now.
     pub fn snapshot(&self) -> BTreeMap<i32, i64> {
-        self.map().clone()
+        let inner = self.inner();
+        inner.partitions.iter().map(|(k, p)| (*k, p.next)).collect()
     }
 
     pub fn owned(&self) -> Vec<i32> {
-        self.map().keys().copied().collect()
+        self.inner().partitions.keys().copied().collect()
     }
 
     pub fn count(&self) -> usize {
-        self.map().len()
+        self.inner().partitions.len()
     }
 
-    /// A new assignment's positions replace the old ones; an empty map revokes all.
+    /// A new assignment's positions replace the old ones, each in a new epoch; an empty map
+    /// revokes all.
     pub fn replace(&self, positions: BTreeMap<i32, i64>) {
-        *self.map() = positions;
+        let mut inner = self.inner();
+        let fresh = positions
+            .into_iter()
+            .map(|(partition, next)| (partition, inner.start_epoch(next)))
+            .collect();
+        inner.partitions = fresh;
     }
 }
+
+/// How long a seek may wait for the consumer's broker thread.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct PosterContext {
     pub handle: tokio::runtime::Handle,

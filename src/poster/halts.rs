@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode as Code;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 
 use super::context::{Positions, PosterContext};
 use super::prepare::Decoded;
@@ -98,23 +98,50 @@ impl Halts {
             .consume_errors
             .with_label_values(&[&self.topic, &label])
             .inc();
-        let retry_at = Instant::now() + Duration::from_secs(limits::HALT_RETRY_SECONDS);
         for p in partitions {
             let reason = format!(
                 "consume error on {} partition {p} at offset {}: {}; fetching stopped, retried from the checkpoint every {} s",
                 self.topic, owned[&p], error.error, limits::HALT_RETRY_SECONDS
             );
             tracing::error!(partition = p, error = %error.error, "consume error; partition halted");
-            self.pause(consumer, p, true);
-            self.halted.insert(
-                p,
-                Halt {
-                    reason,
-                    retry_at: Some(retry_at),
-                },
-            );
+            self.stop(consumer, p, reason);
         }
         self.export();
+    }
+
+    /// Stops fetching a partition whose log now starts past its checkpoint: the broker deleted
+    /// requests this ledger never read. Never skipped: an operator decides (`ledgerline replay`
+    /// records the move), and until then `/ready` names the partition and the offsets.
+    pub(super) fn halt_log_start(
+        &mut self,
+        consumer: &BaseConsumer<PosterContext>,
+        partition: i32,
+        position: i64,
+        log_start: i64,
+    ) {
+        self.metrics
+            .consume_errors
+            .with_label_values(&[&self.topic, &partition.to_string()])
+            .inc();
+        let reason = format!(
+            "{} partition {partition}: the log starts at offset {log_start}, past the checkpoint {position}: offsets {position}..{log_start} were deleted by the broker (retention) before this ledger read them; fetching stopped. Restore them to the topic, or accept the loss with `ledgerline replay --partition {partition} --to-offset {log_start}` (recorded)",
+            self.topic
+        );
+        tracing::error!(partition, position, log_start, "log start past the checkpoint; partition halted");
+        self.stop(consumer, partition, reason);
+        self.export();
+    }
+
+    fn stop(&mut self, consumer: &BaseConsumer<PosterContext>, partition: i32, reason: String) {
+        let retry_at = Instant::now() + Duration::from_secs(limits::HALT_RETRY_SECONDS);
+        self.pause(consumer, partition, true);
+        self.halted.insert(
+            partition,
+            Halt {
+                reason,
+                retry_at: Some(retry_at),
+            },
+        );
     }
 
     /// Reads halted partitions again from their positions once their wait is over, and forgets
@@ -122,6 +149,7 @@ impl Halts {
     pub(super) fn retry_due(
         &mut self,
         consumer: &BaseConsumer<PosterContext>,
+        positions: &Positions,
         owned: &BTreeMap<i32, i64>,
     ) {
         let before = self.halted.len();
@@ -135,13 +163,7 @@ impl Halts {
             .collect();
         for &p in &due {
             let position = owned[&p];
-            if let Err(e) = consumer.seek(
-                &self.topic,
-                p,
-                Offset::Offset(position),
-                Duration::from_secs(10),
-            ) {
-                tracing::warn!(error = %e, partition = p, "seek before retrying a halted partition failed");
+            if !positions.seek(consumer, &self.topic, p, position) {
                 continue;
             }
             self.pause(consumer, p, false);
@@ -232,7 +254,8 @@ impl Poster {
         for error in &errors {
             halts.halt(consumer, error, &owned);
         }
-        halts.retry_due(consumer, &owned);
+        halts.retry_due(consumer, positions, &owned);
+        positions.resync(consumer, &self.settings.topic);
         next
     }
 }

@@ -181,6 +181,7 @@ mod tests {
                 BatchMessage {
                     produced_at_ms: None,
                     offset: i as i64,
+                    after: i as i64,
                     raw: Vec::new(),
                     candidate: Candidate::Parsed(Posting::parse(&request, &table).unwrap()),
                 }

@@ -134,6 +134,9 @@ impl Poster {
         currencies: CurrencyTable,
         client_id: String,
     ) -> Self {
+        health
+            .stall_seconds
+            .store(settings.stall_seconds, Ordering::Relaxed);
         Poster {
             settings,
             pool,
@@ -155,7 +158,6 @@ impl Poster {
         let codec = posting_codec();
         let mut last_message = Instant::now();
         let mut last_lag_update = Instant::now();
-        let mut gaps = prepare::GapGuard::default();
         let mut halts = halts::Halts::new(
             &self.settings.topic,
             self.metrics.clone(),
@@ -165,7 +167,7 @@ impl Poster {
         let mut fetched: Vec<Decoded> = Vec::new();
         while !self.shutdown.load(Ordering::Relaxed) {
             let (consumer, positions) = (&member.consumer, &member.positions);
-            let jobs = self.prepare(consumer, positions, &mut gaps, std::mem::take(&mut fetched));
+            let jobs = self.prepare(consumer, positions, &mut halts, std::mem::take(&mut fetched));
             let (results, next, errors) = self.commit_while_collecting(
                 &jobs,
                 consumer,

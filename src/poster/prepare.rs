@@ -1,12 +1,16 @@
 //! Preparing a round: each fetched message decoded and validated (pure: `decode_candidate`),
-//! then grouped into one batch per partition from its position, with the gap guard (an offset
-//! gap after the checkpoint is accepted only when seen twice at the same position).
+//! then grouped into one batch per partition from its position. Messages of an earlier fetch
+//! stream of their partition (polled before a seek, a revoke or a failed commit) are dropped;
+//! an offset gap between the position and the first message is accepted only when the current
+//! stream shows it (the broker served nothing in between after a fresh seek), and never when
+//! the partition's log now starts past the position (retention deleted unread requests).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use rdkafka::consumer::BaseConsumer;
 
-use super::context::{Positions, PosterContext};
+use super::context::{Positions, PosterContext, Stamp};
+use super::halts::Halts;
 use super::Poster;
 use crate::codec::{decode_posting, RecordCodec};
 use crate::domain::batch::Candidate;
@@ -24,6 +28,7 @@ pub(super) struct Job {
 /// partition's position.
 pub(super) struct Decoded {
     pub(super) partition: i32,
+    pub(super) epoch: u64,
     pub(super) message: BatchMessage,
 }
 
@@ -31,6 +36,7 @@ pub(super) struct Decoded {
 pub(super) struct Fetched {
     pub(super) partition: i32,
     pub(super) offset: i64,
+    pub(super) stamp: Stamp,
     pub(super) produced_at_ms: Option<i64>,
     pub(super) payload: Vec<u8>,
 }
@@ -49,9 +55,11 @@ impl Poster {
                 let candidate = decode_candidate(codec, &assets, &f.payload);
                 Decoded {
                     partition: f.partition,
+                    epoch: f.stamp.epoch,
                     message: BatchMessage {
                         produced_at_ms: f.produced_at_ms,
                         offset: f.offset,
+                        after: f.stamp.after,
                         raw: f.payload,
                         candidate,
                     },
@@ -60,23 +68,34 @@ impl Poster {
             .collect()
     }
 
-    /// Groups a collected, decoded batch by partition, drops what is already committed and
-    /// handles gaps: one job per partition.
+    /// Groups a collected, decoded batch by partition, drops what an earlier fetch stream
+    /// brought and what is already committed, and checks the gap before each batch: one job per
+    /// partition.
     pub(super) fn prepare(
         &self,
         consumer: &BaseConsumer<PosterContext>,
         positions: &Positions,
-        gaps: &mut GapGuard,
+        halts: &mut Halts,
         fetched: Vec<Decoded>,
     ) -> Vec<Job> {
         let mut by_partition: BTreeMap<i32, Vec<BatchMessage>> = BTreeMap::new();
+        let mut stale = 0;
         for d in fetched {
-            by_partition.entry(d.partition).or_default().push(d.message);
+            let current = positions.current(d.partition).map(|p| p.epoch);
+            if current == Some(d.epoch) {
+                by_partition.entry(d.partition).or_default().push(d.message);
+            } else {
+                stale += 1;
+            }
+        }
+        if stale > 0 {
+            tracing::debug!(stale, "dropped messages polled before a seek or a revoke");
+            self.metrics.stale_messages.inc_by(stale);
         }
         by_partition
             .into_iter()
             .filter_map(|(partition, messages)| {
-                self.prepare_partition(consumer, positions, gaps, partition, messages)
+                self.prepare_partition(consumer, positions, halts, partition, messages)
             })
             .collect()
     }
@@ -85,7 +104,7 @@ impl Poster {
         &self,
         consumer: &BaseConsumer<PosterContext>,
         positions: &Positions,
-        gaps: &mut GapGuard,
+        halts: &mut Halts,
         partition: i32,
         messages: Vec<BatchMessage>,
     ) -> Option<Job> {
@@ -96,22 +115,48 @@ impl Poster {
             .filter(|m| m.offset >= position)
             .collect();
         let first = messages.first()?;
-        if first.offset > position && !gaps.accept(partition, position) {
-            tracing::warn!(
-                partition,
-                position,
-                first = first.offset,
-                "gap after the checkpoint; seeking back once"
-            );
+        if first.after > position {
+            // The stream served offsets after the position that this batch does not hold: they
+            // were polled and not used. Never a gap: read again from the position.
+            tracing::warn!(partition, position, first = first.offset, after = first.after, "messages after the checkpoint missing from the batch; seeking back");
             self.metrics.offset_gaps.inc();
-            self.seek(consumer, partition, position);
+            positions.seek(consumer, &self.settings.topic, partition, position);
             return None;
+        }
+        if first.offset > position {
+            if let Some(start) = self.log_start_past(consumer, partition, position) {
+                halts.halt_log_start(consumer, partition, position, start);
+                return None;
+            }
+            tracing::info!(partition, position, first = first.offset, "offsets the broker did not serve after a fresh seek (transaction markers, aborted transactions or compaction); recorded with the batch");
         }
         Some(Job {
             partition,
             position,
             batch: messages,
         })
+    }
+
+    /// The partition's log start offset when it is past `position`: the broker deleted
+    /// messages this poster never read (retention). `None` when it is not, or cannot be told
+    /// (then the gap stands on the stream's word: the broker serves nothing below its log
+    /// start, and `auto.offset.reset=error` makes a fetch there an error, not a reset).
+    fn log_start_past(
+        &self,
+        consumer: &BaseConsumer<PosterContext>,
+        partition: i32,
+        position: i64,
+    ) -> Option<i64> {
+        use rdkafka::consumer::Consumer;
+        let timeout = std::time::Duration::from_secs(5);
+        match consumer.fetch_watermarks(&self.settings.topic, partition, timeout) {
+            Ok((low, _)) if low > position => Some(low),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, partition, "log start offset not known");
+                None
+            }
+        }
     }
 }
 
@@ -139,30 +184,23 @@ pub fn decode_candidate(
         },
         Ok(request) => match Posting::parse(&request, currencies) {
             Ok(p) => Candidate::Parsed(p),
+            // A refused request's text did not pass validation: only what passes the same
+            // rule as a posting's (identifiers) is kept; the raw bytes keep the rest.
             Err(rejection) => Candidate::Refused {
-                key: crate::domain::ids::check_id("key", &request.idempotency_key)
-                    .ok()
-                    .map(|()| request.idempotency_key.clone()),
+                key: valid_id("idempotency_key", &request.idempotency_key),
                 fingerprint: Some(request_fingerprint(&request)),
-                source: request.source.clone(),
+                source: request
+                    .source
+                    .as_deref()
+                    .and_then(|s| valid_id("source", s)),
                 rejection,
             },
         },
     }
 }
 
-/// Accepts an offset gap only when it is seen twice at the same position (after a seek back):
-/// Kafka may legitimately skip offsets (compaction, transaction markers).
-#[derive(Default)]
-pub(super) struct GapGuard(HashMap<i32, i64>);
-
-impl GapGuard {
-    pub(super) fn accept(&mut self, partition: i32, position: i64) -> bool {
-        if self.0.get(&partition) == Some(&position) {
-            true
-        } else {
-            self.0.insert(partition, position);
-            false
-        }
-    }
+fn valid_id(field: &'static str, value: &str) -> Option<String> {
+    crate::domain::ids::check_id(field, value)
+        .ok()
+        .map(|()| value.to_string())
 }

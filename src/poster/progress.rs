@@ -108,22 +108,10 @@ impl Poster {
                 Some(next)
             }
             commit::Committed::Fenced(checkpoint) | commit::Committed::Failed(checkpoint) => {
-                positions.set(partition, checkpoint);
-                self.seek(consumer, partition, checkpoint);
+                positions.seek(consumer, &self.settings.topic, partition, checkpoint);
                 None
             }
             commit::Committed::Stopped => None,
-        }
-    }
-
-    pub(super) fn seek(&self, consumer: &BaseConsumer<PosterContext>, partition: i32, offset: i64) {
-        if let Err(e) = consumer.seek(
-            &self.settings.topic,
-            partition,
-            Offset::Offset(offset),
-            Duration::from_secs(10),
-        ) {
-            tracing::warn!(error = %e, partition, offset, "seek failed");
         }
     }
 
@@ -151,11 +139,13 @@ impl Poster {
     ) -> i64 {
         let owned = positions.snapshot();
         let mut total = 0;
+        let mut lags = std::collections::BTreeMap::new();
         for (partition, position) in owned {
             let Some(high) = high(partition).filter(|h| *h >= 0) else {
                 return i64::MAX;
             };
             let lag = (high - position).max(0);
+            lags.insert(partition, lag);
             total += lag;
             let labels = [self.settings.topic.as_str(), &partition.to_string()];
             self.metrics
@@ -167,6 +157,7 @@ impl Poster {
                 .with_label_values(&labels)
                 .set(position);
         }
+        self.health.set_lags(&lags);
         total
     }
 

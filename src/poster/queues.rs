@@ -47,7 +47,12 @@ impl PartitionQueues {
     /// Takes the messages waiting in each partition's queue, as many as the batch has room
     /// for, without blocking; returns how many were taken. A halted partition is not read; an
     /// error stops reading its partition for this batch and is kept in the batch.
-    pub(super) fn drain(&self, batch: &mut Collected, halts: &Halts) -> usize {
+    pub(super) fn drain(
+        &self,
+        batch: &mut Collected,
+        halts: &Halts,
+        positions: &Positions,
+    ) -> usize {
         let mut taken = 0;
         for (partition, queue) in &self.queues {
             if halts.is_halted(*partition) || batch.failed(*partition) {
@@ -56,8 +61,7 @@ impl PartitionQueues {
             for _ in 0..batch.room(*partition) {
                 match queue.poll(std::time::Duration::ZERO) {
                     Some(Ok(m)) => {
-                        batch.take(fetched(&m));
-                        taken += 1;
+                        taken += usize::from(batch.take(fetched(&m, positions)));
                     }
                     Some(Err(error)) => {
                         batch.errors.push(ConsumeError {
@@ -110,10 +114,14 @@ impl Collected {
         self.per_partition - self.counts.get(&partition).copied().unwrap_or(0)
     }
 
-    pub(super) fn take(&mut self, f: Fetched) {
+    /// Adds a polled message; one of a partition this poster does not read any more (revoked,
+    /// or its seek failed) is dropped. Returns whether it was added.
+    pub(super) fn take(&mut self, f: Option<Fetched>) -> bool {
+        let Some(f) = f else { return false };
         self.bytes += f.payload.len();
         *self.counts.entry(f.partition).or_default() += 1;
         self.messages.push(f);
+        true
     }
 
     /// Full when one partition's batch is, or all together are, by count or by bytes.
@@ -124,13 +132,17 @@ impl Collected {
     }
 }
 
-pub(super) fn fetched(m: &BorrowedMessage<'_>) -> Fetched {
-    Fetched {
+/// A polled message, owned, stamped with where it stands in its partition's fetch stream
+/// (`Positions::stamp`), at the moment it was polled.
+pub(super) fn fetched(m: &BorrowedMessage<'_>, positions: &Positions) -> Option<Fetched> {
+    let stamp = positions.stamp(m.partition(), m.offset())?;
+    Some(Fetched {
         partition: m.partition(),
         offset: m.offset(),
+        stamp,
         produced_at_ms: m.timestamp().to_millis(),
         payload: m.payload().unwrap_or_default().to_vec(),
-    }
+    })
 }
 
 impl Poster {
@@ -162,7 +174,7 @@ impl Poster {
                 break;
             }
             queues.refresh(consumer, &self.settings.topic);
-            let mut taken = queues.drain(&mut batch, halts);
+            let mut taken = queues.drain(&mut batch, halts, positions);
             // The main queue serves callbacks (rebalances, errors) and holds messages fetched
             // before a partition's queue was split off. It also paces the loop when idle.
             let pause = if taken > 0 {
@@ -174,8 +186,7 @@ impl Poster {
             };
             match consumer.poll(pause) {
                 Some(Ok(m)) => {
-                    batch.take(fetched(&m));
-                    taken += 1;
+                    taken += usize::from(batch.take(fetched(&m, positions)));
                 }
                 // The broker probe (serve.rs) judges the connection; here it is only logged.
                 Some(Err(e)) if super::halts::is_client_level(&e) => {

@@ -102,6 +102,8 @@ async fn check_dependencies(
             probe.check(Duration::from_secs(2)).await;
         }
         health.export(&metrics.ready, &metrics.database_up);
+        let stalled = health.stalled_partitions().len();
+        metrics.stalled_partitions.set(stalled as i64);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

@@ -432,3 +432,150 @@ pub async fn checkpoints(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
     }
     Ok(violations)
 }
+
+/// One committed batch as offset accounting reads it (`offsets_accounted`).
+#[derive(sqlx::FromRow)]
+struct BatchRange {
+    consumer_group: String,
+    topic: String,
+    partition: i32,
+    id: Uuid,
+    /// NULL for batches committed before offset accounting (migration 0019).
+    from_offset: Option<i64>,
+    first_offset: i64,
+    next_offset: i64,
+    messages: Option<i32>,
+    posted: i32,
+    held: Option<i32>,
+    released: Option<i32>,
+    duplicates: i32,
+    rejected: i32,
+    stale: Option<i32>,
+    committed_at: DateTime<Utc>,
+    gap_offsets: i64,
+    gaps_outside: i64,
+}
+
+/// A partition's history as offset accounting walks it: batches and recorded position changes
+/// (operator replays), in the order they were committed.
+enum Step<'a> {
+    Batch(&'a BatchRange),
+    Moved { to: i64 },
+}
+
+/// Every offset of every partition has one recorded fate: per group, topic and partition, the
+/// batches' ranges tile [0, checkpoint) with no hole and no overlap, except where a recorded
+/// position change (`ledgerline replay`) moved the partition; each range is exactly its
+/// messages plus its recorded gaps; the fates of each batch add up to its messages.
+pub async fn offsets_accounted(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
+    let batches: Vec<BatchRange> = sqlx::query_as(
+        "SELECT b.consumer_group, b.topic, b.partition, b.id, b.from_offset, b.first_offset, b.next_offset,
+                b.messages, b.posted, b.held, b.released, b.duplicates, b.rejected, b.stale, b.committed_at,
+                COALESCE(g.offsets, 0)::bigint AS gap_offsets, COALESCE(g.outside, 0)::bigint AS gaps_outside
+         FROM batches b
+         LEFT JOIN LATERAL (
+             SELECT sum(x.to_offset - x.from_offset) AS offsets,
+                    count(*) FILTER (WHERE x.from_offset < b.from_offset OR x.to_offset > b.next_offset) AS outside
+             FROM batch_gaps x WHERE x.batch_id = b.id) g ON true
+         ORDER BY b.consumer_group, b.topic, b.partition, b.committed_at, b.first_offset",
+    )
+    .fetch_all(pool)
+    .await?;
+    type Key = (String, String, i32);
+    let mut moves: BTreeMap<Key, Vec<(DateTime<Utc>, i64)>> = BTreeMap::new();
+    let rows: Vec<(String, String, i32, DateTime<Utc>, i64)> = sqlx::query_as(
+        "SELECT consumer_group, topic, partition, changed_at, to_offset FROM position_changes ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (g, t, p, at, to) in rows {
+        moves.entry((g, t, p)).or_default().push((at, to));
+    }
+    let checkpoints: BTreeMap<Key, i64> = sqlx::query_as::<_, (String, String, i32, i64)>(
+        "SELECT consumer_group, topic, partition, next_offset FROM consumer_checkpoints",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|(g, t, p, n)| ((g, t, p), n))
+    .collect();
+    let mut by_partition: BTreeMap<Key, Vec<&BatchRange>> = BTreeMap::new();
+    for b in &batches {
+        let key = (b.consumer_group.clone(), b.topic.clone(), b.partition);
+        by_partition.entry(key).or_default().push(b);
+    }
+    let mut violations = Vec::new();
+    for (key, batches) in &by_partition {
+        let steps = history(batches, moves.get(key).map_or(&[][..], Vec::as_slice));
+        let name = format!("{}/{}/{}", key.0, key.1, key.2);
+        let end = walk_partition(&name, &steps, &mut violations);
+        if let Some(checkpoint) = checkpoints.get(key) {
+            if end != *checkpoint {
+                violations.push(violation(None, format!("{name}: the checkpoint is {checkpoint}, the batches and recorded moves end at {end}")));
+            }
+        }
+    }
+    Ok(violations)
+}
+
+/// Batches and position changes of one partition merged in commit order.
+fn history<'a>(batches: &[&'a BatchRange], moves: &[(DateTime<Utc>, i64)]) -> Vec<Step<'a>> {
+    let mut steps = Vec::with_capacity(batches.len() + moves.len());
+    let mut moves = moves.iter().peekable();
+    for b in batches {
+        while let Some((_, to)) = moves.next_if(|(at, _)| *at <= b.committed_at) {
+            steps.push(Step::Moved { to: *to });
+        }
+        steps.push(Step::Batch(b));
+    }
+    steps.extend(moves.map(|(_, to)| Step::Moved { to: *to }));
+    steps
+}
+
+/// Walks one partition's history from offset 0; returns where it ends.
+fn walk_partition(name: &str, steps: &[Step], violations: &mut Vec<Violation>) -> i64 {
+    let mut expected = 0;
+    for step in steps {
+        let b = match step {
+            Step::Moved { to } => {
+                expected = *to;
+                continue;
+            }
+            Step::Batch(b) => b,
+        };
+        let Some(from) = b.from_offset else {
+            // Before offset accounting: its gaps were not recorded, only an overlap shows.
+            if b.first_offset < expected {
+                violations.push(violation(None, format!("{name}: offsets {}..{expected} are covered twice (batch {}) with no recorded replay", b.first_offset, b.id)));
+            }
+            expected = b.next_offset;
+            continue;
+        };
+        if from > expected {
+            violations.push(violation(None, format!("{name}: offsets {expected}..{from} are covered by no batch (skipped)")));
+        } else if from < expected {
+            violations.push(violation(None, format!("{name}: offsets {from}..{expected} are covered twice (batch {}) with no recorded replay", b.id)));
+        }
+        check_fates(name, b, from, violations);
+        expected = b.next_offset;
+    }
+    expected
+}
+
+/// One batch's range is its messages plus its gaps, and its fates add up to its messages.
+fn check_fates(name: &str, b: &BatchRange, from: i64, violations: &mut Vec<Violation>) {
+    let messages = i64::from(b.messages.unwrap_or(0));
+    let range = b.next_offset - from;
+    if messages + b.gap_offsets != range || b.gaps_outside > 0 {
+        violations.push(violation(None, format!("{name}: batch {} covers offsets {from}..{} ({range} offsets) but holds {messages} messages and {} offsets of recorded gaps", b.id, b.next_offset, b.gap_offsets)));
+    }
+    let (held, released, stale) = (
+        b.held.unwrap_or(0),
+        b.released.unwrap_or(0),
+        b.stale.unwrap_or(0),
+    );
+    let fates = i64::from(b.posted) + i64::from(b.duplicates) + i64::from(b.rejected);
+    if fates != messages || held + released > b.posted || stale > b.rejected {
+        violations.push(violation(None, format!("{name}: batch {} at offsets {from}..{} has {messages} messages but fates posted {} (held {held}, released {released}), duplicates {}, rejected {} (stale {stale})", b.id, b.next_offset, b.posted, b.duplicates, b.rejected)));
+    }
+}

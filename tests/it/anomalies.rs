@@ -107,6 +107,7 @@ impl Book {
             .map(|(i, r)| BatchMessage {
                 produced_at_ms: None,
                 offset: self.next_offset + i as i64,
+                after: self.next_offset + i as i64,
                 raw: serde_json::to_vec(&r).unwrap(),
                 candidate: match Posting::parse(&r, &table) {
                     Ok(p) => Candidate::Parsed(p),

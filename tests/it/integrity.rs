@@ -284,6 +284,7 @@ async fn as_of_balances_answer_valid_time_and_transaction_time() {
         let m = BatchMessage {
             produced_at_ms: None,
             offset,
+            after: offset,
             raw: vec![],
             candidate: Candidate::Parsed(Posting::parse(&r, &table).unwrap()),
         };
@@ -398,6 +399,7 @@ async fn commit_requests(
         .map(|(i, r)| BatchMessage {
             produced_at_ms: None,
             offset: offset + i as i64,
+            after: offset + i as i64,
             raw: serde_json::to_vec(r).unwrap(),
             candidate: match Posting::parse(r, &table) {
                 Ok(p) => Candidate::Parsed(p),

@@ -26,6 +26,7 @@ mod integrity;
 mod kafka_auth;
 mod least_privilege;
 mod limits;
+mod offset_fates;
 mod ops_backup;
 mod ops_compose;
 mod ops_monitoring;

@@ -7,9 +7,10 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::lock::lock_balance_updates_in_tx;
-use super::plan::{BalanceEventsJson, BalanceRow, Writes};
+use super::plan::{BalanceEventsJson, BalanceRow, PartWrites, Writes};
 use super::CommitError;
 use crate::domain::batch::Pending;
+use crate::domain::offsets::{Gap, GAP_CAUSE};
 use crate::store::copy_binary::BinaryRows;
 use crate::store::outbox::OutboxKind;
 
@@ -36,16 +37,29 @@ impl Writes {
         self.write_outbox_and_advance(tx).await
     }
 
-    /// The batch rows (which their entries name), and each chain's new head (locked since the
-    /// transaction's first statement; a batch without entries leaves its chain as it was).
+    /// The batch rows (which their entries name) with the gaps of their ranges, and each
+    /// chain's new head (locked since the transaction's first statement; a batch without
+    /// entries leaves its chain as it was).
     async fn write_batches(&self, tx: &mut PgConnection) -> Result<(), CommitError> {
+        let gaps: Vec<(Uuid, Gap)> = self
+            .parts
+            .iter()
+            .flat_map(|p| p.gaps.iter().map(|g| (p.batch_id, *g)))
+            .collect();
+        let count = |f: fn(&PartWrites) -> usize| self.column(move |p| f(p) as i64);
         sqlx::query(
             "WITH b AS (
-                 INSERT INTO batches (id, consumer_group, topic, partition, first_offset, next_offset, posted, rejected, duplicates, committed_at)
-                 SELECT id, $1, $2, p, f, n, po, r, d, $3
-                 FROM UNNEST($4::uuid[], $5::int[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[]) AS u(id, p, f, n, po, r, d))
+                 INSERT INTO batches (id, consumer_group, topic, partition, from_offset, first_offset, next_offset, messages,
+                                      posted, held, released, duplicates, rejected, stale, committed_at)
+                 SELECT id, $1, $2, p, fr, f, n, m, po, h, rl, d, r, st, $3
+                 FROM UNNEST($4::uuid[], $5::int[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
+                             $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[])
+                      AS u(id, p, fr, f, n, m, po, h, rl, d, r, st)),
+             g AS (
+                 INSERT INTO batch_gaps (batch_id, from_offset, to_offset, cause)
+                 SELECT b, f, t, $20 FROM UNNEST($17::uuid[], $18::bigint[], $19::bigint[]) AS u(b, f, t))
              UPDATE hash_chains h SET head = u.head, entries = h.entries + u.n
-             FROM UNNEST($5::int[], $11::bytea[], $12::bigint[], $13::bytea[]) AS u(p, head, n, start)
+             FROM UNNEST($5::int[], $21::bytea[], $22::bigint[], $23::bytea[]) AS u(p, head, n, start)
              WHERE h.source_topic = $2 AND h.source_partition = u.p AND h.head = u.start AND u.n > 0",
         )
         .bind(&self.group)
@@ -53,11 +67,20 @@ impl Writes {
         .bind(self.now)
         .bind(self.column(|p| p.batch_id))
         .bind(self.column(|p| p.partition))
+        .bind(self.column(|p| p.expected))
         .bind(self.column(|p| p.first_offset))
         .bind(self.column(|p| p.next_offset))
-        .bind(self.column(|p| p.posted as i64))
-        .bind(self.column(|p| p.rejection_codes.len() as i64))
-        .bind(self.column(|p| p.duplicates as i64))
+        .bind(count(|p| p.messages))
+        .bind(count(|p| p.posted))
+        .bind(count(|p| p.held))
+        .bind(count(|p| p.released))
+        .bind(count(|p| p.duplicates))
+        .bind(count(|p| p.rejection_codes.len()))
+        .bind(count(|p| p.stale))
+        .bind(gaps.iter().map(|(b, _)| *b).collect::<Vec<Uuid>>())
+        .bind(gaps.iter().map(|(_, g)| g.from).collect::<Vec<i64>>())
+        .bind(gaps.iter().map(|(_, g)| g.to).collect::<Vec<i64>>())
+        .bind(GAP_CAUSE)
         .bind(self.column(|p| p.chain_head.to_vec()))
         .bind(self.column(|p| p.entries))
         .bind(self.column(|p| p.chain_start.to_vec()))

@@ -95,7 +95,7 @@ pub(super) async fn lock_partitions_in_tx(
 /// It costs no parallelism in practice: two batches of 1,000 postings over 10,000 accounts
 /// share about 18% of their accounts, so their row locks already queued the second batch's
 /// update behind the first's commit. The journal writes before it still run side by side.
-const BALANCE_UPDATES_LOCK: i64 = 0x6c65_6467_6572_0001;
+pub const BALANCE_UPDATES_LOCK: i64 = 0x6c65_6467_6572_0001;
 
 pub(super) async fn lock_balance_updates_in_tx(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")

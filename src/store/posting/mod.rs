@@ -19,9 +19,11 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domain::batch::{decide, rejection_id, Candidate};
+use crate::domain::offsets;
 use crate::store::account_cache::AccountCache;
 pub use error::{classify, CommitError, SqlErrorKind};
 pub use flush::{COPY_JOURNAL_ENTRIES, COPY_JOURNAL_LINES};
+pub use lock::BALANCE_UPDATES_LOCK;
 use load::{load_retention_cut_in_tx, load_state_in_tx};
 use lock::{lock_partitions_in_tx, PartitionLocks};
 use plan::Writes;
@@ -30,6 +32,11 @@ use plan::Writes;
 #[derive(Debug, Clone)]
 pub struct BatchMessage {
     pub offset: i64,
+    /// Where the message's predecessor in its partition's fetch stream ended (the seek offset
+    /// for the first message after a seek): offsets in `[after, offset)` were not served by the
+    /// broker, and are recorded as the batch's gaps (`domain::offsets`). Equal to `offset` for
+    /// a message that follows the previous one directly.
+    pub after: i64,
     /// The message's Kafka timestamp (milliseconds): a request produced before the newest
     /// retention cut is rejected as stale (`domain::retention`).
     pub produced_at_ms: Option<i64>,
@@ -152,7 +159,7 @@ async fn commit_batches_in_tx(
         &mut state,
     );
     let mut w = Writes::new(group, topic, locked.now);
-    let parts = start_parts(&mut w, inputs, &messages, &locked);
+    let parts = start_parts(&mut w, inputs, &messages, &locked)?;
     for (((index, m), candidate), decision) in messages.iter().zip(&candidates).zip(&decisions) {
         let part = parts[*index].expect("a partition with messages has its part");
         w.add(part, m, candidate, decision, &state);
@@ -206,22 +213,35 @@ fn unposted<'a>(
 }
 
 /// One part of the writes per input that has messages to commit (its index in `w.parts`),
-/// `None` for an input with nothing past its checkpoint.
+/// `None` for an input with nothing past its checkpoint. Each part's range runs from its
+/// checkpoint to its last message, with the gaps its fetch stream showed; a batch whose
+/// offsets cannot be accounted for is refused (`domain::offsets`).
 fn start_parts(
     w: &mut Writes,
     inputs: &[BatchInput<'_>],
     messages: &[(usize, &BatchMessage)],
     locked: &PartitionLocks,
-) -> Vec<Option<usize>> {
-    inputs
-        .iter()
-        .enumerate()
-        .map(|(index, input)| {
-            let mut mine = messages.iter().filter(|(i, _)| *i == index);
-            let first = mine.next()?.1.offset;
-            let last = mine.next_back().map_or(first, |(_, m)| m.offset);
-            let (checkpoint, head) = locked.partitions[&input.partition];
-            Some(w.start_partition(input.partition, checkpoint, head, first, last + 1))
-        })
-        .collect()
+) -> Result<Vec<Option<usize>>, CommitError> {
+    let mut parts = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.iter().enumerate() {
+        let mine: Vec<(i64, i64)> = messages
+            .iter()
+            .filter(|(i, _)| *i == index)
+            .map(|(_, m)| (m.offset, m.after))
+            .collect();
+        let Some(&(last, _)) = mine.last() else {
+            parts.push(None);
+            continue;
+        };
+        let (checkpoint, head) = locked.partitions[&input.partition];
+        let gaps = offsets::gaps(checkpoint, &mine).map_err(|e| {
+            CommitError::Invariant(format!(
+                "partition {}: offsets not accounted for: {e}",
+                input.partition
+            ))
+        })?;
+        let range = (checkpoint, last + 1);
+        parts.push(Some(w.start_partition(input.partition, head, range, mine.len(), gaps)));
+    }
+    Ok(parts)
 }

@@ -19,6 +19,8 @@ use crate::domain::batch::{
 use crate::domain::chain::{CanonicalEntry, CanonicalLine};
 use crate::domain::hold::{release_id, HoldStatus};
 use crate::domain::posting::Side;
+use crate::domain::offsets::Gap;
+use crate::domain::rejection::storable;
 use crate::domain::{Posting, Rejection};
 use crate::store::copy_binary::BinaryRows;
 use crate::store::outbox::OutboxKind;
@@ -44,8 +46,16 @@ pub(super) struct PartWrites {
     pub(super) chain_start: [u8; 32],
     pub(super) chain_head: [u8; 32],
     pub(super) entries: i64,
+    /// The messages the batch consumed, and the offsets of its range that held none.
+    pub(super) messages: usize,
+    pub(super) gaps: Vec<Gap>,
+    /// Fates: posted (entries, holds and releases), of which held and released; duplicates;
+    /// rejected, of which stale.
     pub(super) posted: usize,
+    pub(super) held: usize,
+    pub(super) released: usize,
     pub(super) duplicates: usize,
+    pub(super) stale: usize,
     pub(super) rejection_codes: Vec<&'static str>,
     pub(super) balance_events: usize,
     /// Journal entries written, per entity (few entities: a list, not a map).
@@ -228,15 +238,20 @@ impl Writes {
         }
     }
 
-    /// A partition's batch, from `first_offset` up to `next_offset`; returns its index.
+    /// A partition's batch of `messages` covering `(checkpoint, next_offset)` with `gaps`;
+    /// returns its index.
     pub(super) fn start_partition(
         &mut self,
         partition: i32,
-        checkpoint: i64,
         chain_head: [u8; 32],
-        first_offset: i64,
-        next_offset: i64,
+        (checkpoint, next_offset): (i64, i64),
+        messages: usize,
+        gaps: Vec<Gap>,
     ) -> usize {
+        let first_offset = match gaps.first() {
+            Some(g) if g.from == checkpoint => g.to,
+            _ => checkpoint,
+        };
         self.parts.push(PartWrites {
             partition,
             batch_id: Uuid::new_v4(),
@@ -246,8 +261,13 @@ impl Writes {
             chain_start: chain_head,
             chain_head,
             entries: 0,
+            messages,
+            gaps,
             posted: 0,
+            held: 0,
+            released: 0,
             duplicates: 0,
+            stale: 0,
             rejection_codes: Vec::new(),
             balance_events: 0,
             entries_by_entity: Vec::new(),
@@ -297,6 +317,7 @@ impl Writes {
             }
             (Decision::Hold { hold_id, changes }, Candidate::Parsed(p)) => {
                 self.parts[part].posted += 1;
+                self.parts[part].held += 1;
                 let from = self.source(part, m.offset);
                 self.holds.hold(*hold_id, p, from);
                 self.key_record(p.key.as_str(), &p.fingerprint(), Record::Held(*hold_id));
@@ -314,6 +335,7 @@ impl Writes {
                 Candidate::Parsed(p),
             ) => {
                 self.parts[part].posted += 1;
+                self.parts[part].released += 1;
                 let from = self.source(part, m.offset);
                 self.holds
                     .closing(*hold_id, *status, p.key.as_str(), None, from);
@@ -441,16 +463,20 @@ impl Writes {
             return;
         };
         let key = candidate.key().map(str::to_string);
+        if matches!(rejection, Rejection::StaleRequest { .. }) {
+            self.parts[part].stale += 1;
+        }
         self.parts[part].rejection_codes.push(rejection.code());
         self.rejection_parts.push(part);
         self.rejection_ids.push(*rejection_id);
         self.rejection_keys.push(key.clone());
         self.rejection_reasons.push(rejection.code().to_string());
-        self.rejection_details.push(rejection.to_string());
+        self.rejection_details
+            .push(storable(&rejection.to_string()).into_owned());
         self.rejection_raw.push(m.raw.clone());
         self.rejection_offsets.push(m.offset);
         self.rejection_sources
-            .push(candidate.source().map(str::to_string));
+            .push(candidate.source().map(|s| storable(s).into_owned()));
         if let Some((k, fp)) = record_key {
             self.key_record(k, fp, Record::Rejected(*rejection_id));
         }
@@ -645,11 +671,12 @@ mod tests {
             .unwrap()
             .to_utc();
         let mut w = Writes::new("g", "t", now);
-        let part = w.start_partition(3, 40, [7; 32], 40, 44);
+        let part = w.start_partition(3, [7; 32], (40, 44), 4, Vec::new());
         for (i, (candidate, decision)) in candidates.iter().zip(&decisions).enumerate() {
             let m = BatchMessage {
                 produced_at_ms: None,
                 offset: 40 + i as i64,
+                after: 40 + i as i64,
                 raw: vec![i as u8; 5],
                 candidate: candidate.clone(),
             };

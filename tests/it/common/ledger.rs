@@ -395,6 +395,7 @@ pub fn parsed_batch(messages: &[Message]) -> Vec<ledgerline::store::posting::Bat
             ledgerline::store::posting::BatchMessage {
                 produced_at_ms: None,
                 offset: i as i64,
+                after: i as i64,
                 raw: serde_json::to_vec(&r).unwrap(),
                 candidate: ledgerline::domain::batch::Candidate::Parsed(
                     ledgerline::domain::Posting::parse(&r, &table).unwrap(),

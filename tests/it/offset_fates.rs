@@ -1,0 +1,185 @@
+//! Every offset has one recorded fate (issue 30), on the real stack:
+//! - a refused request with NUL in its text is rejected with its reason and raw bytes, and not
+//!   one valid posting after it is skipped (it made the poster skip about a thousand);
+//! - a balance lock held far longer than the role's `lock_timeout` allows turns no valid posting
+//!   into a rejection, and `/ready` names the stalled partition meanwhile;
+//! - `verify` proves the offset accounting: a batch's range removed from the record (as a skip
+//!   would leave it) fails `offsets_accounted`, naming the partition and the offsets.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use common::{free_port, http_get, Ledger};
+use ledgerline::generator::{generate, Expected, GeneratorSettings, Message};
+
+/// `count` valid postings over `accounts` accounts, each posted exactly once when all arrive.
+fn valid(count: usize, seed: u64) -> Vec<Message> {
+    let messages = generate(&GeneratorSettings {
+        count,
+        accounts: 50,
+        key_prefix: common::unique("k"),
+        seed,
+        duplicate_share: 0.0,
+        invalid_share: 0.0,
+        hold_share: 0.0,
+        ..Default::default()
+    });
+    assert!(messages.iter().all(|m| m.expected == Expected::Posted));
+    messages
+}
+
+async fn count(ledger: &Ledger, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&ledger.pool)
+        .await
+        .unwrap()
+}
+
+/// `verify`'s report, which must be intact.
+async fn assert_verified(ledger: &Ledger) {
+    let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
+    assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
+    assert!(report.checks.iter().any(|c| c.check == "offsets_accounted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_with_nul_in_its_text_is_rejected_and_nothing_after_it_is_skipped() {
+    let ledger = Ledger::new(50, 1).await;
+    let messages = valid(5_000, 30);
+    // Message 100: unbalanced, and its source holds NUL (published by the independent client).
+    let mut requests: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| serde_json::to_value(m.request.as_ref().unwrap()).unwrap())
+        .collect();
+    requests[100]["source"] = serde_json::json!("x\u{0000}y");
+    requests[100]["lines"][0]["amount"] = serde_json::json!("999999.00");
+    let hostile_key = requests[100]["idempotency_key"].as_str().unwrap().to_string();
+    let lines: Vec<String> = requests.iter().map(|r| r.to_string()).collect();
+    common::python_publish(&ledger.topic, &["none", "json"], &lines);
+
+    ledger.run_poster_until_idle().await;
+    assert_eq!(ledger.checkpoints().await[&0], 5_000);
+    assert_eq!(count(&ledger, "SELECT count(*) FROM journal_entries").await, 4_999);
+    let rejected: Vec<(Option<String>, String, Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT idempotency_key, reason_code, raw, source_offset FROM rejections",
+    )
+    .fetch_all(&ledger.pool)
+    .await
+    .unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let (key, code, raw, offset) = &rejected[0];
+    assert_eq!(key.as_deref(), Some(hostile_key.as_str()));
+    assert_eq!(code, "INVALID_IDENTIFIER");
+    assert_eq!(raw, lines[100].as_bytes(), "the raw bytes, exactly");
+    assert_eq!(*offset, 100);
+    assert_eq!(count(&ledger, "SELECT count(*) FROM idempotency_records").await, 5_000);
+    assert_verified(&ledger).await;
+}
+
+/// The poster's lock timeout as a DBA would set it, on the writer role in this database.
+async fn set_writer_lock_timeout(ledger: &Ledger, timeout: &str) {
+    let writer = common::required_env("LEDGERLINE_WRITER_DATABASE_URL");
+    let after_scheme = writer.split_once("://").unwrap().1;
+    let role = after_scheme.split([':', '@']).next().unwrap();
+    let database = ledger.db_url.rsplit_once('/').unwrap().1;
+    sqlx::query(&format!(
+        "ALTER ROLE {role} IN DATABASE {database} SET lock_timeout = '{timeout}'"
+    ))
+    .execute(&ledger.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_past_every_timeout_rejects_nothing_and_reads_not_ready() {
+    const HOLD: Duration = Duration::from_secs(40);
+    let ledger = Ledger::new(50, 2).await;
+    set_writer_lock_timeout(&ledger, "1s").await;
+    let messages = valid(3_000, 31);
+    // An operator's session takes the balance-update lock before anything is posted.
+    let mut operator = ledger.pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(ledgerline::store::posting::BALANCE_UPDATES_LOCK)
+        .execute(&mut *operator)
+        .await
+        .unwrap();
+    let held_at = Instant::now();
+    let port = free_port();
+    let _poster = common::spawn_poster_env(
+        &format!("lock-{}", ledger.group),
+        &ledger,
+        port,
+        &[("LEDGERLINE_STALL_SECONDS", "5")],
+    );
+    ledger.produce(&messages).await;
+
+    // Not ready while the lock is held, naming a partition and the lock timeout.
+    let (mut named, mut stalled) = (None, 0.0f64);
+    while held_at.elapsed() < HOLD {
+        if let Some((503, body)) = http_get(port, "/ready").await {
+            if body.contains("partition") && body.contains("lock") {
+                named = Some(body);
+            }
+        }
+        let gauge = common::metric(port, "ledgerline_stalled_partitions", "").await;
+        stalled = stalled.max(gauge.unwrap_or(0.0));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let named = named.expect("/ready never named the stalled partition during the hold");
+    assert!(stalled >= 1.0, "the stalled-partitions gauge stayed at {stalled}");
+    assert_eq!(count(&ledger, "SELECT count(*) FROM journal_entries").await, 0);
+    assert_eq!(count(&ledger, "SELECT count(*) FROM rejections").await, 0, "{named}");
+
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(ledgerline::store::posting::BALANCE_UPDATES_LOCK)
+        .execute(&mut *operator)
+        .await
+        .unwrap();
+    ledger.wait_drained(Duration::from_secs(120)).await;
+    assert_eq!(count(&ledger, "SELECT count(*) FROM journal_entries").await, 3_000);
+    assert_eq!(count(&ledger, "SELECT count(*) FROM rejections").await, 0);
+    assert_eq!(count(&ledger, "SELECT count(*) FROM idempotency_records").await, 3_000);
+    common::wait_ready(port, true, Duration::from_secs(30)).await;
+    assert_verified(&ledger).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_offsets_a_doctored_record_no_longer_covers() {
+    let ledger = Ledger::new(50, 1).await;
+    let messages = valid(600, 32);
+    ledger.produce(&messages).await;
+    ledger
+        .poster(free_port(), &["--exit-when-idle-ms", "1500", "--batch-postings", "100"])
+        .wait()
+        .unwrap();
+    assert_verified(&ledger).await;
+    let batches = count(&ledger, "SELECT count(*) FROM batches").await;
+    assert!(batches >= 3, "{batches} batches");
+
+    // As a skip would leave it: a middle batch's range starts 40 offsets later than it did.
+    let (from, id): (i64, uuid::Uuid) = sqlx::query_as(
+        "SELECT from_offset, id FROM batches ORDER BY from_offset OFFSET 1 LIMIT 1",
+    )
+    .fetch_one(&ledger.pool)
+    .await
+    .unwrap();
+    // The test's pool is the stack's administrator, who alone may lift the append-only guard.
+    for sql in [
+        "ALTER TABLE batches DISABLE TRIGGER batches_append_only",
+        "UPDATE batches SET from_offset = from_offset + 40, first_offset = first_offset + 40, messages = messages - 40, posted = posted - 40 WHERE id = $1",
+        "ALTER TABLE batches ENABLE TRIGGER batches_append_only",
+    ] {
+        sqlx::query(sql).bind(id).execute(&ledger.pool).await.unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+        .args(["verify"])
+        .env("LEDGERLINE_DATABASE_URL", common::reader_url(&ledger.db_url))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let hole = format!("offsets {from}..{} are covered by no batch", from + 40);
+    assert!(stdout.contains("offsets_accounted") && stdout.contains(&hole), "{stdout}");
+    assert!(stdout.contains(&format!("{}/0", ledger.topic)), "{stdout}");
+}
