@@ -53,13 +53,13 @@ impl Writes {
                                       posted, held, released, duplicates, rejected, stale, committed_at)
                  SELECT id, $1, $2, p, fr, f, n, m, po, h, rl, d, r, st, $3
                  FROM UNNEST($4::uuid[], $5::int[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
-                             $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[])
+                             $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[])
                       AS u(id, p, fr, f, n, m, po, h, rl, d, r, st)),
              g AS (
                  INSERT INTO batch_gaps (batch_id, from_offset, to_offset, cause)
-                 SELECT b, f, t, $20 FROM UNNEST($17::uuid[], $18::bigint[], $19::bigint[]) AS u(b, f, t))
+                 SELECT b, f, t, $19 FROM UNNEST($16::uuid[], $17::bigint[], $18::bigint[]) AS u(b, f, t))
              UPDATE hash_chains h SET head = u.head, entries = h.entries + u.n
-             FROM UNNEST($5::int[], $21::bytea[], $22::bigint[], $23::bytea[]) AS u(p, head, n, start)
+             FROM UNNEST($5::int[], $20::bytea[], $21::bigint[], $22::bytea[]) AS u(p, head, n, start)
              WHERE h.source_topic = $2 AND h.source_partition = u.p AND h.head = u.start AND u.n > 0",
         )
         .bind(&self.group)
