@@ -268,7 +268,10 @@ mod tests {
         let r = h.readiness();
         assert!(!r.ready);
         let reason = r.reason.unwrap();
-        assert!(reason.contains("partition 3") && reason.contains("lock timeout"), "{reason}");
+        assert!(
+            reason.contains("partition 3") && reason.contains("lock timeout"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -288,7 +291,11 @@ mod tests {
         let h = health(5);
         h.set_lags(&BTreeMap::from([(0, 40), (1, 0)]));
         age(&h, 0, Duration::from_secs(6));
-        assert!(h.readiness().reason.unwrap().contains("partition 0: 40 messages"));
+        assert!(h
+            .readiness()
+            .reason
+            .unwrap()
+            .contains("partition 0: 40 messages"));
         h.set_lags(&BTreeMap::from([(0, 0)]));
         assert!(h.readiness().ready);
     }

@@ -198,7 +198,8 @@ impl Poster {
             })
             .call();
         self.health.commit_ended(&partitions, result.is_ok());
-        let outcomes = result.inspect_err(|e| self.health.commit_failed(&partitions, &e.to_string()))?;
+        let outcomes =
+            result.inspect_err(|e| self.health.commit_failed(&partitions, &e.to_string()))?;
         self.health.db_ok.store(true, Ordering::Relaxed);
         for (input, outcome) in inputs.iter().zip(&outcomes) {
             self.record(input, outcome, started.get().elapsed());

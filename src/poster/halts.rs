@@ -127,7 +127,12 @@ impl Halts {
             "{} partition {partition}: the log starts at offset {log_start}, past the checkpoint {position}: offsets {position}..{log_start} were deleted by the broker (retention) before this ledger read them; fetching stopped. Restore them to the topic, or accept the loss with `ledgerline replay --partition {partition} --to-offset {log_start}` (recorded)",
             self.topic
         );
-        tracing::error!(partition, position, log_start, "log start past the checkpoint; partition halted");
+        tracing::error!(
+            partition,
+            position,
+            log_start,
+            "log start past the checkpoint; partition halted"
+        );
         self.stop(consumer, partition, reason);
         self.export();
     }

@@ -167,7 +167,12 @@ impl Poster {
         let mut fetched: Vec<Decoded> = Vec::new();
         while !self.shutdown.load(Ordering::Relaxed) {
             let (consumer, positions) = (&member.consumer, &member.positions);
-            let jobs = self.prepare(consumer, positions, &mut halts, std::mem::take(&mut fetched));
+            let jobs = self.prepare(
+                consumer,
+                positions,
+                &mut halts,
+                std::mem::take(&mut fetched),
+            );
             let (results, next, errors) = self.commit_while_collecting(
                 &jobs,
                 consumer,

@@ -118,7 +118,13 @@ impl Poster {
         if first.after > position {
             // The stream served offsets after the position that this batch does not hold: they
             // were polled and not used. Never a gap: read again from the position.
-            tracing::warn!(partition, position, first = first.offset, after = first.after, "messages after the checkpoint missing from the batch; seeking back");
+            tracing::warn!(
+                partition,
+                position,
+                first = first.offset,
+                after = first.after,
+                "messages after the checkpoint missing from the batch; seeking back"
+            );
             self.metrics.offset_gaps.inc();
             positions.seek(consumer, &self.settings.topic, partition, position);
             return None;

@@ -552,7 +552,10 @@ fn walk_partition(name: &str, steps: &[Step], violations: &mut Vec<Violation>) -
             continue;
         };
         if from > expected {
-            violations.push(violation(None, format!("{name}: offsets {expected}..{from} are covered by no batch (skipped)")));
+            violations.push(violation(
+                None,
+                format!("{name}: offsets {expected}..{from} are covered by no batch (skipped)"),
+            ));
         } else if from < expected {
             violations.push(violation(None, format!("{name}: offsets {from}..{expected} are covered twice (batch {}) with no recorded replay", b.id)));
         }

@@ -54,19 +54,24 @@ async fn a_refused_request_with_nul_in_its_text_is_rejected_and_nothing_after_it
         .collect();
     requests[100]["source"] = serde_json::json!("x\u{0000}y");
     requests[100]["lines"][0]["amount"] = serde_json::json!("999999.00");
-    let hostile_key = requests[100]["idempotency_key"].as_str().unwrap().to_string();
+    let hostile_key = requests[100]["idempotency_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let lines: Vec<String> = requests.iter().map(|r| r.to_string()).collect();
     common::python_publish(&ledger.topic, &["none", "json"], &lines);
 
     ledger.run_poster_until_idle().await;
     assert_eq!(ledger.checkpoints().await[&0], 5_000);
-    assert_eq!(count(&ledger, "SELECT count(*) FROM journal_entries").await, 4_999);
-    let rejected: Vec<(Option<String>, String, Vec<u8>, i64)> = sqlx::query_as(
-        "SELECT idempotency_key, reason_code, raw, source_offset FROM rejections",
-    )
-    .fetch_all(&ledger.pool)
-    .await
-    .unwrap();
+    assert_eq!(
+        count(&ledger, "SELECT count(*) FROM journal_entries").await,
+        4_999
+    );
+    let rejected: Vec<(Option<String>, String, Vec<u8>, i64)> =
+        sqlx::query_as("SELECT idempotency_key, reason_code, raw, source_offset FROM rejections")
+            .fetch_all(&ledger.pool)
+            .await
+            .unwrap();
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     let (key, code, raw, offset) = &rejected[0];
     assert_eq!(key.as_deref(), Some(hostile_key.as_str()));
@@ -75,7 +80,10 @@ async fn a_refused_request_with_nul_in_its_text_is_rejected_and_nothing_after_it
     let sent: serde_json::Value = serde_json::from_slice(raw).expect("the raw bytes are kept");
     assert_eq!(sent, requests[100]);
     assert_eq!(*offset, 100);
-    assert_eq!(count(&ledger, "SELECT count(*) FROM idempotency_records").await, 5_000);
+    assert_eq!(
+        count(&ledger, "SELECT count(*) FROM idempotency_records").await,
+        5_000
+    );
     assert_verified(&ledger).await;
 }
 
@@ -129,9 +137,19 @@ async fn a_lock_held_past_every_timeout_rejects_nothing_and_reads_not_ready() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let named = named.expect("/ready never named the stalled partition during the hold");
-    assert!(stalled >= 1.0, "the stalled-partitions gauge stayed at {stalled}");
-    assert_eq!(count(&ledger, "SELECT count(*) FROM journal_entries").await, 0);
-    assert_eq!(count(&ledger, "SELECT count(*) FROM rejections").await, 0, "{named}");
+    assert!(
+        stalled >= 1.0,
+        "the stalled-partitions gauge stayed at {stalled}"
+    );
+    assert_eq!(
+        count(&ledger, "SELECT count(*) FROM journal_entries").await,
+        0
+    );
+    assert_eq!(
+        count(&ledger, "SELECT count(*) FROM rejections").await,
+        0,
+        "{named}"
+    );
 
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(ledgerline::store::posting::BALANCE_UPDATES_LOCK)
@@ -139,9 +157,15 @@ async fn a_lock_held_past_every_timeout_rejects_nothing_and_reads_not_ready() {
         .await
         .unwrap();
     ledger.wait_drained(Duration::from_secs(120)).await;
-    assert_eq!(count(&ledger, "SELECT count(*) FROM journal_entries").await, 3_000);
+    assert_eq!(
+        count(&ledger, "SELECT count(*) FROM journal_entries").await,
+        3_000
+    );
     assert_eq!(count(&ledger, "SELECT count(*) FROM rejections").await, 0);
-    assert_eq!(count(&ledger, "SELECT count(*) FROM idempotency_records").await, 3_000);
+    assert_eq!(
+        count(&ledger, "SELECT count(*) FROM idempotency_records").await,
+        3_000
+    );
     common::wait_ready(port, true, Duration::from_secs(30)).await;
     assert_verified(&ledger).await;
 }
@@ -152,7 +176,10 @@ async fn verify_names_offsets_a_doctored_record_no_longer_covers() {
     let messages = valid(600, 32);
     ledger.produce(&messages).await;
     ledger
-        .poster(free_port(), &["--exit-when-idle-ms", "1500", "--batch-postings", "100"])
+        .poster(
+            free_port(),
+            &["--exit-when-idle-ms", "1500", "--batch-postings", "100"],
+        )
         .wait()
         .unwrap();
     assert_verified(&ledger).await;
@@ -160,12 +187,11 @@ async fn verify_names_offsets_a_doctored_record_no_longer_covers() {
     assert!(batches >= 3, "{batches} batches");
 
     // As a skip would leave it: a middle batch's range starts 40 offsets later than it did.
-    let (from, id): (i64, uuid::Uuid) = sqlx::query_as(
-        "SELECT from_offset, id FROM batches ORDER BY from_offset OFFSET 1 LIMIT 1",
-    )
-    .fetch_one(&ledger.pool)
-    .await
-    .unwrap();
+    let (from, id): (i64, uuid::Uuid) =
+        sqlx::query_as("SELECT from_offset, id FROM batches ORDER BY from_offset OFFSET 1 LIMIT 1")
+            .fetch_one(&ledger.pool)
+            .await
+            .unwrap();
     // The test's pool is the stack's administrator, who alone may lift the append-only guard.
     for sql in [
         "ALTER TABLE batches DISABLE TRIGGER batches_append_only",
@@ -176,13 +202,19 @@ async fn verify_names_offsets_a_doctored_record_no_longer_covers() {
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
         .args(["verify"])
-        .env("LEDGERLINE_DATABASE_URL", common::reader_url(&ledger.db_url))
+        .env(
+            "LEDGERLINE_DATABASE_URL",
+            common::reader_url(&ledger.db_url),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let hole = format!("offsets {from}..{} are covered by no batch", from + 40);
-    assert!(stdout.contains("offsets_accounted") && stdout.contains(&hole), "{stdout}");
+    assert!(
+        stdout.contains("offsets_accounted") && stdout.contains(&hole),
+        "{stdout}"
+    );
     assert!(stdout.contains(&format!("{}/0", ledger.topic)), "{stdout}");
 }
 
@@ -237,7 +269,10 @@ fn hostile_message(framing: usize, field: usize, text: &str, key: u8) -> Vec<u8>
     let (framing, invalid) = match framing {
         0 => (Framing::Json, &b"\\ud800"[..]),
         1 => (Framing::AvroSingleObject, &[0xed, 0xa0, 0x80, 0xff][..]),
-        _ => (Framing::AvroConfluent { schema_id: 1 }, &[0xc0, 0x80, 0xfe, 0xff][..]),
+        _ => (
+            Framing::AvroConfluent { schema_id: 1 },
+            &[0xc0, 0x80, 0xfe, 0xff][..],
+        ),
     };
     let bytes = posting_codec().encode(&r, framing).unwrap();
     replace_all(&bytes, MARK.as_bytes(), invalid)
@@ -314,10 +349,15 @@ fn random_hostile_requests_through_the_commit_path_each_get_one_fate() {
         (
             q("SELECT count(*) FROM rejections").await.unwrap(),
             q("SELECT count(*) FROM journal_entries").await.unwrap(),
-            q("SELECT next_offset FROM consumer_checkpoints").await.unwrap(),
+            q("SELECT next_offset FROM consumer_checkpoints")
+                .await
+                .unwrap(),
         )
     });
     assert_eq!(checkpoint, messages);
-    assert!(rejected > 0 && entries > 0, "rejected {rejected}, posted {entries}");
+    assert!(
+        rejected > 0 && entries > 0,
+        "rejected {rejected}, posted {entries}"
+    );
     rt.block_on(assert_verified(&ledger));
 }

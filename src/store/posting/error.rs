@@ -163,7 +163,9 @@ mod tests {
         }
         // Timeouts, locks, deadlocks, races, resources, system and internal errors, missing
         // privileges, raised exceptions: never the message's fault.
-        let waits = ["57014", "55P03", "40P01", "40001", "23505", "53100", "53200", "58030"];
+        let waits = [
+            "57014", "55P03", "40P01", "40001", "23505", "53100", "53200", "58030",
+        ];
         let others = ["XX000", "42501", "P0001", "08006", "57P01", "25006"];
         for code in waits.into_iter().chain(others) {
             let e = commit_error(code);

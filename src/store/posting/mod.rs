@@ -23,8 +23,8 @@ use crate::domain::offsets;
 use crate::store::account_cache::AccountCache;
 pub use error::{classify, CommitError, SqlErrorKind};
 pub use flush::{COPY_JOURNAL_ENTRIES, COPY_JOURNAL_LINES};
-pub use lock::BALANCE_UPDATES_LOCK;
 use load::{load_retention_cut_in_tx, load_state_in_tx};
+pub use lock::BALANCE_UPDATES_LOCK;
 use lock::{lock_partitions_in_tx, PartitionLocks};
 use plan::Writes;
 
@@ -241,7 +241,13 @@ fn start_parts(
             ))
         })?;
         let range = (checkpoint, last + 1);
-        parts.push(Some(w.start_partition(input.partition, head, range, mine.len(), gaps)));
+        parts.push(Some(w.start_partition(
+            input.partition,
+            head,
+            range,
+            mine.len(),
+            gaps,
+        )));
     }
     Ok(parts)
 }

@@ -18,8 +18,8 @@ use crate::domain::batch::{
 };
 use crate::domain::chain::{CanonicalEntry, CanonicalLine};
 use crate::domain::hold::{release_id, HoldStatus};
-use crate::domain::posting::Side;
 use crate::domain::offsets::Gap;
+use crate::domain::posting::Side;
 use crate::domain::rejection::storable;
 use crate::domain::{Posting, Rejection};
 use crate::store::copy_binary::BinaryRows;
