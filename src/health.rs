@@ -148,27 +148,31 @@ impl Health {
         }
     }
 
-    /// The commit of these partitions is over: committed (`true`), or given up for now.
+    /// The partitions committed: their wait is over. A commit given up for now (the partition
+    /// is read again) leaves the wait running: only a commit ends it.
     pub fn commit_ended(&self, partitions: &[i32], committed: bool) {
+        if !committed {
+            return;
+        }
         let mut all = self.progress();
         for p in partitions {
             let progress = all.entry(*p).or_default();
             progress.committing_since = None;
-            if committed {
-                progress.last_commit = Instant::now();
-                progress.last_error = None;
-            }
+            progress.last_commit = Instant::now();
+            progress.last_error = None;
         }
     }
 
-    /// The lag of each owned partition, as just measured; partitions not listed are forgotten.
-    pub fn set_lags(&self, lags: &BTreeMap<i32, i64>) {
+    /// The lag of each owned partition as just measured (`None`: unknown, the last known value
+    /// stands); partitions not listed are forgotten.
+    pub fn set_lags(&self, lags: &BTreeMap<i32, Option<i64>>) {
         let mut all = self.progress();
         all.retain(|p, _| lags.contains_key(p));
         for (p, lag) in lags {
             let progress = all.entry(*p).or_default();
-            progress.lag = *lag;
-            if *lag == 0 {
+            let Some(lag) = *lag else { continue };
+            progress.lag = lag;
+            if lag == 0 {
                 progress.lag_since = None;
             } else {
                 progress.lag_since.get_or_insert_with(Instant::now);
@@ -289,14 +293,14 @@ mod tests {
     #[test]
     fn waiting_messages_with_nothing_committed_is_a_stall() {
         let h = health(5);
-        h.set_lags(&BTreeMap::from([(0, 40), (1, 0)]));
+        h.set_lags(&BTreeMap::from([(0, Some(40)), (1, Some(0))]));
         age(&h, 0, Duration::from_secs(6));
         assert!(h
             .readiness()
             .reason
             .unwrap()
             .contains("partition 0: 40 messages"));
-        h.set_lags(&BTreeMap::from([(0, 0)]));
+        h.set_lags(&BTreeMap::from([(0, Some(0))]));
         assert!(h.readiness().ready);
     }
 }

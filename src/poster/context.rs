@@ -51,16 +51,18 @@ pub struct Positions(Arc<Mutex<PositionsInner>>);
 #[derive(Debug, Default)]
 struct PositionsInner {
     partitions: BTreeMap<i32, PartitionPosition>,
-    /// Epochs are never reused, not even across assignments.
-    last_epoch: u64,
 }
+
+/// Epochs are never reused in a process: not across assignments, nor across the consumers a
+/// poster replaces (each has its own `Positions`).
+static LAST_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl PositionsInner {
     fn start_epoch(&mut self, next: i64) -> PartitionPosition {
-        self.last_epoch += 1;
+        let epoch = LAST_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         PartitionPosition {
             next,
-            epoch: self.last_epoch,
+            epoch,
             stream_next: next,
             synced: true,
         }
@@ -98,11 +100,17 @@ impl Positions {
         if !p.synced {
             return None;
         }
+        if offset < p.stream_next {
+            // Out of order within one stream: it cannot be trusted to show gaps any more.
+            tracing::warn!(partition, offset, expected = p.stream_next, "message out of order in its fetch stream; reading the partition again");
+            p.synced = false;
+            return None;
+        }
         let stamp = Stamp {
             epoch: p.epoch,
             after: p.stream_next,
         };
-        p.stream_next = p.stream_next.max(offset + 1);
+        p.stream_next = offset + 1;
         Some(stamp)
     }
 

@@ -142,11 +142,13 @@ impl Poster {
         let mut lags = std::collections::BTreeMap::new();
         for (partition, position) in owned {
             let Some(high) = high(partition).filter(|h| *h >= 0) else {
-                return i64::MAX;
+                lags.insert(partition, None);
+                total = i64::MAX;
+                continue;
             };
             let lag = (high - position).max(0);
-            lags.insert(partition, lag);
-            total += lag;
+            lags.insert(partition, Some(lag));
+            total = total.saturating_add(lag);
             let labels = [self.settings.topic.as_str(), &partition.to_string()];
             self.metrics
                 .consumer_lag

@@ -42,6 +42,15 @@ impl PartitionQueues {
             .filter_map(|p| Some((p, consumer.split_partition_queue(topic, p)?)))
             .collect();
         self.generation = generation;
+        // Messages fetched between the assignment and the split went to the main queue, and
+        // later ones go to the partition's own queue: taken in turn, the two would interleave
+        // out of order. A seek starts a new epoch: librdkafka drops what the main queue still
+        // holds of the partition, and the partition's queue serves it in order from there.
+        for p in self.queues.keys() {
+            if let Some(position) = context.positions.get(*p) {
+                context.positions.seek(consumer, topic, *p, position);
+            }
+        }
     }
 
     /// Takes the messages waiting in each partition's queue, as many as the batch has room

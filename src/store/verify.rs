@@ -460,7 +460,7 @@ struct BatchRange {
 /// (operator replays), in the order they were committed.
 enum Step<'a> {
     Batch(&'a BatchRange),
-    Moved { to: i64 },
+    Moved { from: Option<i64>, to: i64 },
 }
 
 /// Every offset of every partition has one recorded fate: per group, topic and partition, the
@@ -482,14 +482,14 @@ pub async fn offsets_accounted(pool: &PgPool) -> Result<Vec<Violation>, StoreErr
     .fetch_all(pool)
     .await?;
     type Key = (String, String, i32);
-    let mut moves: BTreeMap<Key, Vec<(DateTime<Utc>, i64)>> = BTreeMap::new();
-    let rows: Vec<(String, String, i32, DateTime<Utc>, i64)> = sqlx::query_as(
-        "SELECT consumer_group, topic, partition, changed_at, to_offset FROM position_changes ORDER BY id",
+    let mut moves: BTreeMap<Key, Vec<Move>> = BTreeMap::new();
+    let rows: Vec<(String, String, i32, DateTime<Utc>, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT consumer_group, topic, partition, changed_at, from_offset, to_offset FROM position_changes ORDER BY id",
     )
     .fetch_all(pool)
     .await?;
-    for (g, t, p, at, to) in rows {
-        moves.entry((g, t, p)).or_default().push((at, to));
+    for (g, t, p, at, from, to) in rows {
+        moves.entry((g, t, p)).or_default().push((at, from, to));
     }
     let checkpoints: BTreeMap<Key, i64> = sqlx::query_as::<_, (String, String, i32, i64)>(
         "SELECT consumer_group, topic, partition, next_offset FROM consumer_checkpoints",
@@ -518,34 +518,48 @@ pub async fn offsets_accounted(pool: &PgPool) -> Result<Vec<Violation>, StoreErr
     Ok(violations)
 }
 
+/// A recorded position change: when, from where (unknown for a partition never seen), to where.
+type Move = (DateTime<Utc>, Option<i64>, i64);
+
 /// Batches and position changes of one partition merged in commit order.
-fn history<'a>(batches: &[&'a BatchRange], moves: &[(DateTime<Utc>, i64)]) -> Vec<Step<'a>> {
+fn history<'a>(batches: &[&'a BatchRange], moves: &[Move]) -> Vec<Step<'a>> {
     let mut steps = Vec::with_capacity(batches.len() + moves.len());
+    let moved = |(_, from, to): &Move| Step::Moved {
+        from: *from,
+        to: *to,
+    };
     let mut moves = moves.iter().peekable();
     for b in batches {
-        while let Some((_, to)) = moves.next_if(|(at, _)| *at <= b.committed_at) {
-            steps.push(Step::Moved { to: *to });
+        while let Some(m) = moves.next_if(|(at, _, _)| *at <= b.committed_at) {
+            steps.push(moved(m));
         }
         steps.push(Step::Batch(b));
     }
-    steps.extend(moves.map(|(_, to)| Step::Moved { to: *to }));
+    steps.extend(moves.map(moved));
     steps
 }
 
 /// Walks one partition's history from offset 0; returns where it ends.
 fn walk_partition(name: &str, steps: &[Step], violations: &mut Vec<Violation>) -> i64 {
     let mut expected = 0;
+    let mut accounted = false;
     for step in steps {
         let b = match step {
-            Step::Moved { to } => {
+            Step::Moved { from, to } => {
+                if from.is_some_and(|f| f != expected) {
+                    violations.push(violation(None, format!("{name}: a recorded move from offset {} to {to}, but the batches had reached {expected}", from.unwrap_or_default())));
+                }
                 expected = *to;
                 continue;
             }
             Step::Batch(b) => b,
         };
         let Some(from) = b.from_offset else {
-            // Before offset accounting: its gaps were not recorded, only an overlap shows.
-            if b.first_offset < expected {
+            // Before offset accounting (migration 0019) its gaps were not recorded: only an
+            // overlap shows. After an accounted batch, no batch may lack its range.
+            if accounted {
+                violations.push(violation(None, format!("{name}: batch {} at offsets {}..{} has no recorded range after batches that have one", b.id, b.first_offset, b.next_offset)));
+            } else if b.first_offset < expected {
                 violations.push(violation(None, format!("{name}: offsets {}..{expected} are covered twice (batch {}) with no recorded replay", b.first_offset, b.id)));
             }
             expected = b.next_offset;
@@ -560,6 +574,7 @@ fn walk_partition(name: &str, steps: &[Step], violations: &mut Vec<Violation>) -
             violations.push(violation(None, format!("{name}: offsets {from}..{expected} are covered twice (batch {}) with no recorded replay", b.id)));
         }
         check_fates(name, b, from, violations);
+        accounted = true;
         expected = b.next_offset;
     }
     expected
