@@ -158,12 +158,23 @@ pub enum Rejection {
     ReservedKey(String),
     #[error("idempotency key {key:?} was used before for a different request")]
     IdempotencyConflict { key: String },
-    #[error("produced at {produced}, before the retention cut {cut}: its idempotency record may be pruned, so it is not posted (re-send it with a new key if it is still wanted)")]
-    StaleRequest { produced: String, cut: String },
+    /// `produced`: the message's Kafka timestamp; none when the message has none.
+    #[error("{}, the retention cut is {cut}: its idempotency record may be pruned, so it is not posted (re-send it with a new key if it is still wanted)", stale_produced(.produced.as_deref()))]
+    StaleRequest {
+        produced: Option<String>,
+        cut: String,
+    },
 
     // --- the poster could not process this message at all ---
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn stale_produced(produced: Option<&str>) -> String {
+    match produced {
+        Some(at) => format!("produced at {at} (Kafka timestamp), before the cut"),
+        None => "the message has no Kafka timestamp, so it may be older than the cut".into(),
+    }
 }
 
 impl Rejection {
