@@ -23,6 +23,15 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("{origin} is empty (or only whitespace): refusing to start, because {guards} would be open to anyone. Set a token there, or unset {name} and {name}_FILE to run without one")]
+    EmptySecret {
+        /// The setting: `NAME`.
+        name: &'static str,
+        /// Where the empty value came from: `NAME` or `NAME_FILE (path)`.
+        origin: String,
+        /// What the secret guards.
+        guards: &'static str,
+    },
 }
 
 /// A value that must never be printed.
@@ -46,19 +55,56 @@ impl std::fmt::Debug for Secret {
 
 /// Reads `NAME`, or the contents of the file named by `NAME_FILE` (trailing newline dropped).
 pub fn secret_from_env(name: &'static str) -> Result<Option<Secret>, ConfigError> {
-    if let Ok(value) = std::env::var(name) {
-        return Ok(Some(Secret(value)));
+    Ok(secret_with_origin(name, |n| std::env::var(n).ok())?.map(|(secret, _)| secret))
+}
+
+/// `NAME` or the contents of the file `NAME_FILE` names, as `env` answers, with where it came
+/// from (`NAME`, or `NAME_FILE (path)`) for error messages.
+fn secret_with_origin(
+    name: &'static str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<(Secret, String)>, ConfigError> {
+    if let Some(value) = env(name) {
+        return Ok(Some((Secret(value), name.to_string())));
     }
-    let file_var = format!("{name}_FILE");
-    match std::env::var(&file_var) {
-        Ok(path) => std::fs::read_to_string(&path)
-            .map(|s| Some(Secret(s.trim_end_matches(['\n', '\r']).to_string())))
-            .map_err(|e| ConfigError::SecretFile {
-                name: name.into(),
-                path,
-                reason: e.to_string(),
-            }),
-        Err(_) => Ok(None),
+    let Some(path) = env(&format!("{name}_FILE")) else {
+        return Ok(None);
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let secret = Secret(text.trim_end_matches(['\n', '\r']).to_string());
+            Ok(Some((secret, format!("{name}_FILE ({path})"))))
+        }
+        Err(e) => Err(ConfigError::SecretFile {
+            name: name.into(),
+            path,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The setting of the bearer token for HTTP endpoints that reveal ledger data.
+pub const HTTP_TOKEN: &str = "LEDGERLINE_HTTP_TOKEN";
+
+/// The bearer token that guards the HTTP endpoints revealing ledger data (the query API's
+/// `/v1`, the poster's `/recovery` and `/status`): `LEDGERLINE_HTTP_TOKEN` or the file
+/// `LEDGERLINE_HTTP_TOKEN_FILE` names; `None` when neither is set (the endpoints are open).
+/// A token that is set but empty or only whitespace is refused: an empty token matches a
+/// request without one, so it would leave the endpoints open while looking configured.
+pub fn http_token() -> Result<Option<Secret>, ConfigError> {
+    http_token_from(|n| std::env::var(n).ok())
+}
+
+fn http_token_from(env: impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, ConfigError> {
+    match secret_with_origin(HTTP_TOKEN, env)? {
+        Some((token, origin)) if token.expose().trim().is_empty() => {
+            Err(ConfigError::EmptySecret {
+                name: HTTP_TOKEN,
+                origin,
+                guards: "the query API's /v1 routes and the poster's /recovery and /status",
+            })
+        }
+        found => Ok(found.map(|(token, _)| token)),
     }
 }
 
@@ -287,6 +333,62 @@ mod tests {
         let shown = format!("{s:?} {:?}", Secret::new("hunter2"));
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("SASL_SSL"));
+    }
+
+    /// `http_token_from` over a fixed environment.
+    fn token_with(vars: &[(&str, &str)]) -> Result<Option<Secret>, ConfigError> {
+        let vars: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        http_token_from(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn an_empty_or_blank_http_token_is_refused_naming_the_setting() {
+        assert_eq!(token_with(&[]).unwrap(), None, "unset: no token");
+        assert_eq!(
+            token_with(&[("LEDGERLINE_HTTP_TOKEN", "tok-1")]).unwrap(),
+            Some(Secret::new("tok-1"))
+        );
+        for value in ["", " ", "\t \n"] {
+            let err = token_with(&[("LEDGERLINE_HTTP_TOKEN", value)]).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with("LEDGERLINE_HTTP_TOKEN is empty"),
+                "{value:?}: {text}"
+            );
+            assert!(text.contains("refusing to start"), "{text}");
+        }
+
+        let dir = std::env::temp_dir().join(format!("ledgerline-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let good = file("good", "tok-2\n");
+        assert_eq!(
+            token_with(&[("LEDGERLINE_HTTP_TOKEN_FILE", &good)]).unwrap(),
+            Some(Secret::new("tok-2")),
+            "a file's trailing newline is not part of the token"
+        );
+        for (name, text) in [("empty", ""), ("newline", "\n"), ("blank", "  \t\r\n")] {
+            let path = file(name, text);
+            let err = token_with(&[("LEDGERLINE_HTTP_TOKEN_FILE", &path)]).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("LEDGERLINE_HTTP_TOKEN_FILE ({path}) is empty")),
+                "{name}: {text}"
+            );
+        }
+        let missing = dir.join("missing").to_str().unwrap().to_string();
+        assert!(matches!(
+            token_with(&[("LEDGERLINE_HTTP_TOKEN_FILE", &missing)]),
+            Err(ConfigError::SecretFile { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn with(key: &str, value: &str) -> KafkaSettings {

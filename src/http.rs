@@ -36,7 +36,8 @@ pub struct AppState {
 
 /// `/health`, `/ready`, `/metrics` and the status page's static HTML stay open; everything that
 /// reveals ledger data (recovery, status figures) is behind the token when one is configured
-/// (`LEDGERLINE_HTTP_TOKEN` or `LEDGERLINE_HTTP_TOKEN_FILE`).
+/// (`LEDGERLINE_HTTP_TOKEN` or `LEDGERLINE_HTTP_TOKEN_FILE`; `config::http_token` refuses an
+/// empty one, which would match a request without a token).
 pub fn router(state: AppState) -> Router {
     let mut open = Router::new()
         .route("/health", get(|| async { "ok\n" }))

@@ -190,3 +190,42 @@ fn resolve(
     }
     Ok(out)
 }
+
+/// Where `group` stands in every partition of `topic` against the retention cut `cut`: its
+/// checkpoint, the log's start, and the first offset the broker's time index puts at or after
+/// the cut (`domain::retention::unread_before_cut` decides from these).
+pub async fn positions_at_cut(
+    pool: &PgPool,
+    kafka: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    cut: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<crate::domain::retention::PartitionAtCut>> {
+    let consumer: BaseConsumer = kafka.client_config().create()?;
+    let timeout = Duration::from_secs(10);
+    let r = ReplayRequest {
+        group,
+        topic,
+        target: Target::Timestamp(cut.timestamp_millis()),
+        partition: None,
+        force: false,
+        dry_run: true,
+    };
+    let partitions = chosen_partitions(&consumer, &r, timeout)?;
+    let checkpoints = checkpoints::all(pool, group, topic).await?;
+    let first_at_cut = resolve(&consumer, &r, &partitions, &checkpoints, timeout)?;
+    partitions
+        .iter()
+        .map(|p| {
+            let (low, _) = consumer
+                .fetch_watermarks(topic, *p, timeout)
+                .with_context(|| format!("watermarks of {topic} partition {p}"))?;
+            Ok(crate::domain::retention::PartitionAtCut {
+                partition: *p,
+                checkpoint: checkpoints.get(p).copied(),
+                low,
+                first_at_cut: first_at_cut[p],
+            })
+        })
+        .collect()
+}

@@ -30,7 +30,7 @@ impl Service {
         health.broker_ok.store(true, Ordering::Relaxed);
         let shutdown = Arc::new(AtomicBool::new(false));
         let (stop_http, mut stopped) = tokio::sync::watch::channel(false);
-        let token = crate::config::secret_from_env("LEDGERLINE_HTTP_TOKEN")?;
+        let token = crate::config::http_token()?;
         let state = AppState {
             health: health.clone(),
             metrics,

@@ -354,9 +354,21 @@ pub(super) async fn audit(
     })
 }
 
-/// `ledgerline prune`: idempotency records older than the window, behind a verified backup.
-pub(super) async fn prune(cut: chrono::DateTime<chrono::Utc>) -> Result<()> {
+/// `ledgerline prune`: idempotency records older than the window, behind a verified backup,
+/// once `group` has posted every message of `topic` produced before the cut.
+pub(super) async fn prune(
+    cut: chrono::DateTime<chrono::Utc>,
+    group: &str,
+    topic: &str,
+) -> Result<()> {
     let pool = schema_checked_pool().await?;
+    let kafka = KafkaSettings::from_env()?;
+    let positions = crate::replay::positions_at_cut(&pool, &kafka, group, topic, cut).await?;
+    let unread = crate::domain::retention::unread_before_cut(&positions);
+    if !unread.is_empty() {
+        let reason = crate::domain::retention::cut_not_passed(group, topic, cut, &unread);
+        bail!("prune refused: {reason}");
+    }
     match store::retention::prune(&pool, cut).await {
         Ok(p) => {
             println!(

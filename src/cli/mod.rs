@@ -81,15 +81,23 @@ pub enum Command {
         format: crate::output::Format,
     },
     /// Prune idempotency records older than a retention window, only behind a verified backup
-    /// taken after the cut. Requests produced before the cut are then rejected as
-    /// STALE_REQUEST, so a replay never posts one twice.
+    /// taken after the cut, and only once the posters' group has posted every message produced
+    /// before it. The cut is a bound on Kafka timestamps: records of messages produced before
+    /// it go, and requests produced before it are then rejected as STALE_REQUEST, so a replay
+    /// never posts one twice.
     Prune {
         /// Keep the records of this many days (the cut is now minus this).
         #[arg(long, required_unless_present = "before", conflicts_with = "before")]
         older_than_days: Option<u32>,
-        /// The cut as an RFC 3339 time instead (records recorded before it go).
+        /// The cut as an RFC 3339 time instead (records of messages produced before it go).
         #[arg(long)]
         before: Option<chrono::DateTime<chrono::Utc>>,
+        /// The posters' consumer group, which must have read past the cut.
+        #[arg(long, env = "LEDGERLINE_GROUP", default_value = "ledgerline-poster")]
+        group: String,
+        /// The postings topic (default: LEDGERLINE_POSTINGS_TOPIC or ledger.postings).
+        #[arg(long)]
+        topic: Option<String>,
     },
     /// Print downstream events for humans, one line each, from the start of the topic.
     Tail(TailArgs),
@@ -223,12 +231,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Prune {
             older_than_days,
             before,
+            group,
+            topic,
         } => {
             let days = |d: u32| chrono::Utc::now() - chrono::Duration::days(i64::from(d));
             let cut = before
                 .or(older_than_days.map(days))
                 .expect("clap requires one");
-            admin::prune(cut).await?
+            let topic = topic.unwrap_or_else(postings_topic);
+            admin::prune(cut, &group, &topic).await?
         }
         Command::Tail(args) => reports::tail(args).await?,
         Command::Verify { json, archives } => reports::verify(json, &archives).await?,

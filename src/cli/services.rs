@@ -82,6 +82,8 @@ pub(super) async fn api(args: ApiArgs) -> Result<()> {
         println!("{}", crate::api::openapi_json());
         return Ok(());
     }
+    // Before connecting: an empty token stops the API at once, naming the setting.
+    let token = crate::config::http_token()?;
     let limits = crate::api::Limits {
         request: Duration::from_secs(args.request_timeout),
         integrity: Duration::from_secs(args.integrity_timeout),
@@ -94,7 +96,7 @@ pub(super) async fn api(args: ApiArgs) -> Result<()> {
         pool,
         group: args.group.into(),
         topic: args.topic.unwrap_or(postings).into(),
-        token: crate::config::secret_from_env("LEDGERLINE_HTTP_TOKEN")?,
+        token,
         limits,
         metrics: Default::default(),
     };

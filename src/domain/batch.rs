@@ -323,7 +323,7 @@ fn decide_one(
             };
         }
     }
-    let record_key = key.zip(fingerprint);
+    let mut record_key = key.zip(fingerprint);
     let verdict = match candidate {
         Candidate::Parsed(p) => decide_parsed(p, state),
         Candidate::Refused { rejection, .. } => Err(rejection.clone()),
@@ -343,6 +343,9 @@ fn decide_one(
         }
         Err(rejection) => {
             let id = rejection_id();
+            // A reserved key (`expire:H`) is recorded only by the release of H it names: a
+            // refused request under one leaves the key to the hold's own expiry.
+            record_key = record_key.filter(|(k, _)| !crate::domain::hold::is_reserved_key(k));
             (
                 Decision::Reject {
                     rejection_id: id,

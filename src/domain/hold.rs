@@ -110,10 +110,41 @@ pub fn release_id(hold: Uuid) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, format!("release/{hold}").as_bytes())
 }
 
+/// The start of every expiry key: reserved for the ledger's own expiries.
+pub const EXPIRY_KEY_PREFIX: &str = "expire:";
+
 /// The idempotency key of the expiry request for a hold: the same for every publisher and every
 /// attempt, so a repeat is a duplicate.
 pub fn expiry_key(hold: Uuid) -> String {
-    format!("expire:{hold}")
+    format!("{EXPIRY_KEY_PREFIX}{hold}")
+}
+
+/// Whether `key` lies in the space reserved for the ledger's own expiries.
+pub fn is_reserved_key(key: &str) -> bool {
+    key.starts_with(EXPIRY_KEY_PREFIX)
+}
+
+/// Refuses a request (by its raw `kind` and `pending_id`) under a reserved key unless it is the
+/// ledger's own expiry of a hold: `EXPIRE_PENDING` of a hold id, under `expiry_key` of that id.
+/// Otherwise a request could take the key of a hold's future expiry, which would then be a
+/// duplicate or a conflict of it, and the hold would never expire.
+pub fn check_reserved_key(
+    key: &str,
+    kind: Option<&str>,
+    pending_id: Option<&str>,
+) -> Result<(), Rejection> {
+    if !is_reserved_key(key) {
+        return Ok(());
+    }
+    let own_expiry = kind == Some("EXPIRE_PENDING")
+        && pending_id
+            .and_then(|h| Uuid::parse_str(h).ok())
+            .is_some_and(|hold| expiry_key(hold) == key);
+    if own_expiry {
+        Ok(())
+    } else {
+        Err(Rejection::ReservedKey(key.chars().take(64).collect()))
+    }
 }
 
 /// Where a hold stands.
@@ -220,6 +251,53 @@ mod tests {
             code(Some("VOID_PENDING"), Some("h 1"), None),
             "INVALID_IDENTIFIER"
         );
+    }
+
+    #[test]
+    fn expire_keys_are_the_ledgers_own_expiries_only() {
+        let hold = hold_id("auth-77");
+        let own = expiry_key(hold);
+        let id = hold.to_string();
+        assert!(is_reserved_key(&own));
+        assert_eq!(
+            check_reserved_key(&own, Some("EXPIRE_PENDING"), Some(&id)),
+            Ok(())
+        );
+        let refused = |key: &str, kind: Option<&str>, pending: Option<&str>| {
+            check_reserved_key(key, kind, pending).unwrap_err().code()
+        };
+        // An ordinary posting, a hold, a post or a void under the key of a future expiry.
+        assert_eq!(refused(&own, None, None), "RESERVED_KEY");
+        assert_eq!(refused(&own, Some("POST"), None), "RESERVED_KEY");
+        assert_eq!(refused(&own, Some("PENDING"), None), "RESERVED_KEY");
+        assert_eq!(
+            refused(&own, Some("VOID_PENDING"), Some(&id)),
+            "RESERVED_KEY"
+        );
+        // An expiry under another hold's key, of a hold named by its key, or of no hold.
+        let other = hold_id("auth-78").to_string();
+        assert_eq!(
+            refused(&own, Some("EXPIRE_PENDING"), Some(&other)),
+            "RESERVED_KEY"
+        );
+        assert_eq!(
+            refused("expire:auth-77", Some("EXPIRE_PENDING"), Some("auth-77")),
+            "RESERVED_KEY"
+        );
+        assert_eq!(
+            refused("expire:", Some("EXPIRE_PENDING"), None),
+            "RESERVED_KEY"
+        );
+        let upper = format!("expire:{}", id.to_uppercase());
+        assert_eq!(
+            refused(&upper, Some("EXPIRE_PENDING"), Some(&id.to_uppercase())),
+            "RESERVED_KEY",
+            "only the ledger's spelling of the id"
+        );
+        // Keys that merely resemble the prefix are not reserved.
+        for key in ["expire", "expired:1", "Expire:1", "x-expire:1", "order-1"] {
+            assert_eq!(check_reserved_key(key, None, None), Ok(()), "{key}");
+        }
     }
 
     #[test]

@@ -128,6 +128,11 @@ impl Posting {
     /// Validates a request. Pure: no IO, no clock.
     pub fn parse(raw: &PostingRequest, currencies: &CurrencyTable) -> Result<Posting, Rejection> {
         let key = IdempotencyKey::parse(&raw.idempotency_key)?;
+        crate::domain::hold::check_reserved_key(
+            key.as_str(),
+            raw.kind.as_deref(),
+            raw.pending_id.as_deref(),
+        )?;
         let entity = EntityId::parse(&raw.entity_id)?;
         let effective_date = NaiveDate::parse_from_str(&raw.effective_date, "%Y-%m-%d")
             .ok()

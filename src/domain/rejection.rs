@@ -167,14 +167,27 @@ pub enum Rejection {
         amount: String,
         held: String,
     },
+    #[error("idempotency key {0:?} is reserved: keys starting with \"expire:\" belong to the ledger's own hold expiries (an EXPIRE_PENDING of hold H under the key expire:H); publish under another key")]
+    ReservedKey(String),
     #[error("idempotency key {key:?} was used before for a different request")]
     IdempotencyConflict { key: String },
-    #[error("produced at {produced}, before the retention cut {cut}: its idempotency record may be pruned, so it is not posted (re-send it with a new key if it is still wanted)")]
-    StaleRequest { produced: String, cut: String },
+    /// `produced`: the message's Kafka timestamp; none when the message has none.
+    #[error("{}, the retention cut is {cut}: its idempotency record may be pruned, so it is not posted (re-send it with a new key if it is still wanted)", stale_produced(.produced.as_deref()))]
+    StaleRequest {
+        produced: Option<String>,
+        cut: String,
+    },
 
     // --- the poster could not process this message at all ---
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn stale_produced(produced: Option<&str>) -> String {
+    match produced {
+        Some(at) => format!("produced at {at} (Kafka timestamp), before the cut"),
+        None => "the message has no Kafka timestamp, so it may be older than the cut".into(),
+    }
 }
 
 impl Rejection {
@@ -221,6 +234,7 @@ impl Rejection {
             Rejection::HoldExpired(_) => "HOLD_EXPIRED",
             Rejection::HoldEntityMismatch { .. } => "HOLD_ENTITY_MISMATCH",
             Rejection::PostExceedsHold { .. } => "POST_EXCEEDS_HOLD",
+            Rejection::ReservedKey(_) => "RESERVED_KEY",
             Rejection::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
             Rejection::StaleRequest { .. } => "STALE_REQUEST",
             Rejection::Internal(_) => "INTERNAL",
@@ -269,8 +283,43 @@ impl Rejection {
         "HOLD_EXPIRED",
         "HOLD_ENTITY_MISMATCH",
         "POST_EXCEEDS_HOLD",
+        "RESERVED_KEY",
         "IDEMPOTENCY_CONFLICT",
         "STALE_REQUEST",
         "INTERNAL",
     ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's list of rejection codes is the list the ledger uses.
+    #[test]
+    fn the_readme_lists_every_code_and_no_other() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("Rejection codes (stable;")
+            .expect("README lists the rejection codes");
+        let list = &readme[start..];
+        let list = &list[..list.find("\n\n").unwrap_or(list.len())];
+        let listed: Vec<&str> = list
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .collect();
+        let mut sorted = listed.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            listed.len(),
+            "a code listed twice: {listed:?}"
+        );
+        let mut all = Rejection::ALL_CODES.to_vec();
+        all.sort_unstable();
+        assert_eq!(sorted, all);
+        assert!(Rejection::ALL_CODES.contains(&Rejection::ReservedKey("k".into()).code()));
+    }
 }

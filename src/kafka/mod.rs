@@ -15,8 +15,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::ToBytes;
-use rdkafka::producer::ProducerContext;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
@@ -91,8 +91,8 @@ pub fn producer_with(
     Ok(producer_config(settings, changes).create()?)
 }
 
-/// The idempotent producer, watching its own statistics for the loss of every broker: the
-/// reporter replaces it when `watch.lost()`.
+/// The reporter's idempotent producer, watching its own statistics for the loss of every
+/// broker: the reporter replaces it when [`producer_failure`] says it will deliver nothing more.
 #[derive(Clone)]
 pub struct WatchedProducer {
     pub producer: FutureProducer<BrokerWatch>,
@@ -100,18 +100,79 @@ pub struct WatchedProducer {
 }
 
 pub fn watched_producer(settings: &KafkaSettings) -> Result<WatchedProducer, KafkaError> {
-    let config = producer_config(settings, &[("statistics.interval.ms", "1000")]);
     let watch = BrokerWatch::default();
     Ok(WatchedProducer {
-        producer: config.create_with_context(watch.clone())?,
+        producer: watched_producer_config(settings).create_with_context(watch.clone())?,
         watch,
     })
 }
 
+/// The reporter's producer settings: the idempotent, gapless producer with statistics (for
+/// [`BrokerWatch`]) and no message timeout. The gapless guarantee does not cover a message
+/// that times out in librdkafka's queue (librdkafka's INTRODUCTION.md, "Message timeout
+/// considerations": the producer then skips it and sends the next ones), so here no message
+/// times out: the reporter's wait for acknowledgements ends instead when the producer fails
+/// (fatal error, lost brokers) or on shutdown, and the new producer re-sends from the outbox.
+fn watched_producer_config(settings: &KafkaSettings) -> rdkafka::ClientConfig {
+    producer_config(
+        settings,
+        &[
+            ("statistics.interval.ms", "1000"),
+            ("message.timeout.ms", "0"),
+        ],
+    )
+}
+
+/// Why `p` will deliver nothing more, if so: a fatal error (the idempotent producer's
+/// guarantees could no longer hold, e.g. the gapless guarantee's `_GAPLESS_GUARANTEE`; every
+/// queued message fails and every new one is refused), or a client that knows no broker any
+/// more ([`knows_no_broker`]). Either way only a new producer publishes again.
+pub fn producer_failure(p: &WatchedProducer) -> Option<String> {
+    if let Some((code, reason)) = p.producer.client().fatal_error() {
+        return Some(format!(
+            "the producer hit a fatal error and delivers nothing more ({code:?}: {reason})"
+        ));
+    }
+    p.watch
+        .lost()
+        .then(|| "the producer's client knows no broker any more (librdkafka issue 5301)".into())
+}
+
+/// Waits for `delivery`; every second asks `check` whether to stop waiting, and fails with the
+/// reason it gives (for a producer whose messages never time out).
+pub async fn delivered(
+    delivery: DeliveryFuture,
+    check: &(dyn Fn() -> Option<String> + Sync),
+) -> anyhow::Result<()> {
+    let mut delivery = std::pin::pin!(delivery);
+    loop {
+        tokio::select! {
+            result = &mut delivery => {
+                return match result {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(e.into()),
+                    Err(_) => Err(anyhow::anyhow!("the producer dropped the message")),
+                };
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if let Some(reason) = check() {
+                    anyhow::bail!("stopped waiting for an acknowledgement: {reason}");
+                }
+            }
+        }
+    }
+}
+
+/// The idempotent producer's settings. With `enable.gapless.guarantee`, an error that could
+/// leave a gap in a partition's series (v5 failed, v6 written after it) stops the producer
+/// with a fatal error instead: what it delivered of each partition's series is a prefix of it.
+/// (Without it librdkafka may fail one batch and go on with the next.) Idempotence keeps that
+/// series in enqueue order through retries. These settings win over `LEDGERLINE_RDKAFKA_*`.
 fn producer_config(settings: &KafkaSettings, changes: &[(&str, &str)]) -> rdkafka::ClientConfig {
     let mut config = settings.client_config();
     config
         .set("enable.idempotence", "true")
+        .set("enable.gapless.guarantee", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "60000")
@@ -237,4 +298,71 @@ pub fn consume_and_discard(
         }
     }
     Ok(seen as f64 / started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    /// Settings whose operator properties try to turn the guarantees off.
+    fn settings() -> KafkaSettings {
+        KafkaSettings {
+            // Nothing listens here: creating a client does not connect.
+            brokers: "127.0.0.1:1".into(),
+            properties: [
+                ("enable.gapless.guarantee", "false"),
+                ("enable.idempotence", "false"),
+                ("message.timeout.ms", "5000"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Secret::new(v)))
+            .collect(),
+        }
+    }
+
+    #[test]
+    fn producers_are_idempotent_and_gapless_whatever_the_environment_says() {
+        let s = settings();
+        for (name, config) in [
+            ("producer", producer_config(&s, &[])),
+            ("reporter", watched_producer_config(&s)),
+        ] {
+            assert_eq!(
+                config.get("enable.gapless.guarantee"),
+                Some("true"),
+                "{name}"
+            );
+            assert_eq!(config.get("enable.idempotence"), Some("true"), "{name}");
+            assert_eq!(config.get("acks"), Some("all"), "{name}");
+        }
+        assert_eq!(
+            watched_producer_config(&s).get("message.timeout.ms"),
+            Some("0"),
+            "no message of the reporter times out (the gapless guarantee does not cover timeouts)"
+        );
+        // librdkafka accepts the combination (it refuses gapless without idempotence).
+        watched_producer(&s).expect("librdkafka takes the reporter's settings");
+        let _producer = producer(&s).expect("librdkafka takes the producer's settings");
+    }
+
+    #[test]
+    fn a_fatal_error_says_the_producer_must_be_replaced() {
+        let p = watched_producer(&settings()).unwrap();
+        assert_eq!(producer_failure(&p), None);
+        let raised = unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                p.producer.client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                c"test: a gap in the series".as_ptr(),
+            )
+        };
+        assert_eq!(
+            raised,
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        );
+        let failure = producer_failure(&p).expect("a fatal error ends the producer");
+        assert!(failure.contains("fatal error"), "{failure}");
+        assert!(failure.contains("a gap in the series"), "{failure}");
+    }
 }

@@ -210,3 +210,92 @@ fn valid_id(field: &'static str, value: &str) -> Option<String> {
         .ok()
         .map(|()| value.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::batch::fixtures::{posting, state};
+    use crate::domain::batch::{decide, rejection_id, Decision};
+    use crate::domain::hold::{expiry_key, hold_id, Kind};
+
+    fn decoded(json: serde_json::Value) -> Candidate {
+        let bytes = serde_json::to_vec(&json).unwrap();
+        decode_candidate(
+            &crate::codec::posting_codec(),
+            &CurrencyTable::default(),
+            &bytes,
+        )
+    }
+
+    /// A request under the key of a hold's future expiry is refused as RESERVED_KEY without
+    /// taking the key: the ledger's own expiry of the hold, later, still releases it.
+    #[test]
+    fn a_request_under_an_expiry_key_is_refused_and_leaves_the_key_to_the_expiry() {
+        let hold = hold_id("auth-77");
+        let key = expiry_key(hold);
+        let squatter = decoded(serde_json::json!({
+            "idempotency_key": key, "entity_id": "acme", "effective_date": "2026-11-10",
+            "lines": [
+                {"account_id": "cash", "side": "D", "amount": "1.00", "currency": "USD"},
+                {"account_id": "sales", "side": "C", "amount": "1.00", "currency": "USD"}]
+        }));
+        let Candidate::Refused {
+            key: refused_key,
+            fingerprint,
+            rejection,
+            ..
+        } = &squatter
+        else {
+            panic!("refused: {squatter:?}");
+        };
+        assert_eq!(rejection.code(), "RESERVED_KEY");
+        assert!(rejection.to_string().contains("expire:"), "{rejection}");
+        assert_eq!(
+            refused_key.as_deref(),
+            Some(key.as_str()),
+            "the rejection names the key"
+        );
+        assert!(fingerprint.is_some());
+        // A well-formed expiry of the hold that the rules refuse (another entity's).
+        let foreign = decoded(serde_json::json!({
+            "idempotency_key": key, "entity_id": "other", "effective_date": "2026-11-10",
+            "kind": "EXPIRE_PENDING", "pending_id": hold.to_string(), "lines": []
+        }));
+
+        let own = decoded(serde_json::json!({
+            "idempotency_key": key, "entity_id": "acme", "effective_date": "2026-11-10",
+            "source": "ledgerline-expiry", "kind": "EXPIRE_PENDING",
+            "pending_id": hold.to_string(), "lines": []
+        }));
+        assert!(matches!(&own, Candidate::Parsed(_)), "{own:?}");
+        let mut made = posting("auth-77", "5.00", "cash", "sales");
+        made.kind = Kind::Pending { expires_at: None };
+        let candidates = [
+            Candidate::Parsed(made),
+            squatter.clone(),
+            foreign,
+            own.clone(),
+            squatter,
+            own,
+        ];
+        let refs: Vec<&Candidate> = candidates.iter().collect();
+        let mut s = state();
+        s.entities.insert("other".into());
+        let d = decide(&refs, |i| rejection_id("t", 0, i as i64), &mut s);
+        let refused = |d: &Decision, code: &str| matches!(d, Decision::Reject { rejection, record_key: None, .. } if rejection.code() == code);
+        assert!(matches!(d[0], Decision::Hold { .. }), "{:?}", d[0]);
+        assert!(refused(&d[1], "RESERVED_KEY"), "no record: {:?}", d[1]);
+        assert!(
+            refused(&d[2], "HOLD_ENTITY_MISMATCH"),
+            "no record: {:?}",
+            d[2]
+        );
+        assert!(
+            matches!(d[3], Decision::Release { hold_id: h, .. } if h == hold),
+            "the expiry releases the hold, neither a duplicate nor a conflict: {:?}",
+            d[3]
+        );
+        assert!(refused(&d[4], "IDEMPOTENCY_CONFLICT"), "{:?}", d[4]);
+        assert!(matches!(d[5], Decision::Duplicate { .. }), "{:?}", d[5]);
+    }
+}

@@ -69,10 +69,12 @@ impl Expiry {
     /// When a round is due: the longest overdue, in seconds, of the open holds past their time
     /// (reported whether or not publishing then works, so that a failing expiry shows), and the
     /// outcome of publishing an expiry for each (unless one was published lately): how many.
+    /// `check`: asked every second while waiting for acknowledgements, whether to stop.
     pub async fn run_due(
         &mut self,
         pool: &sqlx::PgPool,
         producer: &rdkafka::producer::FutureProducer<crate::kafka::BrokerWatch>,
+        check: &(dyn Fn() -> Option<String> + Sync),
     ) -> Result<Option<(f64, Result<usize>)>> {
         if self.last_round.is_some_and(|t| t.elapsed() < ROUND_EVERY) {
             return Ok(None);
@@ -83,7 +85,10 @@ impl Expiry {
             .iter()
             .map(|h| h.overdue_seconds)
             .fold(0.0, f64::max);
-        Ok(Some((overdue, self.publish(&expired, producer).await)))
+        Ok(Some((
+            overdue,
+            self.publish(&expired, producer, check).await,
+        )))
     }
 
     /// Publishes the expiry of each hold of `expired` not published lately; how many.
@@ -91,6 +96,7 @@ impl Expiry {
         &mut self,
         expired: &[ExpiredHold],
         producer: &rdkafka::producer::FutureProducer<crate::kafka::BrokerWatch>,
+        check: &(dyn Fn() -> Option<String> + Sync),
     ) -> Result<usize> {
         self.sent
             .retain(|id, _| expired.iter().any(|h| h.id == *id));
@@ -117,10 +123,8 @@ impl Expiry {
             deliveries.push((hold.id, delivery));
         }
         for (id, delivery) in deliveries {
-            delivery
+            crate::kafka::delivered(delivery, check)
                 .await
-                .context("producer dropped a hold expiry")?
-                .map_err(|(e, _)| e)
                 .with_context(|| format!("publishing the expiry of hold {id}"))?;
             self.sent.insert(id, Instant::now());
         }

@@ -4,6 +4,13 @@
 //! rows in id order -> encode (Avro single-object) and enqueue them in that order -> wait for
 //! every acknowledgement -> mark them published. A crash between publish and mark re-publishes
 //! the same events (same ids, same bytes): consumers drop duplicates by event id.
+//!
+//! The producer is idempotent and gapless, and its messages never time out
+//! (`kafka::watched_producer`): what it delivered of a partition's events is a prefix of what
+//! it was given, in order. A producer that can deliver nothing more (a fatal error, as the
+//! gapless guarantee raises; lost brokers) is replaced, and the new one re-sends from the
+//! first unmarked outbox row, so an account's event v6 never reaches the topic before a v5
+//! that the old producer failed to deliver.
 
 pub mod detect;
 pub mod expiry;
@@ -48,6 +55,9 @@ struct Codecs {
 }
 
 const EVENT_BYTES_MAX: usize = 1 << 20;
+
+/// How long a round may wait for acknowledgements before the reporter says it is stalled.
+const UNACKNOWLEDGED_STALLED_AFTER: Duration = Duration::from_secs(60);
 
 impl Codecs {
     fn new() -> Self {
@@ -146,7 +156,7 @@ impl Reporter {
                         tracing::warn!(error = %format!("{e:#}"), "publishing failed; retrying");
                         self.health
                             .set_stalled(Some(format!("publishing failed: {e:#}")));
-                        self.renew_producer_if_lost();
+                        self.renew_producer_if_failed();
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
@@ -175,11 +185,13 @@ impl Reporter {
     /// whether publishing works or not, shows a lasting one.
     async fn expire_holds(&self) {
         let producer = self.producer();
+        let since = Instant::now();
+        let check = || self.stop_waiting(since);
         match self
             .expiry
             .lock()
             .await
-            .run_due(&self.pool, &producer)
+            .run_due(&self.pool, &producer, &check)
             .await
         {
             Ok(Some((overdue, published))) => {
@@ -244,24 +256,54 @@ impl Reporter {
             .clone()
     }
 
-    /// Replaces the producer when its client knows no broker any more (librdkafka issue 5301):
-    /// it would fail every publish from now on. Unpublished rows are published again by the new
-    /// one (events carry stable ids).
-    fn renew_producer_if_lost(&self) {
-        if !self.producer.read().expect("producer lock").watch.lost() {
+    /// Why the producer in use will deliver nothing more, if so (`kafka::producer_failure`).
+    fn producer_failure(&self) -> Option<String> {
+        crate::kafka::producer_failure(&self.producer.read().expect("producer lock"))
+    }
+
+    /// Replaces the producer when it will deliver nothing more: a fatal error (the gapless
+    /// guarantee's, or another that ends the idempotent producer), or a client that knows no
+    /// broker any more (librdkafka issue 5301). It would fail every publish from now on; the new
+    /// one publishes again from the first unmarked outbox row (events carry stable ids), never
+    /// continuing after a failed event.
+    fn renew_producer_if_failed(&self) {
+        let Some(reason) = self.producer_failure() else {
             return;
-        }
+        };
         match crate::kafka::watched_producer(&self.kafka) {
             Ok(fresh) => {
                 tracing::warn!(
-                    "publishing with a new producer: the old one knows no broker any more"
+                    %reason,
+                    "publishing with a new producer, from the first unpublished outbox row"
                 );
+                self.metrics.producer_renewals.inc();
                 let old =
                     std::mem::replace(&mut *self.producer.write().expect("producer lock"), fresh);
                 crate::kafka::retire(old.producer);
             }
-            Err(e) => tracing::warn!(error = %e, "cannot make a new producer"),
+            Err(e) => tracing::warn!(error = %e, %reason, "cannot make a new producer"),
         }
+    }
+
+    /// Asked every second while waiting for acknowledgements (which never time out): stop when
+    /// the producer failed or shutdown was asked (the rows stay unpublished, to be sent again);
+    /// say the reporter is stalled once the wait since `since` is long.
+    fn stop_waiting(&self, since: Instant) -> Option<String> {
+        if let Some(reason) = self.producer_failure() {
+            return Some(reason);
+        }
+        if self.shutdown.load(Ordering::Relaxed) {
+            return Some(
+                "shutting down; unpublished rows are sent again by the next leader".into(),
+            );
+        }
+        if since.elapsed() >= UNACKNOWLEDGED_STALLED_AFTER {
+            self.health.set_stalled(Some(format!(
+                "events unacknowledged by the broker for {} s",
+                since.elapsed().as_secs()
+            )));
+        }
+        None
     }
 
     /// Publishes the oldest unpublished rows; returns how many.
@@ -283,11 +325,10 @@ impl Reporter {
                 deliveries.push((row.id, delivery));
             }
         }
+        let check = || self.stop_waiting(started);
         for (row_id, delivery) in deliveries {
-            delivery
+            crate::kafka::delivered(delivery, &check)
                 .await
-                .context("producer dropped the event")?
-                .map_err(|(e, _)| e)
                 .with_context(|| format!("publishing outbox row {row_id}"))?;
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();

@@ -17,8 +17,10 @@ pub struct Pruned {
 }
 
 /// Records `cut` (behind the newest verified backup taken after it) and deletes the idempotency
-/// records older than it, in one transaction. Refused (`Conflict`, with the database's reason)
-/// when no verified backup was taken after the cut or a newer cut exists.
+/// records of messages produced before it (by their Kafka timestamps; records without one by
+/// when they were recorded: migration 0021), in one transaction. Refused (`Conflict`, with the
+/// database's reason) when no verified backup was taken after the cut or a newer cut exists.
+/// Whether the posters have read past the cut is the caller's check (`ledgerline prune`).
 pub async fn prune(pool: &PgPool, cut: DateTime<Utc>) -> Result<Pruned, StoreError> {
     let mut tx = pool.begin().await?;
     let backup: Option<(i64, Option<String>)> = sqlx::query_as(
@@ -36,11 +38,13 @@ pub async fn prune(pool: &PgPool, cut: DateTime<Utc>) -> Result<Pruned, StoreErr
         .execute(&mut *tx)
         .await
         .map_err(refused)?;
-    let deleted = sqlx::query("DELETE FROM idempotency_records WHERE recorded_at < $1")
-        .bind(cut)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let deleted = sqlx::query(
+        "DELETE FROM idempotency_records WHERE COALESCE(produced_at, recorded_at) < $1",
+    )
+    .bind(cut)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     tx.commit().await?;
     Ok(Pruned {
         cut,

@@ -262,3 +262,116 @@ async fn two_reporters_keep_per_account_order() {
     let (per_account, _) = d.consume_balances(balance_rows as usize);
     d.assert_rebuilt(&per_account).await;
 }
+
+/// A fatal producer error mid-stream (librdkafka raises one to keep the gapless guarantee, or
+/// when the idempotent producer's state is lost): the reporter replaces the producer and sends
+/// again from the first unmarked outbox row, instead of retrying with a producer that delivers
+/// nothing more, and every account's events still arrive contiguous from version 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_producer_error_makes_the_reporter_resend_from_the_outbox_with_a_new_producer() {
+    use ledgerline::reporter::{detect::Detection, Reporter, ReporterMetrics, ReporterSettings};
+    use rdkafka::producer::Producer;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let d = Downstream::with_outbox(8_000, 400).await;
+    let balance_rows = d.balance_rows().await;
+    // One message per produce request: a round's events wait in the producer's queue long
+    // enough for a fatal error to fail some of them.
+    let mut kafka = common::kafka();
+    kafka.properties.insert(
+        "batch.num.messages".into(),
+        ledgerline::config::Secret::new("1"),
+    );
+    let pool = ledgerline::store::connect(
+        &ledgerline::config::Secret::new(common::writer_url(&d.ledger.db_url)),
+        4,
+    )
+    .await
+    .unwrap();
+    let reporter = Arc::new(Reporter {
+        settings: ReporterSettings {
+            balances_topic: d.balances.clone(),
+            anomalies_topic: d.anomalies.clone(),
+            rejections_topic: d.rejections.clone(),
+            batch_events: 500,
+            idle_wait: Duration::from_millis(50),
+            exit_when_idle: Some(Duration::from_secs(2)),
+        },
+        pool,
+        producer: std::sync::RwLock::new(ledgerline::kafka::watched_producer(&kafka).unwrap()),
+        kafka,
+        metrics: Arc::new(ReporterMetrics::new()),
+        health: Default::default(),
+        shutdown: Arc::new(AtomicBool::new(false)),
+        detection: tokio::sync::Mutex::new(Detection::new(
+            Default::default(),
+            Vec::new(),
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        )),
+        expiry: Default::default(),
+        records: Default::default(),
+    });
+    let run = tokio::spawn({
+        let reporter = reporter.clone();
+        async move { reporter.run().await }
+    });
+    // Five fatal errors, each on the producer then in use, after some progress and a random
+    // pause (so that some may land in the middle of a round, part of it delivered).
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut failed = Vec::new();
+    for injected in 0..5 {
+        let before = d.published().await;
+        let started = Instant::now();
+        while d.published().await <= before || reporter.metrics.producer_renewals.get() < injected {
+            assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..40))).await;
+        let producer = reporter.producer();
+        let raised = unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                producer.client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                c"test: the idempotent producer lost its sequence".as_ptr(),
+            )
+        };
+        assert_eq!(
+            raised,
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        );
+        assert!(
+            d.published().await < balance_rows,
+            "each fatal error must land before the outbox drains"
+        );
+        failed.push(producer);
+    }
+    tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the reporter drains the outbox with a new producer")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        d.published().await,
+        balance_rows,
+        "every row marked published"
+    );
+    assert_eq!(reporter.metrics.producer_renewals.get(), 5);
+    let last = reporter.producer().client().native_ptr();
+    assert!(
+        failed.iter().all(|p| p.client().native_ptr() != last),
+        "publishing went on with another producer"
+    );
+    drop(failed);
+    let (per_account, received) = d.consume_balances(balance_rows as usize);
+    d.assert_rebuilt(&per_account).await;
+    assert!(
+        received > balance_rows as usize,
+        "some fatal error landed in the middle of a round, which was then sent again"
+    );
+    println!(
+        "fatal producer errors: {balance_rows} balance events, 5 producers replaced, {received} received ({} sent again)",
+        received as i64 - balance_rows
+    );
+}

@@ -51,6 +51,97 @@ async fn bearer_token_guards_ledger_data_and_leaves_health_and_metrics_open() {
     }
 }
 
+/// Runs a long-running ledgerline command that should refuse to start: its exit status and
+/// standard error, or a panic if it still runs after 60 s (it started serving).
+fn refused_start(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+        .args(args)
+        .env_remove("LEDGERLINE_HTTP_TOKEN")
+        .env_remove("LEDGERLINE_HTTP_TOKEN_FILE")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("ledgerline {args:?} still runs after 60 s: it started");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+/// An empty token matches a request that carries none: a service given one (directly, or as
+/// a file of blanks) refuses to start, naming the setting, instead of serving ledger data to
+/// anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_http_token_stops_the_api_and_the_poster_naming_the_setting() {
+    let ledger = Ledger::new(5, 1).await;
+    let (api_port, poster_port) = (free_port(), free_port());
+    let api_addr = format!("127.0.0.1:{api_port}");
+    let reader = common::reader_url(&ledger.db_url);
+    let api = [
+        "api",
+        "--http-addr",
+        &api_addr,
+        "--group",
+        &ledger.group,
+        "--topic",
+        &ledger.topic,
+    ];
+    let (status, stderr) = refused_start(
+        &api,
+        &[
+            ("LEDGERLINE_READER_DATABASE_URL", &reader),
+            ("LEDGERLINE_HTTP_TOKEN", ""),
+        ],
+    );
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("LEDGERLINE_HTTP_TOKEN is empty") && stderr.contains("refusing to start"),
+        "{stderr}"
+    );
+
+    let blank = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique("token"));
+    std::fs::write(&blank, " \n").unwrap();
+    let blank = blank.to_str().unwrap();
+    let poster_addr = format!("127.0.0.1:{poster_port}");
+    let writer = common::writer_url(&ledger.db_url);
+    let (status, stderr) = refused_start(
+        &[
+            "poster",
+            "--group",
+            &ledger.group,
+            "--topic",
+            &ledger.topic,
+            "--http-addr",
+            &poster_addr,
+        ],
+        &[
+            ("LEDGERLINE_DATABASE_URL", &writer),
+            ("LEDGERLINE_HTTP_TOKEN_FILE", blank),
+        ],
+    );
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("LEDGERLINE_HTTP_TOKEN_FILE ({blank}) is empty")),
+        "{stderr}"
+    );
+
+    // The same commands with a token start and guard /v1 (the check refuses only blanks).
+    let _api = common::spawn_api(&ledger, api_port, &[], &[("LEDGERLINE_HTTP_TOKEN", "t-1")]).await;
+    let (status, _) = http_get(api_port, "/v1/rejections").await.unwrap();
+    assert_eq!(status, 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_password_never_appears_in_logs_or_responses() {
     let ledger = Ledger::new(20, 1).await;

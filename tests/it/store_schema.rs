@@ -283,3 +283,73 @@ async fn periods_open_close_and_reopen_with_a_recorded_reason() {
         ]
     );
 }
+
+/// Every trigger function and SECURITY DEFINER function of the ledger's schema runs with a
+/// fixed search_path (migration 0020): a function added without one fails this test. And it
+/// matters: a session whose search_path puts its own `retention_cuts` first cannot make the
+/// idempotency records' guard read it.
+#[tokio::test]
+async fn trigger_and_security_definer_functions_pin_their_search_path() {
+    let (pool, _) = common::fresh_db().await;
+    let functions: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
+        "SELECT p.oid::regprocedure::text, p.proconfig
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = current_schema()
+           AND (p.prorettype = 'trigger'::regtype OR p.prosecdef)
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                           WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+         ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let names: Vec<&str> = functions.iter().map(|(f, _)| f.as_str()).collect();
+    for expected in [
+        "ledgerline_refuse_change()",
+        "ledgerline_check_reference()",
+        "ledgerline_audit()",
+        "ledgerline_refuse_change_unless_cut()",
+    ] {
+        assert!(names.contains(&expected), "{expected} among {names:?}");
+    }
+    let unpinned: Vec<String> = functions
+        .iter()
+        .filter(|(_, config)| {
+            !config.iter().flatten().any(|c| {
+                c == "search_path=pg_catalog, public, pg_temp"
+                    || c == "search_path=pg_catalog, public"
+            })
+        })
+        .map(|(f, config)| format!("{f} {config:?}"))
+        .collect();
+    assert!(
+        unpinned.is_empty(),
+        "trigger or SECURITY DEFINER functions without `SET search_path = pg_catalog, public, pg_temp`: {unpinned:?}"
+    );
+
+    // A session that shadows `retention_cuts` with a cut in the far future.
+    let entry = seed_one_entry(&pool).await;
+    sqlx::query(
+        "INSERT INTO idempotency_records (key, fingerprint, outcome, entry_id) VALUES ('k1', $1, 'posted', $2)",
+    )
+    .bind(vec![7u8; 32])
+    .bind(entry)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    for sql in [
+        "CREATE SCHEMA shadow",
+        "CREATE TABLE shadow.retention_cuts (cut timestamptz)",
+        "INSERT INTO shadow.retention_cuts VALUES ('infinity')",
+        "SET LOCAL search_path = shadow, public",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    }
+    let err = sqlx::query("DELETE FROM idempotency_records")
+        .execute(&mut *tx)
+        .await
+        .expect_err("no recorded cut covers the record")
+        .to_string();
+    assert!(err.contains("append-only"), "{err}");
+}

@@ -143,7 +143,7 @@ impl Writes {
         if self.keys.rows() > 0 {
             copy_in(
                 tx,
-                "COPY idempotency_records (key, fingerprint, outcome, entry_id, rejection_id, recorded_at, hold_id)
+                "COPY idempotency_records (key, fingerprint, outcome, entry_id, rejection_id, recorded_at, hold_id, produced_at)
                  FROM STDIN (FORMAT binary)",
                 std::mem::take(&mut self.keys),
             )

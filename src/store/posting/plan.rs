@@ -309,7 +309,7 @@ impl Writes {
                 Candidate::Parsed(p),
             ) => {
                 self.parts[part].posted += 1;
-                self.add_posted(part, m.offset, *entry_id, p, reversal, hold);
+                self.add_posted(part, m, *entry_id, p, reversal, hold);
                 let cause = Cause::Entry(hold.as_ref().map(|h| h.hold));
                 for c in changes {
                     self.add_balance_change(part, c, (*entry_id, cause), p.effective_date, state);
@@ -320,7 +320,7 @@ impl Writes {
                 self.parts[part].held += 1;
                 let from = self.source(part, m.offset);
                 self.holds.hold(*hold_id, p, from);
-                self.key_record(p.key.as_str(), &p.fingerprint(), Record::Held(*hold_id));
+                self.key_record(p.key.as_str(), &p.fingerprint(), Record::Held(*hold_id), m);
                 let cause = (*hold_id, Cause::Hold(*hold_id));
                 for c in changes {
                     self.add_balance_change(part, c, cause, p.effective_date, state);
@@ -339,7 +339,8 @@ impl Writes {
                 let from = self.source(part, m.offset);
                 self.holds
                     .closing(*hold_id, *status, p.key.as_str(), None, from);
-                self.key_record(p.key.as_str(), &p.fingerprint(), Record::Released(*hold_id));
+                let record = Record::Released(*hold_id);
+                self.key_record(p.key.as_str(), &p.fingerprint(), record, m);
                 let cause = (release_id(*hold_id), Cause::Release(*hold_id));
                 for c in changes {
                     self.add_balance_change(part, c, cause, p.effective_date, state);
@@ -357,7 +358,7 @@ impl Writes {
     fn add_posted(
         &mut self,
         part: usize,
-        offset: i64,
+        m: &BatchMessage,
         entry_id: Uuid,
         p: &Posting,
         reversal: &Option<Reversal>,
@@ -369,6 +370,7 @@ impl Writes {
             (None, None) => None,
         };
         let target = reversal.as_ref().map(|r| r.target);
+        let offset = m.offset;
         match lines {
             Some(lines) => {
                 let posted = Posting {
@@ -379,6 +381,12 @@ impl Writes {
             }
             None => self.add_entry(part, offset, entry_id, p, target),
         }
+        self.key_record(
+            p.key.as_str(),
+            &p.fingerprint(),
+            Record::Posted(entry_id),
+            m,
+        );
         if let Some(h) = hold {
             let from = self.source(part, offset);
             let key = p.key.as_str();
@@ -478,7 +486,7 @@ impl Writes {
         self.rejection_sources
             .push(candidate.source().map(|s| storable(s).into_owned()));
         if let Some((k, fp)) = record_key {
-            self.key_record(k, fp, Record::Rejected(*rejection_id));
+            self.key_record(k, fp, Record::Rejected(*rejection_id), m);
         }
         let partition = self.parts[part].partition;
         let event = RejectionEvent::stored(
@@ -578,11 +586,20 @@ impl Writes {
                 .field(&p.effective_date)
                 .field(&self.now);
         }
-        self.key_record(p.key.as_str(), &p.fingerprint(), Record::Posted(entry_id));
     }
 
-    /// An idempotency record: the key's first outcome.
-    pub(super) fn key_record(&mut self, key: &str, fingerprint: &[u8], record: Record) {
+    /// An idempotency record: the key's first outcome, with the Kafka timestamp of the message
+    /// `m` that made it (what a prune judges the record by: `domain::retention`).
+    pub(super) fn key_record(
+        &mut self,
+        key: &str,
+        fingerprint: &[u8],
+        record: Record,
+        m: &BatchMessage,
+    ) {
+        let produced_at = m
+            .produced_at_ms
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
         let (outcome, entry, rejection, hold) = match record {
             Record::Posted(e) => ("posted", Some(e), None, None),
             Record::Rejected(r) => ("rejected", None, Some(r), None),
@@ -590,14 +607,15 @@ impl Writes {
             Record::Released(h) => ("released", None, None, Some(h)),
         };
         self.keys
-            .row(7)
+            .row(8)
             .field(&key)
             .field(&fingerprint)
             .field(&outcome)
             .field(&entry)
             .field(&rejection)
             .field(&self.now)
-            .field(&hold);
+            .field(&hold)
+            .field(&produced_at);
     }
 
     /// An outbox row of one event.
