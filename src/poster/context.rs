@@ -102,7 +102,12 @@ impl Positions {
         }
         if offset < p.stream_next {
             // Out of order within one stream: it cannot be trusted to show gaps any more.
-            tracing::warn!(partition, offset, expected = p.stream_next, "message out of order in its fetch stream; reading the partition again");
+            tracing::warn!(
+                partition,
+                offset,
+                expected = p.stream_next,
+                "message out of order in its fetch stream; reading the partition again"
+            );
             p.synced = false;
             return None;
         }

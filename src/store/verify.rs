@@ -483,7 +483,8 @@ pub async fn offsets_accounted(pool: &PgPool) -> Result<Vec<Violation>, StoreErr
     .await?;
     type Key = (String, String, i32);
     let mut moves: BTreeMap<Key, Vec<Move>> = BTreeMap::new();
-    let rows: Vec<(String, String, i32, DateTime<Utc>, Option<i64>, i64)> = sqlx::query_as(
+    type MoveRow = (String, String, i32, DateTime<Utc>, Option<i64>, i64);
+    let rows: Vec<MoveRow> = sqlx::query_as(
         "SELECT consumer_group, topic, partition, changed_at, from_offset, to_offset FROM position_changes ORDER BY id",
     )
     .fetch_all(pool)
