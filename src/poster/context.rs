@@ -164,6 +164,36 @@ impl Positions {
         }
     }
 
+    /// Every owned partition with the offset its work is read through: its position, or, when
+    /// everything its stream served is committed, the consumer's own position if that is past
+    /// it. The consumer moves its position over records it does not hand out (transaction
+    /// markers, aborted records under read_committed): those are no work waiting, and a topic
+    /// whose last record is a commit marker would otherwise look one message behind forever.
+    pub fn read_through(&self, consumer: &BaseConsumer<PosterContext>) -> BTreeMap<i32, i64> {
+        let consumed: BTreeMap<i32, i64> = consumer
+            .position()
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .filter_map(|e| Some((e.partition(), e.offset().to_raw()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let inner = self.inner();
+        inner
+            .partitions
+            .iter()
+            .map(|(partition, p)| {
+                let settled = p.synced && p.stream_next == p.next;
+                let through = match consumed.get(partition) {
+                    Some(c) if settled => p.next.max(*c),
+                    _ => p.next,
+                };
+                (*partition, through)
+            })
+            .collect()
+    }
+
     /// Every owned partition with its position, as of now.
     pub fn snapshot(&self) -> BTreeMap<i32, i64> {
         let inner = self.inner();

@@ -134,7 +134,7 @@ impl Poster {
                 halts.halt_log_start(consumer, partition, position, start);
                 return None;
             }
-            tracing::info!(partition, position, first = first.offset, "offsets the broker did not serve after a fresh seek (transaction markers, aborted transactions or compaction); recorded with the batch");
+            tracing::debug!(partition, position, first = first.offset, "offsets the broker did not serve after a fresh seek (transaction markers, aborted transactions or compaction); recorded with the batch");
         }
         Some(Job {
             partition,

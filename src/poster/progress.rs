@@ -52,9 +52,9 @@ impl Poster {
             .lock()
             .expect("watermarks lock")
             .clone();
-        let lag = self.record_lag(&member.positions, |p| seen.get(&p).copied());
-        let owned = member.positions.snapshot();
-        halts.caught_up(&owned, |p| seen.get(&p).copied());
+        let through = member.positions.read_through(&member.consumer);
+        let lag = self.record_lag(&member.positions, &through, |p| seen.get(&p).copied());
+        halts.caught_up(&through, |p| seen.get(&p).copied());
         self.forget_revoked(&member.positions, exported);
         self.report_stall(lag, last_message.elapsed());
         self.refresh_assets();
@@ -122,7 +122,8 @@ impl Poster {
         consumer: &BaseConsumer<PosterContext>,
         positions: &Positions,
     ) -> i64 {
-        self.record_lag(positions, |partition| {
+        let through = positions.read_through(consumer);
+        self.record_lag(positions, &through, |partition| {
             consumer
                 .fetch_watermarks(&self.settings.topic, partition, Duration::from_secs(2))
                 .ok()
@@ -130,11 +131,13 @@ impl Poster {
         })
     }
 
-    /// Lag per owned partition from each partition's high watermark (`None`: unknown), into the
-    /// metrics; the total, or `i64::MAX` when one is unknown.
+    /// Lag per owned partition from each partition's high watermark (`None`: unknown) and the
+    /// offset its work is read through (`Positions::read_through`), into the metrics; the
+    /// total, or `i64::MAX` when one is unknown.
     pub(super) fn record_lag(
         &self,
         positions: &Positions,
+        through: &std::collections::BTreeMap<i32, i64>,
         high: impl Fn(i32) -> Option<i64>,
     ) -> i64 {
         let owned = positions.snapshot();
@@ -146,7 +149,8 @@ impl Poster {
                 total = i64::MAX;
                 continue;
             };
-            let lag = (high - position).max(0);
+            let read = through.get(&partition).copied().unwrap_or(position);
+            let lag = (high - read.max(position)).max(0);
             lags.insert(partition, Some(lag));
             total = total.saturating_add(lag);
             let labels = [self.settings.topic.as_str(), &partition.to_string()];

@@ -361,3 +361,116 @@ fn random_hostile_requests_through_the_commit_path_each_get_one_fate() {
     );
     rt.block_on(assert_verified(&ledger));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_deleted_before_they_were_read_halt_the_partition_and_nothing_skips() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let ledger = Ledger::new(50, 1).await;
+    ledger.produce(&valid(300, 34)).await;
+    // Retention (here: DeleteRecords, as `kafka-delete-records` does) removes the first 120
+    // requests before any poster read them.
+    let admin: AdminClient<DefaultClientContext> =
+        common::kafka().client_config().create().unwrap();
+    let mut upto = rdkafka::TopicPartitionList::new();
+    upto.add_partition_offset(&ledger.topic, 0, rdkafka::Offset::Offset(120))
+        .unwrap();
+    let deleted = admin
+        .delete_records(&upto, &AdminOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted.elements()[0].offset(),
+        rdkafka::Offset::Offset(120),
+        "log start moved"
+    );
+    let port = free_port();
+    let _poster = ledger.poster(port, &[]);
+    common::cluster::eventually(
+        "/ready names the partition whose unread requests were deleted",
+        Duration::from_secs(60),
+        async || {
+            http_get(port, "/ready")
+                .await
+                .is_some_and(|(status, body)| {
+                    status == 503 && body.contains("partition 0") && body.contains("offset")
+                })
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        ledger.checkpoints().await.get(&0).copied(),
+        Some(0),
+        "nothing skipped"
+    );
+    assert_eq!(count(&ledger, "SELECT count(*) FROM batches").await, 0);
+    let halted = common::metric(port, "ledgerline_halted_partitions", "").await;
+    assert_eq!(halted, Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_requests_post_once_and_their_markers_are_recorded_gaps() {
+    use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+    let ledger = Ledger::new(50, 1).await;
+    let messages = valid(300, 35);
+    let codec = ledgerline::codec::posting_codec();
+    let mut config = common::kafka().client_config();
+    config
+        .set("transactional.id", common::unique("tx"))
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
+    let producer: FutureProducer = config.create().unwrap();
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).unwrap();
+    // Transactions of 50; every third one aborted: its requests must never post.
+    let mut committed = Vec::new();
+    for (i, chunk) in messages.chunks(50).enumerate() {
+        producer.begin_transaction().unwrap();
+        for m in chunk {
+            let payload = m.payload(&codec).unwrap();
+            let record = FutureRecord::to(&ledger.topic)
+                .key(&m.key)
+                .payload(&payload);
+            producer.send(record, timeout).await.expect("sent");
+        }
+        if i % 3 == 2 {
+            producer.abort_transaction(timeout).unwrap();
+        } else {
+            producer.commit_transaction(timeout).unwrap();
+            committed.extend(chunk.iter().map(|m| m.key.clone()));
+        }
+    }
+    let port = free_port();
+    let _poster = common::spawn_poster_env(
+        &format!("tx-{}", ledger.group),
+        &ledger,
+        port,
+        &[("LEDGERLINE_STALL_SECONDS", "5")],
+    );
+    let want = committed.len() as i64;
+    common::cluster::eventually(
+        "the committed requests post",
+        Duration::from_secs(90),
+        async || count(&ledger, "SELECT count(*) FROM journal_entries").await == want,
+    )
+    .await;
+    // Idle past the stall bound with a commit marker last in the log: nothing waits, so ready.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let ready = http_get(port, "/ready").await;
+    assert!(matches!(ready, Some((200, _))), "{ready:?}");
+    let posted: Vec<String> =
+        sqlx::query_scalar("SELECT idempotency_key FROM journal_entries ORDER BY idempotency_key")
+            .fetch_all(&ledger.pool)
+            .await
+            .unwrap();
+    committed.sort();
+    assert_eq!(
+        posted, committed,
+        "exactly the committed transactions' requests"
+    );
+    assert_eq!(count(&ledger, "SELECT count(*) FROM rejections").await, 0);
+    let gaps = count(&ledger, "SELECT count(*) FROM batch_gaps").await;
+    assert!(gaps > 0, "markers and aborted records are recorded gaps");
+    assert_verified(&ledger).await;
+}
