@@ -21,13 +21,33 @@ pub struct IntegrityReport {
     pub checks: Vec<CheckResult>,
 }
 
-/// Runs every check, and checks each archive file against the live chains (`archive::check`).
+/// Runs every check, checks each archive file against the live chains (`archive::check`),
+/// and, given Kafka settings, every recorded offset gap against the broker (`kafka::gaps`).
 pub async fn run_with_archives(
     pool: &PgPool,
     show_progress: bool,
     archives: &[std::path::PathBuf],
+    kafka: Option<&crate::config::KafkaSettings>,
 ) -> anyhow::Result<IntegrityReport> {
     let mut report = run(pool, show_progress).await?;
+    if let Some(settings) = kafka {
+        let gaps = verify::recorded_gaps(pool).await?;
+        let settings = settings.clone();
+        let check =
+            tokio::task::spawn_blocking(move || crate::kafka::gaps::confirm(&settings, &gaps))
+                .await??;
+        tracing::info!(
+            confirmed = check.confirmed,
+            deleted = check.deleted,
+            "recorded offset gaps checked against the broker"
+        );
+        report.ok &= check.violations.is_empty();
+        report.checks.push(CheckResult {
+            check: "gaps_confirmed_by_broker",
+            ok: check.violations.is_empty(),
+            violations: check.violations,
+        });
+    }
     if !archives.is_empty() {
         let mut violations = Vec::new();
         for path in archives {

@@ -107,7 +107,7 @@ pub enum Command {
     #[command(subcommand)]
     Bench(BenchCmd),
     /// Check the ledger's integrity: balanced entries, zero trial balance, balances = lines,
-    /// unbroken hash chains, monotonic checkpoints, no orphans. Exit code 1 on any violation,
+    /// unbroken hash chains, monotonic checkpoints, no orphans, every offset accounted for. Exit code 1 on any violation,
     /// 2 when the ledger could not be checked.
     Verify {
         /// The report as JSON instead of a table.
@@ -117,6 +117,10 @@ pub enum Command {
         /// repeatable.
         #[arg(long = "archive")]
         archives: Vec<std::path::PathBuf>,
+        /// Also ask the broker about every offset gap the batches recorded: a read_committed
+        /// consumer must be served no record inside one (a record there was skipped).
+        #[arg(long)]
+        kafka: bool,
     },
     /// Archive a closed accounting period: its entries and lines with their hash-chain links
     /// to a file, checked against the live chains and recorded (nothing is deleted).
@@ -242,7 +246,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             admin::prune(cut, &group, &topic).await?
         }
         Command::Tail(args) => reports::tail(args).await?,
-        Command::Verify { json, archives } => reports::verify(json, &archives).await?,
+        Command::Verify {
+            json,
+            archives,
+            kafka,
+        } => reports::verify(json, &archives, kafka).await?,
         Command::Archive {
             entity,
             period_start,

@@ -303,10 +303,17 @@ fn print_accounts(
     )
 }
 
-pub(super) async fn verify(json: bool, archives: &[std::path::PathBuf]) -> Result<()> {
+pub(super) async fn verify(json: bool, archives: &[std::path::PathBuf], kafka: bool) -> Result<()> {
     let pool = schema_checked_pool().await?;
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let report = crate::verify::run_with_archives(&pool, interactive && !json, archives).await?;
+    let settings = if kafka {
+        Some(crate::config::KafkaSettings::from_env()?)
+    } else {
+        None
+    };
+    let report =
+        crate::verify::run_with_archives(&pool, interactive && !json, archives, settings.as_ref())
+            .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

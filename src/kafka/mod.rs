@@ -2,6 +2,7 @@
 //! [`KafkaSettings`]; topics. The broker check behind `/ready` is in `probe.rs`; spotting and
 //! replacing clients that will never connect again in `lost_clients.rs`.
 
+pub mod gaps;
 mod lost_clients;
 mod probe;
 

@@ -598,3 +598,26 @@ fn check_fates(name: &str, b: &BatchRange, from: i64, violations: &mut Vec<Viola
         violations.push(violation(None, format!("{name}: batch {} at offsets {from}..{} has {messages} messages but fates posted {} (held {held}, released {released}), duplicates {}, rejected {} (stale {stale})", b.id, b.next_offset, b.posted, b.duplicates, b.rejected)));
     }
 }
+
+/// An offset gap a batch recorded: offsets `[from, to)` of a topic's partition that its fetch
+/// stream did not serve (`ledgerline verify --kafka` asks the broker again).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecordedGap {
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+    pub batch_id: Uuid,
+}
+
+/// Every recorded gap, one per topic, partition and range (several groups may record the same).
+pub async fn recorded_gaps(pool: &PgPool) -> Result<Vec<RecordedGap>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT ON (b.topic, b.partition, g.from_offset, g.to_offset)
+                b.topic, b.partition, g.from_offset AS \"from\", g.to_offset AS \"to\", g.batch_id
+         FROM batch_gaps g JOIN batches b ON b.id = g.batch_id
+         ORDER BY b.topic, b.partition, g.from_offset, g.to_offset, b.committed_at",
+    )
+    .fetch_all(pool)
+    .await?)
+}

@@ -200,16 +200,8 @@ async fn verify_names_offsets_a_doctored_record_no_longer_covers() {
     ] {
         sqlx::query(sql).bind(id).execute(&ledger.pool).await.unwrap();
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
-        .args(["verify"])
-        .env(
-            "LEDGERLINE_DATABASE_URL",
-            common::reader_url(&ledger.db_url),
-        )
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = verify_cli(&ledger, &[]);
+    assert_eq!(code, Some(1), "{stdout}");
     let hole = format!("offsets {from}..{} are covered by no batch", from + 40);
     assert!(
         stdout.contains("offsets_accounted") && stdout.contains(&hole),
@@ -473,4 +465,63 @@ async fn transactional_requests_post_once_and_their_markers_are_recorded_gaps() 
     let gaps = count(&ledger, "SELECT count(*) FROM batch_gaps").await;
     assert!(gaps > 0, "markers and aborted records are recorded gaps");
     assert_verified(&ledger).await;
+    let (code, out) = verify_cli(&ledger, &["--kafka"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "the broker confirms every recorded gap: {out}"
+    );
+    assert!(out.contains("gaps_confirmed_by_broker"), "{out}");
+
+    // A skip recorded as a gap (what a poster that trusted a stale prefetch would write): the
+    // counts still add up, so only the broker can tell.
+    let (id, from): (uuid::Uuid, i64) = sqlx::query_as(
+        "SELECT id, from_offset FROM batches b WHERE messages >= 10 AND first_offset = from_offset
+           AND NOT EXISTS (SELECT 1 FROM batch_gaps g WHERE g.batch_id = b.id AND g.from_offset < b.from_offset + 3)
+         ORDER BY from_offset LIMIT 1",
+    )
+    .fetch_one(&ledger.pool)
+    .await
+    .unwrap();
+    for sql in [
+        "INSERT INTO batch_gaps (batch_id, from_offset, to_offset, cause) VALUES ($1, $2, $2 + 3, 'doctored')",
+        "ALTER TABLE batches DISABLE TRIGGER batches_append_only",
+        "UPDATE batches SET messages = messages - 3, posted = posted - 3, first_offset = first_offset + 3 WHERE id = $1 AND $2 >= 0",
+        "ALTER TABLE batches ENABLE TRIGGER batches_append_only",
+    ] {
+        sqlx::query(sql)
+            .bind(id)
+            .bind(from)
+            .execute(&ledger.pool)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        verify_cli(&ledger, &[]).0,
+        Some(0),
+        "the database alone cannot see it"
+    );
+    let (code, out) = verify_cli(&ledger, &["--kafka"]);
+    assert_eq!(code, Some(1), "{out}");
+    let named = format!("offset {from} is a record the broker serves");
+    assert!(out.contains(&named), "{out}");
+}
+
+/// `ledgerline verify ARGS` as the reader role: exit code and output.
+fn verify_cli(ledger: &Ledger, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgerline"))
+        .arg("verify")
+        .args(args)
+        .env(
+            "LEDGERLINE_DATABASE_URL",
+            common::reader_url(&ledger.db_url),
+        )
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
 }
