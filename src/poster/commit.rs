@@ -27,7 +27,7 @@ pub(super) enum Committed {
     Advanced(i64),
     /// Another poster owns the partition now, or moved it: resume from its checkpoint.
     Fenced(i64),
-    /// Shutting down while the database was unreachable: nothing was committed.
+    /// Shutting down while a commit was being retried: nothing was committed.
     Stopped,
     /// A ledger invariant did not hold (e.g. the batch's offsets were not contiguous): nothing
     /// was committed, and the partition is read again from this position in a new fetch
@@ -37,9 +37,10 @@ pub(super) enum Committed {
 
 impl Poster {
     /// Commits several partitions' batches in one transaction (one set of per-transaction
-    /// costs for all of them). If that fails for any reason other than a database that is
-    /// unreachable while shutting down (a fenced partition, a message that cannot be
-    /// committed), each batch is committed on its own, with the handling `commit` gives it.
+    /// costs for all of them). Infrastructure errors are retried until they pass (or until
+    /// shutdown); if it fails otherwise (a fenced partition, a message whose data PostgreSQL
+    /// refuses, a broken invariant), each batch is committed on its own, with the handling
+    /// `commit` gives it.
     pub(super) fn commit_together(&self, jobs: &[&Job]) -> Vec<Committed> {
         if let [job] = jobs {
             return vec![self.commit(job.partition, job.position, &job.batch)];
