@@ -7,12 +7,6 @@ pub mod api;
 pub mod archive;
 #[cfg(feature = "bench")]
 pub mod bench;
-#[cfg(feature = "bench")]
-pub mod bench_api;
-#[cfg(feature = "bench")]
-pub mod bench_holds;
-#[cfg(feature = "bench")]
-pub mod bench_pipeline;
 pub mod cli;
 pub mod codec;
 pub mod config;

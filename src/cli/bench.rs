@@ -108,7 +108,7 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
             accounts,
             batch,
         } => {
-            crate::bench::ledger(
+            crate::bench::ledger::ledger(
                 &admin,
                 lines,
                 accounts,
@@ -123,14 +123,14 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
             hold_share,
             runs,
         } => {
-            let settings = crate::bench_holds::HoldsSettings {
+            let settings = crate::bench::holds::HoldsSettings {
                 requests,
                 accounts,
                 batch: batch.clamp(1, crate::limits::BATCH_POSTINGS_MAX),
                 hold_share: hold_share.clamp(0.0, 1.0),
                 runs: runs.clamp(1, 10),
             };
-            crate::bench_holds::holds(&admin, &settings).await
+            crate::bench::holds::holds(&admin, &settings).await
         }
         BenchCmd::Api {
             postings,
@@ -139,7 +139,7 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
             qps,
             runs,
         } => {
-            let settings = crate::bench_pipeline::PipelineSettings {
+            let settings = crate::bench::pipeline::PipelineSettings {
                 postings,
                 accounts,
                 lines: 2..=2,
@@ -151,7 +151,7 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
                 runs: runs.clamp(1, 10),
             };
             let qps = qps.clamp(1.0, 10_000.0);
-            crate::bench_api::api(&admin, &KafkaSettings::from_env()?, &settings, qps).await
+            crate::bench::api::api(&admin, &KafkaSettings::from_env()?, &settings, qps).await
         }
         BenchCmd::Pipeline {
             postings,
@@ -164,7 +164,7 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
             commit_lanes,
             runs,
         } => {
-            let settings = crate::bench_pipeline::PipelineSettings {
+            let settings = crate::bench::pipeline::PipelineSettings {
                 postings,
                 accounts,
                 lines: generator::parse_line_range(&lines).map_err(anyhow::Error::msg)?,
@@ -175,7 +175,7 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
                 commit_lanes: commit_lanes.clamp(1, crate::limits::COMMIT_LANES_MAX),
                 runs: runs.clamp(1, 10),
             };
-            crate::bench_pipeline::pipeline(&admin, &KafkaSettings::from_env()?, &settings).await
+            crate::bench::pipeline::pipeline(&admin, &KafkaSettings::from_env()?, &settings).await
         }
     }
 }

@@ -13,14 +13,13 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::domain::hold::{Hold, HoldStatus, Kind};
+use crate::domain::hold::{Hold, HoldStatus};
+use crate::domain::ids::ID_NAMESPACE;
+use crate::domain::kind::Kind;
 use crate::domain::posting::{Line, Posting, Side};
 use crate::domain::rejection::Rejection;
 
 mod two_phase;
-
-/// Namespace for the ledger's deterministic ids: replaying the same input yields the same ids.
-pub(crate) const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_6c69_6e65_0000_0000_0001);
 
 /// The entry id of an idempotency key.
 pub fn entry_id(key: &str) -> Uuid {
@@ -345,7 +344,7 @@ fn decide_one(
             let id = rejection_id();
             // A reserved key (`expire:H`) is recorded only by the release of H it names: a
             // refused request under one leaves the key to the hold's own expiry.
-            record_key = record_key.filter(|(k, _)| !crate::domain::hold::is_reserved_key(k));
+            record_key = record_key.filter(|(k, _)| !crate::domain::kind::is_reserved_key(k));
             (
                 Decision::Reject {
                     rejection_id: id,

@@ -1,8 +1,14 @@
 //! Identifiers: accounts, entities, idempotency keys. Bounded and restricted to a plain ASCII
 //! alphabet so that look-alike Unicode keys cannot pass for each other.
 
+use uuid::Uuid;
+
 use crate::domain::rejection::Rejection;
 use crate::limits::ID_CHARS_MAX;
+
+/// Namespace for the ledger's deterministic ids (entries, rejections, holds, releases,
+/// anomalies: UUID v5 of what they are about): replaying the same input yields the same ids.
+pub(crate) const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_6c69_6e65_0000_0000_0001);
 
 /// Checks an identifier: non-empty, at most [`ID_CHARS_MAX`] characters of
 /// `A-Z a-z 0-9 - _ . : / @`.

@@ -9,6 +9,7 @@ pub mod chain;
 pub mod currency;
 pub mod hold;
 pub mod ids;
+pub mod kind;
 pub mod offsets;
 pub mod posting;
 pub mod rejection;

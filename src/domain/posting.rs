@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::amount::{format_amount, parse_amount, AmountError};
 use crate::domain::currency::{Currency, CurrencyTable};
-use crate::domain::hold::Kind;
 use crate::domain::ids::{check_id, AccountId, EntityId, IdempotencyKey};
+use crate::domain::kind::Kind;
 use crate::domain::rejection::Rejection;
 use crate::limits::{
     DESCRIPTION_CHARS_MAX, LINES_PER_ENTRY_MAX, METADATA_BYTES_MAX, METADATA_ENTRIES_MAX,
@@ -128,7 +128,7 @@ impl Posting {
     /// Validates a request. Pure: no IO, no clock.
     pub fn parse(raw: &PostingRequest, currencies: &CurrencyTable) -> Result<Posting, Rejection> {
         let key = IdempotencyKey::parse(&raw.idempotency_key)?;
-        crate::domain::hold::check_reserved_key(
+        crate::domain::kind::check_reserved_key(
             key.as_str(),
             raw.kind.as_deref(),
             raw.pending_id.as_deref(),

@@ -18,7 +18,6 @@ use rdkafka::types::RDKafkaErrorCode as Code;
 use rdkafka::TopicPartitionList;
 
 use super::context::{Positions, PosterContext};
-use super::prepare::Decoded;
 use super::Poster;
 use crate::health::Health;
 use crate::limits;
@@ -246,21 +245,19 @@ impl Poster {
     /// Halts the partitions the consumer returned errors for (never reading past them) and
     /// reads partitions whose halt is over again from their positions. The batch closed at the
     /// first error, so what it holds of a halted partition came before the error, contiguous
-    /// from the position: it still commits. Returns the messages to prepare.
+    /// from the position: it still commits.
     pub(super) fn handle_consume_errors(
         &self,
         consumer: &BaseConsumer<PosterContext>,
         positions: &Positions,
         halts: &mut Halts,
         errors: Vec<ConsumeError>,
-        next: Vec<Decoded>,
-    ) -> Vec<Decoded> {
+    ) {
         let owned = positions.snapshot();
         for error in &errors {
             halts.halt(consumer, error, &owned);
         }
         halts.retry_due(consumer, positions, &owned);
         positions.resync(consumer, &self.settings.topic);
-        next
     }
 }

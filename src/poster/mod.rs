@@ -189,7 +189,8 @@ impl Poster {
                 last_message = Instant::now();
                 self.health.broker_ok.store(true, Ordering::Relaxed);
             }
-            fetched = self.handle_consume_errors(consumer, positions, &mut halts, errors, next);
+            self.handle_consume_errors(consumer, positions, &mut halts, errors);
+            fetched = next;
             if last_lag_update.elapsed() > Duration::from_secs(5) {
                 self.update_progress(&member, &mut halts, &mut exported, last_message);
                 last_lag_update = Instant::now();

@@ -216,7 +216,8 @@ mod tests {
     use super::*;
     use crate::domain::batch::fixtures::{posting, state};
     use crate::domain::batch::{decide, rejection_id, Decision};
-    use crate::domain::hold::{expiry_key, hold_id, Kind};
+    use crate::domain::hold::hold_id;
+    use crate::domain::kind::{expiry_key, Kind};
 
     fn decoded(json: serde_json::Value) -> Candidate {
         let bytes = serde_json::to_vec(&json).unwrap();

@@ -1,6 +1,6 @@
 //! Hold expiry through the log: an open hold whose `expires_at` has passed gets an
 //! `EXPIRE_PENDING` request published to the postings topic, on the partition the hold came
-//! from (on its topic), with an idempotency key derived from the hold (`domain::hold::expiry_key`). The poster
+//! from (on its topic), with an idempotency key derived from the hold (`domain::kind::expiry_key`). The poster
 //! decides it like any request: if a post or void of the hold came first in that partition, the
 //! expiry is refused (HOLD_ALREADY_POSTED / HOLD_ALREADY_VOIDED); otherwise it wins and a later
 //! post is refused with HOLD_EXPIRED. A replay meets the same order, so decides the same way.
@@ -15,7 +15,7 @@ use rdkafka::producer::FutureRecord;
 use uuid::Uuid;
 
 use crate::codec::{posting_codec, Framing, RecordCodec};
-use crate::domain::hold::expiry_key;
+use crate::domain::kind::expiry_key;
 use crate::domain::PostingRequest;
 use crate::store::holds::{self, ExpiredHold};
 

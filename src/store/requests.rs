@@ -101,7 +101,7 @@ async fn pruned_outcome(
     )
     .bind(key)
     .bind(include_raw)
-    .bind(crate::domain::hold::EXPIRY_KEY_PREFIX)
+    .bind(crate::domain::kind::EXPIRY_KEY_PREFIX)
     .fetch_optional(pool)
     .await?)
 }

@@ -268,7 +268,7 @@ async fn a_post_and_an_expiry_racing_in_the_log_have_one_winner_that_a_replay_ke
                 .unwrap();
         let (loser, code) = match status.as_str() {
             "posted" => (
-                ledgerline::domain::hold::expiry_key(id),
+                ledgerline::domain::kind::expiry_key(id),
                 "HOLD_ALREADY_POSTED",
             ),
             "expired" => (format!("post-{key}"), "HOLD_EXPIRED"),

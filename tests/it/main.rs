@@ -25,6 +25,7 @@ mod holds;
 mod hostile_input;
 mod integrity;
 mod kafka_auth;
+mod layout;
 mod least_privilege;
 mod limits;
 mod offset_fates;

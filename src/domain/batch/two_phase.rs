@@ -155,7 +155,7 @@ mod tests {
     use super::super::fixtures::{posting, state};
     use super::super::{decide, rejection_id, Candidate, Outcome};
     use super::*;
-    use crate::domain::hold::Kind;
+    use crate::domain::kind::Kind;
 
     fn pending(key: &str, amount: &str) -> Candidate {
         let mut p = posting(key, amount, "sales", "cash");

@@ -7,7 +7,8 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::hold::{HoldStatus, Kind};
+use crate::domain::hold::HoldStatus;
+use crate::domain::kind::Kind;
 use crate::domain::Posting;
 
 /// Where a request came from: its partition, offset and batch.

@@ -20,7 +20,7 @@ use anyhow::{ensure, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureRecord, Producer};
 
-use crate::bench::{machine, seed, ScratchDb};
+use super::scratch::{machine, seed, ScratchDb};
 use crate::codec::posting_codec;
 use crate::config::{KafkaSettings, Secret};
 use crate::domain::batch::entry_id;
@@ -132,7 +132,7 @@ pub(crate) async fn post_once(
     topic: &str,
     s: &PipelineSettings,
     api_qps: Option<f64>,
-) -> Result<(f64, Option<crate::bench_api::ApiFigures>)> {
+) -> Result<(f64, Option<super::api_load::ApiFigures>)> {
     let (run, db) = run_posters(admin_url, kafka, topic, s, api_qps).await?;
     check_ledger(&db).await?;
     db.drop().await?;
@@ -491,7 +491,7 @@ async fn settle(db: &ScratchDb) -> Result<()> {
 
 struct Run {
     /// What the query API answered meanwhile, when it ran (`bench_api.rs`).
-    api: Option<crate::bench_api::ApiFigures>,
+    api: Option<super::api_load::ApiFigures>,
     wall: Duration,
     steady_rate: f64,
     p50: f64,
@@ -515,7 +515,7 @@ async fn run_posters(
     let group = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let api_load = match api_qps {
         Some(qps) => {
-            let load = crate::bench_api::ApiLoad::start(&db, qps, s.accounts, (&group, topic));
+            let load = super::api_load::ApiLoad::start(&db, qps, s.accounts, (&group, topic));
             Some(load.await?)
         }
         None => None,

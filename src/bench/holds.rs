@@ -12,7 +12,8 @@ use std::time::Instant;
 use anyhow::Result;
 use rust_decimal::Decimal;
 
-use crate::bench::{load, machine, seed, ScratchDb};
+use super::ledger::load;
+use super::scratch::{machine, seed, ScratchDb};
 use crate::config::Secret;
 use crate::generator::{self, Expected, GeneratorSettings};
 
