@@ -107,10 +107,12 @@ impl Matrix {
         .unwrap()
     }
 
-    /// Whether `/ready` turns false within `within`, naming a partition.
-    async fn names_a_stalled_partition(&self, within: Duration) -> bool {
+    /// Publishes `chunk` while something keeps the poster from committing; whether `/ready`
+    /// turns false within 20 s meanwhile, naming a partition.
+    async fn publish_while_stalled(&self, chunk: &[Message]) -> bool {
+        self.ledger.produce(chunk).await;
         let started = Instant::now();
-        while started.elapsed() < within {
+        while started.elapsed() < Duration::from_secs(20) {
             if let Some((503, body)) = http_get(self.port, "/ready").await {
                 if body.contains("partition") {
                     return true;
@@ -147,17 +149,13 @@ impl Matrix {
             Fault::LockHeldPastTimeout => {
                 let mut operator = self.ledger.pool.acquire().await.unwrap();
                 let lock = ledgerline::store::posting::BALANCE_UPDATES_LOCK;
-                sqlx::query("SELECT pg_advisory_lock($1)")
-                    .bind(lock)
+                let take = |sql| sqlx::query(sql).bind(lock);
+                take("SELECT pg_advisory_lock($1)")
                     .execute(&mut *operator)
                     .await
                     .unwrap();
-                self.ledger.produce(chunk).await;
-                let named = self
-                    .names_a_stalled_partition(Duration::from_secs(20))
-                    .await;
-                sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(lock)
+                let named = self.publish_while_stalled(chunk).await;
+                take("SELECT pg_advisory_unlock($1)")
                     .execute(&mut *operator)
                     .await
                     .unwrap();
@@ -175,10 +173,7 @@ impl Matrix {
                     .execute(&mut *operator)
                     .await
                     .unwrap();
-                self.ledger.produce(chunk).await;
-                let named = self
-                    .names_a_stalled_partition(Duration::from_secs(20))
-                    .await;
+                let named = self.publish_while_stalled(chunk).await;
                 operator.rollback().await.unwrap();
                 self.role_setting("RESET statement_timeout").await;
                 self.terminate_poster_sessions().await;
@@ -194,25 +189,12 @@ impl Matrix {
                     .status()
                     .unwrap()
                     .success());
-                stack_up();
+                common::stack("up");
                 self.ledger.produce(chunk).await;
                 "broker SIGKILLed and restarted".into()
             }
         }
     }
-}
-
-fn stack_up() {
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/stack.sh"))
-        .arg("up")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Each key's outcome in the ledger against the model (the first message of a key decides it).

@@ -518,10 +518,5 @@ fn verify_cli(ledger: &Ledger, args: &[&str]) -> (Option<i32>, String) {
         )
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    (out.status.code(), common::output_text(&out))
 }

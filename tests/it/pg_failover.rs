@@ -21,11 +21,7 @@ fn failover(args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::output_text(&out);
     assert!(
         out.status.success(),
         "ops/stack.sh failover {args:?}: {text}"

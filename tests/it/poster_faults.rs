@@ -7,7 +7,7 @@ use crate::common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{broker_pid, free_port, required_env, signal, wait_ready, Ledger};
+use common::{broker_pid, free_port, required_env, signal, stack, wait_ready, Ledger};
 use ledgerline::generator::{generate, GeneratorSettings, Message};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -23,19 +23,6 @@ fn workload(count: usize, seed: u64) -> Vec<Message> {
         key_prefix: common::unique("f"),
         ..Default::default()
     })
-}
-
-fn stack(command: &str) {
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/stack.sh"))
-        .arg(command)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ops/stack.sh {command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn pg_ctl(args: &[&str]) {

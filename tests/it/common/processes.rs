@@ -196,3 +196,26 @@ pub async fn spawn_api(
     .await;
     api
 }
+
+/// A finished command's stdout then stderr, as text.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `ops/stack.sh COMMAND`, which must succeed.
+pub fn stack(command: &str) {
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/stack.sh"))
+        .arg(command)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ops/stack.sh {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
