@@ -206,8 +206,9 @@ fn store_error(e: crate::store::StoreError) -> Response {
     (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
 }
 
-/// Binds and serves until `shutdown` resolves. Fails clearly when the address is taken.
-pub async fn serve(
+/// Serves a service's operations endpoints (/health, /ready, /metrics, /recovery, /status)
+/// until `shutdown` resolves. Fails clearly when the address is taken.
+pub async fn serve_ops(
     addr: SocketAddr,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

@@ -38,7 +38,7 @@ impl Service {
             group,
             token,
         };
-        let http = crate::http::serve(addr, state, async move {
+        let http = crate::http::serve_ops(addr, state, async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         })
         .await?;

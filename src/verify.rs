@@ -65,9 +65,7 @@ pub async fn run_with_archives(
 
 /// Runs every check. `show_progress` draws a progress bar for the hash-chain walk.
 pub async fn run(pool: &PgPool, show_progress: bool) -> Result<IntegrityReport, StoreError> {
-    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
-        .fetch_one(pool)
-        .await?;
+    let entries = verify::entries(pool).await?;
     let bar = if show_progress {
         ProgressBar::new(entries as u64).with_style(
             ProgressStyle::with_template(

@@ -157,7 +157,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
 }
 
 /// Serves the API on `addr` until `shutdown` resolves.
-pub async fn serve(
+pub async fn serve_api(
     addr: std::net::SocketAddr,
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

@@ -108,7 +108,7 @@ pub(super) async fn api(args: ApiArgs) -> Result<()> {
             _ = term.recv() => {}
         }
     };
-    crate::api::serve(args.http_addr, state, shutdown).await
+    crate::api::serve_api(args.http_addr, state, shutdown).await
 }
 
 fn api_database_url() -> Result<crate::config::Secret> {
@@ -213,7 +213,7 @@ pub(super) async fn poster(args: PosterArgs) -> Result<()> {
         stall_seconds: args.stall_seconds,
     };
     let assets = store::assets::table(&pool).await?;
-    crate::poster::serve(
+    crate::poster::serve_poster(
         pool,
         KafkaSettings::from_env()?,
         settings,
@@ -284,7 +284,7 @@ pub(super) async fn reporter(args: ReporterArgs) -> Result<()> {
         Duration::from_millis(args.detect_interval_ms),
         Duration::from_millis(args.integrity_interval_ms),
     );
-    crate::reporter::serve::serve(
+    crate::reporter::serve::serve_reporter(
         pool,
         KafkaSettings::from_env()?,
         settings,

@@ -46,7 +46,7 @@ pub use context::{Positions, PosterContext};
 pub use lag::{LagMonitor, PartitionLag};
 pub use prepare::decode_candidate;
 use prepare::Decoded;
-pub use serve::serve;
+pub use serve::serve_poster;
 
 #[derive(Debug, Clone)]
 pub struct PosterSettings {

@@ -15,7 +15,7 @@ use crate::metrics::PosterMetrics;
 use crate::service::Service;
 
 /// Runs a poster until SIGTERM/SIGINT (or until idle when asked).
-pub async fn serve(
+pub async fn serve_poster(
     pool: PgPool,
     kafka: KafkaSettings,
     settings: PosterSettings,

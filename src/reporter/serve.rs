@@ -13,7 +13,7 @@ use crate::config::KafkaSettings;
 use crate::health::Health;
 use crate::service::Service;
 
-pub async fn serve(
+pub async fn serve_reporter(
     pool: PgPool,
     kafka: KafkaSettings,
     settings: ReporterSettings,

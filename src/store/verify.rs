@@ -22,6 +22,13 @@ fn violation(entry_id: Option<Uuid>, detail: String) -> Violation {
     Violation { entry_id, detail }
 }
 
+/// How many journal entries the ledger holds.
+pub async fn entries(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM journal_entries")
+        .fetch_one(pool)
+        .await?)
+}
+
 /// Entries whose debits and credits differ in some currency.
 pub async fn unbalanced_entries(pool: &PgPool) -> Result<Vec<Violation>, StoreError> {
     let rows: Vec<(Uuid, String, Decimal, Decimal)> = sqlx::query_as(
