@@ -26,7 +26,7 @@ use crate::config::{KafkaSettings, Secret};
 use crate::domain::batch::entry_id;
 use crate::domain::{CurrencyTable, Posting};
 use crate::generator::{self, GeneratorSettings};
-use crate::metrics::PosterMetrics;
+use crate::poster::metrics::PosterMetrics;
 use crate::poster::{Poster, PosterSettings};
 use crate::store::copy_binary::BinaryRows;
 use crate::store::posting::{COPY_JOURNAL_ENTRIES, COPY_JOURNAL_LINES};

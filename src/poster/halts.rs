@@ -21,7 +21,7 @@ use super::context::{Positions, PosterContext};
 use super::Poster;
 use crate::health::Health;
 use crate::limits;
-use crate::metrics::PosterMetrics;
+use crate::poster::metrics::PosterMetrics;
 
 /// An error the consumer returned instead of a message. `partition` is `None` when it came from
 /// the consumer's main queue, which does not say which partition it is about.

@@ -23,7 +23,7 @@ use crate::config::KafkaSettings;
 use crate::health::Health;
 use crate::kafka::Renewal;
 use crate::limits;
-use crate::metrics::PosterMetrics;
+use crate::poster::metrics::PosterMetrics;
 
 /// One partition as the group stands: where it ends and where the group's checkpoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

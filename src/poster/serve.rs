@@ -11,7 +11,7 @@ use super::{Poster, PosterSettings};
 use crate::config::KafkaSettings;
 use crate::domain::CurrencyTable;
 use crate::health::Health;
-use crate::metrics::PosterMetrics;
+use crate::poster::metrics::PosterMetrics;
 use crate::service::Service;
 
 /// Runs a poster until SIGTERM/SIGINT (or until idle when asked).
