@@ -108,16 +108,37 @@ fn http_token_from(env: impl Fn(&str) -> Option<String>) -> Result<Option<Secret
     }
 }
 
+/// The ledger's topics, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub postings: String,
+    pub balances: String,
+    pub anomalies: String,
+    pub rejections: String,
+}
+
+impl Topics {
+    /// Every topic, in this order: postings, balances, anomalies, rejections.
+    pub fn all(&self) -> [&str; 4] {
+        [
+            &self.postings,
+            &self.balances,
+            &self.anomalies,
+            &self.rejections,
+        ]
+    }
+}
+
 /// The ledger's topics: `LEDGERLINE_{POSTINGS,BALANCES,ANOMALIES,REJECTIONS}_TOPIC`, with
 /// defaults `ledger.postings` and so on.
-pub fn ledger_topics() -> [String; 4] {
-    [
-        ("LEDGERLINE_POSTINGS_TOPIC", "ledger.postings"),
-        ("LEDGERLINE_BALANCES_TOPIC", "ledger.balances"),
-        ("LEDGERLINE_ANOMALIES_TOPIC", "ledger.anomalies"),
-        ("LEDGERLINE_REJECTIONS_TOPIC", "ledger.rejections"),
-    ]
-    .map(|(name, default)| std::env::var(name).unwrap_or_else(|_| default.into()))
+pub fn ledger_topics() -> Topics {
+    let topic = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    Topics {
+        postings: topic("LEDGERLINE_POSTINGS_TOPIC", "ledger.postings"),
+        balances: topic("LEDGERLINE_BALANCES_TOPIC", "ledger.balances"),
+        anomalies: topic("LEDGERLINE_ANOMALIES_TOPIC", "ledger.anomalies"),
+        rejections: topic("LEDGERLINE_REJECTIONS_TOPIC", "ledger.rejections"),
+    }
 }
 
 /// Assets `ledgerline migrate` adds to the assets table when missing

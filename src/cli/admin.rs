@@ -308,29 +308,23 @@ pub(super) async fn periods(cmd: PeriodsCmd) -> Result<()> {
 
 pub(super) async fn topics(args: TopicsArgs) -> Result<()> {
     let settings = KafkaSettings::from_env()?;
-    let [postings, balances, anomalies, rejections] = ledger_topics();
+    let topics = ledger_topics();
     let kafka = &settings;
     crate::kafka::create_topics(
         kafka,
-        &[&postings, &anomalies, &rejections],
+        &[&topics.postings, &topics.anomalies, &topics.rejections],
         args.partitions,
     )
     .await?;
     // Compaction keeps the latest balance per account: enough to rebuild every balance.
     crate::kafka::create_topics_with(
         kafka,
-        &[&balances],
+        &[&topics.balances],
         args.partitions,
         &[("cleanup.policy", "compact")],
     )
     .await?;
-    let refs = [
-        postings.as_str(),
-        balances.as_str(),
-        anomalies.as_str(),
-        rejections.as_str(),
-    ];
-    println!("topics ready: {}", refs.join(", "));
+    println!("topics ready: {}", topics.all().join(", "));
     Ok(())
 }
 

@@ -181,8 +181,7 @@ async fn seed_extra_assets(pool: &PgPool) -> Result<()> {
 }
 
 pub fn postings_topic() -> String {
-    let [postings, ..] = ledger_topics();
-    postings
+    ledger_topics().postings
 }
 
 /// The CLI's pool: its sessions name the operator for the audit trail ($USER, else the role).

@@ -334,11 +334,11 @@ pub(super) async fn verify(json: bool, archives: &[std::path::PathBuf], kafka: b
 }
 
 pub(super) async fn tail(args: TailArgs) -> Result<()> {
-    let [_, balances, anomalies, rejections] = ledger_topics();
+    let topics = ledger_topics();
     let topic = match args.stream {
-        crate::tail::Stream::Balances => balances,
-        crate::tail::Stream::Anomalies => anomalies,
-        crate::tail::Stream::Rejections => rejections,
+        crate::tail::Stream::Balances => topics.balances,
+        crate::tail::Stream::Anomalies => topics.anomalies,
+        crate::tail::Stream::Rejections => topics.rejections,
     };
     let kafka = KafkaSettings::from_env()?;
     let idle = Duration::from_millis(args.idle_ms);

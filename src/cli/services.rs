@@ -91,7 +91,7 @@ pub(super) async fn api(args: ApiArgs) -> Result<()> {
     let url = api_database_url()?;
     let pool = crate::store::connect_read_only(&url, args.connections, limits.integrity).await?;
     crate::store::require_current_schema(&pool).await?;
-    let [postings, ..] = ledger_topics();
+    let postings = ledger_topics().postings;
     let state = crate::api::ApiState {
         pool,
         group: args.group.into(),
@@ -258,11 +258,11 @@ pub(super) async fn replay(args: ReplayArgs) -> Result<()> {
 
 pub(super) async fn reporter(args: ReporterArgs) -> Result<()> {
     let pool = schema_checked_pool().await?;
-    let [_, balances_topic, anomalies_topic, rejections_topic] = ledger_topics();
+    let topics = ledger_topics();
     let settings = crate::reporter::ReporterSettings {
-        balances_topic,
-        anomalies_topic,
-        rejections_topic,
+        balances_topic: topics.balances,
+        anomalies_topic: topics.anomalies,
+        rejections_topic: topics.rejections,
         batch_events: args.batch_events.clamp(1, 100_000),
         idle_wait: std::time::Duration::from_millis(200),
         exit_when_idle: args.exit_when_idle_ms.map(std::time::Duration::from_millis),
