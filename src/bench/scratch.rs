@@ -87,8 +87,7 @@ pub async fn seed(pool: &PgPool, accounts: usize) -> Result<()> {
     let chart: Vec<_> = generator::synthetic_chart("bench", "USD", accounts)
         .iter()
         .map(|s| s.check(&table))
-        .collect::<Result<_, _>>()
-        .map_err(anyhow::Error::msg)?;
+        .collect::<Result<_, _>>()?;
     store::accounts::import(pool, &chart).await?;
     let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("literal date");
     store::periods::open(pool, "bench", d("2026-01-01"), d("2026-12-31"), "bench", "").await?;

@@ -236,8 +236,7 @@ pub(super) async fn accounts(cmd: AccountsCmd) -> Result<()> {
 async fn set_limit(pool: &PgPool, table: &CurrencyTable, id: &str, limit: &str) -> Result<()> {
     let currency = store::accounts::currency_of(pool, id).await?;
     let scale = table.lookup(&currency).map_or(0, |(_, s)| s);
-    let limit =
-        crate::domain::account::parse_limit(Some(limit), scale).map_err(anyhow::Error::msg)?;
+    let limit = crate::domain::account::parse_limit(Some(limit), scale)?;
     store::accounts::set_limit(pool, id, limit).await?;
     println!("account {id}: overdraft limit {limit} {currency}");
     Ok(())
@@ -251,8 +250,7 @@ async fn import_accounts(
     let checked = specs
         .iter()
         .map(|s| s.check(table))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
+        .collect::<Result<Vec<_>, _>>()?;
     let summary = store::accounts::import(pool, &checked).await?;
     println!(
         "accounts: {} created, {} already present",

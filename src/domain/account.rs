@@ -42,25 +42,60 @@ pub struct Account {
     pub overdraft_limit: rust_decimal::Decimal,
 }
 
+/// Why an account definition was refused, naming the account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("account {account:?}: {problem}")]
+pub struct AccountError {
+    pub account: String,
+    pub problem: AccountProblem,
+}
+
+/// What is wrong with an account definition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountProblem {
+    #[error("{0}")]
+    Identifier(crate::domain::Rejection),
+    #[error("name must have 1 to 256 characters")]
+    Name,
+    #[error("type {0:?} is not one of {ACCOUNT_TYPES:?}")]
+    Type(String),
+    #[error("unknown currency {0:?}")]
+    Currency(String),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error("normal side {0:?} is neither D nor C")]
+    NormalSide(String),
+}
+
+/// An overdraft limit that is not an amount of its asset's scale.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("overdraft limit {text:?} is not an amount of scale {scale}: {reason:?}")]
+pub struct LimitError {
+    pub text: String,
+    pub scale: u32,
+    pub reason: crate::domain::amount::AmountError,
+}
+
 impl AccountSpec {
-    pub fn check(&self, currencies: &CurrencyTable) -> Result<Account, String> {
-        let at = |what: String| format!("account {:?}: {what}", self.id);
-        check_id("id", &self.id).map_err(|e| at(e.to_string()))?;
-        check_id("entity_id", &self.entity_id).map_err(|e| at(e.to_string()))?;
+    pub fn check(&self, currencies: &CurrencyTable) -> Result<Account, AccountError> {
+        let at = |problem: AccountProblem| AccountError {
+            account: self.id.clone(),
+            problem,
+        };
+        check_id("id", &self.id).map_err(|e| at(AccountProblem::Identifier(e)))?;
+        check_id("entity_id", &self.entity_id).map_err(|e| at(AccountProblem::Identifier(e)))?;
         if self.name.trim().is_empty() || self.name.chars().count() > 256 {
-            return Err(at("name must have 1 to 256 characters".into()));
+            return Err(at(AccountProblem::Name));
         }
         let account_type = self.account_type.to_ascii_lowercase();
         if !ACCOUNT_TYPES.contains(&account_type.as_str()) {
-            return Err(at(format!(
-                "type {:?} is not one of {ACCOUNT_TYPES:?}",
-                self.account_type
-            )));
+            return Err(at(AccountProblem::Type(self.account_type.clone())));
         }
         let Some((_, scale)) = currencies.lookup(&self.currency) else {
-            return Err(at(format!("unknown currency {:?}", self.currency)));
+            return Err(at(AccountProblem::Currency(self.currency.clone())));
         };
-        let overdraft_limit = parse_limit(self.overdraft_limit.as_deref(), scale).map_err(at)?;
+        let overdraft_limit = parse_limit(self.overdraft_limit.as_deref(), scale)
+            .map_err(|e| at(AccountProblem::Limit(e)))?;
         let default_side = if matches!(account_type.as_str(), "asset" | "expense") {
             "D"
         } else {
@@ -71,9 +106,7 @@ impl AccountSpec {
             .clone()
             .unwrap_or_else(|| default_side.into());
         if normal_side != "D" && normal_side != "C" {
-            return Err(at(format!(
-                "normal side {normal_side:?} is neither D nor C"
-            )));
+            return Err(at(AccountProblem::NormalSide(normal_side)));
         }
         Ok(Account {
             id: self.id.clone(),
@@ -89,12 +122,16 @@ impl AccountSpec {
 }
 
 /// An overdraft limit: zero, or a positive amount within the asset's scale.
-pub fn parse_limit(text: Option<&str>, scale: u32) -> Result<rust_decimal::Decimal, String> {
+pub fn parse_limit(text: Option<&str>, scale: u32) -> Result<rust_decimal::Decimal, LimitError> {
     match text.map(str::trim) {
         None | Some("") | Some("0") => Ok(rust_decimal::Decimal::ZERO),
-        Some(text) => crate::domain::amount::parse_amount(text, scale).map_err(|e| {
-            format!("overdraft limit {text:?} is not an amount of scale {scale}: {e:?}")
-        }),
+        Some(text) => {
+            crate::domain::amount::parse_amount(text, scale).map_err(|reason| LimitError {
+                text: text.to_string(),
+                scale,
+                reason,
+            })
+        }
     }
 }
 
@@ -120,10 +157,12 @@ mod tests {
         let t = CurrencyTable::default();
         assert_eq!(spec("asset").check(&t).unwrap().normal_side, "D");
         assert_eq!(spec("income").check(&t).unwrap().normal_side, "C");
-        assert!(spec("cookie").check(&t).unwrap_err().contains("cookie"));
+        let cookie = spec("cookie").check(&t).unwrap_err();
+        assert_eq!(cookie.problem, AccountProblem::Type("cookie".into()));
+        assert!(cookie.to_string().contains("cookie"));
         let mut s = spec("asset");
         s.currency = "XXX".into();
-        assert!(s.check(&t).unwrap_err().contains("XXX"));
+        assert!(s.check(&t).unwrap_err().to_string().contains("XXX"));
     }
 
     #[test]

@@ -81,9 +81,22 @@ impl Default for CurrencyTable {
     }
 }
 
+/// Why an asset definition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssetError {
+    #[error("asset code {0:?} is not 1-{CODE_CHARS_MAX} characters of A-Z 0-9 _ -")]
+    InvalidCode(String),
+    #[error("asset {code} has scale {scale}, the maximum is {SCALE_MAX}")]
+    ScaleTooLarge { code: String, scale: u32 },
+    #[error("asset entry {0:?} is not CODE:SCALE")]
+    NotCodeAndScale(String),
+    #[error("scale in {0:?} is not a number")]
+    ScaleNotANumber(String),
+}
+
 impl CurrencyTable {
     /// A table of exactly these assets (the rows of `assets`).
-    pub fn of<'a>(assets: impl IntoIterator<Item = (&'a str, u32)>) -> Result<Self, String> {
+    pub fn of<'a>(assets: impl IntoIterator<Item = (&'a str, u32)>) -> Result<Self, AssetError> {
         assets.into_iter().try_fold(
             CurrencyTable {
                 scales: BTreeMap::new(),
@@ -93,32 +106,32 @@ impl CurrencyTable {
     }
 
     /// Adds or replaces an asset.
-    pub fn with(mut self, code: &str, scale: u32) -> Result<Self, String> {
-        let currency = Currency::parse(code).ok_or_else(|| {
-            format!("asset code {code:?} is not 1-{CODE_CHARS_MAX} characters of A-Z 0-9 _ -")
-        })?;
+    pub fn with(mut self, code: &str, scale: u32) -> Result<Self, AssetError> {
+        let currency =
+            Currency::parse(code).ok_or_else(|| AssetError::InvalidCode(code.to_string()))?;
         if scale > SCALE_MAX {
-            return Err(format!(
-                "asset {code} has scale {scale}, the maximum is {SCALE_MAX}"
-            ));
+            return Err(AssetError::ScaleTooLarge {
+                code: code.to_string(),
+                scale,
+            });
         }
         self.scales.insert(currency, scale);
         Ok(self)
     }
 
     /// Parses `XAU:4,BTC:8` and adds each pair.
-    pub fn with_spec(self, spec: &str) -> Result<Self, String> {
+    pub fn with_spec(self, spec: &str) -> Result<Self, AssetError> {
         spec.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .try_fold(self, |table, pair| {
                 let (code, scale) = pair
                     .split_once(':')
-                    .ok_or_else(|| format!("asset entry {pair:?} is not CODE:SCALE"))?;
+                    .ok_or_else(|| AssetError::NotCodeAndScale(pair.to_string()))?;
                 let scale = scale
                     .trim()
                     .parse::<u32>()
-                    .map_err(|_| format!("scale in {pair:?} is not a number"))?;
+                    .map_err(|_| AssetError::ScaleNotANumber(pair.to_string()))?;
                 table.with(code.trim(), scale)
             })
     }

@@ -41,7 +41,8 @@ pub async fn add(pool: &PgPool, asset: &AssetRow) -> Result<bool, StoreError> {
             asset.code, asset.scale
         ))
     })?;
-    CurrencyTable::of([(asset.code.as_str(), scale)]).map_err(StoreError::Conflict)?;
+    CurrencyTable::of([(asset.code.as_str(), scale)])
+        .map_err(|e| StoreError::Conflict(e.to_string()))?;
     let inserted = sqlx::query(
         "INSERT INTO assets (code, scale, description) VALUES ($1, $2, $3)
          ON CONFLICT (code) DO NOTHING",
