@@ -94,20 +94,26 @@ impl Default for GeneratorSettings {
     }
 }
 
+/// A line count that is not `N` or `N-M` within 2 and the lines an entry may have.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LineRangeError {
+    #[error("line count {0:?} is not N or N-M")]
+    NotARange(String),
+    #[error("line count {0:?} must be within 2-{max}", max = crate::limits::LINES_PER_ENTRY_MAX)]
+    OutOfBounds(String),
+}
+
 /// Parses `2` or `2-5`.
-pub fn parse_line_range(text: &str) -> Result<RangeInclusive<usize>, String> {
+pub fn parse_line_range(text: &str) -> Result<RangeInclusive<usize>, LineRangeError> {
     let (lo, hi) = text.split_once('-').unwrap_or((text, text));
     let parse = |s: &str| {
         s.trim()
             .parse::<usize>()
-            .map_err(|_| format!("line count {text:?} is not N or N-M"))
+            .map_err(|_| LineRangeError::NotARange(text.to_string()))
     };
     let (lo, hi) = (parse(lo)?, parse(hi)?);
     if lo < 2 || hi < lo || hi > crate::limits::LINES_PER_ENTRY_MAX {
-        return Err(format!(
-            "line count {text:?} must be within 2-{}",
-            crate::limits::LINES_PER_ENTRY_MAX
-        ));
+        return Err(LineRangeError::OutOfBounds(text.to_string()));
     }
     Ok(lo..=hi)
 }

@@ -167,7 +167,7 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
             let settings = crate::bench::pipeline::PipelineSettings {
                 postings,
                 accounts,
-                lines: generator::parse_line_range(&lines).map_err(anyhow::Error::msg)?,
+                lines: generator::parse_line_range(&lines)?,
                 hot_account_share,
                 partitions,
                 posters: posters.max(1),

@@ -183,7 +183,7 @@ fn produce_plan(args: &ProduceArgs) -> Result<Vec<generator::Message>> {
         count: args.count,
         accounts: args.accounts,
         hot_account_share: args.hot_account_share,
-        lines: generator::parse_line_range(&args.lines).map_err(anyhow::Error::msg)?,
+        lines: generator::parse_line_range(&args.lines)?,
         duplicate_share: args.duplicate_share,
         invalid_share: args.invalid_share,
         seed: args.seed,

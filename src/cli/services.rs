@@ -267,8 +267,7 @@ pub(super) async fn reporter(args: ReporterArgs) -> Result<()> {
         idle_wait: std::time::Duration::from_millis(200),
         exit_when_idle: args.exit_when_idle_ms.map(std::time::Duration::from_millis),
     };
-    let detectors =
-        crate::reporter::detect::parse_detectors(&args.detectors).map_err(anyhow::Error::msg)?;
+    let detectors = crate::reporter::detect::parse_detectors(&args.detectors)?;
     let thresholds = crate::domain::anomaly::DetectorSettings {
         window_seconds: args.window_seconds,
         large_amount_factor: args.large_amount_factor,

@@ -31,17 +31,20 @@ pub enum Framing {
     Json,
 }
 
+/// A framing name none of `avro`, `json` or `confluent:SCHEMA_ID`.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("unknown framing {0:?}: use avro, json or confluent:SCHEMA_ID")]
+pub struct UnknownFraming(pub String);
+
 impl std::str::FromStr for Framing {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownFraming;
+    fn from_str(s: &str) -> Result<Self, UnknownFraming> {
         match s {
             "avro" | "avro-single-object" => Ok(Framing::AvroSingleObject),
             "json" => Ok(Framing::Json),
             other => match other.strip_prefix("confluent:").map(str::parse::<u32>) {
                 Some(Ok(schema_id)) => Ok(Framing::AvroConfluent { schema_id }),
-                _ => Err(format!(
-                    "unknown framing {other:?}: use avro, json or confluent:SCHEMA_ID"
-                )),
+                _ => Err(UnknownFraming(other.to_string())),
             },
         }
     }

@@ -177,12 +177,23 @@ enum BalanceEventsPayload {
     Events(Vec<BalanceEvent>),
 }
 
+/// An outbox row of kind 'balances' that cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BalanceEventsError {
+    #[error("neither a balance events row nor an array of balance events")]
+    NotBalanceEvents,
+    #[error("balance event names account {index} of {accounts}")]
+    UnknownAccount { index: usize, accounts: usize },
+}
+
 /// The balance events of an outbox row of kind 'balances', in order, in either form.
-pub fn balance_events_from_json(payload: &serde_json::Value) -> Result<Vec<BalanceEvent>, String> {
+pub fn balance_events_from_json(
+    payload: &serde_json::Value,
+) -> Result<Vec<BalanceEvent>, BalanceEventsError> {
     let row = match BalanceEventsPayload::deserialize(payload) {
         Ok(BalanceEventsPayload::Events(events)) => return Ok(events),
         Ok(BalanceEventsPayload::Row(row)) => row,
-        Err(_) => return Err("neither a balance events row nor an array of balance events".into()),
+        Err(_) => return Err(BalanceEventsError::NotBalanceEvents),
     };
     let mut events = Vec::new();
     for entry in row.entries {
@@ -199,12 +210,13 @@ pub fn balance_events_from_json(payload: &serde_json::Value) -> Result<Vec<Balan
                 }
                 ChangeColumns::Posted(a, b, d, v) => (a, b, d, v, (zero(), zero(), None)),
             };
-            let (account_id, entity_id, currency) = row.accounts.get(account).ok_or_else(|| {
-                format!(
-                    "balance event names account {account} of {}",
-                    row.accounts.len()
-                )
-            })?;
+            let (account_id, entity_id, currency) =
+                row.accounts
+                    .get(account)
+                    .ok_or(BalanceEventsError::UnknownAccount {
+                        index: account,
+                        accounts: row.accounts.len(),
+                    })?;
             let (pending_debits, pending_credits, available) = pending;
             events.push(BalanceEvent {
                 event_id: balance_event_id(entry_id, account_id).to_string(),

@@ -64,16 +64,32 @@ pub struct PosterSettings {
     pub stall_seconds: u64,
 }
 
+/// A poster setting outside its bounds (`limits`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{name}={value} must be between {min} and {max}")]
+pub struct SettingOutOfBounds {
+    pub name: &'static str,
+    pub value: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
 impl PosterSettings {
     /// Refuses settings beyond the bounds in `limits`.
-    pub fn check(&self) -> Result<(), String> {
-        let bound = |name: &str, v: u64, max: u64| {
-            if v == 0 || v > max {
-                Err(format!("{name}={v} must be between 1 and {max}"))
+    pub fn check(&self) -> Result<(), SettingOutOfBounds> {
+        let within = |name: &'static str, value: u64, min: u64, max: u64| {
+            if value < min || value > max {
+                Err(SettingOutOfBounds {
+                    name,
+                    value,
+                    min,
+                    max,
+                })
             } else {
                 Ok(())
             }
         };
+        let bound = |name: &'static str, v: u64, max: u64| within(name, v, 1, max);
         bound(
             "batch postings",
             self.batch_postings_max as u64,
@@ -94,15 +110,12 @@ impl PosterSettings {
             self.commit_lanes as u64,
             limits::COMMIT_LANES_MAX as u64,
         )?;
-        if !(limits::STALL_SECONDS_MIN..=limits::STALL_SECONDS_MAX).contains(&self.stall_seconds) {
-            return Err(format!(
-                "stall seconds={} must be between {} and {}",
-                self.stall_seconds,
-                limits::STALL_SECONDS_MIN,
-                limits::STALL_SECONDS_MAX
-            ));
-        }
-        Ok(())
+        within(
+            "stall seconds",
+            self.stall_seconds,
+            limits::STALL_SECONDS_MIN,
+            limits::STALL_SECONDS_MAX,
+        )
     }
 }
 

@@ -22,7 +22,7 @@ pub async fn serve_poster(
     currencies: CurrencyTable,
     http_addr: SocketAddr,
 ) -> anyhow::Result<()> {
-    settings.check().map_err(anyhow::Error::msg)?;
+    settings.check()?;
     let metrics = Arc::new(PosterMetrics::new());
     let service = Service::start(
         http_addr,

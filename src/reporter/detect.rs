@@ -83,8 +83,16 @@ impl Detection {
     }
 }
 
+/// A detector name the reporter does not have.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown detector {name:?}; known: {known:?}")]
+pub struct UnknownDetector {
+    pub name: String,
+    pub known: Vec<&'static str>,
+}
+
 /// Parses `LARGE_AMOUNT,VELOCITY_SPIKE` (or `all`, or `none`).
-pub fn parse_detectors(list: &str) -> Result<Vec<AnomalyKind>, String> {
+pub fn parse_detectors(list: &str) -> Result<Vec<AnomalyKind>, UnknownDetector> {
     match list.trim() {
         "all" => Ok(DETECTORS.to_vec()),
         "none" | "" => Ok(Vec::new()),
@@ -95,11 +103,9 @@ pub fn parse_detectors(list: &str) -> Result<Vec<AnomalyKind>, String> {
                     .iter()
                     .copied()
                     .find(|k| k.code() == code.trim())
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown detector {code:?}; known: {:?}",
-                            DETECTORS.iter().map(|k| k.code()).collect::<Vec<_>>()
-                        )
+                    .ok_or_else(|| UnknownDetector {
+                        name: code.to_string(),
+                        known: DETECTORS.iter().map(|k| k.code()).collect(),
                     })
             })
             .collect(),

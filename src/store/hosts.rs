@@ -33,12 +33,25 @@ pub struct HostList {
     pub want: Want,
 }
 
+/// Why a multi-host URL was refused, or no host of the wanted kind was found. Never holds the
+/// URL (it holds a password).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HostsError {
+    #[error("not a postgres:// URL (no scheme)")]
+    NoScheme,
+    #[error("host {0:?}: not a valid postgres:// URL")]
+    BadHost(String),
+    #[error("target_session_attrs={0} is not supported")]
+    UnsupportedSessionAttrs(String),
+    /// Each host with the reason it was not taken.
+    #[error("{}", .0.join("; "))]
+    NoHostOfKind(Vec<String>),
+}
+
 /// Parses a postgres URL with one or more comma-separated `host:port` and an optional
 /// `target_session_attrs`. Errors never contain the URL (it holds a password).
-pub fn parse(url: &str) -> Result<HostList, String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or("not a postgres:// URL (no scheme)")?;
+pub fn parse(url: &str) -> Result<HostList, HostsError> {
+    let (scheme, rest) = url.split_once("://").ok_or(HostsError::NoScheme)?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (userinfo, hosts) = match authority.rsplit_once('@') {
         Some((u, h)) => (format!("{u}@"), h),
@@ -51,14 +64,14 @@ pub fn parse(url: &str) -> Result<HostList, String> {
         .map(|host| {
             format!("{scheme}://{userinfo}{host}/{path}")
                 .parse::<PgConnectOptions>()
-                .map_err(|_| format!("host {host:?}: not a valid postgres:// URL"))
+                .map_err(|_| HostsError::BadHost(host.clone()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HostList { hosts, names, want })
 }
 
 /// The path and query without `target_session_attrs`, and what it asked for.
-fn take_session_attrs(path: &str) -> Result<(String, Want), String> {
+fn take_session_attrs(path: &str) -> Result<(String, Want), HostsError> {
     let Some((db, query)) = path.split_once('?') else {
         return Ok((path.to_string(), Want::Any));
     };
@@ -72,7 +85,7 @@ fn take_session_attrs(path: &str) -> Result<(String, Want), String> {
                     "read-write" | "primary" => Want::Writable,
                     "read-only" | "standby" => Want::ReadOnly,
                     "prefer-standby" => Want::PreferStandby,
-                    other => return Err(format!("target_session_attrs={other} is not supported")),
+                    other => return Err(HostsError::UnsupportedSessionAttrs(other.to_string())),
                 }
             }
             _ => kept.push(pair),
@@ -104,7 +117,7 @@ async fn is_wanted(conn: &mut PgConnection, want: Want) -> Result<bool, sqlx::Er
 
 /// The first host whose server is of the wanted kind (for `prefer-standby`, else the first
 /// that answers), with its name; the reason of each failure otherwise.
-pub async fn find(list: &HostList) -> Result<(PgConnectOptions, String), String> {
+pub async fn find(list: &HostList) -> Result<(PgConnectOptions, String), HostsError> {
     let mut reasons = Vec::new();
     let mut answered = None;
     for (options, name) in list.hosts.iter().zip(&list.names) {
@@ -133,7 +146,7 @@ pub async fn find(list: &HostList) -> Result<(PgConnectOptions, String), String>
     }
     match (list.want, answered) {
         (Want::PreferStandby, Some(found)) => Ok(found),
-        _ => Err(reasons.join("; ")),
+        _ => Err(HostsError::NoHostOfKind(reasons)),
     }
 }
 
@@ -223,7 +236,9 @@ mod tests {
     fn one_host_and_unknown_attributes() {
         let list = parse("postgres://u@h:1/db").unwrap();
         assert_eq!((list.hosts.len(), list.want), (1, Want::Any));
-        let err = parse("postgres://u:secret@h:1/db?target_session_attrs=nearest").unwrap_err();
+        let err = parse("postgres://u:secret@h:1/db?target_session_attrs=nearest")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nearest") && !err.contains("secret"), "{err}");
     }
 }

@@ -140,7 +140,9 @@ async fn connect_with(
             .await
             .map_err(|e| StoreError::Connect(format!("{target}: {}", redact_error(&e))));
     }
-    let (options, target) = hosts::find(&list).await.map_err(StoreError::Connect)?;
+    let (options, target) = hosts::find(&list)
+        .await
+        .map_err(|e| StoreError::Connect(e.to_string()))?;
     let pool = hosts::checked(pool_options, list.want)
         .connect_with(options)
         .await
