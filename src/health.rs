@@ -204,12 +204,19 @@ impl Health {
     pub fn readiness(&self) -> Readiness {
         let database = self.db_ok.load(Ordering::Relaxed);
         let broker = self.broker_ok.load(Ordering::Relaxed);
-        let stalled = [&self.consume_error, &self.stalled, &self.group_stall]
-            .iter()
-            .find_map(|reason| reason.lock().expect("health lock").clone())
+        // A consume error, then the stalled partitions by name, then the poster-wide reasons.
+        let partitions = self.stalled_partitions();
+        let by_partition = (!partitions.is_empty()).then(|| partitions.join("; "));
+        let stalled = self
+            .consume_error
+            .lock()
+            .expect("health lock")
+            .clone()
+            .or(by_partition)
             .or_else(|| {
-                let partitions = self.stalled_partitions();
-                (!partitions.is_empty()).then(|| partitions.join("; "))
+                [&self.stalled, &self.group_stall]
+                    .iter()
+                    .find_map(|reason| reason.lock().expect("health lock").clone())
             });
         let reason = if self.shutting_down.load(Ordering::Relaxed) {
             Some("shutting down".to_string())

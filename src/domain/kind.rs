@@ -51,9 +51,11 @@ impl Kind {
     ) -> Result<Kind, Rejection> {
         let code = kind.unwrap_or("POST");
         let needs_hold = matches!(code, "POST_PENDING" | "VOID_PENDING" | "EXPIRE_PENDING");
+        // The request's own text, quoted and cut short: it has not been validated.
+        let shown = format!("{:?}", code.chars().take(32).collect::<String>());
         let misplaced = |field: &str| {
             Err(Rejection::InvalidKind(format!(
-                "{field} does not belong to a {code} request"
+                "{field} does not belong to a {shown} request"
             )))
         };
         if pending_id.is_some() && !needs_hold {

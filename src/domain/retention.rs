@@ -18,6 +18,15 @@ use chrono::{DateTime, Utc};
 use super::batch::Candidate;
 use super::Rejection;
 
+/// The latest Kafka timestamp taken as one (9999-12-31T23:59:59.999Z, in milliseconds).
+const MESSAGE_TIME_MAX_MS: i64 = 253_402_300_799_999;
+
+/// A message's Kafka timestamp as the ledger takes it: none when the broker gives none, or one
+/// before 1970 or after 9999 (which PostgreSQL could not store, or no producer means).
+pub fn message_time(ms: Option<i64>) -> Option<i64> {
+    ms.filter(|ms| (0..=MESSAGE_TIME_MAX_MS).contains(ms))
+}
+
 /// The refusal that replaces `candidate` when it was produced before `cut` (by its Kafka
 /// timestamp), or has no timestamp while a cut exists; else `None`.
 pub fn stale(

@@ -143,17 +143,18 @@ impl Poster {
             Err(e) => {
                 let m = &batch[0];
                 tracing::error!(partition, offset = m.offset, error = %e, "message's data cannot be committed; rejecting it as INTERNAL");
-                // Only what already passed validation or is bytes: the key (checked), the
-                // fingerprint and the raw payload. The error text is stored escaped.
-                let (key, fingerprint) = m.candidate.key_and_fingerprint();
+                // Nothing of the message but its position and raw bytes: whatever PostgreSQL
+                // refused may be in its key, its fingerprint's record or its timestamp, so none
+                // of them is written again (no idempotency record either). The error text is
+                // stored escaped.
                 let internal = BatchMessage {
-                    produced_at_ms: m.produced_at_ms,
+                    produced_at_ms: None,
                     offset: m.offset,
                     after: m.after,
                     raw: m.raw.clone(),
                     candidate: Candidate::Refused {
-                        key,
-                        fingerprint,
+                        key: None,
+                        fingerprint: None,
                         source: None,
                         rejection: Rejection::Internal(e.to_string()),
                     },

@@ -149,7 +149,7 @@ pub(super) fn fetched(m: &BorrowedMessage<'_>, positions: &Positions) -> Option<
         partition: m.partition(),
         offset: m.offset(),
         stamp,
-        produced_at_ms: m.timestamp().to_millis(),
+        produced_at_ms: crate::domain::retention::message_time(m.timestamp().to_millis()),
         payload: m.payload().unwrap_or_default().to_vec(),
     })
 }

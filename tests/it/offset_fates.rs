@@ -128,7 +128,7 @@ async fn a_lock_held_past_every_timeout_rejects_nothing_and_reads_not_ready() {
     let (mut named, mut stalled) = (None, 0.0f64);
     while held_at.elapsed() < HOLD {
         if let Some((503, body)) = http_get(port, "/ready").await {
-            if body.contains("partition") && body.contains("lock") {
+            if common::names_a_stalled_partition(&body) && body.contains("lock") {
                 named = Some(body);
             }
         }
@@ -255,6 +255,11 @@ fn hostile_message(framing: usize, field: usize, text: &str, key: u8) -> Vec<u8>
             r.lines.clear();
         }
         10 => r.kind = Some(t),
+        14 => {
+            // A hostile kind with a field that does not belong to it: the refusal quotes it.
+            r.kind = Some(t);
+            r.pending_id = Some("h-1".into());
+        }
         11 => r.effective_date = t,
         _ => {} // valid
     }
@@ -295,7 +300,14 @@ fn random_hostile_requests_through_the_commit_path_each_get_one_fate() {
     let codec = ledgerline::codec::posting_codec();
     let currencies = ledgerline::domain::CurrencyTable::default();
     let next = std::cell::Cell::new(0i64);
-    let message = (0..3usize, 0..14usize, 0..10usize, 0..24u8);
+    let message = (0..3usize, 0..15usize, 0..10usize, 0..24u8, 0..4usize);
+    // Kafka timestamps: none, now, before 1970 (PostgreSQL stores none before 4713 BC), after 9999.
+    let times = [
+        None,
+        Some(1_796_000_000_000),
+        Some(-8_000_000_000_000_000),
+        Some(i64::MAX),
+    ];
     let mut runner = TestRunner::new(Config {
         cases: 64,
         failure_persistence: None,
@@ -306,13 +318,13 @@ fn random_hostile_requests_through_the_commit_path_each_get_one_fate() {
         let batch: Vec<BatchMessage> = spec
             .iter()
             .enumerate()
-            .map(|(i, (framing, field, value, key))| {
+            .map(|(i, (framing, field, value, key, time))| {
                 let raw = hostile_message(*framing, *field, &hostile_text(*value), *key);
                 let offset = start + i as i64;
                 BatchMessage {
                     offset,
                     after: offset,
-                    produced_at_ms: None,
+                    produced_at_ms: times[*time],
                     candidate: ledgerline::poster::decode_candidate(&codec, &currencies, &raw),
                     raw,
                 }
@@ -351,6 +363,19 @@ fn random_hostile_requests_through_the_commit_path_each_get_one_fate() {
         rejected > 0 && entries > 0,
         "rejected {rejected}, posted {entries}"
     );
+    // What was stored of the refused text holds no control character but tabs and line
+    // breaks, and no bidirectional override.
+    let details: Vec<(String, Option<String>)> = rt
+        .block_on(sqlx::query_as("SELECT detail, source FROM rejections").fetch_all(&ledger.pool))
+        .unwrap();
+    let hostile = |c: char| {
+        (c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    for (detail, source) in &details {
+        let text = format!("{detail}{}", source.as_deref().unwrap_or(""));
+        assert!(!text.chars().any(hostile), "stored as it came: {text:?}");
+    }
     rt.block_on(assert_verified(&ledger));
 }
 

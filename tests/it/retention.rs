@@ -154,6 +154,20 @@ async fn prune_needs_a_verified_backup_and_a_replay_then_posts_nothing_twice() {
         200,
         "no record is made for a stale request"
     );
+
+    // Pruned keys re-sent after the cut: their records are gone but their entries are not, so
+    // each is an idempotency conflict (never a second entry, never a batch retried forever on
+    // the journal's unique key).
+    ledger.produce(&old[..20]).await;
+    tokio::time::timeout(Duration::from_secs(120), ledger.run_poster_until_idle())
+        .await
+        .expect("the poster drains re-sent pruned keys");
+    assert_eq!(ledger.rejections_with("IDEMPOTENCY_CONFLICT").await, 20);
+    assert_eq!(
+        ledger_content(&ledger.pool).await,
+        before,
+        "no entry posted twice, no balance moved"
+    );
     let report = ledgerline::verify::run(&ledger.pool, false).await.unwrap();
     assert!(report.ok, "{}", ledgerline::verify::render_table(&report));
 }

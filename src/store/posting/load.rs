@@ -22,6 +22,7 @@ pub(super) async fn load_state_in_tx(
     candidates: &[&Candidate],
     cache: &AccountCache,
     account_revision: Uuid,
+    pruned: bool,
 ) -> Result<LedgerState, sqlx::Error> {
     let wanted = Wanted::of(candidates);
     let targets = load_targets_in_tx(tx, &wanted.target_refs).await?;
@@ -39,7 +40,7 @@ pub(super) async fn load_state_in_tx(
     );
     accounts.sort_unstable();
     accounts.dedup();
-    let known_keys = load_known_keys_in_tx(tx, &wanted.keys).await?;
+    let known_keys = load_known_keys_in_tx(tx, &wanted.keys, pruned).await?;
     let (entities, periods) = load_entities_in_tx(tx, &wanted.entities).await?;
     let accounts = load_accounts_in_tx(tx, &accounts, cache, account_revision).await?;
     Ok(LedgerState {
@@ -106,17 +107,48 @@ impl<'a> Wanted<'a> {
 
 /// The first outcome of each key already seen. One index probe per key, planned for each
 /// batch: see "Lookups by a list" in store/mod.rs.
+/// The idempotency records of a batch's keys.
+const KNOWN_KEYS: &str =
+    "SELECT r.key, r.fingerprint, r.outcome, r.entry_id, r.rejection_id, r.hold_id
+     FROM unnest($1::text[]) AS k(key)
+     CROSS JOIN LATERAL (SELECT * FROM idempotency_records i WHERE i.key = k.key LIMIT 1) r
+     WHERE $2::bytea IS NOT NULL";
+
+/// The same, and once retention pruned records (`ledgerline prune`), the keys whose record is
+/// gone but whose entry or hold is still in the journal: their unique keys would otherwise
+/// fail every attempt (23505, retried without limit). They come with `PRUNED_FINGERPRINT`,
+/// which no request has, so a re-sent request under such a key is an idempotency conflict
+/// (rejected, with an anomaly), never posted twice.
+const KNOWN_OR_PRUNED_KEYS: &str =
+    "SELECT r.key, r.fingerprint, r.outcome, r.entry_id, r.rejection_id, r.hold_id
+     FROM unnest($1::text[]) AS k(key)
+     CROSS JOIN LATERAL (
+         SELECT i.key, i.fingerprint, i.outcome, i.entry_id, i.rejection_id, i.hold_id
+         FROM idempotency_records i WHERE i.key = k.key
+         UNION ALL
+         SELECT e.idempotency_key, $2, 'posted', e.id, NULL, NULL
+         FROM journal_entries e WHERE e.idempotency_key = k.key
+         UNION ALL
+         SELECT h.idempotency_key, $2, 'held', NULL, NULL, h.id
+         FROM holds h WHERE h.idempotency_key = k.key
+         LIMIT 1) r";
+
+/// The fingerprint a pruned key is known by: no SHA-256 of a request is all zeros.
+const PRUNED_FINGERPRINT: [u8; 32] = [0; 32];
+
 async fn load_known_keys_in_tx(
     tx: &mut PgConnection,
     keys: &[&str],
+    pruned: bool,
 ) -> Result<HashMap<String, KnownKey>, sqlx::Error> {
-    let known: Vec<KeyRow> = sqlx::query_as(
-        "SELECT r.key, r.fingerprint, r.outcome, r.entry_id, r.rejection_id, r.hold_id
-         FROM unnest($1::text[]) AS k(key)
-         CROSS JOIN LATERAL (SELECT * FROM idempotency_records i WHERE i.key = k.key LIMIT 1) r",
-    )
+    let known: Vec<KeyRow> = sqlx::query_as(if pruned {
+        KNOWN_OR_PRUNED_KEYS
+    } else {
+        KNOWN_KEYS
+    })
     .persistent(false)
     .bind(keys)
+    .bind(PRUNED_FINGERPRINT.to_vec())
     .fetch_all(&mut *tx)
     .await?;
     Ok(known

@@ -149,7 +149,9 @@ async fn commit_batches_in_tx(
         .zip(&stale)
         .map(|((_, m), s)| s.as_ref().unwrap_or(&m.candidate))
         .collect();
-    let mut state = load_state_in_tx(tx, &candidates, cache, locked.account_revision).await?;
+    let pruned = cut.is_some();
+    let mut state =
+        load_state_in_tx(tx, &candidates, cache, locked.account_revision, pruned).await?;
     let decisions = decide(
         &candidates,
         |i| {

@@ -597,8 +597,7 @@ impl Writes {
         record: Record,
         m: &BatchMessage,
     ) {
-        let produced_at = m
-            .produced_at_ms
+        let produced_at = crate::domain::retention::message_time(m.produced_at_ms)
             .and_then(DateTime::<Utc>::from_timestamp_millis);
         let (outcome, entry, rejection, hold) = match record {
             Record::Posted(e) => ("posted", Some(e), None, None),

@@ -74,3 +74,17 @@ pub async fn wait_ready(port: u16, ready: bool, timeout: Duration) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Whether a `/ready` answer names a stalled partition in its reason (`partition N: ...`),
+/// not merely any reason (every answer lists `assigned_partitions`).
+pub fn names_a_stalled_partition(body: &str) -> bool {
+    let reason = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["reason"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    reason.match_indices("partition ").any(|(i, m)| {
+        let rest = &reason[i + m.len()..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with(':')
+    })
+}
