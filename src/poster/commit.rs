@@ -143,26 +143,53 @@ impl Poster {
             Err(e) => {
                 let m = &batch[0];
                 tracing::error!(partition, offset = m.offset, error = %e, "message's data cannot be committed; rejecting it as INTERNAL");
-                // Nothing of the message but its position and raw bytes: whatever PostgreSQL
-                // refused may be in its key, its fingerprint's record or its timestamp, so none
-                // of them is written again (no idempotency record either). The error text is
-                // stored escaped.
-                let internal = BatchMessage {
-                    produced_at_ms: None,
-                    offset: m.offset,
-                    after: m.after,
-                    raw: m.raw.clone(),
-                    candidate: Candidate::Refused {
-                        key: None,
-                        fingerprint: None,
-                        source: None,
-                        rejection: Rejection::Internal(e.to_string()),
-                    },
-                };
-                let input = self.input(partition, position, std::slice::from_ref(&internal));
-                self.commit_with_retry(std::slice::from_ref(&input))
-                    .map(|o| o[0].next_offset)
+                self.reject_internal(partition, position, m, &e)
             }
+        }
+    }
+
+    /// Rejects a message PostgreSQL refused for its data as INTERNAL, with its raw bytes and
+    /// the error (stored escaped): with its key, fingerprint and timestamp (all checked before),
+    /// so a re-send is a duplicate of this rejection; should even that be refused for its data,
+    /// with nothing of the message but its position and bytes.
+    fn reject_internal(
+        &self,
+        partition: i32,
+        position: i64,
+        m: &BatchMessage,
+        e: &CommitError,
+    ) -> Result<i64, CommitError> {
+        let (key, fingerprint) = m.candidate.key_and_fingerprint();
+        let mut internal = BatchMessage {
+            produced_at_ms: m.produced_at_ms,
+            offset: m.offset,
+            after: m.after,
+            raw: m.raw.clone(),
+            candidate: Candidate::Refused {
+                key,
+                fingerprint,
+                source: None,
+                rejection: Rejection::Internal(e.to_string()),
+            },
+        };
+        let commit = |internal: &BatchMessage| {
+            let input = self.input(partition, position, std::slice::from_ref(internal));
+            self.commit_with_retry(std::slice::from_ref(&input))
+                .map(|o| o[0].next_offset)
+        };
+        match commit(&internal) {
+            Err(again) if again.is_data() => {
+                tracing::error!(partition, offset = m.offset, error = %again, "the INTERNAL rejection was refused too; recording it without key or time");
+                internal.produced_at_ms = None;
+                internal.candidate = Candidate::Refused {
+                    key: None,
+                    fingerprint: None,
+                    source: None,
+                    rejection: Rejection::Internal(e.to_string()),
+                };
+                commit(&internal)
+            }
+            result => result,
         }
     }
 

@@ -142,9 +142,12 @@ impl Poster {
             ("group.id", self.settings.group.clone()),
             ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
-            // A checkpoint the log no longer holds (retention deleted unread requests) is a consume
-            // error that halts the partition (`halts.rs`), never a silent jump to the log start.
-            ("auto.offset.reset", "error".into()),
+            // A checkpoint the log no longer holds (retention deleted unread requests) makes the
+            // client start from the log start; the first batch then shows the gap, and the
+            // poster halts the partition when the log start is past the checkpoint
+            // (`prepare.rs`), never skips. (`error` was tried: after such an error librdkafka
+            // leaves the partition unable to seek at all, so a halt could never be retried.)
+            ("auto.offset.reset", "earliest".into()),
             ("partition.assignment.strategy", "roundrobin".into()),
             (
                 "session.timeout.ms",

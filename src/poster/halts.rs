@@ -258,6 +258,5 @@ impl Poster {
             halts.halt(consumer, error, &owned);
         }
         halts.retry_due(consumer, positions, &owned);
-        positions.resync(consumer, &self.settings.topic);
     }
 }

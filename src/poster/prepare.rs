@@ -130,9 +130,16 @@ impl Poster {
             return None;
         }
         if first.offset > position {
-            if let Some(start) = self.log_start_past(consumer, partition, position) {
-                halts.halt_log_start(consumer, partition, position, start);
-                return None;
+            match self.log_start(consumer, partition) {
+                Some(start) if start > position => {
+                    halts.halt_log_start(consumer, partition, position, start);
+                    return None;
+                }
+                Some(_) => {}
+                None => {
+                    positions.seek(consumer, &self.settings.topic, partition, position);
+                    return None;
+                }
             }
             tracing::debug!(partition, position, first = first.offset, "offsets the broker did not serve after a fresh seek (transaction markers, aborted transactions or compaction); recorded with the batch");
         }
@@ -143,23 +150,17 @@ impl Poster {
         })
     }
 
-    /// The partition's log start offset when it is past `position`: the broker deleted
-    /// messages this poster never read (retention). `None` when it is not, or cannot be told
-    /// (then the gap stands on the stream's word: the broker serves nothing below its log
-    /// start, and `auto.offset.reset=error` makes a fetch there an error, not a reset).
-    fn log_start_past(
-        &self,
-        consumer: &BaseConsumer<PosterContext>,
-        partition: i32,
-        position: i64,
-    ) -> Option<i64> {
+    /// The partition's log start offset, which a gap must not lie below: past the position, the
+    /// broker deleted messages this poster never read (retention) and the client started from
+    /// the log start. `None` when the broker does not say: the gap is not accepted this time
+    /// (the partition is read again from its position).
+    fn log_start(&self, consumer: &BaseConsumer<PosterContext>, partition: i32) -> Option<i64> {
         use rdkafka::consumer::Consumer;
         let timeout = std::time::Duration::from_secs(5);
         match consumer.fetch_watermarks(&self.settings.topic, partition, timeout) {
-            Ok((low, _)) if low > position => Some(low),
-            Ok(_) => None,
+            Ok((low, _)) => Some(low),
             Err(e) => {
-                tracing::warn!(error = %e, partition, "log start offset not known");
+                tracing::warn!(error = %e, partition, "log start offset not known; reading the partition again");
                 None
             }
         }

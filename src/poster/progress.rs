@@ -56,6 +56,11 @@ impl Poster {
         let lag = self.record_lag(&member.positions, &through, |p| seen.get(&p).copied());
         halts.caught_up(&through, |p| seen.get(&p).copied());
         self.forget_revoked(&member.positions, exported);
+        // Partitions whose seek failed, or whose stream came out of order, are sought again
+        // here (not every round: a seek that keeps failing would flood the log).
+        member
+            .positions
+            .resync(&member.consumer, &self.settings.topic);
         self.report_stall(lag, last_message.elapsed());
         self.refresh_assets();
     }
