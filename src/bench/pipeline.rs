@@ -29,7 +29,7 @@ use crate::generator::{self, GeneratorSettings};
 use crate::poster::metrics::PosterMetrics;
 use crate::poster::{Poster, PosterSettings};
 use crate::store::copy_binary::BinaryRows;
-use crate::store::posting::{COPY_JOURNAL_ENTRIES, COPY_JOURNAL_LINES};
+use crate::store::posting::{CopyTable, EntryRow, LineRow, JOURNAL_ENTRIES, JOURNAL_LINES};
 
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
@@ -348,11 +348,11 @@ async fn copy_limit(
     let cpu_before = CpuSample::take(std::process::id());
     let started = Instant::now();
     for (sql, data) in [
-        (COPY_JOURNAL_ENTRIES, &rows.entries),
-        (COPY_JOURNAL_LINES, &rows.lines),
-        ("COPY idempotency_records (key, fingerprint, outcome, entry_id) FROM STDIN (FORMAT binary)", &rows.keys),
+        (JOURNAL_ENTRIES.statement(), &rows.entries),
+        (JOURNAL_LINES.statement(), &rows.lines),
+        (LIMIT_B_KEYS.statement(), &rows.keys),
     ] {
-        let mut copy = conn.copy_in_raw(sql).await?;
+        let mut copy = conn.copy_in_raw(&sql).await?;
         copy.send(data.as_slice()).await?;
         copy.finish().await?;
     }
@@ -382,6 +382,12 @@ struct LimitBRows {
     postings: usize,
 }
 
+/// Limit B's idempotency records: the columns a record needs at the least.
+const LIMIT_B_KEYS: CopyTable = CopyTable {
+    table: "idempotency_records",
+    columns: &["key", "fingerprint", "outcome", "entry_id"],
+};
+
 impl LimitBRows {
     fn of(
         messages: &[generator::Message],
@@ -389,7 +395,9 @@ impl LimitBRows {
         recorded_at: chrono::DateTime<chrono::Utc>,
     ) -> Self {
         let table = CurrencyTable::default();
-        let (mut entries, mut lines, mut keys) = Default::default();
+        let mut entries = JOURNAL_ENTRIES.rows();
+        let mut lines = JOURNAL_LINES.rows();
+        let mut keys = LIMIT_B_KEYS.rows();
         let mut postings = 0usize;
         let mut seen = std::collections::HashSet::new();
         let mut prev_hash = [0u8; 32].to_vec();
@@ -419,7 +427,7 @@ impl LimitBRows {
             );
             prev_hash = hash;
             line_rows(&mut lines, &p, id, recorded_at);
-            BinaryRows::row(&mut keys, 4)
+            keys.row()
                 .field(&p.key.as_str())
                 .field(&p.fingerprint().to_vec())
                 .field(&"posted")
@@ -434,7 +442,7 @@ impl LimitBRows {
     }
 }
 
-/// One journal entry row, in `COPY_JOURNAL_ENTRIES` column order.
+/// One journal entry row, as the poster writes it (`EntryRow`), in the bench's entity.
 fn entry_row(
     rows: &mut BinaryRows,
     p: &Posting,
@@ -444,25 +452,27 @@ fn entry_row(
     recorded_at: chrono::DateTime<chrono::Utc>,
     (hash, prev_hash): (&Vec<u8>, &Vec<u8>),
 ) {
-    rows.row(15)
-        .field(&id)
-        .field(&"bench")
-        .field(&p.key.as_str())
-        .field(&p.effective_date)
-        .field(&p.description)
-        .field(&p.source)
-        .jsonb(&p.metadata)
-        .field(&"bench")
-        .field(&0i32)
-        .field(&offset)
-        .field(&batch_id)
-        .field(&recorded_at)
-        .field(hash)
-        .field(prev_hash)
-        .field(&None::<uuid::Uuid>);
+    EntryRow {
+        id,
+        entity: "bench",
+        key: p.key.as_str(),
+        effective_date: p.effective_date,
+        description: p.description.as_deref(),
+        source: p.source.as_deref(),
+        metadata: &p.metadata,
+        topic: "bench",
+        partition: 0,
+        offset,
+        batch_id,
+        recorded_at,
+        hash,
+        prev_hash,
+        reverses: None,
+    }
+    .write(rows);
 }
 
-/// A posting's line rows, in `COPY_JOURNAL_LINES` column order.
+/// A posting's line rows, as the poster writes them (`LineRow`).
 fn line_rows(
     rows: &mut BinaryRows,
     p: &Posting,
@@ -470,15 +480,17 @@ fn line_rows(
     recorded_at: chrono::DateTime<chrono::Utc>,
 ) {
     for (i, l) in p.lines.iter().enumerate() {
-        rows.row(8)
-            .field(&id)
-            .field(&(i as i16 + 1))
-            .field(&l.account.as_str())
-            .field(&l.side.code())
-            .field(&l.amount)
-            .field(&l.currency.to_string())
-            .field(&p.effective_date)
-            .field(&recorded_at);
+        LineRow {
+            entry_id: id,
+            line_no: i as i16 + 1,
+            account: l.account.as_str(),
+            side: l.side.code(),
+            amount: l.amount,
+            currency: l.currency.as_str(),
+            effective_date: p.effective_date,
+            recorded_at,
+        }
+        .write(rows);
     }
 }
 

@@ -8,19 +8,12 @@ use uuid::Uuid;
 
 use super::lock::lock_balance_updates_in_tx;
 use super::plan::{BalanceEventsJson, BalanceRow, PartWrites, Writes};
+use super::rows::{IDEMPOTENCY_RECORDS, JOURNAL_ENTRIES, JOURNAL_LINES};
 use super::CommitError;
 use crate::domain::batch::Pending;
 use crate::domain::offsets::{Gap, GAP_CAUSE};
 use crate::store::copy_binary::BinaryRows;
 use crate::store::outbox::OutboxKind;
-
-/// The journal's binary COPY statements; rows are written in these column orders
-/// (`plan.rs`, and the benchmark's limit B).
-pub const COPY_JOURNAL_ENTRIES: &str = "COPY journal_entries (id, entity_id, idempotency_key, \
-    effective_date, description, source, metadata, source_topic, source_partition, source_offset, \
-    batch_id, recorded_at, hash, prev_hash, reverses) FROM STDIN (FORMAT binary)";
-pub const COPY_JOURNAL_LINES: &str = "COPY journal_lines (entry_id, line_no, account_id, side, \
-    amount, currency, effective_date, recorded_at) FROM STDIN (FORMAT binary)";
 
 impl Writes {
     /// Writes everything, in this order: batch rows and chain heads, rejections, the journal and
@@ -132,8 +125,10 @@ impl Writes {
     /// tables take most of a batch's time.
     async fn copy_journal(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
         if self.entries.rows() > 0 {
-            copy_in(tx, COPY_JOURNAL_ENTRIES, std::mem::take(&mut self.entries)).await?;
-            copy_in(tx, COPY_JOURNAL_LINES, std::mem::take(&mut self.lines)).await?;
+            let entries = std::mem::take(&mut self.entries);
+            copy_in(tx, &JOURNAL_ENTRIES.statement(), entries).await?;
+            let lines = std::mem::take(&mut self.lines);
+            copy_in(tx, &JOURNAL_LINES.statement(), lines).await?;
         }
         Ok(())
     }
@@ -141,13 +136,8 @@ impl Writes {
     /// The idempotency records by binary COPY (after the entries and holds they name).
     async fn copy_keys(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
         if self.keys.rows() > 0 {
-            copy_in(
-                tx,
-                "COPY idempotency_records (key, fingerprint, outcome, entry_id, rejection_id, recorded_at, hold_id, produced_at)
-                 FROM STDIN (FORMAT binary)",
-                std::mem::take(&mut self.keys),
-            )
-            .await?;
+            let keys = std::mem::take(&mut self.keys);
+            copy_in(tx, &IDEMPOTENCY_RECORDS.statement(), keys).await?;
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ mod holds;
 mod load;
 mod lock;
 mod plan;
+mod rows;
 
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -22,11 +23,11 @@ use crate::domain::batch::{decide, rejection_id, Candidate};
 use crate::domain::offsets;
 use crate::store::account_cache::AccountCache;
 pub use error::{classify, CommitError, SqlErrorKind};
-pub use flush::{COPY_JOURNAL_ENTRIES, COPY_JOURNAL_LINES};
 use load::{load_retention_cut_in_tx, load_state_in_tx};
 pub use lock::BALANCE_UPDATES_LOCK;
 use lock::{lock_partitions_in_tx, PartitionLocks};
 use plan::Writes;
+pub use rows::{CopyTable, EntryRow, LineRow, JOURNAL_ENTRIES, JOURNAL_LINES};
 
 /// One message of a batch, in offset order.
 #[derive(Debug, Clone)]

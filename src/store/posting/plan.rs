@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::holds::{HoldRows, Source};
+use super::rows::{EntryRow, KeyRow, LineRow, IDEMPOTENCY_RECORDS, JOURNAL_ENTRIES, JOURNAL_LINES};
 use super::{BatchMessage, BatchOutcome};
 use crate::codec::{AnomalyEvent, BalanceEventsRow, RejectionEvent};
 use crate::domain::anomaly::AnomalyKind;
@@ -234,6 +235,9 @@ impl Writes {
             topic: topic.to_string(),
             now_rfc3339: now.to_rfc3339(),
             now,
+            entries: JOURNAL_ENTRIES.rows(),
+            lines: JOURNAL_LINES.rows(),
+            keys: IDEMPOTENCY_RECORDS.rows(),
             ..Default::default()
         }
     }
@@ -557,34 +561,41 @@ impl Writes {
                 .entries_by_entity
                 .push((p.entity.as_str().to_string(), 1)),
         }
-        self.entries
-            .row(15)
-            .field(&entry_id)
-            .field(&p.entity.as_str())
-            .field(&p.key.as_str())
-            .field(&p.effective_date)
-            .field(&p.description)
-            .field(&p.source)
-            .jsonb(&p.metadata)
-            .field(&self.topic.as_str())
-            .field(&chain.partition)
-            .field(&offset)
-            .field(&chain.batch_id)
-            .field(&self.now)
-            .field(&&hash[..])
-            .field(&&prev_hash[..])
-            .field(&reverses);
+        EntryRow {
+            id: entry_id,
+            entity: p.entity.as_str(),
+            key: p.key.as_str(),
+            effective_date: p.effective_date,
+            description: p.description.as_deref(),
+            source: p.source.as_deref(),
+            metadata: &p.metadata,
+            topic: &self.topic,
+            partition: chain.partition,
+            offset,
+            batch_id: chain.batch_id,
+            recorded_at: self.now,
+            hash: &hash,
+            prev_hash: &prev_hash,
+            reverses,
+        }
+        .write(&mut self.entries);
+        self.add_lines(entry_id, p);
+    }
+
+    /// The entry's lines, numbered from 1.
+    fn add_lines(&mut self, entry_id: Uuid, p: &Posting) {
         for (i, line) in p.lines.iter().enumerate() {
-            self.lines
-                .row(8)
-                .field(&entry_id)
-                .field(&i16::try_from(i + 1).expect("lines are bounded by LINES_PER_ENTRY_MAX"))
-                .field(&line.account.as_str())
-                .field(&line.side.code())
-                .field(&line.amount)
-                .field(&line.currency.as_str())
-                .field(&p.effective_date)
-                .field(&self.now);
+            LineRow {
+                entry_id,
+                line_no: i16::try_from(i + 1).expect("lines are bounded by LINES_PER_ENTRY_MAX"),
+                account: line.account.as_str(),
+                side: line.side.code(),
+                amount: line.amount,
+                currency: line.currency.as_str(),
+                effective_date: p.effective_date,
+                recorded_at: self.now,
+            }
+            .write(&mut self.lines);
         }
     }
 
@@ -605,16 +616,17 @@ impl Writes {
             Record::Held(h) => ("held", None, None, Some(h)),
             Record::Released(h) => ("released", None, None, Some(h)),
         };
-        self.keys
-            .row(8)
-            .field(&key)
-            .field(&fingerprint)
-            .field(&outcome)
-            .field(&entry)
-            .field(&rejection)
-            .field(&self.now)
-            .field(&hold)
-            .field(&produced_at);
+        KeyRow {
+            key,
+            fingerprint,
+            outcome,
+            entry_id: entry,
+            rejection_id: rejection,
+            recorded_at: self.now,
+            hold_id: hold,
+            produced_at,
+        }
+        .write(&mut self.keys);
     }
 
     /// An outbox row of one event.
