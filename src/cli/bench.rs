@@ -96,12 +96,39 @@ pub enum BenchCmd {
     },
 }
 
+/// The benchmarks' administrator URL: they make scratch databases of their own.
+fn admin_url() -> Result<crate::config::Secret> {
+    Ok(
+        crate::config::secret_from_env("LEDGERLINE_ADMIN_DATABASE_URL")?.ok_or(
+            crate::config::ConfigError::Missing {
+                name: "LEDGERLINE_ADMIN_DATABASE_URL",
+            },
+        )?,
+    )
+}
+
+/// `bench api`'s posters: two-line postings, no hot account, one poster with two lanes.
+fn api_posters(
+    postings: usize,
+    accounts: usize,
+    partitions: i32,
+    runs: usize,
+) -> crate::bench::pipeline::PipelineSettings {
+    crate::bench::pipeline::PipelineSettings {
+        postings,
+        accounts,
+        lines: 2..=2,
+        hot_account_share: 0.0,
+        partitions,
+        posters: 1,
+        batch_postings: crate::limits::BATCH_POSTINGS_DEFAULT,
+        commit_lanes: 2,
+        runs: runs.clamp(1, 10),
+    }
+}
+
 pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
-    let admin = crate::config::secret_from_env("LEDGERLINE_ADMIN_DATABASE_URL")?.ok_or(
-        crate::config::ConfigError::Missing {
-            name: "LEDGERLINE_ADMIN_DATABASE_URL",
-        },
-    )?;
+    let admin = admin_url()?;
     match cmd {
         BenchCmd::Ledger {
             lines,
@@ -139,17 +166,7 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
             qps,
             runs,
         } => {
-            let settings = crate::bench::pipeline::PipelineSettings {
-                postings,
-                accounts,
-                lines: 2..=2,
-                hot_account_share: 0.0,
-                partitions,
-                posters: 1,
-                batch_postings: crate::limits::BATCH_POSTINGS_DEFAULT,
-                commit_lanes: 2,
-                runs: runs.clamp(1, 10),
-            };
+            let settings = api_posters(postings, accounts, partitions, runs);
             let qps = qps.clamp(1.0, 10_000.0);
             crate::bench::api::api(&admin, &KafkaSettings::from_env()?, &settings, qps).await
         }

@@ -735,9 +735,9 @@ mod tests {
         assert_eq!(outcome.next_offset, 44);
     }
 
-    #[test]
-    fn balance_events_are_written_as_the_reporter_reads_them() {
-        let row = |account: &str, currency: &str| BalanceRow {
+    /// An unchanged balance row of a debit-normal account of `acme`.
+    fn balance_row(account: &str, currency: &str) -> BalanceRow {
+        BalanceRow {
             account: account.into(),
             entity: "acme".into(),
             currency: currency.into(),
@@ -746,8 +746,15 @@ mod tests {
             delta: Decimal::ZERO,
             pending_delta: Pending::default(),
             changes: 0,
-        };
-        let rows = [row("cash \"main\"", "JPY"), row("sales", "USD")];
+        }
+    }
+
+    #[test]
+    fn balance_events_are_written_as_the_reporter_reads_them() {
+        let rows = [
+            balance_row("cash \"main\"", "JPY"),
+            balance_row("sales", "USD"),
+        ];
         let date = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
         let event = |row, entry, balance_after, version| PendingBalanceEvent {
             row,
