@@ -19,7 +19,8 @@ const GAP_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Default)]
 pub struct GapCheck {
     pub violations: Vec<Violation>,
-    /// Gaps whose offsets the broker no longer holds (retention): nothing to compare.
+    /// Gaps whose offsets the broker no longer holds at all (retention): nothing to compare.
+    /// A gap the log start cuts through is checked from the log start.
     pub deleted: usize,
     pub confirmed: usize,
 }
@@ -52,11 +53,11 @@ pub fn confirm(settings: &KafkaSettings, gaps: &[RecordedGap]) -> Result<GapChec
     for gap in gaps {
         let (low, _) =
             consumer.fetch_watermarks(&gap.topic, gap.partition, Duration::from_secs(10))?;
-        if low > gap.from {
+        if low >= gap.to {
             check.deleted += 1;
             continue;
         }
-        let served = first_served(&consumer, gap)?;
+        let served = first_served(&consumer, gap, gap.from.max(low))?;
         if served < gap.to {
             check.violations.push(Violation {
                 entry_id: None,
@@ -69,10 +70,14 @@ pub fn confirm(settings: &KafkaSettings, gaps: &[RecordedGap]) -> Result<GapChec
     Ok(check)
 }
 
-/// The offset of the first record the broker serves from the gap's first offset.
-fn first_served(consumer: &BaseConsumer, gap: &RecordedGap) -> Result<i64, GapCheckError> {
+/// The offset of the first record the broker serves from `from` (in the gap).
+fn first_served(
+    consumer: &BaseConsumer,
+    gap: &RecordedGap,
+    from: i64,
+) -> Result<i64, GapCheckError> {
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&gap.topic, gap.partition, Offset::Offset(gap.from))?;
+    tpl.add_partition_offset(&gap.topic, gap.partition, Offset::Offset(from))?;
     consumer.assign(&tpl)?;
     let started = Instant::now();
     while started.elapsed() < GAP_FETCH_TIMEOUT {
@@ -87,6 +92,6 @@ fn first_served(consumer: &BaseConsumer, gap: &RecordedGap) -> Result<i64, GapCh
     Err(GapCheckError::NoRecord {
         topic: gap.topic.clone(),
         partition: gap.partition,
-        from: gap.from,
+        from,
     })
 }
