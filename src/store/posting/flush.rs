@@ -85,17 +85,19 @@ impl Writes {
     /// The rejections with their raw bytes. A replayed offset finds its rejection already there
     /// (same deterministic id).
     async fn write_rejections(&self, tx: &mut PgConnection) -> Result<(), CommitError> {
-        if self.rejection_ids.is_empty() {
+        if self.rejections.ids.is_empty() {
             return Ok(());
         }
         let of_part = |i: &usize| &self.parts[*i];
         let partitions: Vec<i32> = self
-            .rejection_parts
+            .rejections
+            .parts
             .iter()
             .map(|i| of_part(i).partition)
             .collect();
         let batches: Vec<Uuid> = self
-            .rejection_parts
+            .rejections
+            .parts
             .iter()
             .map(|i| of_part(i).batch_id)
             .collect();
@@ -105,17 +107,17 @@ impl Writes {
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $7::int[], $8::uuid[], $10::bigint[], $11::text[]) AS u(id, k, r, d, raw, p, b, o, src)
              ON CONFLICT DO NOTHING",
         )
-        .bind(&self.rejection_ids)
-        .bind(&self.rejection_keys)
-        .bind(&self.rejection_reasons)
-        .bind(&self.rejection_details)
-        .bind(&self.rejection_raw)
+        .bind(&self.rejections.ids)
+        .bind(&self.rejections.keys)
+        .bind(&self.rejections.reasons)
+        .bind(&self.rejections.details)
+        .bind(&self.rejections.raw)
         .bind(&self.topic)
         .bind(partitions)
         .bind(batches)
         .bind(self.now)
-        .bind(&self.rejection_offsets)
-        .bind(&self.rejection_sources)
+        .bind(&self.rejections.offsets)
+        .bind(&self.rejections.sources)
         .execute(&mut *tx)
         .await?;
         Ok(())
@@ -188,11 +190,11 @@ impl Writes {
              FROM UNNEST($9::int[], $10::bigint[], $11::bigint[], $12::uuid[]) AS u(p, expected, next, batch)
              WHERE c.consumer_group = $7 AND c.topic = $8 AND c.partition = u.p AND c.next_offset = u.expected",
         )
-        .bind(&self.outbox_ids)
-        .bind(&self.outbox_kinds)
-        .bind(&self.outbox_keys)
-        .bind(&self.outbox_payloads)
-        .bind(&self.outbox_events)
+        .bind(&self.outbox.ids)
+        .bind(&self.outbox.kinds)
+        .bind(&self.outbox.keys)
+        .bind(&self.outbox.payloads)
+        .bind(&self.outbox.events)
         .bind(self.now)
         .bind(&self.group)
         .bind(&self.topic)

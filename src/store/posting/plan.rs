@@ -199,15 +199,7 @@ pub(super) struct Writes {
     // no column arrays of owned strings in between)
     pub(super) entries: BinaryRows,
     pub(super) lines: BinaryRows,
-    // rejections
-    pub(super) rejection_ids: Vec<Uuid>,
-    pub(super) rejection_keys: Vec<Option<String>>,
-    pub(super) rejection_reasons: Vec<String>,
-    pub(super) rejection_details: Vec<String>,
-    pub(super) rejection_raw: Vec<Vec<u8>>,
-    pub(super) rejection_offsets: Vec<i64>,
-    pub(super) rejection_sources: Vec<Option<String>>,
-    pub(super) rejection_parts: Vec<usize>,
+    pub(super) rejections: RejectionRows,
     // idempotency_records, as binary COPY rows
     pub(super) keys: BinaryRows,
     // holds, hold_lines, hold_closings
@@ -220,12 +212,31 @@ pub(super) struct Writes {
     /// row's `seen`); corrected once the rows are locked (anything committed since is added
     /// in), then written as one outbox row of kind 'balances'.
     pub(super) balance_events: Vec<PendingBalanceEvent>,
-    // outbox
-    pub(super) outbox_ids: Vec<Uuid>,
-    pub(super) outbox_kinds: Vec<&'static str>,
-    pub(super) outbox_keys: Vec<String>,
-    pub(super) outbox_payloads: Vec<String>,
-    pub(super) outbox_events: Vec<i32>,
+    pub(super) outbox: OutboxRows,
+}
+
+/// The `rejections` rows of a transaction, as the column arrays its INSERT binds; `parts` is
+/// each row's batch (its index in `Writes::parts`).
+#[derive(Default)]
+pub(super) struct RejectionRows {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) keys: Vec<Option<String>>,
+    pub(super) reasons: Vec<String>,
+    pub(super) details: Vec<String>,
+    pub(super) raw: Vec<Vec<u8>>,
+    pub(super) offsets: Vec<i64>,
+    pub(super) sources: Vec<Option<String>>,
+    pub(super) parts: Vec<usize>,
+}
+
+/// The `outbox` rows of a transaction, as the column arrays its INSERT binds.
+#[derive(Default)]
+pub(super) struct OutboxRows {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) kinds: Vec<&'static str>,
+    pub(super) keys: Vec<String>,
+    pub(super) payloads: Vec<String>,
+    pub(super) events: Vec<i32>,
 }
 
 impl Writes {
@@ -479,15 +490,17 @@ impl Writes {
             self.parts[part].stale += 1;
         }
         self.parts[part].rejection_codes.push(rejection.code());
-        self.rejection_parts.push(part);
-        self.rejection_ids.push(*rejection_id);
-        self.rejection_keys.push(key.clone());
-        self.rejection_reasons.push(rejection.code().to_string());
-        self.rejection_details
+        self.rejections.parts.push(part);
+        self.rejections.ids.push(*rejection_id);
+        self.rejections.keys.push(key.clone());
+        self.rejections.reasons.push(rejection.code().to_string());
+        self.rejections
+            .details
             .push(storable(&rejection.to_string()).into_owned());
-        self.rejection_raw.push(m.raw.clone());
-        self.rejection_offsets.push(m.offset);
-        self.rejection_sources
+        self.rejections.raw.push(m.raw.clone());
+        self.rejections.offsets.push(m.offset);
+        self.rejections
+            .sources
             .push(candidate.source().map(|s| storable(s).into_owned()));
         if let Some((k, fp)) = record_key {
             self.key_record(k, fp, Record::Rejected(*rejection_id), m);
@@ -650,11 +663,11 @@ impl Writes {
         events: usize,
         payload: String,
     ) {
-        self.outbox_ids.push(id);
-        self.outbox_kinds.push(kind.as_str());
-        self.outbox_keys.push(key);
-        self.outbox_events.push(events as i32);
-        self.outbox_payloads.push(payload);
+        self.outbox.ids.push(id);
+        self.outbox.kinds.push(kind.as_str());
+        self.outbox.keys.push(key);
+        self.outbox.events.push(events as i32);
+        self.outbox.payloads.push(payload);
     }
 
     /// One value per partition batch, in `parts` order, for an UNNEST column.
@@ -722,13 +735,13 @@ mod tests {
             .balance_rows
             .iter()
             .all(|r| r.delta == Decimal::new(1000, 2)));
-        assert_eq!(w.rejection_offsets, [42, 43]);
-        assert_eq!(w.rejection_raw, [vec![2; 5], vec![3; 5]]);
-        assert_eq!(w.rejection_sources, [Some("shop".to_string()), None]);
-        assert_eq!(w.outbox_kinds, ["rejection", "anomaly", "rejection"]);
-        assert_eq!(w.outbox_keys[0], "k1");
+        assert_eq!(w.rejections.offsets, [42, 43]);
+        assert_eq!(w.rejections.raw, [vec![2; 5], vec![3; 5]]);
+        assert_eq!(w.rejections.sources, [Some("shop".to_string()), None]);
+        assert_eq!(w.outbox.kinds, ["rejection", "anomaly", "rejection"]);
+        assert_eq!(w.outbox.keys[0], "k1");
         assert_eq!(
-            w.outbox_keys[2], "t/3/43",
+            w.outbox.keys[2], "t/3/43",
             "a message without a key is keyed by its place"
         );
         let outcome = w.outcome(part);
