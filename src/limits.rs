@@ -45,8 +45,10 @@ pub const BATCH_WAIT_MS_MAX: u64 = 10_000;
 /// the same). 50 ms measured a lower produce-to-commit latency at half load than 100
 /// (docs/BENCHMARKS.md point 33).
 pub const BATCH_WAIT_MS_DEFAULT: u64 = 50;
-/// Retries of one batch on transient errors before it is split.
-pub const BATCH_RETRIES_MAX: usize = 8;
+/// The longest wait between two attempts at the same batch. Attempts are not counted: an error
+/// that is not the messages' own fault is retried until it passes (issue 30), and the
+/// partition reads not ready once that lasts the stall bound.
+pub const COMMIT_RETRY_DELAY_MAX_SECONDS: u64 = 5;
 /// A poster with lag that fetched nothing for this long reports itself not ready; so does a
 /// poster that owns no partitions while the group waits and no checkpoint moves (unless
 /// configured, between the bounds below).

@@ -20,7 +20,8 @@ use crate::store::posting::{
 };
 
 /// The longest wait between two attempts at the same batch.
-const COMMIT_RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
+const COMMIT_RETRY_DELAY_MAX: Duration =
+    Duration::from_secs(crate::limits::COMMIT_RETRY_DELAY_MAX_SECONDS);
 
 pub(super) enum Committed {
     /// The checkpoint moved to this offset.

@@ -2,7 +2,7 @@
 //!
 //! Each round of the loop (`Poster::run`), one file per stage:
 //! 1. prepare what the last round fetched: one batch per partition, from its position, with
-//!    the gap guard (`prepare.rs`);
+//!    messages of an earlier fetch stream dropped and the gap before it checked (`prepare.rs`);
 //! 2. commit those batches in lanes, one PostgreSQL transaction per lane (`lanes.rs`), each
 //!    with retry, split and fencing (`commit.rs`, `store::posting`), while this thread collects
 //!    the next batch from the per-partition queues (`queues.rs`) and decodes it (`prepare.rs`);
