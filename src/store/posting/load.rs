@@ -111,8 +111,7 @@ impl<'a> Wanted<'a> {
 const KNOWN_KEYS: &str =
     "SELECT r.key, r.fingerprint, r.outcome, r.entry_id, r.rejection_id, r.hold_id
      FROM unnest($1::text[]) AS k(key)
-     CROSS JOIN LATERAL (SELECT * FROM idempotency_records i WHERE i.key = k.key LIMIT 1) r
-     WHERE $2::bytea IS NOT NULL";
+     CROSS JOIN LATERAL (SELECT * FROM idempotency_records i WHERE i.key = k.key LIMIT 1) r";
 
 /// The same, and once retention pruned records (`ledgerline prune`), the keys whose record is
 /// gone but whose entry or hold is still in the journal: their unique keys would otherwise
@@ -141,16 +140,14 @@ async fn load_known_keys_in_tx(
     keys: &[&str],
     pruned: bool,
 ) -> Result<HashMap<String, KnownKey>, sqlx::Error> {
-    let known: Vec<KeyRow> = sqlx::query_as(if pruned {
-        KNOWN_OR_PRUNED_KEYS
+    let query = if pruned {
+        sqlx::query_as(KNOWN_OR_PRUNED_KEYS)
+            .bind(keys)
+            .bind(PRUNED_FINGERPRINT.to_vec())
     } else {
-        KNOWN_KEYS
-    })
-    .persistent(false)
-    .bind(keys)
-    .bind(PRUNED_FINGERPRINT.to_vec())
-    .fetch_all(&mut *tx)
-    .await?;
+        sqlx::query_as(KNOWN_KEYS).bind(keys)
+    };
+    let known: Vec<KeyRow> = query.persistent(false).fetch_all(&mut *tx).await?;
     Ok(known
         .into_iter()
         .filter_map(|r| {
