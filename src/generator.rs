@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 
 mod holds;
 
-use crate::domain::account::AccountSpec;
+use crate::domain::account::{AccountSpec, AccountType};
 use crate::domain::{LineRequest, PostingRequest};
 
 /// What the ledger should do with a generated message.
@@ -130,7 +130,7 @@ pub fn synthetic_chart(entity: &str, currency: &str, n: usize) -> Vec<AccountSpe
             id: account_id(i),
             entity_id: entity.to_string(),
             name: format!("Synthetic account {i}"),
-            account_type: ["asset", "liability", "equity", "income", "expense"][i % 5].into(),
+            account_type: AccountType::ALL[i % 5].as_str().into(),
             currency: currency.to_string(),
             normal_side: None,
             allow_negative: Some(true),

@@ -11,6 +11,7 @@ use super::errors::{ApiError, ApiResult, ErrorCode, Params, PathParam};
 use super::paging::{self, Page, PageParams};
 use super::position::{Applied, Consistency};
 use super::ApiState;
+use crate::domain::account::AccountType;
 use crate::store::history::{self, AccountFilter, AccountLine, AccountSummary, Position};
 use crate::store::history::{Bound, LineKey, TimeFilter};
 
@@ -25,28 +26,6 @@ pub struct AccountsQuery {
     pub account_type: Option<AccountType>,
     /// Only accounts in this asset (currency code).
     pub asset: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AccountType {
-    Asset,
-    Liability,
-    Equity,
-    Income,
-    Expense,
-}
-
-impl AccountType {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Asset => "asset",
-            Self::Liability => "liability",
-            Self::Equity => "equity",
-            Self::Income => "income",
-            Self::Expense => "expense",
-        }
-    }
 }
 
 /// Accounts in id order, with their current figures.
@@ -68,7 +47,7 @@ pub async fn accounts(
     };
     let filter = AccountFilter {
         entity: q.entity,
-        account_type: q.account_type.map(|t| t.as_str().to_string()),
+        account_type: q.account_type,
         asset: q.asset,
     };
     let rows = history::accounts(&s.pool, &filter, after.as_deref(), limit + 1).await?;

@@ -203,11 +203,12 @@ pub(super) async fn accounts(cmd: AccountsCmd) -> Result<()> {
                 "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}",
                 "ACCOUNT", "ENTITY", "TYPE", "CUR", "BALANCE", "VERSION"
             );
-            for a in store::accounts::list(&pool, entity.as_deref())
-                .await?
-                .into_iter()
-                .take(limit.unwrap_or(usize::MAX))
-            {
+            let filter = store::history::AccountFilter {
+                entity,
+                ..Default::default()
+            };
+            let limit = limit.map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX));
+            for a in store::history::accounts(&pool, &filter, None, limit).await? {
                 println!(
                     "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}{}",
                     a.id,

@@ -243,13 +243,7 @@ async fn income_statement(
     if as_of.format == Format::Table {
         let net: rust_decimal::Decimal = rows
             .iter()
-            .map(|r| {
-                if r.account_type == "income" {
-                    r.balance
-                } else {
-                    -r.balance
-                }
-            })
+            .map(|r| rust_decimal::Decimal::from(r.account_type.earnings_sign()) * r.balance)
             .sum();
         println!("net income: {net}");
     }
@@ -272,7 +266,7 @@ async fn statement(pool: &sqlx::PgPool, account: &str, as_of: &AsOf) -> Result<(
             r.effective_date.to_string(),
             r.recorded_at.to_rfc3339(),
             r.entry_id.to_string(),
-            r.side.clone(),
+            r.side.to_string(),
             r.amount.to_string(),
             r.balance.to_string(),
             r.description.clone().unwrap_or_default(),
@@ -293,7 +287,7 @@ fn print_accounts(
         rows,
         |r| {
             vec![
-                r.account_type.clone(),
+                r.account_type.to_string(),
                 r.account_id.clone(),
                 r.name.clone(),
                 r.currency.clone(),

@@ -4,9 +4,101 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::currency::CurrencyTable;
 use crate::domain::ids::check_id;
+use crate::domain::posting::{Side, UnknownName};
 
-/// Account types, as in a balance sheet (asset, liability, equity) and income statement.
-pub const ACCOUNT_TYPES: &[&str] = &["asset", "liability", "equity", "income", "expense"];
+/// An account's type, as in a balance sheet (asset, liability, equity) and an income statement
+/// (income, expense). Written in lower case wherever it is text (SQL, JSON, CSV, reports).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountType {
+    Asset,
+    Liability,
+    Equity,
+    Income,
+    Expense,
+}
+
+impl AccountType {
+    pub const ALL: [AccountType; 5] = [
+        AccountType::Asset,
+        AccountType::Liability,
+        AccountType::Equity,
+        AccountType::Income,
+        AccountType::Expense,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountType::Asset => "asset",
+            AccountType::Liability => "liability",
+            AccountType::Equity => "equity",
+            AccountType::Income => "income",
+            AccountType::Expense => "expense",
+        }
+    }
+
+    /// The type named by `text`, in any case.
+    pub fn parse(text: &str) -> Option<AccountType> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(text))
+    }
+
+    /// The side that increases a balance of this type: debit for assets and expenses.
+    pub fn normal_side(self) -> Side {
+        match self {
+            AccountType::Asset | AccountType::Expense => Side::Debit,
+            _ => Side::Credit,
+        }
+    }
+
+    /// Does the type belong on the balance sheet (rather than the income statement)?
+    pub fn on_balance_sheet(self) -> bool {
+        matches!(
+            self,
+            AccountType::Asset | AccountType::Liability | AccountType::Equity
+        )
+    }
+
+    /// What an account of this type adds to current earnings per unit of its normal-side
+    /// balance: income adds, expenses subtract, balance-sheet types do not count.
+    pub fn earnings_sign(self) -> i8 {
+        match self {
+            AccountType::Income => 1,
+            AccountType::Expense => -1,
+            _ => 0,
+        }
+    }
+}
+
+impl std::fmt::Display for AccountType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl TryFrom<String> for AccountType {
+    type Error = UnknownName;
+    fn try_from(text: String) -> Result<Self, UnknownName> {
+        AccountType::parse(&text).ok_or(UnknownName {
+            what: "account type",
+            text,
+            allowed: "asset, liability, equity, income, expense",
+        })
+    }
+}
 
 /// An account definition, as imported from CSV/JSON or created on the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,9 +127,9 @@ pub struct Account {
     pub id: String,
     pub entity_id: String,
     pub name: String,
-    pub account_type: String,
+    pub account_type: AccountType,
     pub currency: String,
-    pub normal_side: String,
+    pub normal_side: Side,
     pub allow_negative: bool,
     pub overdraft_limit: rust_decimal::Decimal,
 }
@@ -57,7 +149,7 @@ pub enum AccountProblem {
     Identifier(crate::domain::Rejection),
     #[error("name must have 1 to 256 characters")]
     Name,
-    #[error("type {0:?} is not one of {ACCOUNT_TYPES:?}")]
+    #[error("type {0:?} is not one of asset, liability, equity, income, expense")]
     Type(String),
     #[error("unknown currency {0:?}")]
     Currency(String),
@@ -87,27 +179,20 @@ impl AccountSpec {
         if self.name.trim().is_empty() || self.name.chars().count() > 256 {
             return Err(at(AccountProblem::Name));
         }
-        let account_type = self.account_type.to_ascii_lowercase();
-        if !ACCOUNT_TYPES.contains(&account_type.as_str()) {
+        let Some(account_type) = AccountType::parse(&self.account_type) else {
             return Err(at(AccountProblem::Type(self.account_type.clone())));
-        }
+        };
         let Some((_, scale)) = currencies.lookup(&self.currency) else {
             return Err(at(AccountProblem::Currency(self.currency.clone())));
         };
         let overdraft_limit = parse_limit(self.overdraft_limit.as_deref(), scale)
             .map_err(|e| at(AccountProblem::Limit(e)))?;
-        let default_side = if matches!(account_type.as_str(), "asset" | "expense") {
-            "D"
-        } else {
-            "C"
+        let normal_side = match self.normal_side.as_deref() {
+            None => account_type.normal_side(),
+            Some(code) => {
+                Side::parse(code).ok_or_else(|| at(AccountProblem::NormalSide(code.to_string())))?
+            }
         };
-        let normal_side = self
-            .normal_side
-            .clone()
-            .unwrap_or_else(|| default_side.into());
-        if normal_side != "D" && normal_side != "C" {
-            return Err(at(AccountProblem::NormalSide(normal_side)));
-        }
         Ok(Account {
             id: self.id.clone(),
             entity_id: self.entity_id.clone(),
@@ -155,8 +240,18 @@ mod tests {
     #[test]
     fn normal_side_follows_the_type_and_bad_specs_are_named() {
         let t = CurrencyTable::default();
-        assert_eq!(spec("asset").check(&t).unwrap().normal_side, "D");
-        assert_eq!(spec("income").check(&t).unwrap().normal_side, "C");
+        assert_eq!(spec("asset").check(&t).unwrap().normal_side, Side::Debit);
+        assert_eq!(spec("Income").check(&t).unwrap().normal_side, Side::Credit);
+        assert_eq!(
+            spec("EXPENSE").check(&t).unwrap().account_type,
+            AccountType::Expense
+        );
+        let mut odd = spec("asset");
+        odd.normal_side = Some("C".into());
+        assert_eq!(odd.check(&t).unwrap().normal_side, Side::Credit);
+        odd.normal_side = Some("debit".into());
+        let side = odd.check(&t).unwrap_err();
+        assert_eq!(side.problem, AccountProblem::NormalSide("debit".into()));
         let cookie = spec("cookie").check(&t).unwrap_err();
         assert_eq!(cookie.problem, AccountProblem::Type("cookie".into()));
         assert!(cookie.to_string().contains("cookie"));

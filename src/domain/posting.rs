@@ -64,11 +64,51 @@ pub struct LineRequest {
     pub currency: String,
 }
 
-/// Debit or credit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Debit or credit; `D` or `C` wherever it is text (SQL, JSON, requests).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Side {
+    #[serde(rename = "D")]
     Debit,
+    #[serde(rename = "C")]
     Credit,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.code())
+    }
+}
+
+/// Text that names no account type (or no side), as read from a stored row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {text:?} is not one of {allowed}")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub text: String,
+    pub allowed: &'static str,
+}
+
+impl TryFrom<String> for Side {
+    type Error = UnknownName;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Side::parse(&text).ok_or(UnknownName {
+            what: "side",
+            text,
+            allowed: "D, C",
+        })
+    }
 }
 
 impl Side {

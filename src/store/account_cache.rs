@@ -44,25 +44,21 @@ struct AccountRow {
     active: bool,
     allow_negative: bool,
     overdraft_limit: rust_decimal::Decimal,
-    normal_side: String,
+    #[sqlx(try_from = "String")]
+    normal_side: Side,
 }
 
 impl AccountRow {
     /// The account's state with a zero balance and version: the caller fills in the ones it
     /// reads.
     fn into_state(self) -> (Arc<str>, AccountState) {
-        let normal_side = if self.normal_side == "D" {
-            Side::Debit
-        } else {
-            Side::Credit
-        };
         let state = AccountState {
             entity_id: self.entity_id.into(),
             currency: self.currency.into(),
             active: self.active,
             allow_negative: self.allow_negative,
             overdraft_limit: self.overdraft_limit,
-            normal_side,
+            normal_side: self.normal_side,
             balance: rust_decimal::Decimal::ZERO,
             pending: Default::default(),
             version: 0,

@@ -6,21 +6,6 @@ use sqlx::PgPool;
 use crate::domain::account::Account;
 use crate::store::StoreError;
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct AccountRow {
-    pub id: String,
-    pub entity_id: String,
-    pub name: String,
-    pub account_type: String,
-    pub currency: String,
-    pub normal_side: String,
-    pub allow_negative: bool,
-    pub overdraft_limit: Decimal,
-    pub active: bool,
-    pub balance: Decimal,
-    pub version: i64,
-}
-
 /// What an import did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ImportSummary {
@@ -54,9 +39,9 @@ pub async fn import(pool: &PgPool, accounts: &[Account]) -> Result<ImportSummary
         .bind(&a.id)
         .bind(&a.entity_id)
         .bind(&a.name)
-        .bind(&a.account_type)
+        .bind(a.account_type.as_str())
         .bind(&a.currency)
-        .bind(&a.normal_side)
+        .bind(a.normal_side.code())
         .bind(a.allow_negative)
         .bind(a.overdraft_limit)
         .execute(&mut *tx)
@@ -77,9 +62,9 @@ pub async fn import(pool: &PgPool, accounts: &[Account]) -> Result<ImportSummary
         )
         .bind(&a.id)
         .bind(&a.entity_id)
-        .bind(&a.account_type)
+        .bind(a.account_type.as_str())
         .bind(&a.currency)
-        .bind(&a.normal_side)
+        .bind(a.normal_side.code())
         .bind(a.allow_negative)
         .fetch_one(&mut *tx)
         .await?;
@@ -117,20 +102,6 @@ pub async fn set_limit(pool: &PgPool, id: &str, limit: Decimal) -> Result<(), St
         return Err(StoreError::NotFound(format!("no account {id:?}")));
     }
     Ok(())
-}
-
-pub async fn list(pool: &PgPool, entity: Option<&str>) -> Result<Vec<AccountRow>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT a.id, a.entity_id, a.name, a.account_type, a.currency::text AS currency,
-                a.normal_side::text AS normal_side, a.allow_negative, a.overdraft_limit, a.active,
-                COALESCE(b.balance, 0) AS balance, COALESCE(b.version, 0) AS version
-         FROM accounts a LEFT JOIN account_balances b ON b.account_id = a.id
-         WHERE $1::text IS NULL OR a.entity_id = $1
-         ORDER BY a.id",
-    )
-    .bind(entity)
-    .fetch_all(pool)
-    .await?)
 }
 
 /// Activates or deactivates an account. Inactive accounts refuse new postings.

@@ -17,6 +17,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::domain::account::AccountType;
+use crate::domain::posting::Side;
 
 /// The applied position of every partition of the consumer group: rows from offsets below
 /// `next_offset` are in the walk.
@@ -71,8 +73,8 @@ pub struct AccountLine {
     pub line_no: i16,
     pub effective_date: NaiveDate,
     pub recorded_at: DateTime<Utc>,
-    /// D or C.
-    pub side: String,
+    #[sqlx(try_from = "String")]
+    pub side: Side,
     pub amount: Decimal,
     pub currency: String,
     pub description: Option<String>,
@@ -168,8 +170,8 @@ pub struct EntryLine {
     pub entry_id: Uuid,
     pub line_no: i16,
     pub account_id: String,
-    /// D or C.
-    pub side: String,
+    #[sqlx(try_from = "String")]
+    pub side: Side,
     pub amount: Decimal,
     pub currency: String,
 }
@@ -325,11 +327,14 @@ pub struct AccountSummary {
     pub id: String,
     pub entity_id: String,
     pub name: String,
-    pub account_type: String,
+    #[sqlx(try_from = "String")]
+    pub account_type: AccountType,
     pub currency: String,
-    /// D or C.
-    pub normal_side: String,
+    #[sqlx(try_from = "String")]
+    pub normal_side: Side,
     pub active: bool,
+    /// False when postings may not take the balance below minus the overdraft limit.
+    pub allow_negative: bool,
     pub overdraft_limit: Decimal,
     pub balance: Decimal,
     pub pending_debits: Decimal,
@@ -342,12 +347,12 @@ pub struct AccountSummary {
 #[derive(Debug, Clone, Default)]
 pub struct AccountFilter {
     pub entity: Option<String>,
-    pub account_type: Option<String>,
+    pub account_type: Option<AccountType>,
     pub asset: Option<String>,
 }
 
 const ACCOUNT_SUMMARY: &str = "SELECT a.id, a.entity_id, a.name, a.account_type,
-        a.currency::text AS currency, a.normal_side::text AS normal_side, a.active, a.overdraft_limit,
+        a.currency::text AS currency, a.normal_side::text AS normal_side, a.active, a.allow_negative, a.overdraft_limit,
         COALESCE(b.balance, 0) AS balance, COALESCE(b.pending_debits, 0) AS pending_debits,
         COALESCE(b.pending_credits, 0) AS pending_credits,
         COALESCE(b.balance, 0) - CASE a.normal_side WHEN 'D' THEN COALESCE(b.pending_credits, 0)
@@ -369,7 +374,7 @@ pub async fn accounts(
          ORDER BY a.id LIMIT $5"
     ))
     .bind(&filter.entity)
-    .bind(&filter.account_type)
+    .bind(filter.account_type.map(AccountType::as_str))
     .bind(&filter.asset)
     .bind(after)
     .bind(limit)

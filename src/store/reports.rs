@@ -5,6 +5,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 
+use crate::domain::account::AccountType;
+use crate::domain::posting::Side;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -58,7 +60,8 @@ pub async fn trial_balance(
 pub struct AccountBalanceRow {
     pub account_id: String,
     pub name: String,
-    pub account_type: String,
+    #[sqlx(try_from = "String")]
+    pub account_type: AccountType,
     pub currency: String,
     /// In the account's normal-side direction.
     pub balance: Decimal,
@@ -102,16 +105,14 @@ pub async fn balance_sheet(
     let rows = account_balances(pool, entity, None, as_of_date, as_of_time).await?;
     let mut earnings: std::collections::BTreeMap<String, Decimal> = Default::default();
     for r in &rows {
-        let signed = match r.account_type.as_str() {
-            "income" => r.balance,
-            "expense" => -r.balance,
-            _ => continue,
-        };
-        *earnings.entry(r.currency.clone()).or_default() += signed;
+        let sign = r.account_type.earnings_sign();
+        if sign != 0 {
+            *earnings.entry(r.currency.clone()).or_default() += Decimal::from(sign) * r.balance;
+        }
     }
     let mut sheet: Vec<AccountBalanceRow> = rows
         .into_iter()
-        .filter(|r| matches!(r.account_type.as_str(), "asset" | "liability" | "equity"))
+        .filter(|r| r.account_type.on_balance_sheet())
         .collect();
     sheet.extend(
         earnings
@@ -119,7 +120,7 @@ pub async fn balance_sheet(
             .map(|(currency, balance)| AccountBalanceRow {
                 account_id: "(current earnings)".into(),
                 name: "income less expenses".into(),
-                account_type: "equity".into(),
+                account_type: AccountType::Equity,
                 currency,
                 balance,
             }),
@@ -139,7 +140,7 @@ pub async fn income_statement(
     Ok(account_balances(pool, entity, from, as_of_date, as_of_time)
         .await?
         .into_iter()
-        .filter(|r| matches!(r.account_type.as_str(), "income" | "expense"))
+        .filter(|r| !r.account_type.on_balance_sheet())
         .collect())
 }
 
@@ -177,7 +178,8 @@ pub struct StatementRow {
     pub recorded_at: DateTime<Utc>,
     pub entry_id: uuid::Uuid,
     pub description: Option<String>,
-    pub side: String,
+    #[sqlx(try_from = "String")]
+    pub side: Side,
     pub amount: Decimal,
     /// Running balance in the account's normal-side direction, in effective-date order.
     pub balance: Decimal,

@@ -216,7 +216,18 @@ async fn account_import_is_idempotent_and_refuses_redefinition() {
     );
     assert!(accounts::import(&pool, &changed).await.is_err());
     assert_eq!(
-        accounts::list(&pool, Some("acme")).await.unwrap().len(),
+        ledgerline::store::history::accounts(
+            &pool,
+            &ledgerline::store::history::AccountFilter {
+                entity: Some("acme".into()),
+                ..Default::default()
+            },
+            None,
+            100
+        )
+        .await
+        .unwrap()
+        .len(),
         20,
         "a failed import writes nothing"
     );
