@@ -23,7 +23,7 @@ use rdkafka::producer::{FutureRecord, Producer};
 use super::scratch::{machine, seed, ScratchDb};
 use crate::codec::posting_codec;
 use crate::config::{KafkaSettings, Secret};
-use crate::domain::batch::entry_id;
+use crate::domain::ids::entry_id;
 use crate::domain::{CurrencyTable, Posting};
 use crate::generator::{self, GeneratorSettings};
 use crate::poster::metrics::PosterMetrics;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::anomaly::AnomalyKind;
-use crate::domain::batch::balance_event_id;
+use crate::domain::ids::balance_event_id;
 use crate::domain::Rejection;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

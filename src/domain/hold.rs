@@ -10,20 +10,9 @@
 
 use uuid::Uuid;
 
-use crate::domain::ids::ID_NAMESPACE;
 use crate::domain::kind::Kind;
 use crate::domain::posting::Line;
 use crate::domain::rejection::Rejection;
-
-/// The hold id of a `PENDING` request's idempotency key.
-pub fn hold_id(key: &str) -> Uuid {
-    Uuid::new_v5(&ID_NAMESPACE, format!("hold/{key}").as_bytes())
-}
-
-/// The id under which a hold's release (void or expiry) publishes its balance events.
-pub fn release_id(hold: Uuid) -> Uuid {
-    Uuid::new_v5(&ID_NAMESPACE, format!("release/{hold}").as_bytes())
-}
 
 /// Where a hold stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +81,7 @@ impl Hold {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ids::{hold_id, release_id};
     use crate::domain::kind::{check_reserved_key, expiry_key, is_reserved_key};
 
     fn code(kind: Option<&str>, pending: Option<&str>, expires: Option<&str>) -> &'static str {
@@ -182,7 +172,7 @@ mod tests {
     #[test]
     fn ids_are_deterministic_and_distinct() {
         assert_eq!(hold_id("k"), hold_id("k"));
-        assert_ne!(hold_id("k"), crate::domain::batch::entry_id("k"));
+        assert_ne!(hold_id("k"), crate::domain::ids::entry_id("k"));
         assert_ne!(release_id(hold_id("k")), hold_id("k"));
         assert!(expiry_key(hold_id("k")).len() <= 64);
     }

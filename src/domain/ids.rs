@@ -8,7 +8,43 @@ use crate::limits::ID_CHARS_MAX;
 
 /// Namespace for the ledger's deterministic ids (entries, rejections, holds, releases,
 /// anomalies: UUID v5 of what they are about): replaying the same input yields the same ids.
-pub(crate) const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_6c69_6e65_0000_0000_0001);
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_6c69_6e65_0000_0000_0001);
+
+/// The entry id of an idempotency key.
+pub fn entry_id(key: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("entry/{key}").as_bytes())
+}
+
+/// The rejection id of a message position.
+pub fn rejection_id(topic: &str, partition: i32, offset: i64) -> Uuid {
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("rejection/{topic}/{partition}/{offset}").as_bytes(),
+    )
+}
+
+/// A balance event id: one per account per entry.
+pub fn balance_event_id(entry: Uuid, account: &str) -> Uuid {
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("balance/{entry}/{account}").as_bytes(),
+    )
+}
+
+/// An anomaly event id for a cause.
+pub fn anomaly_event_id(kind: &str, cause: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("anomaly/{kind}/{cause}").as_bytes())
+}
+
+/// The hold id of a `PENDING` request's idempotency key.
+pub fn hold_id(key: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("hold/{key}").as_bytes())
+}
+
+/// The id under which a hold's release (void or expiry) publishes its balance events.
+pub fn release_id(hold: Uuid) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("release/{hold}").as_bytes())
+}
 
 /// Checks an identifier: non-empty, at most [`ID_CHARS_MAX`] characters of
 /// `A-Z a-z 0-9 - _ . : / @`.

@@ -216,8 +216,8 @@ fn valid_id(field: &'static str, value: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::domain::batch::fixtures::{posting, state};
-    use crate::domain::batch::{decide, rejection_id, Decision};
-    use crate::domain::hold::hold_id;
+    use crate::domain::batch::{decide, Decision};
+    use crate::domain::ids::{hold_id, rejection_id};
     use crate::domain::kind::{expiry_key, Kind};
 
     fn decoded(json: serde_json::Value) -> Candidate {

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 
 use crate::codec::AnomalyEvent;
 use crate::domain::anomaly::{next_episode, AnomalyKind, CauseState, DetectorSettings, Finding};
-use crate::domain::batch::anomaly_event_id;
+use crate::domain::ids::anomaly_event_id;
 use crate::store::outbox::OutboxKind;
 use crate::store::StoreError;
 

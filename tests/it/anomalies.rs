@@ -266,7 +266,7 @@ async fn backdated_entries_are_flagged_recent_ones_are_not() {
             .await,
         1
     );
-    let old_entry = ledgerline::domain::batch::entry_id("k-2").to_string();
+    let old_entry = ledgerline::domain::ids::entry_id("k-2").to_string();
     assert_eq!(b.events("BACKDATED").await, vec![(None, Some(old_entry))]);
 }
 

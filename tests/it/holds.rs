@@ -10,7 +10,7 @@ use crate::common;
 
 use common::{free_port, Ledger};
 use ledgerline::codec::{balance_events_from_json, posting_codec, BalanceEvent, Framing};
-use ledgerline::domain::hold::hold_id;
+use ledgerline::domain::ids::hold_id;
 use ledgerline::domain::PostingRequest;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rust_decimal::Decimal;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use common::Ledger;
-use ledgerline::domain::batch::{entry_id, Candidate};
+use ledgerline::domain::batch::Candidate;
+use ledgerline::domain::ids::entry_id;
 use ledgerline::domain::{CurrencyTable, LineRequest, Posting, PostingRequest};
 use ledgerline::generator::{generate, GeneratorSettings};
 use ledgerline::store::posting::{commit_batch, BatchInput, BatchMessage};

@@ -5,11 +5,13 @@
 use foldhash::HashMap;
 use rust_decimal::Decimal;
 
-use super::{
-    add_lines, apply, check_entity_and_period, check_funds, checked_changes, entry_id, Decision,
-    Deltas, Effect, LedgerState, PostedHold,
+use crate::domain::batch::decision::{Decision, PostedHold};
+use crate::domain::batch::rules::{
+    add_lines, apply, check_entity_and_period, check_funds, checked_changes, Deltas, Effect,
 };
-use crate::domain::hold::{hold_id, Hold, HoldStatus};
+use crate::domain::batch::state::LedgerState;
+use crate::domain::hold::{Hold, HoldStatus};
+use crate::domain::ids::{entry_id, hold_id};
 use crate::domain::posting::{Line, Posting, Side};
 use crate::domain::rejection::Rejection;
 
@@ -153,8 +155,9 @@ fn close(state: &mut LedgerState, hold: &Hold, status: HoldStatus) {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{posting, state};
-    use super::super::{decide, rejection_id, Candidate, Outcome};
+    use super::super::{decide, Candidate, Outcome};
     use super::*;
+    use crate::domain::ids::rejection_id;
     use crate::domain::kind::Kind;
 
     fn pending(key: &str, amount: &str) -> Candidate {

@@ -19,7 +19,8 @@ mod rows;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::domain::batch::{decide, rejection_id, Candidate};
+use crate::domain::batch::{decide, Candidate};
+use crate::domain::ids::rejection_id;
 use crate::domain::offsets;
 use crate::store::account_cache::AccountCache;
 pub use error::{classify, CommitError, SqlErrorKind};

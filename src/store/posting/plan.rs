@@ -14,11 +14,11 @@ use super::{BatchMessage, BatchOutcome};
 use crate::codec::{AnomalyEvent, BalanceEventsRow, RejectionEvent};
 use crate::domain::anomaly::AnomalyKind;
 use crate::domain::batch::{
-    anomaly_event_id, available, BalanceChange, Candidate, Decision, LedgerState, Pending,
-    PostedHold, Reversal,
+    available, BalanceChange, Candidate, Decision, LedgerState, Pending, PostedHold, Reversal,
 };
 use crate::domain::chain::{CanonicalEntry, CanonicalLine};
-use crate::domain::hold::{release_id, HoldStatus};
+use crate::domain::hold::HoldStatus;
+use crate::domain::ids::{anomaly_event_id, release_id};
 use crate::domain::offsets::Gap;
 use crate::domain::posting::Side;
 use crate::domain::rejection::storable;
@@ -680,7 +680,7 @@ impl Writes {
 mod tests {
     use super::*;
     use crate::codec::{balance_events_from_json, BalanceEvent};
-    use crate::domain::batch::balance_event_id;
+    use crate::domain::ids::balance_event_id;
 
     /// A parsed posting of `amount` from cash to sales, sent by "shop".
     fn parsed(key: &str, amount: &str) -> Candidate {
