@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::anomaly::AnomalyKind;
-use crate::domain::ids::balance_event_id;
 use crate::domain::Rejection;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,11 +30,11 @@ pub struct BalanceEvent {
     pub hold_id: Option<String>,
 }
 
-fn zero() -> String {
+pub(crate) fn zero() -> String {
     "0".into()
 }
 
-fn entry_cause() -> String {
+pub(crate) fn entry_cause() -> String {
     "entry".into()
 }
 
@@ -127,115 +126,4 @@ impl RejectionEvent {
             raw_truncated: false,
         }
     }
-}
-
-/// A transaction's balance events as the poster writes them into one outbox row (kind
-/// 'balances'): what the events share written once. Each account's id, entity and currency
-/// are in `accounts`; each entry's id and effective date once, with its events in order; the
-/// event id is derived from entry and account (`balance_event_id`) by the reader. About a
-/// fifth of the size of the events written out in full, which earlier versions wrote (a JSON
-/// array of `BalanceEvent`s, still read).
-///
-/// ```json
-/// {"recorded_at": "2026-11-02T10:00:00.5+00:00",
-///  "accounts": [["cash", "acme", "USD"], ["sales", "acme", "USD"]],
-///  "entries": [["<entry id>", "2026-11-01", [[0, "10.00", "10.00", 1], [1, "10.00", "10.00", 1]]]]}
-/// ```
-#[derive(Debug, Serialize, Deserialize)]
-pub struct BalanceEventsRow<R, A, E> {
-    pub recorded_at: R,
-    /// (account id, entity id, currency), each once
-    pub accounts: A,
-    /// (entry id, effective date, its events as (account index, balance after, delta, version))
-    pub entries: E,
-}
-
-type AccountColumns = (String, String, String);
-
-/// A change as written: account row, balance after, delta, version, and (since holds) the
-/// pending debits, pending credits and available amount after.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ChangeColumns {
-    WithPending(usize, String, String, i64, (String, String, String)),
-    Posted(usize, String, String, i64),
-}
-
-/// An entry's changes as written: id, effective date, changes, and (since holds) the cause and
-/// the hold concerned.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum EntryColumns {
-    WithCause(Uuid, String, Vec<ChangeColumns>, String, Option<Uuid>),
-    Entry(Uuid, String, Vec<ChangeColumns>),
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum BalanceEventsPayload {
-    Row(BalanceEventsRow<String, Vec<AccountColumns>, Vec<EntryColumns>>),
-    Events(Vec<BalanceEvent>),
-}
-
-/// An outbox row of kind 'balances' that cannot be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum BalanceEventsError {
-    #[error("neither a balance events row nor an array of balance events")]
-    NotBalanceEvents,
-    #[error("balance event names account {index} of {accounts}")]
-    UnknownAccount { index: usize, accounts: usize },
-}
-
-/// The balance events of an outbox row of kind 'balances', in order, in either form.
-pub fn balance_events_from_json(
-    payload: &serde_json::Value,
-) -> Result<Vec<BalanceEvent>, BalanceEventsError> {
-    let row = match BalanceEventsPayload::deserialize(payload) {
-        Ok(BalanceEventsPayload::Events(events)) => return Ok(events),
-        Ok(BalanceEventsPayload::Row(row)) => row,
-        Err(_) => return Err(BalanceEventsError::NotBalanceEvents),
-    };
-    let mut events = Vec::new();
-    for entry in row.entries {
-        let (entry_id, effective_date, changes, cause, hold) = match entry {
-            EntryColumns::WithCause(id, date, changes, cause, hold) => {
-                (id, date, changes, cause, hold)
-            }
-            EntryColumns::Entry(id, date, changes) => (id, date, changes, entry_cause(), None),
-        };
-        for change in changes {
-            let (account, balance_after, delta, version, pending) = match change {
-                ChangeColumns::WithPending(a, b, d, v, (pd, pc, av)) => {
-                    (a, b, d, v, (pd, pc, Some(av)))
-                }
-                ChangeColumns::Posted(a, b, d, v) => (a, b, d, v, (zero(), zero(), None)),
-            };
-            let (account_id, entity_id, currency) =
-                row.accounts
-                    .get(account)
-                    .ok_or(BalanceEventsError::UnknownAccount {
-                        index: account,
-                        accounts: row.accounts.len(),
-                    })?;
-            let (pending_debits, pending_credits, available) = pending;
-            events.push(BalanceEvent {
-                event_id: balance_event_id(entry_id, account_id).to_string(),
-                account_id: account_id.clone(),
-                entity_id: entity_id.clone(),
-                currency: currency.clone(),
-                balance_after,
-                delta,
-                version,
-                entry_id: entry_id.to_string(),
-                effective_date: effective_date.clone(),
-                recorded_at: row.recorded_at.clone(),
-                pending_debits,
-                pending_credits,
-                available,
-                cause: cause.clone(),
-                hold_id: hold.map(|h| h.to_string()),
-            });
-        }
-    }
-    Ok(events)
 }

@@ -2,13 +2,12 @@
 
 pub mod avro;
 pub mod events;
+pub mod outbox;
 
 use std::sync::Once;
 
 pub use avro::{DecodeError, EncodeError, Framing, RecordCodec};
-pub use events::{
-    balance_events_from_json, AnomalyEvent, BalanceEvent, BalanceEventsRow, RejectionEvent,
-};
+pub use events::{AnomalyEvent, BalanceEvent, RejectionEvent};
 
 use crate::domain::{PostingRequest, Rejection};
 use crate::limits::{AVRO_ALLOCATION_BYTES_MAX, MESSAGE_BYTES_MAX};

@@ -8,7 +8,8 @@ use prometheus::{
     IntCounterVec, IntGauge, Registry,
 };
 
-use crate::store::outbox::{OutboxKind, OutboxRow};
+use crate::codec::outbox::OutboxKind;
+use crate::store::outbox::OutboxRow;
 
 pub struct ReporterMetrics {
     pub registry: Registry,

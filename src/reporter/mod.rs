@@ -27,13 +27,15 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use sqlx::PgPool;
 
+use crate::codec::outbox::balance_events;
+use crate::codec::outbox::OutboxKind;
 use crate::codec::{
-    balance_events_from_json, AnomalyEvent, BalanceEvent, Framing, RecordCodec, RejectionEvent,
-    ANOMALY_EVENT_SCHEMA, BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
+    AnomalyEvent, BalanceEvent, Framing, RecordCodec, RejectionEvent, ANOMALY_EVENT_SCHEMA,
+    BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
 };
 use crate::health::Health;
 use crate::limits::REJECTION_EVENT_RAW_BYTES_MAX;
-use crate::store::outbox::{self, OutboxKind, OutboxRow};
+use crate::store::outbox::{self, OutboxRow};
 pub use metrics::ReporterMetrics;
 
 #[derive(Debug, Clone)]
@@ -76,11 +78,8 @@ impl Codecs {
         let payload = &row.payload;
         let one = |bytes: Vec<u8>| vec![(row.event_key.clone(), bytes)];
         Ok(match row.kind {
-            OutboxKind::Balance => one(self
-                .balance
-                .encode(&Deserialize::deserialize(payload)?, framing)?),
-            OutboxKind::Balances => {
-                let events = balance_events_from_json(payload)
+            OutboxKind::Balance | OutboxKind::Balances => {
+                let events = balance_events(row.kind, payload)
                     .map_err(|e| anyhow::anyhow!("outbox row {}: {e}", row.id))?;
                 anyhow::ensure!(
                     events.len() == row.events as usize,

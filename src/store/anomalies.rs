@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 
+use crate::codec::outbox::OutboxKind;
 use crate::codec::AnomalyEvent;
 use crate::domain::anomaly::{next_episode, AnomalyKind, CauseState, DetectorSettings, Finding};
 use crate::domain::ids::anomaly_event_id;
-use crate::store::outbox::OutboxKind;
 use crate::store::StoreError;
 
 fn finding(

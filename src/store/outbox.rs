@@ -5,60 +5,11 @@ use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
+use crate::codec::outbox::OutboxKind;
 use crate::store::StoreError;
 
 /// The advisory lock key held by the one active reporter ("ledgerline reporter").
 pub const REPORTER_LOCK_KEY: i64 = 0x6c65_6467_6572_7270;
-
-/// What an outbox row holds; stored as its name in `outbox.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutboxKind {
-    /// One balance event (rows written before balance events were batched).
-    Balance,
-    /// The balance events of one transaction (`codec::BalanceEventsRow`).
-    Balances,
-    Anomaly,
-    Rejection,
-}
-
-impl OutboxKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            OutboxKind::Balance => "balance",
-            OutboxKind::Balances => "balances",
-            OutboxKind::Anomaly => "anomaly",
-            OutboxKind::Rejection => "rejection",
-        }
-    }
-
-    /// The kind of event a row's events are, for metrics: a balances row holds balance events.
-    pub const fn event_kind(self) -> &'static str {
-        match self {
-            OutboxKind::Balances => OutboxKind::Balance.as_str(),
-            other => other.as_str(),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("unknown outbox kind {0:?}")]
-pub struct UnknownOutboxKind(String);
-
-impl TryFrom<String> for OutboxKind {
-    type Error = UnknownOutboxKind;
-
-    fn try_from(name: String) -> Result<Self, Self::Error> {
-        [
-            OutboxKind::Balance,
-            OutboxKind::Balances,
-            OutboxKind::Anomaly,
-            OutboxKind::Rejection,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == name)
-        .ok_or(UnknownOutboxKind(name))
-    }
-}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
@@ -67,7 +18,7 @@ pub struct OutboxRow {
     pub kind: OutboxKind,
     pub event_key: String,
     /// One event, or for kind 'balances' the `events` balance events of one transaction
-    /// (`codec::balance_events_from_json` reads them).
+    /// (`codec::outbox::balance_events` reads them).
     pub payload: serde_json::Value,
     pub events: i32,
     /// For a rejection: the rejected message's bytes, from `rejections`.

@@ -12,7 +12,8 @@ use crate::common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::Ledger;
-use ledgerline::codec::{balance_events_from_json, BalanceEvent};
+use ledgerline::codec::outbox::{balance_events, OutboxKind};
+use ledgerline::codec::BalanceEvent;
 use ledgerline::generator::{generate, GeneratorSettings};
 use ledgerline::store::posting::{commit_batch, BatchInput};
 use rust_decimal::Decimal;
@@ -151,7 +152,7 @@ async fn commit_side_by_side_and_check(
             kind, "balances",
             "only balance events (and rejections) here"
         );
-        let events_in_row = balance_events_from_json(&payload).unwrap();
+        let events_in_row = balance_events(OutboxKind::Balances, &payload).unwrap();
         assert_eq!(
             events_in_row.len(),
             events as usize,

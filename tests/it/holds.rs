@@ -9,7 +9,8 @@ use std::time::Duration;
 use crate::common;
 
 use common::{free_port, Ledger};
-use ledgerline::codec::{balance_events_from_json, posting_codec, BalanceEvent, Framing};
+use ledgerline::codec::outbox::{balance_events, OutboxKind};
+use ledgerline::codec::{posting_codec, BalanceEvent, Framing};
 use ledgerline::domain::ids::hold_id;
 use ledgerline::domain::PostingRequest;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -87,7 +88,7 @@ async fn events_of(ledger: &Ledger, account: &str) -> Vec<BalanceEvent> {
             .unwrap();
     let mut events: Vec<BalanceEvent> = rows
         .iter()
-        .flat_map(|p| balance_events_from_json(p).unwrap())
+        .flat_map(|p| balance_events(OutboxKind::Balances, p).unwrap())
         .filter(|e| e.account_id == account)
         .collect();
     events.sort_by_key(|e| e.version);

@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::common;
 
 use common::Ledger;
-use ledgerline::codec::{balance_events_from_json, posting_codec, Framing};
+use ledgerline::codec::outbox::{balance_events, OutboxKind};
+use ledgerline::codec::{posting_codec, Framing};
 use rust_decimal::Decimal;
 
 use common::LIMITED;
@@ -25,7 +26,7 @@ async fn balances_of(ledger: &Ledger, account: &str) -> Vec<Decimal> {
             .await
             .unwrap();
     rows.iter()
-        .flat_map(|p| balance_events_from_json(p).unwrap())
+        .flat_map(|p| balance_events(OutboxKind::Balances, p).unwrap())
         .filter(|e| e.account_id == account)
         .map(|e| e.balance_after.parse().unwrap())
         .collect()

@@ -7,13 +7,13 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::lock::lock_balance_updates_in_tx;
-use super::plan::{BalanceEventsJson, BalanceRow, PartWrites, Writes};
+use super::plan::{BalanceRow, PartWrites, Writes};
 use super::rows::{IDEMPOTENCY_RECORDS, JOURNAL_ENTRIES, JOURNAL_LINES};
 use super::CommitError;
+use crate::codec::outbox::{BalanceEventsJson, OutboxKind};
 use crate::domain::batch::Pending;
 use crate::domain::offsets::{Gap, GAP_CAUSE};
 use crate::store::copy_binary::BinaryRows;
-use crate::store::outbox::OutboxKind;
 
 impl Writes {
     /// Writes everything, in this order: batch rows and chain heads, rejections, the journal and

@@ -11,10 +11,12 @@ use uuid::Uuid;
 use super::holds::{HoldRows, Source};
 use super::rows::{EntryRow, KeyRow, LineRow, IDEMPOTENCY_RECORDS, JOURNAL_ENTRIES, JOURNAL_LINES};
 use super::{BatchMessage, BatchOutcome};
-use crate::codec::{AnomalyEvent, BalanceEventsRow, RejectionEvent};
+use crate::codec::outbox::OutboxKind;
+use crate::codec::outbox::{Cause, EventAccount, PendingBalanceEvent};
+use crate::codec::{AnomalyEvent, RejectionEvent};
 use crate::domain::anomaly::AnomalyKind;
 use crate::domain::batch::{
-    available, BalanceChange, Candidate, Decision, LedgerState, Pending, PostedHold, Reversal,
+    BalanceChange, Candidate, Decision, LedgerState, Pending, PostedHold, Reversal,
 };
 use crate::domain::chain::{CanonicalEntry, CanonicalLine};
 use crate::domain::hold::HoldStatus;
@@ -24,7 +26,6 @@ use crate::domain::posting::Side;
 use crate::domain::rejection::storable;
 use crate::domain::{Posting, Rejection};
 use crate::store::copy_binary::BinaryRows;
-use crate::store::outbox::OutboxKind;
 
 /// What an idempotency record says: an entry, a rejection, a hold made or a hold released.
 #[derive(Debug, Clone, Copy)]
@@ -77,110 +78,12 @@ pub(super) struct BalanceRow {
     pub(super) changes: i64,
 }
 
-/// A balance event as a transaction builds it: a `BalanceEvent` without a string per field (a
-/// transaction of 2,000 postings makes about 4,000), written as a `BalanceEventsRow`
-/// (`BalanceEventsJson`).
-pub(super) struct PendingBalanceEvent {
-    /// Its account's `BalanceRow`.
-    pub(super) row: usize,
-    pub(super) balance_after: Decimal,
-    pub(super) delta: Decimal,
-    pub(super) pending_after: Pending,
-    pub(super) version: i64,
-    /// The entry, hold or release the event belongs to (`cause`).
-    pub(super) entry_id: Uuid,
-    pub(super) effective_date: NaiveDate,
-    pub(super) cause: Cause,
-}
-
-/// What moved a balance: an entry (which may post a hold), a hold made, or a hold released.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Cause {
-    Entry(Option<Uuid>),
-    Hold(Uuid),
-    Release(Uuid),
-}
-
-impl Cause {
-    /// As balance events name it, with the hold concerned.
-    pub(super) fn columns(self) -> (&'static str, Option<Uuid>) {
-        match self {
-            Cause::Entry(hold) => ("entry", hold),
-            Cause::Hold(hold) => ("hold", Some(hold)),
-            Cause::Release(hold) => ("release", Some(hold)),
-        }
+impl EventAccount for BalanceRow {
+    fn columns(&self) -> (&str, &str, &str) {
+        (&self.account, &self.entity, &self.currency)
     }
-}
-
-/// A transaction's balance events as the outbox row the reporter reads (`BalanceEventsRow`):
-/// the balance rows' accounts once, and the events grouped by entry (an entry's events are
-/// added together, so they are next to each other).
-pub(super) struct BalanceEventsJson<'a> {
-    pub(super) events: &'a [PendingBalanceEvent],
-    pub(super) rows: &'a [BalanceRow],
-    pub(super) recorded_at: &'a str,
-}
-
-impl serde::Serialize for BalanceEventsJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        /// A value in its display form, as `BalanceEvent` holds it.
-        struct Shown<T>(T);
-        impl<T: std::fmt::Display> serde::Serialize for Shown<T> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(&self.0)
-            }
-        }
-        struct Changes<'a>(&'a [PendingBalanceEvent], &'a [BalanceRow]);
-        impl serde::Serialize for Changes<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let columns = self.0.iter().map(|e| {
-                    let p = e.pending_after;
-                    let side = self.1[e.row].normal_side;
-                    let available = available(side, e.balance_after, p);
-                    (
-                        e.row,
-                        Shown(&e.balance_after),
-                        Shown(&e.delta),
-                        e.version,
-                        (Shown(p.debits), Shown(p.credits), Shown(available)),
-                    )
-                });
-                serializer.collect_seq(columns)
-            }
-        }
-        struct Accounts<'a>(&'a [BalanceRow]);
-        impl serde::Serialize for Accounts<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let columns = self
-                    .0
-                    .iter()
-                    .map(|r| (&*r.account, &*r.entity, &*r.currency));
-                serializer.collect_seq(columns)
-            }
-        }
-        struct Entries<'a>(&'a [PendingBalanceEvent], &'a [BalanceRow]);
-        impl serde::Serialize for Entries<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let entries = self.0.chunk_by(|a, b| a.entry_id == b.entry_id);
-                serializer.collect_seq(entries.map(|events| {
-                    let first = &events[0];
-                    let (cause, hold) = first.cause.columns();
-                    (
-                        Shown(&first.entry_id),
-                        Shown(&first.effective_date),
-                        Changes(events, self.1),
-                        cause,
-                        hold,
-                    )
-                }))
-            }
-        }
-        BalanceEventsRow {
-            recorded_at: self.recorded_at,
-            accounts: Accounts(self.rows),
-            entries: Entries(self.events, self.rows),
-        }
-        .serialize(serializer)
+    fn normal_side(&self) -> Side {
+        self.normal_side
     }
 }
 
@@ -679,8 +582,6 @@ impl Writes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{balance_events_from_json, BalanceEvent};
-    use crate::domain::ids::balance_event_id;
 
     /// A parsed posting of `amount` from cash to sales, sent by "shop".
     fn parsed(key: &str, amount: &str) -> Candidate {
@@ -746,104 +647,5 @@ mod tests {
         );
         let outcome = w.outcome(part);
         assert_eq!(outcome.next_offset, 44);
-    }
-
-    /// An unchanged balance row of a debit-normal account of `acme`.
-    fn balance_row(account: &str, currency: &str) -> BalanceRow {
-        BalanceRow {
-            account: account.into(),
-            entity: "acme".into(),
-            currency: currency.into(),
-            normal_side: Side::Debit,
-            seen: (Decimal::ZERO, Pending::default(), 0),
-            delta: Decimal::ZERO,
-            pending_delta: Pending::default(),
-            changes: 0,
-        }
-    }
-
-    #[test]
-    fn balance_events_are_written_as_the_reporter_reads_them() {
-        let rows = [
-            balance_row("cash \"main\"", "JPY"),
-            balance_row("sales", "USD"),
-        ];
-        let date = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
-        let event = |row, entry, balance_after, version| PendingBalanceEvent {
-            row,
-            balance_after,
-            delta: Decimal::new(7, 0),
-            pending_after: Pending::default(),
-            version,
-            entry_id: Uuid::from_u128(entry),
-            effective_date: date,
-            cause: Cause::Entry(None),
-        };
-        // Two entries: the first with two events, the second (a hold's) with one.
-        let mut held = event(0, 3, Decimal::new(-124300, 2), 43);
-        held.pending_after.credits = Decimal::new(500, 2);
-        held.cause = Cause::Hold(Uuid::from_u128(3));
-        let events = [
-            event(0, 2, Decimal::new(-125000, 2), 42),
-            event(1, 2, Decimal::new(7, 0), 1),
-            held,
-        ];
-        let recorded_at = "2026-11-02T10:00:00.5+00:00";
-        let written = serde_json::to_value(BalanceEventsJson {
-            events: &events,
-            rows: &rows,
-            recorded_at,
-        })
-        .unwrap();
-        assert_eq!(written["entries"].as_array().unwrap().len(), 2);
-        let expected =
-            |account: &str, currency: &str, entry, balance_after: &str, version| BalanceEvent {
-                event_id: balance_event_id(Uuid::from_u128(entry), account).to_string(),
-                account_id: account.into(),
-                entity_id: "acme".into(),
-                currency: currency.into(),
-                balance_after: balance_after.into(),
-                delta: "7".into(),
-                version,
-                entry_id: Uuid::from_u128(entry).to_string(),
-                effective_date: "2026-11-01".into(),
-                recorded_at: recorded_at.into(),
-                pending_debits: "0".into(),
-                pending_credits: "0".into(),
-                available: Some(balance_after.into()),
-                cause: "entry".into(),
-                hold_id: None,
-            };
-        let mut hold = expected("cash \"main\"", "JPY", 3, "-1243.00", 43);
-        hold.pending_credits = "5.00".into();
-        hold.available = Some("-1248.00".into());
-        hold.cause = "hold".into();
-        hold.hold_id = Some(Uuid::from_u128(3).to_string());
-        assert_eq!(
-            balance_events_from_json(&written).unwrap(),
-            [
-                expected("cash \"main\"", "JPY", 2, "-1250.00", 42),
-                expected("sales", "USD", 2, "7", 1),
-                hold,
-            ]
-        );
-    }
-
-    /// Rows written before holds existed (no pending columns, no cause) still read, with no
-    /// pending amounts and no available figure.
-    #[test]
-    fn balance_event_rows_from_before_holds_still_read() {
-        let row = serde_json::json!({
-            "recorded_at": "t",
-            "accounts": [["cash", "acme", "USD"]],
-            "entries": [[Uuid::from_u128(2).to_string(), "2026-11-01", [[0, "5", "5", 1]]]],
-        });
-        let events = balance_events_from_json(&row).unwrap();
-        assert_eq!(events.len(), 1);
-        assert_eq!(
-            (events[0].cause.as_str(), events[0].available.as_deref()),
-            ("entry", None)
-        );
-        assert_eq!(events[0].pending_debits, "0");
     }
 }
