@@ -153,9 +153,15 @@ pub fn operator() -> Option<String> {
     std::env::var("USER").ok()
 }
 
-/// This machine's name for the poster heartbeat (`$HOSTNAME`, else "localhost").
+/// This machine's name for the poster heartbeat and group instance ids (`$HOSTNAME`, else the
+/// kernel's host name, else "localhost").
 pub fn host_name() -> String {
-    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Log lines as JSON objects (`LEDGERLINE_LOG_FORMAT=json`).

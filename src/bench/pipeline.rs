@@ -600,6 +600,7 @@ fn bench_poster(
         commit_lanes: s.commit_lanes,
         exit_when_idle_ms: Some(3000),
         stall_seconds: crate::limits::STALL_SECONDS,
+        group_instance: crate::poster::GroupInstance::Off,
     };
     Poster::new(
         settings,

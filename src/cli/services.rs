@@ -42,6 +42,11 @@ pub struct PosterArgs {
     /// Seconds of waiting work with nothing moving before the poster reports itself not ready.
     #[arg(long, env = "LEDGERLINE_STALL_SECONDS", default_value_t = crate::limits::STALL_SECONDS)]
     pub stall_seconds: u64,
+    /// Kafka static group membership: `auto` (`<host>-<n>`, the lowest n no running poster of
+    /// the group on this host holds, so a restarted poster takes the crashed one's partitions
+    /// back at once), `off` (dynamic membership), or an id unique to this poster.
+    #[arg(long, env = "LEDGERLINE_GROUP_INSTANCE_ID", default_value = "auto")]
+    pub group_instance_id: crate::poster::GroupInstance,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +216,7 @@ pub(super) async fn poster(args: PosterArgs) -> Result<()> {
         commit_lanes: args.commit_lanes,
         exit_when_idle_ms: args.exit_when_idle_ms,
         stall_seconds: args.stall_seconds,
+        group_instance: args.group_instance_id,
     };
     let assets = store::assets::table(&pool).await?;
     crate::poster::serve_poster(

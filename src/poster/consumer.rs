@@ -42,6 +42,30 @@ pub fn client_id(kafka: &KafkaSettings, instance: uuid::Uuid) -> String {
     format!("{configured}-{}", instance.simple())
 }
 
+/// Serves the consumer's rebalance after `unsubscribe` until its assignment is gone, and a
+/// moment more for the LeaveGroup request that follows it: a static member (`group.instance.id`)
+/// leaves the group only this way, since librdkafka never sends LeaveGroup from `close` for one
+/// (KIP-345); without it, its partitions would wait out the session timeout. At most
+/// `CLOSE_WAIT`; messages served meanwhile are dropped (the next owner reads them again).
+fn wait_unassigned(consumer: &BaseConsumer<PosterContext>) {
+    let deadline = Instant::now() + CLOSE_WAIT;
+    let mut empty_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        let _ = consumer.poll(Duration::from_millis(50));
+        let unassigned = consumer.assignment().map_or(true, |a| a.count() == 0);
+        match (unassigned, empty_since) {
+            (false, _) => empty_since = None,
+            (true, None) => empty_since = Some(Instant::now()),
+            (true, Some(t)) if t.elapsed() >= LEAVE_SENT_WAIT => return,
+            (true, Some(_)) => {}
+        }
+    }
+}
+
+/// How long after its assignment is gone an unsubscribed consumer is still served, for its
+/// LeaveGroup request to go out before `close` (which would skip it for a static member).
+const LEAVE_SENT_WAIT: Duration = Duration::from_millis(500);
+
 /// A consumer subscribed to the topic, with the positions of the partitions it owns.
 pub(super) struct Membership {
     pub consumer: Arc<BaseConsumer<PosterContext>>,
@@ -74,6 +98,22 @@ impl Poster {
             || (settled && self.health.rejoin.swap(false, Ordering::Relaxed))
     }
 
+    /// Stops the poster when its consumer hit a fatal error: it will serve nothing more. The
+    /// one this poster can cause is another consumer joining under its `group.instance.id`.
+    pub(super) fn check_not_fatal(&self, membership: &Membership) -> anyhow::Result<()> {
+        let Some((code, reason)) = membership.consumer.client().fatal_error() else {
+            return Ok(());
+        };
+        let hint = match &self.settings.group_instance {
+            super::GroupInstance::Named(id) => format!(
+                " (with group.instance.id {id:?}: another consumer of the group may have joined \
+                 under the same id; give each poster its own LEDGERLINE_GROUP_INSTANCE_ID)"
+            ),
+            _ => String::new(),
+        };
+        anyhow::bail!("the Kafka consumer hit a fatal error: {code:?}: {reason}{hint}")
+    }
+
     /// Closes `old` (waiting for it at most `CLOSE_WAIT`) and joins with a new consumer.
     pub(super) fn rejoin(
         &self,
@@ -103,6 +143,7 @@ impl Poster {
         } = membership;
         consumer.unsubscribe();
         drop(queues);
+        wait_unassigned(&consumer);
         let closing = std::thread::spawn(move || drop(consumer));
         let deadline = Instant::now() + CLOSE_WAIT;
         while !closing.is_finished() && Instant::now() < deadline {
@@ -138,6 +179,14 @@ impl Poster {
     }
 
     fn consumer_defaults(&self) -> Vec<(&'static str, String)> {
+        let mut defaults = self.membership_defaults();
+        if let super::GroupInstance::Named(id) = &self.settings.group_instance {
+            defaults.push(("group.instance.id", id.clone()));
+        }
+        defaults
+    }
+
+    fn membership_defaults(&self) -> Vec<(&'static str, String)> {
         vec![
             ("group.id", self.settings.group.clone()),
             ("enable.auto.commit", "false".into()),

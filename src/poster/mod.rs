@@ -62,6 +62,46 @@ pub struct PosterSettings {
     pub exit_when_idle_ms: Option<u64>,
     /// Waiting work with nothing moving for this long makes the poster not ready.
     pub stall_seconds: u64,
+    /// Kafka static group membership (`group.instance.id`).
+    pub group_instance: GroupInstance,
+}
+
+/// How a poster joins its consumer group. With an instance id (static membership) a poster
+/// that restarts within the session timeout gets its partitions back at once, with no
+/// rebalance; a poster that never comes back keeps them for the session timeout, as any
+/// member does. A poster that stops gracefully leaves the group either way (`consumer.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupInstance {
+    /// `<host>-<n>`, the lowest `n` no running poster of the group on this host holds
+    /// (`store::instances::claim_group_instance`): what `serve_poster` turns into `Named`.
+    Auto,
+    /// Dynamic membership: every start is a new member.
+    Off,
+    Named(String),
+}
+
+/// A `--group-instance-id` that is none of what it may be.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?}: auto, off, or an id of 1 to 249 letters, digits, '.', '_' or '-'")]
+pub struct BadGroupInstance(String);
+
+impl std::str::FromStr for GroupInstance {
+    type Err = BadGroupInstance;
+    fn from_str(text: &str) -> Result<Self, BadGroupInstance> {
+        match text {
+            "auto" => Ok(GroupInstance::Auto),
+            "off" => Ok(GroupInstance::Off),
+            id if !id.is_empty()
+                && id.len() <= 249
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) =>
+            {
+                Ok(GroupInstance::Named(id.to_string()))
+            }
+            _ => Err(BadGroupInstance(text.to_string())),
+        }
+    }
 }
 
 /// A poster setting outside its bounds (`limits`).
@@ -206,6 +246,7 @@ impl Poster {
             self.handle_consume_errors(consumer, positions, &mut halts, errors);
             fetched = next;
             if last_lag_update.elapsed() > Duration::from_secs(5) {
+                self.check_not_fatal(&member)?;
                 self.update_progress(&member, &mut halts, &mut exported, last_message);
                 last_lag_update = Instant::now();
                 if self.should_rejoin(&member) {

@@ -7,18 +7,46 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use super::{Poster, PosterSettings};
+use super::{GroupInstance, Poster, PosterSettings};
 use crate::config::KafkaSettings;
 use crate::domain::CurrencyTable;
 use crate::health::Health;
 use crate::poster::metrics::PosterMetrics;
 use crate::service::Service;
 
+/// The group instance id this poster runs with, recorded in its heartbeat row.
+async fn claim_group_instance(
+    pool: &PgPool,
+    instance: uuid::Uuid,
+    settings: &PosterSettings,
+) -> anyhow::Result<GroupInstance> {
+    use crate::store::instances;
+    let (group, topic) = (&settings.group, &settings.topic);
+    let claimed = match &settings.group_instance {
+        GroupInstance::Off => GroupInstance::Off,
+        GroupInstance::Auto => GroupInstance::Named(
+            instances::claim_group_instance(pool, instance, group, topic).await?,
+        ),
+        GroupInstance::Named(name) => {
+            let mut conn = pool.acquire().await?;
+            instances::record_group_instance(&mut conn, instance, group, topic, name).await?;
+            GroupInstance::Named(name.clone())
+        }
+    };
+    match &claimed {
+        GroupInstance::Named(name) => {
+            tracing::info!(group.instance.id = %name, "static group membership")
+        }
+        _ => tracing::info!("dynamic group membership"),
+    }
+    Ok(claimed)
+}
+
 /// Runs a poster until SIGTERM/SIGINT (or until idle when asked).
 pub async fn serve_poster(
     pool: PgPool,
     kafka: KafkaSettings,
-    settings: PosterSettings,
+    mut settings: PosterSettings,
     currencies: CurrencyTable,
     http_addr: SocketAddr,
 ) -> anyhow::Result<()> {
@@ -34,6 +62,7 @@ pub async fn serve_poster(
     let (health, shutdown) = (service.health.clone(), service.shutdown.clone());
     let instance = uuid::Uuid::new_v4();
     crate::store::instances::heartbeat(&pool, instance, &settings.group, &settings.topic).await?;
+    settings.group_instance = claim_group_instance(&pool, instance, &settings).await?;
     let checker = tokio::spawn(check_dependencies(
         pool.clone(),
         kafka.clone(),

@@ -21,6 +21,7 @@ mod broker_roundtrip;
 mod codec_roundtrip;
 mod fault_matrix;
 mod fuzz_decode;
+mod group_membership;
 mod holds;
 mod hostile_input;
 mod integrity;

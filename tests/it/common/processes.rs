@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use super::{reader_url, writer_url, Ledger};
 
+/// The session timeout of the posters (and other processes) tests start: short, so that a
+/// dead member's partitions move within seconds.
+pub const POSTER_SESSION_TIMEOUT_MS: u64 = 6000;
+
 /// A poster process that is killed if the test ends (or panics) while it still runs.
 pub struct PosterProcess(pub Child);
 
@@ -117,7 +121,10 @@ pub fn spawn_ledgerline(log: &str, args: &[&str], env: &[(&str, &str)]) -> Poste
     cmd.args(args)
         .env("RUST_LOG", "info,ledgerline=info")
         // A short session timeout, so that a SIGKILLed member's partitions move on quickly.
-        .env("LEDGERLINE_RDKAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env(
+            "LEDGERLINE_RDKAFKA_SESSION_TIMEOUT_MS",
+            POSTER_SESSION_TIMEOUT_MS.to_string(),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
