@@ -8,5 +8,6 @@ pub mod api;
 pub mod api_load;
 pub mod holds;
 pub mod ledger;
+pub mod peer;
 pub mod pipeline;
 pub mod scratch;

@@ -41,6 +41,27 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// The poster side by side with what a user would pick instead: Kafka Connect with
+    /// Debezium's JDBC sink (resolved from Maven Central by ops/peer.sh, run with Java 17),
+    /// the same number of postings into a database of its own, with and without a balances
+    /// trigger; both rates and the ratios (needs LEDGERLINE_ADMIN_DATABASE_URL).
+    Peer {
+        /// Postings for each side.
+        #[arg(long, default_value_t = 200_000)]
+        postings: usize,
+        /// Accounts the postings spread over.
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Partitions of each side's topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// The sink's tasks.
+        #[arg(long, default_value_t = 2)]
+        tasks: usize,
+        /// The sink's batch size.
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+    },
     /// What the query API costs the poster: the same topic posted into fresh databases
     /// without and with the API answering QPS balance and history requests per second,
     /// alternating; the lookups' latencies (needs LEDGERLINE_ADMIN_DATABASE_URL).
@@ -158,6 +179,22 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
                 runs: runs.clamp(1, 10),
             };
             crate::bench::holds::holds(&admin, &settings).await
+        }
+        BenchCmd::Peer {
+            postings,
+            accounts,
+            partitions,
+            tasks,
+            batch,
+        } => {
+            let settings = crate::bench::peer::PeerSettings {
+                postings,
+                accounts,
+                partitions: partitions.clamp(1, 64),
+                tasks: tasks.clamp(1, 16),
+                batch: batch.clamp(1, 50_000),
+            };
+            crate::bench::peer::peer(&admin, &KafkaSettings::from_env()?, &settings).await
         }
         BenchCmd::Api {
             postings,

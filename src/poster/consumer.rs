@@ -46,9 +46,9 @@ pub fn client_id(kafka: &KafkaSettings, instance: uuid::Uuid) -> String {
 /// moment more for the LeaveGroup request that follows it: a static member (`group.instance.id`)
 /// leaves the group only this way, since librdkafka never sends LeaveGroup from `close` for one
 /// (KIP-345); without it, its partitions would wait out the session timeout. At most
-/// `CLOSE_WAIT`; messages served meanwhile are dropped (the next owner reads them again).
+/// `LEAVE_WAIT`; messages served meanwhile are dropped (the next owner reads them again).
 fn wait_unassigned(consumer: &BaseConsumer<PosterContext>) {
-    let deadline = Instant::now() + CLOSE_WAIT;
+    let deadline = Instant::now() + LEAVE_WAIT;
     let mut empty_since: Option<Instant> = None;
     while Instant::now() < deadline {
         let _ = consumer.poll(Duration::from_millis(50));
@@ -61,6 +61,9 @@ fn wait_unassigned(consumer: &BaseConsumer<PosterContext>) {
         }
     }
 }
+
+/// How long an unsubscribed consumer is served at most for its revocation and LeaveGroup.
+const LEAVE_WAIT: Duration = Duration::from_secs(3);
 
 /// How long after its assignment is gone an unsubscribed consumer is still served, for its
 /// LeaveGroup request to go out before `close` (which would skip it for a static member).
@@ -98,20 +101,27 @@ impl Poster {
             || (settled && self.health.rejoin.swap(false, Ordering::Relaxed))
     }
 
-    /// Stops the poster when its consumer hit a fatal error: it will serve nothing more. The
-    /// one this poster can cause is another consumer joining under its `group.instance.id`.
-    pub(super) fn check_not_fatal(&self, membership: &Membership) -> anyhow::Result<()> {
+    /// Whether the consumer hit a fatal error and will serve nothing more: then it is replaced
+    /// by a consumer without static membership. The one fatal error a consumer meets is another
+    /// consumer joining under its `group.instance.id` (a second poster given the same id, or an
+    /// old consumer of this poster that had not closed yet): the replacement cannot be fenced,
+    /// and the poster's batches stay exactly-once whoever owns a partition (checkpoints fence).
+    pub(super) fn fatally_failed(&self, membership: &Membership) -> bool {
         let Some((code, reason)) = membership.consumer.client().fatal_error() else {
-            return Ok(());
+            return false;
         };
-        let hint = match &self.settings.group_instance {
-            super::GroupInstance::Named(id) => format!(
-                " (with group.instance.id {id:?}: another consumer of the group may have joined \
-                 under the same id; give each poster its own LEDGERLINE_GROUP_INSTANCE_ID)"
-            ),
-            _ => String::new(),
+        let id = match &self.settings.group_instance {
+            super::GroupInstance::Named(id) => id.as_str(),
+            _ => "",
         };
-        anyhow::bail!("the Kafka consumer hit a fatal error: {code:?}: {reason}{hint}")
+        tracing::error!(
+            group.instance.id = id,
+            "the Kafka consumer hit a fatal error ({code:?}: {reason}); joining again without \
+             static membership (if another poster runs with this group.instance.id, give each \
+             its own LEDGERLINE_GROUP_INSTANCE_ID)"
+        );
+        self.static_membership.store(false, Ordering::Relaxed);
+        true
     }
 
     /// Closes `old` (waiting for it at most `CLOSE_WAIT`) and joins with a new consumer.
@@ -125,13 +135,15 @@ impl Poster {
             "closing this poster's consumer and joining the group with a new one"
         );
         self.metrics.consumer_restarts.inc();
-        self.leave(old);
+        if !self.leave(old) {
+            self.static_membership.store(false, Ordering::Relaxed);
+        }
         self.join(kafka)
     }
 
     /// Leaves the group: the context stops touching shared health, the consumer unsubscribes
-    /// and closes on a thread of its own, waited for at most `CLOSE_WAIT`.
-    pub(super) fn leave(&self, membership: Membership) {
+    /// and closes on a thread of its own, waited for at most `CLOSE_WAIT`. Whether it closed.
+    pub(super) fn leave(&self, membership: Membership) -> bool {
         membership
             .consumer
             .context()
@@ -153,7 +165,9 @@ impl Poster {
             tracing::warn!(
                 "the old consumer did not close within {CLOSE_WAIT:?}; going on without it"
             );
+            return false;
         }
+        true
     }
 
     fn consumer(
@@ -181,7 +195,9 @@ impl Poster {
     fn consumer_defaults(&self) -> Vec<(&'static str, String)> {
         let mut defaults = self.membership_defaults();
         if let super::GroupInstance::Named(id) = &self.settings.group_instance {
-            defaults.push(("group.instance.id", id.clone()));
+            if self.static_membership.load(Ordering::Relaxed) {
+                defaults.push(("group.instance.id", id.clone()));
+            }
         }
         defaults
     }

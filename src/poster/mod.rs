@@ -174,6 +174,10 @@ pub struct Poster {
     /// The client id its consumer has among the group's members (`consumer::client_id`); the
     /// lag monitor looks for the same one.
     pub client_id: String,
+    /// Whether a new consumer may still join under the `group.instance.id`: not once an old
+    /// consumer of this process may still be alive (it did not close in time) or was fenced, so
+    /// that two consumers of one process never fence each other (`consumer.rs`).
+    pub static_membership: AtomicBool,
 }
 
 impl Poster {
@@ -200,6 +204,7 @@ impl Poster {
             assets: std::sync::RwLock::new(Arc::new(currencies)),
             handle: tokio::runtime::Handle::current(),
             accounts: Default::default(),
+            static_membership: AtomicBool::new(true),
             client_id,
         }
     }
@@ -246,10 +251,9 @@ impl Poster {
             self.handle_consume_errors(consumer, positions, &mut halts, errors);
             fetched = next;
             if last_lag_update.elapsed() > Duration::from_secs(5) {
-                self.check_not_fatal(&member)?;
                 self.update_progress(&member, &mut halts, &mut exported, last_message);
                 last_lag_update = Instant::now();
-                if self.should_rejoin(&member) {
+                if self.should_rejoin(&member) || self.fatally_failed(&member) {
                     member = self.rejoin(kafka, member)?;
                     // What the old consumer fetched is read again from the checkpoints the new
                     // one is assigned at; halts of partitions it no longer owns end in

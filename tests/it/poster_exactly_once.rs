@@ -489,6 +489,9 @@ async fn crash_loop_during_group_joins_drains_within_the_session_timeout() {
     let last_kill = std::time::Instant::now();
     let poster = ledger.poster(port, &[]);
     let bound = Duration::from_millis(ledgerline::limits::KAFKA_SESSION_TIMEOUT_MS + 60_000);
+    // The killed posters may have drained the topic already (each restart takes its partitions
+    // back at once): the last one must still be up, with its signal handlers, before the SIGTERM.
+    common::wait_ready(port, true, bound).await;
     ledger.wait_drained(bound).await;
     let recovery = last_kill.elapsed();
     stop(poster);
