@@ -74,24 +74,34 @@ pub async fn pipeline(
     let every_run = runs_row(&runs);
     runs.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
     let median = runs.swap_remove(runs.len() / 2);
-    // Half the pipeline's rate, for a tenth of the postings (at least 10 s of load).
-    let load_count = (s.postings / 10)
-        .max((median.run.steady_rate * 5.0) as usize)
-        .min(s.postings);
-    let load_messages = bench_messages(s, load_count, 8, "bench-load");
-    let rate = median.run.steady_rate / 2.0;
-    let load = under_load(admin_url, kafka, s, &load_messages, rate).await?;
+    let mut loads = Vec::new();
+    for share in LOAD_SHARES {
+        // A share of the pipeline's rate for 10 s, and at least a tenth of the postings.
+        let rate = median.run.steady_rate * share;
+        let count = (s.postings / 10)
+            .max((rate * 10.0) as usize)
+            .min(s.postings);
+        let messages = bench_messages(s, count, 8, "bench-load");
+        loads.push((
+            share,
+            under_load(admin_url, kafka, s, &messages, rate).await?,
+        ));
+    }
     let report = Report {
         s,
         produced,
         median: &median,
         every_run,
-        load: &load,
+        loads: &loads,
     };
     report.print_limits_and_pipeline();
     report.print_under_load();
     Ok(())
 }
+
+/// The loads latency is measured at, as shares of the pipeline's steady rate; the details
+/// printed are the half load's.
+const LOAD_SHARES: [f64; 3] = [0.1, 0.5, 0.9];
 
 /// `count` postings of the benchmark's shape, from `seed`, with keys of their own.
 fn bench_messages(
@@ -172,7 +182,7 @@ struct Report<'a> {
     produced: f64,
     median: &'a Measured,
     every_run: Option<String>,
-    load: &'a UnderLoad,
+    loads: &'a [(f64, UnderLoad)],
 }
 
 impl Report<'_> {
@@ -238,11 +248,16 @@ impl Report<'_> {
     }
 
     fn print_under_load(&self) {
-        let load = self.load;
-        println!(
-            "| latency under load: {} postings at {:.0}/s (half the pipeline; producer linger {BENCH_PRODUCER_LINGER_MS} ms), produce to commit p50 / p99 | {:.0} ms / {:.0} ms |",
-            load.count, load.rate, load.p50_ms, load.p99_ms
-        );
+        for (share, load) in self.loads {
+            println!(
+                "| latency at {:.0}% of the pipeline: {} postings at {:.0}/s (producer linger {BENCH_PRODUCER_LINGER_MS} ms), produce to commit p50 / p99 | {:.0} ms / {:.0} ms |",
+                share * 100.0, load.count, load.rate, load.p50_ms, load.p99_ms
+            );
+        }
+        let Some((_, load)) = self.loads.iter().find(|(share, _)| *share == 0.5) else {
+            return;
+        };
+        println!("| at half load: | |");
         println!(
             "| of which produce to broker acknowledgement p50 / p99 | {:.0} ms / {:.0} ms |",
             load.ack_p50_ms, load.ack_p99_ms
