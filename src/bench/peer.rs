@@ -62,6 +62,7 @@ pub async fn peer(admin_url: &Secret, kafka: &KafkaSettings, s: &PeerSettings) -
         batch_postings: crate::limits::BATCH_POSTINGS_DEFAULT,
         commit_lanes: 2,
         runs: 1,
+        latency: false,
     };
     let ledgerline = ledgerline_rate(admin_url, kafka, &posters).await?;
     let records = peer_records(s)?;

@@ -45,6 +45,8 @@ pub struct PipelineSettings {
     /// topic (each run on a fresh database): the table shows the run with the median ratio,
     /// and every run's figures.
     pub runs: usize,
+    /// Whether to measure latency under load afterwards (`LOAD_SHARES`).
+    pub latency: bool,
 }
 
 /// One measurement of limits A and B and the pipeline, one after the other.
@@ -75,7 +77,7 @@ pub async fn pipeline(
     runs.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
     let median = runs.swap_remove(runs.len() / 2);
     let mut loads = Vec::new();
-    for share in LOAD_SHARES {
+    for share in LOAD_SHARES.into_iter().filter(|_| s.latency) {
         // A share of the pipeline's rate for 10 s, and at least a tenth of the postings.
         let rate = median.run.steady_rate * share;
         let count = (s.postings / 10)
@@ -217,6 +219,10 @@ impl Report<'_> {
             "| batch commit latency p50 / p99 | {:.1} ms / {:.1} ms |",
             run.p50 * 1000.0,
             run.p99 * 1000.0
+        );
+        println!(
+            "| deadlocks detected by PostgreSQL (batches retried) | {} |",
+            run.deadlocks
         );
         println!(
             "| CPU until all committed, in cores of {}: machine / PostgreSQL / broker / posters (in-process) | {:.2} / {:.2} / {:.2} / {:.2} |",
@@ -525,6 +531,8 @@ struct Run {
     p99: f64,
     /// CPU from start to all committed (the posters are this process).
     cpu: CpuUse,
+    /// Deadlocks PostgreSQL detected in the run's database (each one a batch retried).
+    deadlocks: i64,
 }
 
 /// The posters, in-process, from the pre-loaded topic until every partition is committed.
@@ -586,8 +594,14 @@ async fn run_posters(
         .unwrap_or_default()
         .as_secs_f64()
         .max(0.001);
+    let deadlocks: i64 = sqlx::query_scalar(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&db.pool)
+    .await?;
     let histogram = &metrics.commit_seconds;
     let run = Run {
+        deadlocks,
         api,
         wall,
         steady_rate: messages as f64 / span,

@@ -40,6 +40,9 @@ pub enum BenchCmd {
         /// and lists every run.
         #[arg(long, default_value_t = 1)]
         runs: usize,
+        /// Leave out latency under load (10%, 50% and 90% of the pipeline's rate).
+        #[arg(long)]
+        no_latency: bool,
     },
     /// The poster side by side with what a user would pick instead: Kafka Connect with
     /// Debezium's JDBC sink (resolved from Maven Central by ops/peer.sh, run with Java 17),
@@ -145,6 +148,7 @@ fn api_posters(
         batch_postings: crate::limits::BATCH_POSTINGS_DEFAULT,
         commit_lanes: 2,
         runs: runs.clamp(1, 10),
+        latency: false,
     }
 }
 
@@ -217,8 +221,10 @@ pub(super) async fn bench(cmd: BenchCmd) -> Result<()> {
             batch_postings,
             commit_lanes,
             runs,
+            no_latency,
         } => {
             let settings = crate::bench::pipeline::PipelineSettings {
+                latency: !no_latency,
                 postings,
                 accounts,
                 lines: generator::parse_line_range(&lines)?,

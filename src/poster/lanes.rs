@@ -5,7 +5,7 @@
 //! lock, `store/posting/`). When batches share most of their accounts (wide postings over few
 //! accounts: 10-line postings touched 86% of 10,000 accounts per batch), the balance phase is
 //! long and the second lane spends its time waiting for the first one's, and two lanes measured
-//! half the throughput of one (docs/BENCHMARKS.md, measured when those waits were row locks).
+//! half the throughput of one (docs/BENCHMARKS-HISTORY.md, measured when those waits were row locks).
 //! Choosing lanes is pure: it looks only at the decoded postings. `commit_while_collecting`
 //! then runs the round: the lanes commit on threads of their own while the loop's thread
 //! collects and decodes the next batch.
@@ -97,7 +97,7 @@ impl Poster {
     /// one group per lane, of about the same size (`lanes::split`), and each lane commits its
     /// group as one transaction on its own connection: two lanes' journal writes overlap, and
     /// each transaction's fixed costs are paid once for all of its partitions (at half load they
-    /// were most of a small batch's time: docs/BENCHMARKS.md point 27). Batches that share most
+    /// were most of a small batch's time: docs/BENCHMARKS-HISTORY.md point 27). Batches that share most
     /// of their accounts commit in one lane. A partition's next batch is prepared only after its
     /// previous commit is applied, so positions stay in order; the commit's fencing keeps a
     /// partition that moved meanwhile (rebalance, replay) exactly-once.

@@ -209,7 +209,7 @@ impl Poster {
             }
             // Closing a batch as soon as the database is idle (group commit) was tried: at
             // half load it made batches so small that per-commit costs dominated and latency
-            // tripled (docs/BENCHMARKS.md). A batch closes when full, when its wait is over,
+            // tripled (docs/BENCHMARKS-HISTORY.md). A batch closes when full, when its wait is over,
             // or when nothing arrives for half the wait.
             if taken == 0 && !busy && !batch.messages.is_empty() && left < wait / 2 {
                 break;

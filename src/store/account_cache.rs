@@ -3,7 +3,7 @@
 //! Every batch needs, for each account it touches, the attributes its postings are checked
 //! against: entity, currency, normal side, whether it is active and whether it may go negative.
 //! Reading them for every batch was 8 ms of PostgreSQL time per 1,000 postings
-//! (docs/BENCHMARKS.md point 20). They rarely change, so the poster keeps them, and each batch
+//! (docs/BENCHMARKS-HISTORY.md point 20). They rarely change, so the poster keeps them, and each batch
 //! reads one value instead: `account_revision` (migration 0009) changes in the same transaction
 //! as any change to `accounts`, and a changed revision empties the cache.
 //!

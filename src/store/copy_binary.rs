@@ -2,7 +2,7 @@
 //! encoded by sqlx's own binary encoder for its type, so the bytes are what the server expects.
 //! The poster's bulk path for the journal's largest tables (entries, lines, idempotency
 //! records), and limit B of `bench pipeline`. Binary spares the server parsing every uuid,
-//! amount, date and timestamp from text (docs/BENCHMARKS.md point 29).
+//! amount, date and timestamp from text (docs/BENCHMARKS-HISTORY.md point 29).
 //!
 //! Values are encoded straight into the one buffer: no allocation per value.
 

@@ -11,7 +11,7 @@
 //! scan testing every row against every key of the list. It is never planned again while the
 //! connection lives; with 1,000 keys per batch the idempotency lookup took 0.2 s at 30,000
 //! records and 1.1 s at 100,000, and the poster fell further behind with every batch
-//! (docs/BENCHMARKS.md, point 21). `tests/it/store_plans.rs` holds every such lookup to this.
+//! (docs/BENCHMARKS-HISTORY.md, point 21). `tests/it/store_plans.rs` holds every such lookup to this.
 //!
 //! The two lookups every batch makes (idempotency keys, accounts not yet kept) are also
 //! written as one index probe per key (`unnest($1) CROSS JOIN LATERAL (... LIMIT 1)`) rather

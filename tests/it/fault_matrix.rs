@@ -147,18 +147,14 @@ impl Matrix {
                 )
             }
             Fault::LockHeldPastTimeout => {
-                let mut operator = self.ledger.pool.acquire().await.unwrap();
-                let lock = ledgerline::store::posting::BALANCE_UPDATES_LOCK;
-                let take = |sql| sqlx::query(sql).bind(lock);
-                take("SELECT pg_advisory_lock($1)")
+                // An operator's transaction holds every balance row.
+                let mut operator = self.ledger.pool.begin().await.unwrap();
+                sqlx::query("SELECT 1 FROM account_balances FOR UPDATE")
                     .execute(&mut *operator)
                     .await
                     .unwrap();
                 let named = self.publish_while_stalled(chunk).await;
-                take("SELECT pg_advisory_unlock($1)")
-                    .execute(&mut *operator)
-                    .await
-                    .unwrap();
+                operator.rollback().await.unwrap();
                 assert!(
                     named,
                     "/ready named no stalled partition during the lock hold"

@@ -107,10 +107,9 @@ async fn a_lock_held_past_every_timeout_rejects_nothing_and_reads_not_ready() {
     let ledger = Ledger::new(50, 2).await;
     set_writer_lock_timeout(&ledger, "1s").await;
     let messages = valid(3_000, 31);
-    // An operator's session takes the balance-update lock before anything is posted.
-    let mut operator = ledger.pool.acquire().await.unwrap();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(ledgerline::store::posting::BALANCE_UPDATES_LOCK)
+    // An operator's session holds every balance row before anything is posted.
+    let mut operator = ledger.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM account_balances FOR UPDATE")
         .execute(&mut *operator)
         .await
         .unwrap();
@@ -151,11 +150,7 @@ async fn a_lock_held_past_every_timeout_rejects_nothing_and_reads_not_ready() {
         "{named}"
     );
 
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(ledgerline::store::posting::BALANCE_UPDATES_LOCK)
-        .execute(&mut *operator)
-        .await
-        .unwrap();
+    operator.rollback().await.unwrap();
     ledger.wait_drained(Duration::from_secs(120)).await;
     assert_eq!(
         count(&ledger, "SELECT count(*) FROM journal_entries").await,

@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::lock::lock_balance_updates_in_tx;
+use super::lock::lock_balance_rows_in_tx;
 use super::plan::{BalanceRow, PartWrites, Writes};
 use super::rows::{IDEMPOTENCY_RECORDS, JOURNAL_ENTRIES, JOURNAL_LINES};
 use super::CommitError;
@@ -222,8 +222,8 @@ impl Writes {
 /// Balance, pending amounts and version of an account's row.
 type Snapshot = (Decimal, Pending, i64);
 
-/// Adds each account's deltas and version count to its balance row, under the balance lock, in
-/// one statement. Returns the rows whose version just before this update was not `seen` (the
+/// Adds each account's deltas and version count to its balance row, with the rows locked in
+/// account order first, in one statement. Returns the rows whose version just before this update was not `seen` (the
 /// batch's unlocked snapshot: another batch committed since), with the balance, pending amounts
 /// and version they had then. A row's version counts its changes, so an unchanged version is
 /// an unchanged row; most rows are, and are not sent back.
@@ -234,7 +234,7 @@ async fn apply_balance_deltas_in_tx(
 ) -> Result<HashMap<String, Snapshot>, CommitError> {
     let accounts: Vec<&str> = rows.iter().map(|r| &*r.account).collect();
     let column = |f: fn(&BalanceRow) -> Decimal| rows.iter().map(f).collect::<Vec<Decimal>>();
-    lock_balance_updates_in_tx(tx).await?;
+    lock_balance_rows_in_tx(tx, &accounts).await?;
     // The changed rows, then (account NULL) how many rows the update found.
     type Row = (
         Option<String>,

@@ -202,7 +202,7 @@ async fn load_entities_in_tx(
 /// Account attributes from the poster's cache (`account_cache.rs`), balances as zero: the
 /// batch's decisions depend on balances only where an account may not go negative, and those
 /// rows are read and locked here (sorted, so that batches queue instead of deadlocking). Every
-/// other balance row is locked late, by its update under the balance lock
+/// other balance row is locked late, in account order, just before its update
 /// (`flush.rs`, `apply_balance_deltas_in_tx`), so that batches of different partitions overlap
 /// their journal writes; the running balances in their events start from zero here and are
 /// corrected there by the balance found.

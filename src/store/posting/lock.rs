@@ -1,6 +1,6 @@
 //! The locks a batch transaction takes: each partition's checkpoint and chain head first (fencing),
-//! the balance rows of accounts that may not go negative while loading, and the balance-update
-//! lock just before balances change.
+//! the balance rows of accounts that may not go negative while loading, and the rest of its
+//! balance rows, in account order, just before balances change.
 
 use chrono::{DateTime, Utc};
 use foldhash::HashMap;
@@ -85,23 +85,26 @@ pub(super) async fn lock_partitions_in_tx(
     })
 }
 
-/// The advisory lock a batch takes just before it updates balance rows, held until it commits:
-/// one batch at a time updates balances, so the update may take its rows in any order, in one
-/// pass, with no separate sorted locking read first (that read was most of the statement's
-/// time). Rows locked early, for accounts that may not go negative, do not change that: a batch
-/// updates such a row only if it locked it early itself. (Only if the account's flag changes
-/// between two batches' reads could they wait for each other; PostgreSQL then detects the
-/// deadlock and the batch is retried as a transient error.)
-/// It costs no parallelism in practice: two batches of 1,000 postings over 10,000 accounts
-/// share about 18% of their accounts, so their row locks already queued the second batch's
-/// update behind the first's commit. The journal writes before it still run side by side.
-pub const BALANCE_UPDATES_LOCK: i64 = 0x6c65_6467_6572_0001;
-
-pub(super) async fn lock_balance_updates_in_tx(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(BALANCE_UPDATES_LOCK)
-        .execute(&mut *tx)
-        .await?;
+/// Locks the balance rows of `accounts` in account order, just before a batch updates them,
+/// held until it commits. Every batch takes its balance rows in the same order, so two batches
+/// sharing accounts queue on the first one they share and never deadlock; batches with no
+/// account in common update side by side. (Rows of accounts that may not go negative were
+/// locked earlier, also in order, by `lock_balances_in_tx`: a batch's second pass takes only
+/// rows it can wait for without holding one another batch's first pass needs, unless an
+/// account's no-negative flag changed between the two batches' reads; PostgreSQL then detects
+/// the deadlock and the batch is retried like any transient error.) Until December 2026 one
+/// advisory lock let one batch at a time update balances, whatever its accounts.
+pub(super) async fn lock_balance_rows_in_tx(
+    tx: &mut PgConnection,
+    accounts: &[&str],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT 1 FROM account_balances WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE",
+    )
+    .persistent(false) // planned for each batch: see "Lookups by a list" in store/mod.rs
+    .bind(accounts)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 

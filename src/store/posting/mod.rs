@@ -25,7 +25,6 @@ use crate::domain::offsets;
 use crate::store::account_cache::AccountCache;
 pub use error::{classify, CommitError, SqlErrorKind};
 use load::{load_retention_cut_in_tx, load_state_in_tx};
-pub use lock::BALANCE_UPDATES_LOCK;
 use lock::{lock_partitions_in_tx, PartitionLocks};
 use plan::Writes;
 pub use rows::{CopyTable, EntryRow, LineRow, JOURNAL_ENTRIES, JOURNAL_LINES};
@@ -90,7 +89,7 @@ pub async fn commit_batch_with(
 /// Commits batches of several partitions of one topic and group in one transaction: all of them
 /// or none. Each partition still gets its own batch row, checkpoint and hash-chain links, exactly
 /// as if it had committed alone; the transaction's fixed costs (statements, round trips, the
-/// commit) are paid once (docs/BENCHMARKS.md point 27). Outcomes are in the order of `inputs`.
+/// commit) are paid once (docs/BENCHMARKS-HISTORY.md point 27). Outcomes are in the order of `inputs`.
 /// Fenced if any partition's checkpoint is not where its input expects.
 pub async fn commit_batches_with(
     pool: &PgPool,
@@ -108,7 +107,7 @@ pub async fn commit_batches_with(
 /// batches of a few thousand postings (strings of every row and event, the account states).
 /// Freeing them took about 5 ms of a 150-170 ms transaction of 2,000 postings, on the commit
 /// lane before its COMMIT; `free` does it on a blocking-pool thread after the commit
-/// (docs/BENCHMARKS.md point 28).
+/// (docs/BENCHMARKS-HISTORY.md point 28).
 struct Scratch {
     _owned: Box<dyn Send>,
 }
