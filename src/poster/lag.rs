@@ -51,6 +51,10 @@ pub struct LagMonitor {
     pub stall: Duration,
     /// The client id this poster's consumer has among the group's members.
     pub client_id: String,
+    /// With static membership, how the broker's member ids of this poster begin
+    /// (`<group.instance.id>-`): a static member that takes over a dead one's id keeps the
+    /// dead one's client id in the group's description.
+    member_prefix: Option<String>,
     kafka: KafkaSettings,
     renewal: Renewal,
     last_checkpoints: BTreeMap<i32, i64>,
@@ -80,6 +84,10 @@ impl LagMonitor {
             health,
             stall: Duration::from_secs(settings.stall_seconds),
             client_id,
+            member_prefix: match &settings.group_instance {
+                super::GroupInstance::Named(id) => Some(format!("{id}-")),
+                _ => None,
+            },
             last_checkpoints: BTreeMap::new(),
             last_move: Instant::now(),
         })
@@ -269,11 +277,12 @@ impl LagMonitor {
             .map_err(|e| tracing::warn!(error = %e, "cannot describe the group"))
             .ok()?;
         let group = groups.groups().iter().find(|g| g.name() == self.group)?;
-        Some(
-            group
-                .members()
-                .iter()
-                .any(|m| m.client_id() == self.client_id),
-        )
+        Some(group.members().iter().any(|m| {
+            m.client_id() == self.client_id
+                || self
+                    .member_prefix
+                    .as_deref()
+                    .is_some_and(|prefix| m.id().starts_with(prefix))
+        }))
     }
 }

@@ -253,7 +253,10 @@ impl Poster {
             if last_lag_update.elapsed() > Duration::from_secs(5) {
                 self.update_progress(&member, &mut halts, &mut exported, last_message);
                 last_lag_update = Instant::now();
-                if self.should_rejoin(&member) || self.fatally_failed(&member) {
+                // Both asked every time: a fence must turn static membership off even when a
+                // rejoin was asked for anyway.
+                let fenced = self.fatally_failed(&member);
+                if self.should_rejoin(&member) || fenced {
                     member = self.rejoin(kafka, member)?;
                     // What the old consumer fetched is read again from the checkpoints the new
                     // one is assigned at; halts of partitions it no longer owns end in

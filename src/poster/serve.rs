@@ -14,23 +14,26 @@ use crate::health::Health;
 use crate::poster::metrics::PosterMetrics;
 use crate::service::Service;
 
-/// The group instance id this poster runs with, recorded in its heartbeat row.
+/// The group instance id this poster runs with, recorded in its heartbeat row, and (for `auto`)
+/// the lock that holds it while the poster runs.
 async fn claim_group_instance(
     pool: &PgPool,
     instance: uuid::Uuid,
     settings: &PosterSettings,
-) -> anyhow::Result<GroupInstance> {
+) -> anyhow::Result<(GroupInstance, Option<crate::store::instances::IdLock>)> {
     use crate::store::instances;
     let (group, topic) = (&settings.group, &settings.topic);
-    let claimed = match &settings.group_instance {
-        GroupInstance::Off => GroupInstance::Off,
-        GroupInstance::Auto => GroupInstance::Named(
-            instances::claim_group_instance(pool, instance, group, topic).await?,
-        ),
+    let (claimed, lock) = match &settings.group_instance {
+        GroupInstance::Off => (GroupInstance::Off, None),
+        GroupInstance::Auto => {
+            let (name, lock) =
+                instances::claim_group_instance(pool, instance, group, topic).await?;
+            (GroupInstance::Named(name), Some(lock))
+        }
         GroupInstance::Named(name) => {
             let mut conn = pool.acquire().await?;
             instances::record_group_instance(&mut conn, instance, group, topic, name).await?;
-            GroupInstance::Named(name.clone())
+            (GroupInstance::Named(name.clone()), None)
         }
     };
     match &claimed {
@@ -39,7 +42,7 @@ async fn claim_group_instance(
         }
         _ => tracing::info!("dynamic group membership"),
     }
-    Ok(claimed)
+    Ok((claimed, lock))
 }
 
 /// Runs a poster until SIGTERM/SIGINT (or until idle when asked).
@@ -62,7 +65,8 @@ pub async fn serve_poster(
     let (health, shutdown) = (service.health.clone(), service.shutdown.clone());
     let instance = uuid::Uuid::new_v4();
     crate::store::instances::heartbeat(&pool, instance, &settings.group, &settings.topic).await?;
-    settings.group_instance = claim_group_instance(&pool, instance, &settings).await?;
+    let (group_instance, _id_lock) = claim_group_instance(&pool, instance, &settings).await?;
+    settings.group_instance = group_instance;
     let checker = tokio::spawn(check_dependencies(
         pool.clone(),
         kafka.clone(),

@@ -38,44 +38,23 @@ pub async fn stopped(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
 }
 
 /// Takes this poster's Kafka `group.instance.id` for `group`: `<host>-<n>` with the lowest `n`
-/// that no running poster of the group on this host holds, recorded in its heartbeat row. A
-/// poster still holds its id while it has not said it stopped, its process is alive and its
-/// heartbeat is younger than a minute; so a poster restarted after a crash takes the id of the
-/// one that died (its process is gone) and gets the same partitions back without a rebalance,
-/// while two posters alive on one host never share an id (one would fence the other). The
-/// choice is made under an advisory lock per group and host, so two starting at once differ.
+/// whose session advisory lock (per group and id) it can take, on a connection of its own that
+/// it keeps for as long as it runs (the returned `IdLock`). A poster that dies loses the lock
+/// with its connection at once, so a poster restarted after a crash takes the dead one's id and
+/// gets the same partitions back without a rebalance; a live one, even paused (SIGSTOP), keeps
+/// it, so two posters alive on one host never share an id (one would fence the other). The
+/// lock, not process ids, says who is alive: containers restarted under the same host name
+/// see other pid namespaces. Recorded in the poster's heartbeat row for operators.
 pub async fn claim_group_instance(
     pool: &PgPool,
     id: Uuid,
     group: &str,
     topic: &str,
-) -> Result<String, StoreError> {
-    let host = crate::config::host_name();
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('group-instance/' || $1 || '/' || $2, 0))",
-    )
-    .bind(group)
-    .bind(&host)
-    .execute(&mut *tx)
-    .await?;
-    let holders: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT group_instance_id, pid FROM poster_instances
-         WHERE consumer_group = $1 AND host = $2 AND stopped_at IS NULL AND instance_id <> $3
-           AND group_instance_id IS NOT NULL AND last_seen_at > now() - interval '60 seconds'",
-    )
-    .bind(group)
-    .bind(&host)
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let taken: Vec<String> = holders
-        .into_iter()
-        .filter(|(_, pid)| process_alive(*pid))
-        .map(|(name, _)| name)
-        .collect();
+) -> Result<(String, IdLock), StoreError> {
+    use sqlx::ConnectOptions;
+    let mut conn = pool.connect_options().connect().await?;
     // Kafka takes letters, digits, '.', '_' and '-' in an instance id.
-    let stem: String = host
+    let stem: String = crate::config::host_name()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
@@ -86,13 +65,27 @@ pub async fn claim_group_instance(
         })
         .take(200)
         .collect();
-    let name = (1..)
-        .map(|n| format!("{stem}-{n}"))
-        .find(|name| !taken.contains(name))
-        .expect("some slot is free");
-    record_group_instance(&mut tx, id, group, topic, &name).await?;
-    tx.commit().await?;
-    Ok(name)
+    for n in 1.. {
+        let name = format!("{stem}-{n}");
+        let taken: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtextextended('group-instance/' || $1 || '/' || $2, 0))",
+        )
+        .bind(group)
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await?;
+        if taken {
+            let mut record = pool.acquire().await?;
+            record_group_instance(&mut record, id, group, topic, &name).await?;
+            return Ok((name, IdLock { _connection: conn }));
+        }
+    }
+    unreachable!("some slot is free")
+}
+
+/// The connection holding a poster's group instance id: keep it while the poster runs.
+pub struct IdLock {
+    _connection: sqlx::PgConnection,
 }
 
 /// Records the `group.instance.id` a poster runs with (also one set by the operator).
@@ -117,19 +110,6 @@ pub async fn record_group_instance(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Whether a process of this host runs under `pid` (Linux: it has a `/proc` entry that is not
-/// a zombie, which a killed process is until its parent reaps it).
-fn process_alive(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // "pid (name) S ...": the state follows the last ')', the name may hold anything.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    pid > 0 && !matches!(state, Some('Z' | 'X') | None)
 }
 
 /// Posters of `group` whose heartbeat is recent and that did not say they stopped.

@@ -144,13 +144,13 @@ impl Writes {
         Ok(())
     }
 
-    /// Every balance change under the balance lock, then the balance events corrected by what
+    /// Every balance change (its rows locked in account order), then the balance events corrected by what
     /// other batches committed since this one read the rows, as one outbox row.
     async fn apply_balances(&mut self, tx: &mut PgConnection) -> Result<(), CommitError> {
         if self.balance_rows.is_empty() {
             return Ok(());
         }
-        // Any order: the balance lock, not row order, keeps batches from deadlocking.
+        // Any order here: the rows are locked in account order first (`lock_balance_rows_in_tx`).
         let rows = &self.balance_rows;
         let changed = apply_balance_deltas_in_tx(tx, rows, self.now).await?;
         for event in &mut self.balance_events {

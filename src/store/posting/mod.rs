@@ -5,7 +5,7 @@
 //! accounts from the cache, entities, periods, reversal targets) -> pure fold
 //! (`domain::batch::decide`) -> accumulate the rows (`Writes::add`) -> write them in bulk
 //! (`Writes::flush_in_tx`: batches, chain heads, rejections, journal entries and lines by COPY,
-//! idempotency records, balance deltas under the balance lock with their events, outbox, and
+//! idempotency records, balance deltas (rows locked in account order) with their events, outbox, and
 //! each checkpoint moved only from where it was locked) -> COMMIT.
 
 mod error;
