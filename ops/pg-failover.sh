@@ -133,10 +133,13 @@ node_up() {
             -v writer_pw="$(role_password ledgerline_poster)" -v reader_pw="$(role_password ledgerline_viewer)" \
             -f "$LEDGERLINE_ROOT/ops/postgres-init/roles.psql" >/dev/null
         af_sql "$port" postgres -c "CREATE DATABASE $LEDGERLINE_DB_NAME OWNER ledgerline_owner" >/dev/null
+        # The secondary's base backup starts with a checkpoint, spread over minutes when there is
+        # much to write (one CI run waited 100 s for it): write it all now.
+        af_sql "$port" postgres -c "CHECKPOINT" >/dev/null
         # Timeouts of the nodes' own keepers, below the monitor's demote timeout.
         af pg_autoctl config set --pgdata "$AF/$node" timeout.network_partition_timeout 3 >/dev/null
     else
-        wait_until "$node to become a secondary" 120 state_is "$node" secondary
+        wait_until "$node to become a secondary" 300 state_is "$node" secondary
         af pg_autoctl config set --pgdata "$AF/$node" timeout.network_partition_timeout 3 >/dev/null
     fi
 }
