@@ -154,14 +154,23 @@ pub fn operator() -> Option<String> {
 }
 
 /// This machine's name for the poster heartbeat and group instance ids (`$HOSTNAME`, else the
-/// kernel's host name, else "localhost").
+/// kernel's host name, else "localhost"), read once.
 pub fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    })
+    .clone()
+}
+
+/// Whether Kafka takes `c` in a `group.instance.id`: letters, digits, '.', '_' and '-'.
+pub fn is_group_instance_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
 /// Log lines as JSON objects (`LEDGERLINE_LOG_FORMAT=json`).

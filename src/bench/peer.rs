@@ -14,6 +14,7 @@
 //! the worker's start (the JVM and Hibernate take seconds).
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -342,10 +343,11 @@ collection.name.format=peer_journal
     );
     let write = |name: &str, text: &str| -> Result<String> {
         let path = dir.join(name);
+        // The connector's settings hold the connection password: its owner's only.
         let mut file = std::fs::OpenOptions::new()
             .create_new(true)
             .write(true)
-            .mode_owner_only()
+            .mode(0o600)
             .open(&path)?;
         file.write_all(text.as_bytes())?;
         Ok(path.display().to_string())
@@ -354,17 +356,6 @@ collection.name.format=peer_journal
         write("worker.properties", &worker)?,
         write("connector.properties", &connector)?,
     ))
-}
-
-/// Files with the connection password are readable by their owner only.
-trait OwnerOnly {
-    fn mode_owner_only(&mut self) -> &mut Self;
-}
-
-impl OwnerOnly for std::fs::OpenOptions {
-    fn mode_owner_only(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
-    }
 }
 
 /// Host, port, user and password of a `postgres://` URL.

@@ -93,9 +93,7 @@ impl std::str::FromStr for GroupInstance {
             "off" => Ok(GroupInstance::Off),
             id if !id.is_empty()
                 && id.len() <= 249
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) =>
+                && id.chars().all(crate::config::is_group_instance_char) =>
             {
                 Ok(GroupInstance::Named(id.to_string()))
             }

@@ -22,17 +22,15 @@ async fn claim_group_instance(
     settings: &PosterSettings,
 ) -> anyhow::Result<(GroupInstance, Option<crate::store::instances::IdLock>)> {
     use crate::store::instances;
-    let (group, topic) = (&settings.group, &settings.topic);
     let (claimed, lock) = match &settings.group_instance {
         GroupInstance::Off => (GroupInstance::Off, None),
         GroupInstance::Auto => {
             let (name, lock) =
-                instances::claim_group_instance(pool, instance, group, topic).await?;
+                instances::claim_group_instance(pool, instance, &settings.group).await?;
             (GroupInstance::Named(name), Some(lock))
         }
         GroupInstance::Named(name) => {
-            let mut conn = pool.acquire().await?;
-            instances::record_group_instance(&mut conn, instance, group, topic, name).await?;
+            instances::record_group_instance(pool, instance, name).await?;
             (GroupInstance::Named(name.clone()), None)
         }
     };

@@ -49,15 +49,13 @@ pub async fn claim_group_instance(
     pool: &PgPool,
     id: Uuid,
     group: &str,
-    topic: &str,
 ) -> Result<(String, IdLock), StoreError> {
     use sqlx::ConnectOptions;
     let mut conn = pool.connect_options().connect().await?;
-    // Kafka takes letters, digits, '.', '_' and '-' in an instance id.
     let stem: String = crate::config::host_name()
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            if crate::config::is_group_instance_char(c) {
                 c
             } else {
                 '-'
@@ -75,8 +73,7 @@ pub async fn claim_group_instance(
         .fetch_one(&mut conn)
         .await?;
         if taken {
-            let mut record = pool.acquire().await?;
-            record_group_instance(&mut record, id, group, topic, &name).await?;
+            record_group_instance(pool, id, &name).await?;
             return Ok((name, IdLock { _connection: conn }));
         }
     }
@@ -88,27 +85,14 @@ pub struct IdLock {
     _connection: sqlx::PgConnection,
 }
 
-/// Records the `group.instance.id` a poster runs with (also one set by the operator).
-pub async fn record_group_instance(
-    conn: &mut sqlx::PgConnection,
-    id: Uuid,
-    group: &str,
-    topic: &str,
-    name: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO poster_instances (instance_id, consumer_group, topic, host, pid, group_instance_id)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (instance_id) DO UPDATE SET group_instance_id = $6, last_seen_at = now()",
-    )
-    .bind(id)
-    .bind(group)
-    .bind(topic)
-    .bind(crate::config::host_name())
-    .bind(std::process::id() as i32)
-    .bind(name)
-    .execute(conn)
-    .await?;
+/// Records the `group.instance.id` a poster runs with (also one set by the operator) in its
+/// heartbeat row (`heartbeat` makes it first).
+pub async fn record_group_instance(pool: &PgPool, id: Uuid, name: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE poster_instances SET group_instance_id = $2 WHERE instance_id = $1")
+        .bind(id)
+        .bind(name)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
