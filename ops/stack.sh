@@ -95,6 +95,14 @@ log_min_messages = warning
 CONF
 }
 
+# pg_stat_statements, so that `ledgerline bench pipeline` can show PostgreSQL's time per
+# statement (src/bench/statements.rs). Also added to a stack made before it (read at the
+# next start).
+pg_statements() {
+    grep -q '^shared_preload_libraries' "$PGDATA/postgresql.conf" && return 0
+    printf "shared_preload_libraries = 'pg_stat_statements'\n" >>"$PGDATA/postgresql.conf"
+}
+
 pg_up() {
     ensure_postgres_installed
     local bin port="$LEDGERLINE_PG_PORT"
@@ -103,6 +111,7 @@ pg_up() {
         port_in_use "$port" && die "port $port is in use by another program: set LEDGERLINE_PG_PORT in ${LEDGERLINE_STACK_CONF:-ops/stack.conf}"
     fi
     pg_init
+    pg_statements
     if pg_running; then
         say "PostgreSQL already running on 127.0.0.1:$port"
     else

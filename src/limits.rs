@@ -43,7 +43,9 @@ pub const COMMIT_LANES_MAX: usize = 4;
 pub const BATCH_WAIT_MS_MAX: u64 = 10_000;
 /// Longest a batch waits to fill while no commit runs, unless configured (the benchmark uses
 /// the same). 50 ms measured a lower produce-to-commit latency at half load than 100
-/// (docs/BENCHMARKS-HISTORY.md point 33).
+/// (docs/BENCHMARKS-HISTORY.md point 33). Since issue 32 it is the ceiling of an adaptive wait
+/// (`poster::queues::adaptive_wait`): a batch with messages waits at most as long as the last
+/// commit took.
 pub const BATCH_WAIT_MS_DEFAULT: u64 = 50;
 /// The longest wait between two attempts at the same batch. Attempts are not counted: an error
 /// that is not the messages' own fault is retried until it passes (issue 30), and the

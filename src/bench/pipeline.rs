@@ -21,6 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureRecord, Producer};
 
 use super::scratch::{machine, seed, ScratchDb};
+use super::statements;
 use crate::codec::posting_codec;
 use crate::config::{KafkaSettings, Secret};
 use crate::domain::ids::entry_id;
@@ -98,6 +99,7 @@ pub async fn pipeline(
     };
     report.print_limits_and_pipeline();
     report.print_under_load();
+    report.print_statements();
     Ok(())
 }
 
@@ -253,6 +255,33 @@ impl Report<'_> {
         }
     }
 
+    /// PostgreSQL's execution time per posting by statement, in the pipeline and in limit B
+    /// of the median run (`statements.rs`).
+    fn print_statements(&self) {
+        let (run, copy) = (&self.median.run, &self.median.copy);
+        println!(
+            "\n### PostgreSQL execution time per posting, by statement (pg_stat_statements)\n"
+        );
+        let (pipeline, limit_b) = match (&run.statements, &copy.statements) {
+            (Ok(p), Ok(c)) => (p, c),
+            (Err(why), _) | (_, Err(why)) => return println!("not measured: {why}"),
+        };
+        println!("Execution time inside the server (waits for locks and the disk included), in µs per posting, for the run above; statements under 0.5 µs in both are summed.\n");
+        println!("| statement | pipeline: calls | pipeline: µs | limit B: µs |\n|---|---|---|---|");
+        let phases = [(pipeline, run.messages), (limit_b, copy.postings)];
+        for row in statements::per_posting_rows(&phases, 0.5) {
+            let calls = pipeline
+                .get(&row.label)
+                .map_or(String::new(), |c| c.calls.to_string());
+            println!(
+                "| `{}` | {calls} | {:.1} | {:.1} |",
+                row.label.replace('|', "\\|"),
+                row.us[0],
+                row.us[1]
+            );
+        }
+    }
+
     fn print_under_load(&self) {
         for (share, load) in self.loads {
             println!(
@@ -336,6 +365,8 @@ async fn produce(
 struct CopyLimit {
     rate: f64,
     postgres_us: f64,
+    postings: usize,
+    statements: statements::Costs,
 }
 
 /// Limit B: binary COPY of the same entries, lines and idempotency records into a fresh database of
@@ -365,6 +396,7 @@ async fn copy_limit(
     .await?;
     let rows = LimitBRows::of(messages, batch_id, recorded_at);
     settle(&db).await?;
+    let counting = statements::reset(&db.pool).await;
     let mut conn = db.pool.acquire().await?;
     let cpu_before = CpuSample::take(std::process::id());
     let started = Instant::now();
@@ -382,6 +414,10 @@ async fn copy_limit(
     let postings = rows.postings;
     let rate = postings as f64 / elapsed.as_secs_f64();
     let postgres_us = cpu.postgres * elapsed.as_secs_f64() / postings.max(1) as f64 * 1e6;
+    let statements = match counting {
+        Ok(()) => Ok(statements::read(&db.pool).await?),
+        Err(why) => Err(why),
+    };
     let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
         .fetch_one(&mut *conn)
         .await?;
@@ -391,7 +427,12 @@ async fn copy_limit(
     );
     drop(conn);
     db.drop().await?;
-    Ok(CopyLimit { rate, postgres_us })
+    Ok(CopyLimit {
+        rate,
+        postgres_us,
+        postings,
+        statements,
+    })
 }
 
 /// Limit B's rows, encoded before the clock starts: each valid, first-seen posting's entry,
@@ -533,6 +574,10 @@ struct Run {
     cpu: CpuUse,
     /// Deadlocks PostgreSQL detected in the run's database (each one a batch retried).
     deadlocks: i64,
+    /// PostgreSQL's execution time per statement from start to all committed.
+    statements: statements::Costs,
+    /// Messages committed (what `statements` is divided by).
+    messages: usize,
 }
 
 /// The posters, in-process, from the pre-loaded topic until every partition is committed.
@@ -546,6 +591,7 @@ async fn run_posters(
     let db = ScratchDb::create(admin_url).await?;
     seed(&db.pool, s.accounts).await?;
     settle(&db).await?;
+    let counting = statements::reset(&db.pool).await;
     let metrics = Arc::new(PosterMetrics::new());
     let group = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let api_load = match api_qps {
@@ -577,6 +623,10 @@ async fn run_posters(
     .await?;
     let wall = started.elapsed();
     let cpu = CpuSample::take(std::process::id()).since(&cpu_before, wall);
+    let statements = match counting {
+        Ok(()) => Ok(statements::read(&db.pool).await?),
+        Err(why) => Err(why),
+    };
     let api = match api_load {
         Some(load) => Some(load.finish().await?),
         None => None,
@@ -602,6 +652,8 @@ async fn run_posters(
     let histogram = &metrics.commit_seconds;
     let run = Run {
         deadlocks,
+        statements,
+        messages: messages as usize,
         api,
         wall,
         steady_rate: messages as f64 / span,
@@ -793,7 +845,8 @@ async fn load_and_watch(
     check_ledger(db).await?;
     let committed = first_committed(&placed, &seen);
     if let Some(path) = crate::config::bench_trace_path() {
-        write_trace(&path, t0, &placed, &committed)?;
+        // One file per load, named by its rate: FILE.<messages per second>.
+        write_trace(&format!("{path}.{rate:.0}"), t0, &placed, &committed)?;
     }
     let (latencies, after_ack) = latencies(&placed, &committed);
     let pick = |v: &[f64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];

@@ -91,5 +91,8 @@ pub async fn seed(pool: &PgPool, accounts: usize) -> Result<()> {
     store::accounts::import(pool, &chart).await?;
     let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("literal date");
     store::periods::open(pool, "bench", d("2026-01-01"), d("2026-12-31"), "bench", "").await?;
+    // Statistics, as a ledger that has run a while has them (the planner's first plans are
+    // otherwise made for empty tables).
+    sqlx::query("ANALYZE").execute(pool).await?;
     Ok(())
 }

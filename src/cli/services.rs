@@ -24,8 +24,8 @@ pub struct PosterArgs {
     /// Largest batch in bytes of messages.
     #[arg(long, env = "LEDGERLINE_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub batch_bytes: usize,
-    /// Longest a batch waits to fill while no commit is running (under load, batches close
-    /// when full).
+    /// Longest a batch waits to fill while no commit is running; a batch that has messages
+    /// waits no longer than the last commit took (under load, batches close when full).
     #[arg(long, env = "LEDGERLINE_BATCH_WAIT_MS", default_value_t = limits::BATCH_WAIT_MS_DEFAULT)]
     pub batch_wait_ms: u64,
     /// Transactions committed side by side, each holding its share of a round's partition

@@ -128,19 +128,30 @@ impl Poster {
                 .iter()
                 .map(|group| {
                     s.spawn(move || {
+                        let started = std::time::Instant::now();
                         let together: Vec<&Job> = group.iter().map(|i| &jobs[*i]).collect();
                         let results = self.commit_together(&together);
                         committing.fetch_sub(1, Ordering::Release);
-                        group.iter().copied().zip(results).collect::<Vec<_>>()
+                        let took = started.elapsed();
+                        (took, group.iter().copied().zip(results).collect::<Vec<_>>())
                     })
                 })
                 .collect();
             let collected = self.collect(consumer, queues, positions, committing, halts);
             let next = self.decode(codec, collected.messages);
-            let mut results: Vec<(usize, commit::Committed)> = running
+            let lanes: Vec<_> = running
                 .into_iter()
-                .flat_map(|h| h.join().expect("commit thread"))
+                .map(|h| h.join().expect("commit thread"))
                 .collect();
+            // What the next round's batch may wait for more messages (`queues.rs`).
+            if let Some(slowest) = lanes.iter().map(|(took, _)| *took).max() {
+                let us = u64::try_from(slowest.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                self.last_commit_us.store(us, Ordering::Relaxed);
+            }
+            let mut results: Vec<(usize, commit::Committed)> =
+                lanes.into_iter().flat_map(|(_, r)| r).collect();
             results.sort_by_key(|(i, _)| *i);
             let results = results.into_iter().map(|(_, r)| r).collect();
             (results, next, collected.errors)

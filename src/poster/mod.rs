@@ -29,7 +29,7 @@ mod progress;
 mod queues;
 mod serve;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -176,6 +176,9 @@ pub struct Poster {
     /// consumer of this process may still be alive (it did not close in time) or was fenced, so
     /// that two consumers of one process never fence each other (`consumer.rs`).
     pub static_membership: AtomicBool,
+    /// How long the last round's slowest commit lane took, in µs: a batch that has messages
+    /// waits no longer than this for more (`queues::Poster::collect`).
+    pub last_commit_us: AtomicU64,
 }
 
 impl Poster {
@@ -203,6 +206,7 @@ impl Poster {
             handle: tokio::runtime::Handle::current(),
             accounts: Default::default(),
             static_membership: AtomicBool::new(true),
+            last_commit_us: AtomicU64::new(0),
             client_id,
         }
     }

@@ -1,6 +1,7 @@
 //! The short pipeline benchmark runs in CI: 20,000 postings through the real broker and
 //! PostgreSQL. It fails if the ledger is wrong afterwards (trial balance or balances), whatever
-//! the speed. Two runs, so that measuring again on the same topic is exercised too.
+//! the speed. Two runs, so that measuring again on the same topic is exercised too. The
+//! per-statement table (pg_stat_statements, which the stack preloads) must be printed.
 
 #[test]
 fn short_pipeline_benchmark_runs_and_leaves_a_correct_ledger() {
@@ -31,6 +32,10 @@ fn short_pipeline_benchmark_runs_and_leaves_a_correct_ledger() {
         "ratio pipeline",
         "2 runs, in order: limit A / limit B / pipeline (steady) / ratio",
         "checked: zero per currency",
+        // The stack preloads pg_stat_statements: the per-statement table must be there.
+        "### PostgreSQL execution time per posting, by statement",
+        "| `COPY journal_lines` |",
+        "| `total` |",
     ] {
         assert!(stdout.contains(row), "missing {row:?} in\n{stdout}");
     }
