@@ -39,6 +39,9 @@ pub struct PostingRequest {
     pub reverses: Option<String>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Absent in JSON means none: a void, an expiry, a reversal and a hold's post in full take
+    /// none; any other request without lines is rejected as EMPTY.
+    #[serde(default)]
     pub lines: Vec<LineRequest>,
     /// `POST` (the default), `PENDING`, `POST_PENDING`, `VOID_PENDING` or `EXPIRE_PENDING`
     /// (`domain::hold`). Added in version 2 of the request schema.

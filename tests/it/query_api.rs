@@ -1,8 +1,8 @@
 //! `ledgerline api` against ledgers built by the real poster: the outcome of posted, duplicate,
 //! conflicting, rejected and held requests; typed errors; the bearer token; history walks that
 //! miss and repeat nothing while postings arrive; filters and as-of figures equal to the CLI's;
-//! read-your-writes by delivery offset; and the served OpenAPI document equal to the committed
-//! one.
+//! read-your-writes by delivery offset; the served OpenAPI document equal to the committed
+//! one; and JSON the schema refuses answered under its key.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -206,6 +206,51 @@ async fn the_api_answers_what_became_of_each_request() {
     assert_eq!(
         served, committed,
         "docs/openapi.json is the generated document (ledgerline api --openapi)"
+    );
+}
+
+/// JSON the schema refuses is answered under its key (MALFORMED; the same bytes again a
+/// duplicate, a correction under the key a conflict), and a JSON void may leave out `lines`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_invalid_json_is_answered_under_its_key() {
+    let ledger = Ledger::new(2, 1).await;
+    let typo = br#"{"idempotency_key":"json-typo","entity":"demo","effective_date":"2026-11-05","lines":[]}"#;
+    let corrected = serde_json::to_vec(&transfer("json-typo", None, Some("5.00"), "D")).unwrap();
+    let hold =
+        serde_json::to_vec(&transfer("json-hold", Some("PENDING"), Some("7.00"), "C")).unwrap();
+    let void = br#"{"idempotency_key":"json-void","entity_id":"demo","effective_date":"2026-11-05","kind":"VOID_PENDING","pending_id":"json-hold"}"#;
+    let stream: Vec<(String, Vec<u8>)> = [&typo[..], typo, &corrected, &hold, void]
+        .into_iter()
+        .map(|b| ("k".to_string(), b.to_vec()))
+        .collect();
+    ledger.produce_raw(&stream).await;
+    ledger.run_poster_until_idle().await;
+    let port = free_port();
+    let _api = spawn_api(&ledger, port, &[]).await;
+
+    let (status, typo) = get_json(port, "/v1/requests/json-typo").await;
+    assert_eq!(status, 200, "{typo}");
+    assert_eq!(typo["request"]["outcome"], "rejected", "{typo}");
+    assert_eq!(typo["request"]["reason_code"], "MALFORMED", "{typo}");
+    assert_eq!(typo["request"]["source_offset"], 0, "{typo}");
+    let conflicts = typo["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "only the correction conflicts: {typo}");
+    assert_eq!(conflicts[0]["source_offset"], 2, "{typo}");
+    let (_, hold) = get_json(port, "/v1/requests/json-hold").await;
+    assert_eq!(hold["request"]["outcome"], "held", "{hold}");
+    let (_, void) = get_json(port, "/v1/requests/json-void").await;
+    assert_eq!(void["request"]["outcome"], "released", "{void}");
+    let (_, all) = get_json(port, "/v1/rejections").await;
+    let codes: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason_code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        ["MALFORMED", "IDEMPOTENCY_CONFLICT"],
+        "the duplicate is no rejection: {all}"
     );
 }
 
