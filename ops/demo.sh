@@ -90,5 +90,5 @@ curl -s "http://$API_ADDR/v1/requests/$RUN_ID-sample-4"; echo
 kill $API; wait $API 2>/dev/null || true
 trap - EXIT
 echo
-echo "The query API's routes: README.md, \"The query API\"; its OpenAPI document: docs/openapi.json."
+echo "The query API's routes: docs/QUERY-API.md; its OpenAPI document: docs/openapi.json."
 echo "Where to look while a poster runs: http://$HTTP_ADDR/metrics (Prometheus), /ready, /recovery (last committed batch per partition)."

@@ -17,7 +17,7 @@
 # file pg_autoctl reads). The one exception is pg_auto_failover's own health-check role
 # (pgautofailover_monitor, trust, one connection, no rights), which it requires.
 # Failure detection is tightened for a test stack (about 8 s from a lost primary to a promoted
-# secondary instead of about 50 s with the defaults); see README "PostgreSQL failover".
+# secondary instead of about 50 s with the defaults); see docs/OPERATIONS.md, "PostgreSQL failover".
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings

@@ -136,7 +136,7 @@ pg_up() {
 # for the name "localhost" only (not 127.0.0.1: a client that checks host names connects as
 # localhost). The server accepts TLS from any client and requires it of members of
 # ledgerline_tls_required (pg_hba.conf: plaintext rejected for them). Clients verify with
-# sslmode=verify-full&sslrootcert=$LEDGERLINE_PG_CA_FILE (README, "Security").
+# sslmode=verify-full&sslrootcert=$LEDGERLINE_PG_CA_FILE (SECURITY.md).
 pg_tls() {
     local tls="$STACK/tls" bin psql
     bin=$(pg_bindir)

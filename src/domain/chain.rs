@@ -1,7 +1,7 @@
 //! Tamper evidence: every journal entry carries
 //! `hash = SHA-256(prev_hash || canonical bytes of the entry and its lines)`, chained per source
 //! partition in commit order. The canonical form is plain UTF-8 text, one `name=value` per line
-//! ending in `\n`, in this order (README "Canonical entry form"):
+//! ending in `\n`, in this order (docs/INTEGRITY.md, "Tamper evidence: the hash chain"):
 //!
 //! ```text
 //! ledgerline-entry-v1

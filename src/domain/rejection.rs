@@ -294,14 +294,14 @@ impl Rejection {
 mod tests {
     use super::*;
 
-    /// The README's list of rejection codes is the list the ledger uses.
+    /// The producers' guide lists the rejection codes the ledger uses, and no other.
     #[test]
-    fn the_readme_lists_every_code_and_no_other() {
-        let readme = include_str!("../../README.md");
-        let start = readme
+    fn the_producers_guide_lists_every_code_and_no_other() {
+        let guide = include_str!("../../docs/PRODUCERS.md");
+        let start = guide
             .find("Rejection codes (stable;")
-            .expect("README lists the rejection codes");
-        let list = &readme[start..];
+            .expect("docs/PRODUCERS.md lists the rejection codes");
+        let list = &guide[start..];
         let list = &list[..list.find("\n\n").unwrap_or(list.len())];
         let listed: Vec<&str> = list
             .split('`')
