@@ -6,10 +6,7 @@ use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::codec::{
-    AnomalyEvent, BalanceEvent, RecordCodec, RejectionEvent, ANOMALY_EVENT_SCHEMA,
-    BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
-};
+use crate::codec::{AnomalyEvent, BalanceEvent, EventCodec, RejectionEvent};
 use crate::config::KafkaSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -91,9 +88,10 @@ pub fn tail(
         tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    let balance = RecordCodec::<BalanceEvent>::new(BALANCE_EVENT_SCHEMA, 1 << 20);
-    let anomaly = RecordCodec::<AnomalyEvent>::new(ANOMALY_EVENT_SCHEMA, 1 << 20);
-    let rejection = RecordCodec::<RejectionEvent>::new(REJECTION_SCHEMA, 1 << 20);
+    // Either format, Avro of every published schema version (`codec::event_format`).
+    let balance = EventCodec::<BalanceEvent>::new(1 << 20);
+    let anomaly = EventCodec::<AnomalyEvent>::new(1 << 20);
+    let rejection = EventCodec::<RejectionEvent>::new(1 << 20);
     let mut printed = 0;
     let mut last = Instant::now();
     while max.is_none_or(|m| printed < m) && last.elapsed() < idle {

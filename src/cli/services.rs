@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use super::{ledger_topics, postings_topic, schema_checked, schema_checked_pool};
+use crate::codec::{EventFormat, EventFormats};
 use crate::config::{database_url, KafkaSettings};
 use crate::{limits, store};
 
@@ -145,6 +146,25 @@ pub struct ReporterArgs {
     /// Exit once the outbox stays empty this long (demos, tests).
     #[arg(long)]
     pub exit_when_idle_ms: Option<u64>,
+    /// Format of the events on every events topic: avro (single-object encoding) or json
+    /// (schemas/json/); each record's headers name its content type, event type and schema
+    /// version.
+    #[arg(
+        long,
+        env = "LEDGERLINE_EVENT_FORMAT",
+        value_enum,
+        default_value = "avro"
+    )]
+    pub event_format: EventFormat,
+    /// Format of the balance events, instead of --event-format.
+    #[arg(long, env = "LEDGERLINE_BALANCES_FORMAT", value_enum)]
+    pub balances_format: Option<EventFormat>,
+    /// Format of the anomaly events, instead of --event-format.
+    #[arg(long, env = "LEDGERLINE_ANOMALIES_FORMAT", value_enum)]
+    pub anomalies_format: Option<EventFormat>,
+    /// Format of the rejection events, instead of --event-format.
+    #[arg(long, env = "LEDGERLINE_REJECTIONS_FORMAT", value_enum)]
+    pub rejections_format: Option<EventFormat>,
     /// Anomaly detectors to run: all, none, or a list such as LARGE_AMOUNT,VELOCITY_SPIKE.
     #[arg(long, env = "LEDGERLINE_DETECTORS", default_value = "all")]
     pub detectors: String,
@@ -272,6 +292,11 @@ pub(super) async fn reporter(args: ReporterArgs) -> Result<()> {
         batch_events: args.batch_events.clamp(1, 100_000),
         idle_wait: std::time::Duration::from_millis(200),
         exit_when_idle: args.exit_when_idle_ms.map(std::time::Duration::from_millis),
+        formats: EventFormats {
+            balances: args.balances_format.unwrap_or(args.event_format),
+            anomalies: args.anomalies_format.unwrap_or(args.event_format),
+            rejections: args.rejections_format.unwrap_or(args.event_format),
+        },
     };
     let detectors = crate::reporter::detect::parse_detectors(&args.detectors)?;
     let thresholds = crate::domain::anomaly::DetectorSettings {

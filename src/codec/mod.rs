@@ -1,12 +1,14 @@
 //! Bytes <-> records: posting requests in, events out. See [`avro`] for the framings.
 
 pub mod avro;
+pub mod event_format;
 pub mod events;
 pub mod outbox;
 
 use std::sync::Once;
 
 pub use avro::{DecodeError, EncodeError, Framing, RecordCodec};
+pub use event_format::{EventCodec, EventFormat, EventFormats};
 pub use events::{AnomalyEvent, BalanceEvent, RejectionEvent};
 
 use crate::domain::{PostingRequest, Rejection};
@@ -22,6 +24,20 @@ pub const REJECTION_SCHEMA: &str = include_str!("../../schemas/rejection.avsc");
 pub const POSTING_REQUEST_VERSIONS: &[&str] = &[
     include_str!("../../schemas/history/posting_request/1.avsc"),
     include_str!("../../schemas/history/posting_request/2.avsc"),
+];
+
+/// Every published version of each event schema, oldest first; the last is the current one
+/// (`tests/it/codec_roundtrip.rs` holds them to that). Readers (`ledgerline tail`) decode events
+/// of any of them, by the fingerprint a single-object event names.
+pub const BALANCE_EVENT_VERSIONS: &[&str] = &[
+    include_str!("../../schemas/history/balance_event/1.avsc"),
+    include_str!("../../schemas/history/balance_event/2.avsc"),
+];
+pub const ANOMALY_EVENT_VERSIONS: &[&str] =
+    &[include_str!("../../schemas/history/anomaly_event/1.avsc")];
+pub const REJECTION_VERSIONS: &[&str] = &[
+    include_str!("../../schemas/history/rejection/1.avsc"),
+    include_str!("../../schemas/history/rejection/2.avsc"),
 ];
 
 /// The posting request codec with the ledger's message size limit.

@@ -1,7 +1,8 @@
 //! The reporter: publishes outbox rows to Kafka with an idempotent producer, then marks them.
 //!
 //! Phases: become leader (advisory lock; others wait as standby) -> read the oldest unpublished
-//! rows in id order -> encode (Avro single-object) and enqueue them in that order -> wait for
+//! rows in id order -> encode (Avro single-object or JSON, per topic, with headers naming the
+//! event: `codec::event_format`) and enqueue them in that order -> wait for
 //! every acknowledgement -> mark them published. A crash between publish and mark re-publishes
 //! the same events (same ids, same bytes): consumers drop duplicates by event id.
 //!
@@ -27,12 +28,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use sqlx::PgPool;
 
+use crate::codec::event_format::EncodedEvent;
 use crate::codec::outbox::balance_events;
 use crate::codec::outbox::OutboxKind;
-use crate::codec::{
-    AnomalyEvent, BalanceEvent, Framing, RecordCodec, RejectionEvent, ANOMALY_EVENT_SCHEMA,
-    BALANCE_EVENT_SCHEMA, REJECTION_SCHEMA,
-};
+use crate::codec::{AnomalyEvent, BalanceEvent, EventCodec, EventFormats, RejectionEvent};
 use crate::health::Health;
 use crate::limits::REJECTION_EVENT_RAW_BYTES_MAX;
 use crate::store::outbox::{self, OutboxRow};
@@ -48,12 +47,15 @@ pub struct ReporterSettings {
     pub idle_wait: Duration,
     /// Stop once the outbox is empty and stays so this long (tests, demos).
     pub exit_when_idle: Option<Duration>,
+    /// Each events topic's format (`codec::event_format`).
+    pub formats: EventFormats,
 }
 
 struct Codecs {
-    balance: RecordCodec<BalanceEvent>,
-    anomaly: RecordCodec<AnomalyEvent>,
-    rejection: RecordCodec<RejectionEvent>,
+    balance: EventCodec<BalanceEvent>,
+    anomaly: EventCodec<AnomalyEvent>,
+    rejection: EventCodec<RejectionEvent>,
+    formats: EventFormats,
 }
 
 const EVENT_BYTES_MAX: usize = 1 << 20;
@@ -62,21 +64,22 @@ const EVENT_BYTES_MAX: usize = 1 << 20;
 const UNACKNOWLEDGED_STALLED_AFTER: Duration = Duration::from_secs(60);
 
 impl Codecs {
-    fn new() -> Self {
+    fn new(formats: EventFormats) -> Self {
         Codecs {
-            balance: RecordCodec::new(BALANCE_EVENT_SCHEMA, EVENT_BYTES_MAX),
-            anomaly: RecordCodec::new(ANOMALY_EVENT_SCHEMA, EVENT_BYTES_MAX),
-            rejection: RecordCodec::new(REJECTION_SCHEMA, EVENT_BYTES_MAX),
+            balance: EventCodec::new(EVENT_BYTES_MAX),
+            anomaly: EventCodec::new(EVENT_BYTES_MAX),
+            rejection: EventCodec::new(EVENT_BYTES_MAX),
+            formats,
         }
     }
 
-    /// The Kafka records (key, Avro bytes) of one outbox row, in order: one, or for a row of
-    /// kind 'balances' one per balance event in it, keyed by account.
-    fn encode(&self, row: &OutboxRow) -> Result<Vec<(String, Vec<u8>)>> {
-        let framing = Framing::AvroSingleObject;
+    /// The Kafka records (key, encoded event with its headers) of one outbox row, in order:
+    /// one, or for a row of kind 'balances' one per balance event in it, keyed by account.
+    fn encode(&self, row: &OutboxRow) -> Result<Vec<(String, EncodedEvent)>> {
+        let f = self.formats;
         // Read from the row's JSON in place: a batch row of balance events is about 1 MB.
         let payload = &row.payload;
-        let one = |bytes: Vec<u8>| vec![(row.event_key.clone(), bytes)];
+        let one = |event: EncodedEvent| vec![(row.event_key.clone(), event)];
         Ok(match row.kind {
             OutboxKind::Balance | OutboxKind::Balances => {
                 let events = balance_events(row.kind, payload)
@@ -90,12 +93,12 @@ impl Codecs {
                 );
                 events
                     .into_iter()
-                    .map(|e| Ok((e.account_id.clone(), self.balance.encode(&e, framing)?)))
+                    .map(|e| Ok((e.account_id.clone(), self.balance.encode(&e, f.balances)?)))
                     .collect::<Result<_>>()?
             }
             OutboxKind::Anomaly => one(self
                 .anomaly
-                .encode(&Deserialize::deserialize(payload)?, framing)?),
+                .encode(&Deserialize::deserialize(payload)?, f.anomalies)?),
             OutboxKind::Rejection => {
                 let mut event: RejectionEvent = Deserialize::deserialize(payload)?;
                 if let Some(raw) = &row.raw {
@@ -103,7 +106,7 @@ impl Codecs {
                     event.raw_truncated = event.raw.len() < raw.len();
                     event.raw_size = raw.len() as i64;
                 }
-                one(self.rejection.encode(&event, framing)?)
+                one(self.rejection.encode(&event, f.rejections)?)
             }
         })
     }
@@ -125,7 +128,7 @@ pub struct Reporter {
 
 impl Reporter {
     pub async fn run(&self) -> Result<()> {
-        let codecs = Codecs::new();
+        let codecs = Codecs::new(self.settings.formats);
         let mut idle_since: Option<Instant> = None;
         while !self.shutdown.load(Ordering::Relaxed) {
             let Some(mut lead) = self.lead().await else {
@@ -316,8 +319,11 @@ impl Reporter {
         let mut deliveries = Vec::with_capacity(rows.iter().map(|r| r.events as usize).sum());
         for row in &rows {
             let topic = self.topic(row.kind);
-            for (key, bytes) in codecs.encode(row)? {
-                let record = FutureRecord::to(topic).key(&key).payload(&bytes);
+            for (key, event) in codecs.encode(row)? {
+                let record = FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(&event.bytes)
+                    .headers(headers(&event));
                 let delivery = crate::kafka::enqueue(&producer, record)
                     .await
                     .context("enqueueing an event")?;
@@ -344,6 +350,19 @@ impl Reporter {
             OutboxKind::Rejection => &self.settings.rejections_topic,
         }
     }
+}
+
+/// An event's record headers: its content type, type and schema version.
+fn headers(event: &EncodedEvent) -> rdkafka::message::OwnedHeaders {
+    event.headers.iter().fold(
+        rdkafka::message::OwnedHeaders::new_with_capacity(event.headers.len()),
+        |headers, (key, value)| {
+            headers.insert(rdkafka::message::Header {
+                key,
+                value: Some(value.as_str()),
+            })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -378,7 +397,7 @@ mod tests {
     fn encode_one(codecs: &Codecs, row: &OutboxRow) -> Vec<u8> {
         let mut records = codecs.encode(row).unwrap();
         assert_eq!(records.len(), 1, "one event, one record");
-        records.pop().unwrap().1
+        records.pop().unwrap().1.bytes
     }
 
     fn balance_event(account: &str, version: i64) -> BalanceEvent {
@@ -414,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_batch_row_of_balance_events_becomes_one_record_per_event_keyed_by_account_in_order() {
-        let codecs = Codecs::new();
+        let codecs = Codecs::new(EventFormats::default());
         let events = vec![
             balance_event("cash", 1),
             balance_event("sales", 4),
@@ -425,14 +444,14 @@ mod tests {
         assert_eq!(keys, ["cash", "sales", "cash"]);
         let decoded: Vec<BalanceEvent> = records
             .iter()
-            .map(|(_, b)| codecs.balance.decode(b).unwrap())
+            .map(|(_, e)| codecs.balance.decode(&e.bytes).unwrap())
             .collect();
         assert_eq!(decoded, events);
     }
 
     #[test]
     fn a_batch_row_whose_count_disagrees_with_its_events_is_refused() {
-        let codecs = Codecs::new();
+        let codecs = Codecs::new(EventFormats::default());
         let events = vec![balance_event("cash", 1), balance_event("cash", 2)];
         let err = codecs.encode(&balances_row(&events, 3)).unwrap_err();
         assert!(
@@ -443,7 +462,7 @@ mod tests {
 
     #[test]
     fn rejection_events_carry_the_raw_bytes_from_the_rejections_table() {
-        let codecs = Codecs::new();
+        let codecs = Codecs::new(EventFormats::default());
         let bytes = encode_one(&codecs, &rejection_row(vec![1, 2, 3]));
         let event = codecs.rejection.decode(&bytes).unwrap();
         assert_eq!(event.raw, vec![1, 2, 3]);
@@ -452,7 +471,7 @@ mod tests {
 
     #[test]
     fn a_rejected_message_larger_than_an_event_may_be_is_sent_as_a_marked_prefix() {
-        let codecs = Codecs::new();
+        let codecs = Codecs::new(EventFormats::default());
         let raw: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
         let bytes = encode_one(&codecs, &rejection_row(raw.clone()));
         assert!(

@@ -240,18 +240,29 @@ proptest! {
     }
 }
 
-/// Every published version of the request schema is kept (`schemas/history/posting_request/`),
-/// the newest being the schema the ledger writes and reads.
+/// Every published version of the request and event schemas is kept (`schemas/history/`), the
+/// newest being the schema the ledger writes and reads, and each version differs from the one
+/// before it (a schema changed without a new version fails here).
 #[test]
-fn the_newest_published_request_schema_is_the_current_one() {
-    use ledgerline::codec::{POSTING_REQUEST_SCHEMA, POSTING_REQUEST_VERSIONS};
+fn the_newest_published_schema_is_the_current_one() {
+    use ledgerline::codec::*;
     let canonical = |json: &str| {
         apache_avro::Schema::parse_str(json)
             .unwrap()
             .canonical_form()
     };
-    let newest = POSTING_REQUEST_VERSIONS.last().unwrap();
-    assert_eq!(canonical(newest), canonical(POSTING_REQUEST_SCHEMA));
+    for (current, versions) in [
+        (POSTING_REQUEST_SCHEMA, POSTING_REQUEST_VERSIONS),
+        (BALANCE_EVENT_SCHEMA, BALANCE_EVENT_VERSIONS),
+        (ANOMALY_EVENT_SCHEMA, ANOMALY_EVENT_VERSIONS),
+        (REJECTION_SCHEMA, REJECTION_VERSIONS),
+    ] {
+        let newest = versions.last().unwrap();
+        assert_eq!(canonical(newest), canonical(current));
+        for pair in versions.windows(2) {
+            assert_ne!(canonical(pair[0]), canonical(pair[1]));
+        }
+    }
 }
 
 /// A producer still writing an earlier version of the request schema (here: one without

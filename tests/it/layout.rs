@@ -94,9 +94,10 @@ fn the_readme_fits_a_page_and_every_link_resolves() {
                 broken.push(format!("{name}: {target} (no such file)"));
             } else if !fragment.is_empty() && path.extension().is_some_and(|e| e == "md") {
                 let headings = std::fs::read_to_string(&path).unwrap();
-                if !headings.lines().any(|l| {
-                    l.starts_with('#') && anchor(l.trim_start_matches('#')) == fragment
-                }) {
+                if !headings
+                    .lines()
+                    .any(|l| l.starts_with('#') && anchor(l.trim_start_matches('#')) == fragment)
+                {
                     broken.push(format!("{name}: {target} (no such heading)"));
                 }
             }

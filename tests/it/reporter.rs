@@ -297,6 +297,7 @@ async fn a_fatal_producer_error_makes_the_reporter_resend_from_the_outbox_with_a
             batch_events: 500,
             idle_wait: Duration::from_millis(50),
             exit_when_idle: Some(Duration::from_secs(2)),
+            formats: Default::default(),
         },
         pool,
         producer: std::sync::RwLock::new(ledgerline::kafka::watched_producer(&kafka).unwrap()),

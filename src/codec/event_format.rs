@@ -1,0 +1,228 @@
+//! How events reach their consumers: Avro single-object encoding (the default) or JSON, chosen
+//! per topic, each record with headers naming the event's type, its schema version and its
+//! format. JSON events follow the JSON Schemas in `schemas/json/`; a rejection's raw bytes are
+//! hex there (`raw_hex`), as in the query API. Readers decode either format, and Avro events of
+//! every published schema version (`schemas/history/`).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::avro::{DecodeError, EncodeError, Framing, RecordCodec};
+use super::events::{AnomalyEvent, BalanceEvent, RejectionEvent};
+
+/// An event's wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventFormat {
+    /// Avro single-object encoding: `C3 01`, the writer schema's fingerprint, the body.
+    Avro,
+    /// One JSON object (UTF-8), as described by `schemas/json/`.
+    Json,
+}
+
+impl EventFormat {
+    /// The `content-type` header's value.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            EventFormat::Avro => "avro/binary",
+            EventFormat::Json => "application/json",
+        }
+    }
+}
+
+/// The format of each events topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventFormats {
+    pub balances: EventFormat,
+    pub anomalies: EventFormat,
+    pub rejections: EventFormat,
+}
+
+impl Default for EventFormats {
+    fn default() -> Self {
+        EventFormats {
+            balances: EventFormat::Avro,
+            anomalies: EventFormat::Avro,
+            rejections: EventFormat::Avro,
+        }
+    }
+}
+
+/// The record headers every event carries.
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+pub const EVENT_TYPE_HEADER: &str = "ledgerline.event-type";
+pub const SCHEMA_VERSION_HEADER: &str = "ledgerline.schema-version";
+
+/// An event type: its name in the headers, its published schema versions (oldest first, the
+/// last current), and its JSON form.
+pub trait Event: Serialize + DeserializeOwned {
+    const TYPE: &'static str;
+    const VERSIONS: &'static [&'static str];
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("events serialize")
+    }
+
+    fn from_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(value)
+    }
+}
+
+impl Event for BalanceEvent {
+    const TYPE: &'static str = "BalanceEvent";
+    const VERSIONS: &'static [&'static str] = super::BALANCE_EVENT_VERSIONS;
+}
+
+impl Event for AnomalyEvent {
+    const TYPE: &'static str = "AnomalyEvent";
+    const VERSIONS: &'static [&'static str] = super::ANOMALY_EVENT_VERSIONS;
+}
+
+impl Event for RejectionEvent {
+    const TYPE: &'static str = "Rejection";
+    const VERSIONS: &'static [&'static str] = super::REJECTION_VERSIONS;
+
+    /// The raw bytes as `raw_hex`: JSON has no bytes.
+    fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("events serialize");
+        let object = value.as_object_mut().expect("a rejection is an object");
+        object.remove("raw");
+        object.insert("raw_hex".into(), hex::encode(&self.raw).into());
+        value
+    }
+
+    fn from_json(mut value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        use serde::de::Error;
+        let raw = match value.as_object_mut().and_then(|o| o.remove("raw_hex")) {
+            Some(serde_json::Value::String(h)) => hex::decode(h).map_err(Error::custom)?,
+            Some(_) => return Err(Error::custom("raw_hex is not a string")),
+            None => Vec::new(),
+        };
+        let mut event: RejectionEvent = serde_json::from_value(value)?;
+        event.raw = raw;
+        Ok(event)
+    }
+}
+
+/// An encoded event and the headers that go with it.
+#[derive(Debug)]
+pub struct EncodedEvent {
+    pub bytes: Vec<u8>,
+    pub headers: [(&'static str, String); 3],
+}
+
+/// Writes events of one type in either format and reads them back.
+pub struct EventCodec<T> {
+    avro: RecordCodec<T>,
+}
+
+impl<T: Event> EventCodec<T> {
+    pub fn new(max_bytes: usize) -> Self {
+        let current = T::VERSIONS.last().expect("at least one version");
+        EventCodec {
+            avro: RecordCodec::new(current, max_bytes).with_writer_versions(T::VERSIONS),
+        }
+    }
+
+    pub fn encode(&self, event: &T, format: EventFormat) -> Result<EncodedEvent, EncodeError> {
+        let bytes = match format {
+            EventFormat::Avro => self.avro.encode(event, Framing::AvroSingleObject)?,
+            EventFormat::Json => serde_json::to_vec(&event.to_json())?,
+        };
+        Ok(EncodedEvent {
+            bytes,
+            headers: [
+                (CONTENT_TYPE_HEADER, format.content_type().to_string()),
+                (EVENT_TYPE_HEADER, T::TYPE.to_string()),
+                (SCHEMA_VERSION_HEADER, T::VERSIONS.len().to_string()),
+            ],
+        })
+    }
+
+    /// An event in either format: a JSON object, or Avro of any published version.
+    pub fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            let value: serde_json::Value = serde_json::from_slice(bytes)
+                .map_err(|e| DecodeError::Malformed(format!("JSON: {e}")))?;
+            return T::from_json(value).map_err(|e| DecodeError::Malformed(format!("JSON: {e}")));
+        }
+        self.avro.decode(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection() -> RejectionEvent {
+        RejectionEvent {
+            event_id: "e-1".into(),
+            reason_code: "MALFORMED".into(),
+            detail: "cannot decode".into(),
+            idempotency_key: Some("k-1".into()),
+            source_topic: "ledger.postings".into(),
+            source_partition: 2,
+            source_offset: 41,
+            raw: vec![0, 0xff, b'{'],
+            rejected_at: "2026-12-07T00:00:00Z".into(),
+            raw_size: 3,
+            raw_truncated: false,
+        }
+    }
+
+    #[test]
+    fn events_round_trip_in_both_formats_with_headers() {
+        let codec = EventCodec::<RejectionEvent>::new(1 << 20);
+        for format in [EventFormat::Avro, EventFormat::Json] {
+            let encoded = codec.encode(&rejection(), format).unwrap();
+            assert_eq!(codec.decode(&encoded.bytes).unwrap(), rejection());
+            assert_eq!(encoded.headers[0].1, format.content_type());
+            assert_eq!(encoded.headers[1].1, "Rejection");
+            assert_eq!(encoded.headers[2].1, "2");
+        }
+        let json = codec.encode(&rejection(), EventFormat::Json).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&json.bytes).unwrap();
+        assert_eq!(value["raw_hex"], "00ff7b");
+        assert!(value.get("raw").is_none(), "{value}");
+    }
+
+    /// An event written with the first balance event schema (before holds) still decodes.
+    #[test]
+    fn avro_events_of_an_earlier_version_decode() {
+        #[derive(Serialize, serde::Deserialize)]
+        struct BeforeHolds {
+            event_id: String,
+            account_id: String,
+            entity_id: String,
+            currency: String,
+            balance_after: String,
+            delta: String,
+            version: i64,
+            entry_id: String,
+            effective_date: String,
+            recorded_at: String,
+        }
+        let text = |s: &str| s.to_string();
+        let old = BeforeHolds {
+            event_id: text("e"),
+            account_id: text("a"),
+            entity_id: text("n"),
+            currency: text("USD"),
+            balance_after: text("5"),
+            delta: text("5"),
+            version: 1,
+            entry_id: text("x"),
+            effective_date: text("2026-01-01"),
+            recorded_at: text("2026-01-01T00:00:00Z"),
+        };
+        let v1 = RecordCodec::<BeforeHolds>::new(super::super::BALANCE_EVENT_VERSIONS[0], 1 << 20);
+        let bytes = v1.encode(&old, Framing::AvroSingleObject).unwrap();
+        let event = EventCodec::<BalanceEvent>::new(1 << 20)
+            .decode(&bytes)
+            .unwrap();
+        assert_eq!(
+            (event.balance_after.as_str(), event.cause.as_str()),
+            ("5", "entry")
+        );
+        assert_eq!(event.available, None);
+    }
+}
