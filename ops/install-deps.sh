@@ -25,17 +25,20 @@ if [ "${1:-}" = --test ]; then
     need docker-compose docker-compose
     need gpg gnupg
     need chromium chromium
+    # kcat: reads the JSON events as a downstream team's tooling would (tests/it/event_formats.rs).
+    need kcat kcat
 fi
 # The independent Kafka client of the interoperability tests, Python's confluent-kafka (with
-# its own librdkafka) and fastavro, and schemathesis, which tests the query API against its
-# OpenAPI document: from PyPI, in a virtual environment in the cache.
+# its own librdkafka) and fastavro, schemathesis, which tests the query API against its
+# OpenAPI document, and jsonschema, which checks JSON events against schemas/json/: from PyPI,
+# in a virtual environment in the cache.
 if [ "${1:-}" = --test ]; then
     venv="${XDG_CACHE_HOME:-$HOME/.cache}/ledgerline/venv-py"
-    if ! "$venv/bin/python" -c 'import confluent_kafka, fastavro, schemathesis' 2>/dev/null; then
+    if ! "$venv/bin/python" -c 'import confluent_kafka, fastavro, schemathesis, jsonschema' 2>/dev/null; then
         command -v python3 >/dev/null 2>&1 || die "python3 is needed for the interoperability tests"
-        say "installing confluent-kafka, fastavro and schemathesis from PyPI into $venv (once)..."
-        { python3 -m venv "$venv" && "$venv/bin/pip" install -q confluent-kafka==2.16.1 fastavro==1.13.1 schemathesis==4.32.5; } \
-            >/tmp/ledgerline-pip.log 2>&1 || die "pip install confluent-kafka fastavro schemathesis failed; see /tmp/ledgerline-pip.log"
+        say "installing confluent-kafka, fastavro, schemathesis and jsonschema from PyPI into $venv (once)..."
+        { python3 -m venv "$venv" && "$venv/bin/pip" install -q confluent-kafka==2.16.1 fastavro==1.13.1 schemathesis==4.32.5 jsonschema==4.26.0; } \
+            >/tmp/ledgerline-pip.log 2>&1 || die "pip install confluent-kafka fastavro schemathesis jsonschema failed; see /tmp/ledgerline-pip.log"
     fi
 fi
 [ ${#packages[@]} -eq 0 ] && exit 0

@@ -185,6 +185,79 @@ mod tests {
         assert!(value.get("raw").is_none(), "{value}");
     }
 
+    /// A JSON event has exactly the properties of its JSON Schema, each of a type the schema
+    /// allows (the integration test `event_formats` validates with a full validator).
+    #[test]
+    fn json_events_have_the_properties_and_types_of_their_json_schemas() {
+        let anomaly = AnomalyEvent {
+            event_id: "a".into(),
+            kind: "LARGE_AMOUNT".into(),
+            severity: "info".into(),
+            entity_id: Some("acme".into()),
+            account_id: None,
+            entry_id: None,
+            detail: "d".into(),
+            detected_at: "2026-12-07T00:00:00Z".into(),
+        };
+        let balance = BalanceEvent {
+            event_id: "b".into(),
+            account_id: "cash".into(),
+            entity_id: "acme".into(),
+            currency: "USD".into(),
+            balance_after: "5.00".into(),
+            delta: "5.00".into(),
+            version: 3,
+            entry_id: "x".into(),
+            effective_date: "2026-12-07".into(),
+            recorded_at: "2026-12-07T00:00:00Z".into(),
+            pending_debits: "0".into(),
+            pending_credits: "0".into(),
+            available: None,
+            cause: "entry".into(),
+            hold_id: None,
+        };
+        for (json, schema) in [
+            (
+                balance.to_json(),
+                include_str!("../../schemas/json/balance_event.schema.json"),
+            ),
+            (
+                anomaly.to_json(),
+                include_str!("../../schemas/json/anomaly_event.schema.json"),
+            ),
+            (
+                rejection().to_json(),
+                include_str!("../../schemas/json/rejection.schema.json"),
+            ),
+        ] {
+            let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
+            let properties = schema["properties"].as_object().unwrap();
+            let fields = json.as_object().unwrap();
+            let mut names: Vec<&String> = fields.keys().collect();
+            names.sort();
+            let mut declared: Vec<&String> = properties.keys().collect();
+            declared.sort();
+            assert_eq!(names, declared, "{}", schema["title"]);
+            for (name, value) in fields {
+                let kind = match value {
+                    serde_json::Value::String(_) => "string",
+                    serde_json::Value::Number(_) => "integer",
+                    serde_json::Value::Bool(_) => "boolean",
+                    serde_json::Value::Null => "null",
+                    _ => "other",
+                };
+                let allowed = &properties[name]["type"];
+                assert!(
+                    allowed == kind
+                        || allowed
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|t| t == kind)),
+                    "{name}: {kind} is not {allowed}"
+                );
+            }
+        }
+    }
+
     /// An event written with the first balance event schema (before holds) still decodes.
     #[test]
     fn avro_events_of_an_earlier_version_decode() {

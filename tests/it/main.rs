@@ -19,6 +19,7 @@ mod bench_short;
 mod broker_failover;
 mod broker_roundtrip;
 mod codec_roundtrip;
+mod event_formats;
 mod fault_matrix;
 mod fuzz_decode;
 mod group_membership;

@@ -1,0 +1,58 @@
+"""A downstream system that is not ledgerline: reads JSON events with Python's confluent-kafka
+and checks each against its JSON Schema (schemas/json/) with the jsonschema library.
+
+    read_events.py BOOTSTRAP TOPIC SCHEMA_FILE IDLE_SECONDS
+
+Reads the topic from its start until nothing arrives for IDLE_SECONDS. Every record must carry
+the headers content-type (application/json), ledgerline.event-type (the schema's title) and
+ledgerline.schema-version, and its value must be one JSON object the schema accepts. Prints one
+JSON object: {"events": N, "event_ids": [...], "versions": [...]}; exits non-zero naming the
+first record that fails.
+"""
+import json
+import sys
+import time
+import uuid
+
+import jsonschema
+from confluent_kafka import Consumer
+
+
+def main():
+    bootstrap, topic, schema_file, idle = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    with open(schema_file) as f:
+        schema = json.load(f)
+    validator = jsonschema.Draft202012Validator(schema)
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"read-events-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    consumer.subscribe([topic])
+    ids, versions, last = [], set(), time.monotonic()
+    while time.monotonic() - last < idle:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            raise SystemExit(f"consume error: {msg.error()}")
+        last = time.monotonic()
+        where = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+        headers = {k: v.decode() for k, v in (msg.headers() or [])}
+        if headers.get("content-type") != "application/json":
+            raise SystemExit(f"{where}: content-type {headers.get('content-type')!r}")
+        if headers.get("ledgerline.event-type") != schema["title"]:
+            raise SystemExit(f"{where}: event type {headers.get('ledgerline.event-type')!r}")
+        versions.add(headers.get("ledgerline.schema-version"))
+        event = json.loads(msg.value())
+        errors = sorted(validator.iter_errors(event), key=str)
+        if errors:
+            raise SystemExit(f"{where}: {errors[0].message} in {event}")
+        ids.append(event["event_id"])
+    consumer.close()
+    print(json.dumps({"events": len(ids), "event_ids": ids, "versions": sorted(versions)}))
+
+
+if __name__ == "__main__":
+    main()

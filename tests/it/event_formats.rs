@@ -1,0 +1,159 @@
+//! Events for tools that are not ledgerline: a reporter with `--event-format json` publishes
+//! balance, anomaly and rejection events that Python's jsonschema accepts against
+//! `schemas/json/`, each record with headers naming its content type, event type and schema
+//! version; kcat's JSON envelope (`kcat -J`) and Kafka's own console consumer print them as
+//! readable JSON; and `ledgerline tail` reads them as it reads Avro.
+
+use crate::common;
+
+use common::cluster::kafka_tool;
+use common::{required_env, spawn_ledgerline, transfer, Ledger};
+
+/// What the Python reader (`tests/clients/read_events.py`) found on a topic.
+fn python_read(topic: &str, schema: &str) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/read_events.py");
+    let schema = format!("{}/schemas/json/{schema}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(required_env("LEDGERLINE_PYTHON"))
+        .args([
+            script,
+            &required_env("LEDGERLINE_KAFKA_BROKERS"),
+            topic,
+            &schema,
+            "5",
+        ])
+        .output()
+        .expect("the Python client starts (installed by ops/install-deps.sh --test)");
+    assert!(
+        out.status.success(),
+        "read_events.py {topic}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `kcat -C -J` of a whole topic: one JSON envelope per record.
+fn kcat(topic: &str) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("kcat")
+        .args(["-C", "-J", "-e", "-q", "-b"])
+        .args([&required_env("LEDGERLINE_KAFKA_BROKERS"), "-t", topic])
+        .output()
+        .expect("kcat runs (installed by ops/install-deps.sh --test)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_events_are_read_by_tools_that_are_not_ledgerline() {
+    let ledger = Ledger::new(2, 1).await;
+    let posted = transfer("json-events-posted", None, Some("10.00"), "D");
+    let mut conflicting = posted.clone();
+    conflicting.lines[0].amount = "11.00".into();
+    conflicting.lines[1].amount = "11.00".into();
+    let mut unbalanced = transfer("json-events-bad", None, Some("5.00"), "D");
+    unbalanced.lines[0].amount = "5.01".into();
+    let stream: Vec<(String, Vec<u8>)> = [posted, conflicting, unbalanced]
+        .iter()
+        .map(|r| (r.idempotency_key.clone(), serde_json::to_vec(r).unwrap()))
+        .collect();
+    ledger.produce_raw(&stream).await;
+    ledger.run_poster_until_idle().await;
+
+    let topics = ["balances", "anomalies", "rejections"].map(common::unique);
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    ledgerline::kafka::create_topics(&common::kafka(), &names, 2)
+        .await
+        .unwrap();
+    let http = format!("127.0.0.1:{}", common::free_port());
+    let mut reporter = spawn_ledgerline(
+        &format!("reporter-{}", topics[0]),
+        &["reporter", "--http-addr", &http, "--event-format", "json"],
+        &[
+            (
+                "LEDGERLINE_DATABASE_URL",
+                &common::writer_url(&ledger.db_url),
+            ),
+            ("LEDGERLINE_BALANCES_TOPIC", &topics[0]),
+            ("LEDGERLINE_ANOMALIES_TOPIC", &topics[1]),
+            ("LEDGERLINE_REJECTIONS_TOPIC", &topics[2]),
+            ("LEDGERLINE_DETECTORS", "none"),
+        ],
+    );
+
+    // The Python reader validates every event against its JSON Schema and checks the headers.
+    let balances = python_read(&topics[0], "balance_event.schema.json");
+    let anomalies = python_read(&topics[1], "anomaly_event.schema.json");
+    let rejections = python_read(&topics[2], "rejection.schema.json");
+    common::signal(&reporter, "TERM");
+    let _ = reporter.wait();
+    assert_eq!(balances["events"], 2, "two accounts changed: {balances}");
+    assert_eq!(balances["versions"], serde_json::json!(["2"]));
+    assert_eq!(anomalies["events"], 1, "the conflict: {anomalies}");
+    assert_eq!(
+        rejections["events"], 2,
+        "conflict and unbalanced: {rejections}"
+    );
+
+    // kcat's envelope holds the event as a JSON string, with the headers beside it.
+    let envelopes = kcat(&topics[2]);
+    assert_eq!(envelopes.len(), 2);
+    for envelope in &envelopes {
+        let event: serde_json::Value =
+            serde_json::from_str(envelope["payload"].as_str().unwrap()).unwrap();
+        assert!(event["reason_code"].is_string(), "{envelope}");
+        assert!(event["raw_hex"].as_str().unwrap().len() > 10, "{envelope}");
+        let headers = envelope["headers"].as_array().unwrap();
+        assert!(
+            headers.contains(&"ledgerline.event-type".into()),
+            "{envelope}"
+        );
+        assert!(headers.contains(&"Rejection".into()), "{envelope}");
+    }
+
+    // Kafka's own console consumer prints the headers and the JSON.
+    let printed = kafka_tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            &required_env("LEDGERLINE_KAFKA_BROKERS"),
+            "--topic",
+            &topics[0],
+            "--from-beginning",
+            "--max-messages",
+            "2",
+            "--timeout-ms",
+            "20000",
+            "--property",
+            "print.headers=true",
+        ],
+    );
+    let lines: Vec<&str> = printed.lines().filter(|l| l.contains('{')).collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    for line in lines {
+        let (headers, value) = line.split_once('\t').unwrap();
+        assert!(headers.contains("content-type:application/json"), "{line}");
+        let event: serde_json::Value = serde_json::from_str(value).unwrap();
+        assert_eq!(event["currency"], "USD", "{line}");
+    }
+
+    // ledgerline tail reads JSON events as it reads Avro ones.
+    let tail = common::run_ledgerline(
+        &ledger.db_url,
+        &["tail", "balances", "--max", "2"],
+        &[("LEDGERLINE_BALANCES_TOPIC", &topics[0])],
+    );
+    let tail = String::from_utf8_lossy(&tail);
+    assert_eq!(
+        tail.lines().filter(|l| l.contains(" v1 ")).count(),
+        2,
+        "{tail}"
+    );
+    assert!(!tail.contains("undecodable"), "{tail}");
+}
