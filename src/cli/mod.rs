@@ -5,6 +5,7 @@ mod admin;
 mod assets;
 #[cfg(feature = "bench")]
 mod bench;
+pub mod env;
 mod produce;
 mod reports;
 mod services;

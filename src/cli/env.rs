@@ -1,0 +1,106 @@
+//! Every flag can be set from the environment, and `--help` says how: a flag without an `env`
+//! of its own (such as `LEDGERLINE_BATCH_POSTINGS`) takes `LEDGERLINE_<COMMAND>_<FLAG>`, with
+//! the command's path in capitals and `-` as `_`: `ledgerline report holds --limit` is
+//! `LEDGERLINE_REPORT_HOLDS_LIMIT`. A flag on the command line wins over its variable; `--help`
+//! shows the variable's name, not its value.
+
+use clap::{Arg, Command, CommandFactory, FromArgMatches};
+
+use super::Cli;
+
+/// The command line, with variables for every flag, parsed (exits with clap's message on an
+/// error, as `Cli::parse` does).
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The clap tree of `Cli` with a variable for every flag.
+pub fn command() -> Command {
+    with_env(Cli::command(), "LEDGERLINE")
+}
+
+fn with_env(command: Command, prefix: &str) -> Command {
+    let command = command.mut_args(|arg| {
+        if arg.get_env().is_some() || arg.is_positional() {
+            arg
+        } else {
+            let name = format!("{prefix}_{}", shout(arg.get_id().as_str()));
+            // `--help` names the variable but never prints its value.
+            arg.env(name).hide_env_values(true)
+        }
+    });
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    subcommands.into_iter().fold(command, |command, name| {
+        let prefix = format!("{prefix}_{}", shout(&name));
+        command.mut_subcommand(name, |sub| with_env(sub, &prefix))
+    })
+}
+
+fn shout(name: &str) -> String {
+    name.to_uppercase().replace('-', "_")
+}
+
+/// Every flag of every command, with its variable (for the tests and the docs).
+pub fn every_flag(command: &Command) -> Vec<(String, &Arg)> {
+    fn walk<'a>(command: &'a Command, path: String, out: &mut Vec<(String, &'a Arg)>) {
+        for arg in command.get_arguments().filter(|a| !a.is_positional()) {
+            out.push((path.clone(), arg));
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(command, command.get_name().to_string(), &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_has_a_variable_and_help_shows_it() {
+        let mut command = command();
+        command.build();
+        let flags = every_flag(&command);
+        assert!(flags.len() > 100, "only {} flags", flags.len());
+        let builtin = |a: &Arg| matches!(a.get_id().as_str(), "help" | "version");
+        let missing: Vec<String> = flags
+            .iter()
+            .filter(|(_, a)| !builtin(a) && a.get_env().is_none())
+            .map(|(path, a)| format!("{path} --{}", a.get_id()))
+            .collect();
+        assert!(missing.is_empty(), "flags without a variable: {missing:?}");
+        let mut holds = command
+            .find_subcommand_mut("report")
+            .and_then(|r| r.find_subcommand_mut("holds"))
+            .expect("report holds")
+            .clone();
+        let help = holds.render_long_help().to_string();
+        assert!(
+            help.contains("[env: LEDGERLINE_REPORT_HOLDS_LIMIT]"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn a_variable_sets_a_flag_and_the_command_line_wins() {
+        let get = |args: &[&str]| {
+            let matches = command().try_get_matches_from(args).unwrap();
+            let cli = Cli::from_arg_matches(&matches).unwrap();
+            format!("{:?}", cli.command)
+        };
+        // The variable is read when the flag is absent (clap reads the process environment).
+        std::env::set_var("LEDGERLINE_AUDIT_LIMIT", "7");
+        let from_env = get(&["ledgerline", "audit"]);
+        let from_flag = get(&["ledgerline", "audit", "--limit", "9"]);
+        std::env::remove_var("LEDGERLINE_AUDIT_LIMIT");
+        assert!(from_env.contains("limit: 7"), "{from_env}");
+        assert!(from_flag.contains("limit: 9"), "{from_flag}");
+    }
+}
