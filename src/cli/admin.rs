@@ -12,6 +12,7 @@ use crate::config::KafkaSettings;
 use crate::domain::account::AccountSpec;
 use crate::domain::CurrencyTable;
 use crate::generator;
+use crate::output::{self, Format};
 use crate::store;
 
 #[derive(Debug, Subcommand)]
@@ -25,7 +26,11 @@ pub enum EntitiesCmd {
         name: String,
     },
     /// List the entities.
-    List,
+    List {
+        /// table, json or csv.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +96,9 @@ pub enum AccountsCmd {
         /// Show at most this many accounts.
         #[arg(long)]
         limit: Option<usize>,
+        /// table, json or csv.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
     /// Refuse new postings to an account.
     Deactivate {
@@ -115,6 +123,9 @@ pub enum PeriodsCmd {
         /// Only this entity's periods.
         #[arg(long)]
         entity: Option<String>,
+        /// table, json or csv.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 
@@ -155,10 +166,11 @@ pub(super) async fn entities(cmd: EntitiesCmd) -> Result<()> {
                 if created { "created" } else { "already exists" }
             );
         }
-        EntitiesCmd::List => {
-            for e in store::entities::list(&pool).await? {
-                println!("{:<24} {}", e.id, e.name);
-            }
+        EntitiesCmd::List { format } => {
+            let rows = store::entities::list(&pool).await?;
+            output::print(format, &["entity", "name"], &rows, |e| {
+                vec![e.id.clone(), e.name.clone()]
+            })?;
         }
     }
     Ok(())
@@ -198,28 +210,31 @@ pub(super) async fn accounts(cmd: AccountsCmd) -> Result<()> {
             currency,
         } => import(generator::synthetic_chart(&entity, &currency, count)).await?,
         AccountsCmd::SetLimit { id, limit } => set_limit(&pool, &table, &id, &limit).await?,
-        AccountsCmd::List { entity, limit } => {
-            println!(
-                "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}",
-                "ACCOUNT", "ENTITY", "TYPE", "CUR", "BALANCE", "VERSION"
-            );
+        AccountsCmd::List {
+            entity,
+            limit,
+            format,
+        } => {
             let filter = store::history::AccountFilter {
                 entity,
                 ..Default::default()
             };
             let limit = limit.map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX));
-            for a in store::history::accounts(&pool, &filter, None, limit).await? {
-                println!(
-                    "{:<20} {:<12} {:<10} {:<4} {:>20} {:>8}{}",
-                    a.id,
-                    a.entity_id,
-                    a.account_type,
-                    a.currency,
-                    a.balance,
-                    a.version,
-                    if a.active { "" } else { "  (inactive)" }
-                );
-            }
+            let rows = store::history::accounts(&pool, &filter, None, limit).await?;
+            let headers = [
+                "account", "entity", "type", "currency", "balance", "version", "active",
+            ];
+            output::print(format, &headers, &rows, |a| {
+                vec![
+                    a.id.clone(),
+                    a.entity_id.clone(),
+                    a.account_type.to_string(),
+                    a.currency.clone(),
+                    a.balance.to_string(),
+                    a.version.to_string(),
+                    a.active.to_string(),
+                ]
+            })?;
         }
         AccountsCmd::Deactivate { id } => {
             store::accounts::set_active(&pool, &id, false).await?;
@@ -293,13 +308,13 @@ pub(super) async fn periods(cmd: PeriodsCmd) -> Result<()> {
             store::periods::close(&pool, &a.entity, a.start, &who(a.by), &a.reason).await?;
             println!("period {}/{} closed", a.entity, a.start);
         }
-        PeriodsCmd::List { entity } => {
-            for p in store::periods::list(&pool, entity.as_deref()).await? {
-                println!(
-                    "{:<16} {} .. {}  {}",
-                    p.entity_id, p.period_start, p.period_end, p.status
-                );
-            }
+        PeriodsCmd::List { entity, format } => {
+            let rows = store::periods::list(&pool, entity.as_deref()).await?;
+            let headers = ["entity", "start", "end", "status"];
+            output::print(format, &headers, &rows, |p| {
+                let (start, end) = (p.period_start.to_string(), p.period_end.to_string());
+                vec![p.entity_id.clone(), start, end, p.status.clone()]
+            })?;
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use super::schema_checked_pool;
+use crate::output::{self, Format};
 use crate::store;
 use crate::store::assets::AssetRow;
 
@@ -23,7 +24,11 @@ pub enum AssetsCmd {
         description: String,
     },
     /// List the assets with their scales.
-    List,
+    List {
+        /// table, json or csv.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Add every asset of a CSV file with the header `code,scale,description`; rows already
     /// present with the same scale are left as they are.
     Import {
@@ -49,10 +54,11 @@ pub(super) async fn assets(cmd: AssetsCmd) -> Result<()> {
             let outcome = if created { "added" } else { "already present" };
             println!("asset {} {outcome} (scale {})", row.code, row.scale);
         }
-        AssetsCmd::List => {
-            for a in store::assets::list(&pool).await? {
-                println!("{:<32} {:>2}  {}", a.code, a.scale, a.description);
-            }
+        AssetsCmd::List { format } => {
+            let rows = store::assets::list(&pool).await?;
+            output::print(format, &["asset", "scale", "description"], &rows, |a| {
+                vec![a.code.clone(), a.scale.to_string(), a.description.clone()]
+            })?;
         }
         AssetsCmd::Import { file } => {
             let rows = read_assets(&file)?;

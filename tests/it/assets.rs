@@ -1,7 +1,7 @@
 //! Assets beyond three-letter ISO codes: codes of up to 32 characters and scales from 0 to 18,
 //! from the assets table every poster reads. Postings in each post; a scale beyond the asset's
 //! and an unknown asset are rejected with their codes; a replay from offset 0 changes nothing;
-//! an asset's scale cannot change once lines use it.
+//! an asset's scale cannot change once lines use it; and every list command prints JSON and CSV.
 
 use crate::common;
 
@@ -174,4 +174,28 @@ async fn an_assets_scale_is_fixed_once_a_line_uses_it() {
     assert!(!ledgerline::store::assets::add(&ledger.pool, &again(2))
         .await
         .unwrap());
+}
+
+/// Every command that lists speaks `--format table|json|csv`: the same rows in each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_list_command_prints_json_and_csv() {
+    let ledger = Ledger::new(3, 1).await;
+    for (args, rows) in [
+        (&["entities", "list"][..], 1),
+        (&["accounts", "list", "--entity", "demo"][..], 3),
+        (&["periods", "list"][..], 1),
+        (&["assets", "list"][..], 3),
+    ] {
+        let run = |format: &str| {
+            let mut all = args.to_vec();
+            all.extend(["--format", format]);
+            String::from_utf8(common::run_ledgerline(&ledger.db_url, &all, &[])).unwrap()
+        };
+        let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
+        let json_rows = json.as_array().unwrap().len();
+        let csv_rows = run("csv").lines().count() - 1;
+        let table_rows = run("table").lines().count() - 1;
+        assert!(json_rows >= rows, "{args:?}: {json}");
+        assert_eq!((csv_rows, table_rows), (json_rows, json_rows), "{args:?}");
+    }
 }
