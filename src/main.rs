@@ -3,8 +3,8 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     ledgerline::telemetry::init();
-    // Every flag can also come from the environment (`cli/env.rs`).
-    let cli = ledgerline::cli::env::parse();
+    // Every flag can also come from the environment (`cli/tree.rs`).
+    let cli = ledgerline::cli::tree::parse();
     let outcome = ledgerline::cli::run(cli).await;
     if let Err(e) = &outcome {
         eprintln!("ledgerline: error: {e:#}");

@@ -5,10 +5,10 @@ mod admin;
 mod assets;
 #[cfg(feature = "bench")]
 mod bench;
-pub mod env;
 mod produce;
 mod reports;
 mod services;
+pub mod tree;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -102,6 +102,18 @@ pub enum Command {
     },
     /// Print downstream events for humans, one line each, from the start of the topic.
     Tail(TailArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `ledgerline completions bash > /etc/bash_completion.d/ledgerline`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of ledgerline or of one of its commands, e.g.
+    /// `ledgerline man report holds | man -l -`.
+    Man {
+        /// The command's path (none: ledgerline itself).
+        command: Vec<String>,
+    },
     /// Benchmarks that print a Markdown table of the machine, settings and figures (built with
     /// `--features bench`).
     #[cfg(feature = "bench")]
@@ -246,6 +258,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             admin::prune(cut, &group, &topic).await?
         }
         Command::Tail(args) => reports::tail(args).await?,
+        Command::Completions { shell } => tree::completions(shell),
+        Command::Man { command } => tree::man_page(&command)?,
         Command::Verify {
             json,
             archives,

@@ -1,3 +1,6 @@
+//! The command tree as users meet it beyond `--help`: shell completions and manual pages made
+//! from it, and a variable for every flag.
+//!
 //! Every flag can be set from the environment, and `--help` says how: a flag without an `env`
 //! of its own (such as `LEDGERLINE_BATCH_POSTINGS`) takes `LEDGERLINE_<COMMAND>_<FLAG>`, with
 //! the command's path in capitals and `-` as `_`: `ledgerline report holds --limit` is
@@ -44,6 +47,29 @@ fn shout(name: &str) -> String {
     name.to_uppercase().replace('-', "_")
 }
 
+/// Writes the completion script for `shell` of the whole command tree to standard output.
+pub fn completions(shell: clap_complete::Shell) {
+    let mut command = command();
+    clap_complete::generate(shell, &mut command, "ledgerline", &mut std::io::stdout());
+}
+
+/// Writes the manual page (roff) of `ledgerline` or of the command at `path` (e.g. `report
+/// holds`, named `ledgerline-report-holds`) to standard output.
+pub fn man_page(path: &[String]) -> anyhow::Result<()> {
+    let mut page = command();
+    page.build();
+    let mut name = String::from("ledgerline");
+    for part in path {
+        page = page
+            .find_subcommand(part)
+            .ok_or_else(|| anyhow::anyhow!("no command {name} {part}"))?
+            .clone();
+        name = format!("{name}-{part}");
+    }
+    clap_mangen::Man::new(page.name(name)).render(&mut std::io::stdout().lock())?;
+    Ok(())
+}
+
 /// Every flag of every command, with its variable (for the tests and the docs).
 pub fn every_flag(command: &Command) -> Vec<(String, &Arg)> {
     fn walk<'a>(command: &'a Command, path: String, out: &mut Vec<(String, &'a Arg)>) {
@@ -86,6 +112,34 @@ mod tests {
             help.contains("[env: LEDGERLINE_REPORT_HOLDS_LIMIT]"),
             "{help}"
         );
+    }
+
+    #[test]
+    fn completions_and_man_pages_come_from_the_same_tree() {
+        let mut script = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut command(),
+            "ledgerline",
+            &mut script,
+        );
+        let script = String::from_utf8(script).unwrap();
+        for word in [
+            "trial-balance",
+            "--event-format",
+            "--group-instance-id",
+            "completions",
+        ] {
+            assert!(script.contains(word), "bash completion lacks {word}");
+        }
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command()).render(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(
+            page.starts_with(".ie") || page.contains(".TH ledgerline"),
+            "{page}"
+        );
+        assert!(page.contains("reporter"), "the page lists the commands");
     }
 
     #[test]
