@@ -71,13 +71,8 @@ async fn require_token(
     if bearer_matches(request.headers(), token) {
         next.run(request).await
     } else {
-        let body = Json(serde_json::json!({ "error": "a valid bearer token is required" }));
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            body,
-        )
-            .into_response()
+        // The same problem details body as the query API's 401.
+        crate::problem::unauthorized()
     }
 }
 

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod output;
 pub mod poster;
+pub mod problem;
 pub mod replay;
 pub mod reporter;
 pub mod service;

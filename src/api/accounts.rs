@@ -31,8 +31,8 @@ pub struct AccountsQuery {
 /// Accounts in id order, with their current figures.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
     params(AccountsQuery, PageParams, Consistency),
-    responses((status = 200, body = Page<AccountSummary>), (status = "4XX", body = ApiError),
-              (status = 503, body = ApiError)))]
+    responses((status = 200, body = Page<AccountSummary>), (status = "4XX", body = ApiError, content_type = "application/problem+json"),
+              (status = 503, body = ApiError, content_type = "application/problem+json")))]
 pub async fn accounts(
     State(s): State<ApiState>,
     Params(q): Params<AccountsQuery>,
@@ -77,8 +77,8 @@ pub struct AccountResponse {
 /// balance as of a valid time and/or a transaction time.
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts",
     params(("id" = String, Path, description = "The account id"), AsOfQuery, Consistency),
-    responses((status = 200, body = AccountResponse), (status = "4XX", body = ApiError),
-              (status = 503, body = ApiError)))]
+    responses((status = 200, body = AccountResponse), (status = "4XX", body = ApiError, content_type = "application/problem+json"),
+              (status = 503, body = ApiError, content_type = "application/problem+json")))]
 pub async fn account(
     State(s): State<ApiState>,
     PathParam(id): PathParam<String>,
@@ -131,8 +131,8 @@ impl From<TimeQuery> for TimeFilter {
 /// An account's lines in valid-time order (effective date, then recorded at), paged.
 #[utoipa::path(get, path = "/v1/accounts/{id}/entries", tag = "accounts",
     params(("id" = String, Path, description = "The account id"), TimeQuery, PageParams, Consistency),
-    responses((status = 200, body = Page<AccountLine>), (status = "4XX", body = ApiError),
-              (status = 503, body = ApiError)))]
+    responses((status = 200, body = Page<AccountLine>), (status = "4XX", body = ApiError, content_type = "application/problem+json"),
+              (status = 503, body = ApiError, content_type = "application/problem+json")))]
 pub async fn account_entries(
     State(s): State<ApiState>,
     PathParam(id): PathParam<String>,

@@ -23,8 +23,8 @@ pub struct EntityQuery {
 /// Entries with their lines in transaction-time order (recorded at, then id), paged.
 #[utoipa::path(get, path = "/v1/entries", tag = "entries",
     params(EntityQuery, TimeQuery, PageParams, Consistency),
-    responses((status = 200, body = Page<Entry>), (status = "4XX", body = ApiError),
-              (status = 503, body = ApiError)))]
+    responses((status = 200, body = Page<Entry>), (status = "4XX", body = ApiError, content_type = "application/problem+json"),
+              (status = 503, body = ApiError, content_type = "application/problem+json")))]
 pub async fn entries(
     State(s): State<ApiState>,
     Params(e): Params<EntityQuery>,
@@ -52,8 +52,8 @@ pub struct EntryResponse {
 /// One entry with its lines, what it reverses and what reversed it.
 #[utoipa::path(get, path = "/v1/entries/{id}", tag = "entries",
     params(("id" = Uuid, Path, description = "The entry id"), Consistency),
-    responses((status = 200, body = EntryResponse), (status = "4XX", body = ApiError),
-              (status = 503, body = ApiError)))]
+    responses((status = 200, body = EntryResponse), (status = "4XX", body = ApiError, content_type = "application/problem+json"),
+              (status = 503, body = ApiError, content_type = "application/problem+json")))]
 pub async fn entry(
     State(s): State<ApiState>,
     PathParam(id): PathParam<Uuid>,

@@ -1,82 +1,11 @@
-//! Every error the API answers with: a typed JSON body with a stable code.
+//! Every error the API answers with: a problem details body with a stable code
+//! (`crate::problem`), from the store's errors and the extractors' refusals.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
-use utoipa::ToSchema;
 
+pub use crate::problem::{ApiError, ErrorCode};
 use crate::store::StoreError;
-
-/// The stable codes; clients match on these, not on messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    /// No request with this idempotency key has been applied (yet).
-    NotSeen,
-    /// No such account or entry, or no such route.
-    NotFound,
-    /// A parameter is missing, malformed or out of range.
-    BadRequest,
-    /// The cursor is not one this list handed out.
-    BadCursor,
-    /// A bearer token is required and the one given (if any) is not it.
-    Unauthorized,
-    /// The ledger did not apply the requested `min_offsets` within the wait.
-    MinOffsetsTimeout,
-    /// The request took longer than the API's time limit.
-    RequestTimeout,
-    /// The database cannot be reached or refused the work.
-    Database,
-    /// The route exists but not with this method.
-    MethodNotAllowed,
-}
-
-impl ErrorCode {
-    fn status(self) -> StatusCode {
-        match self {
-            Self::NotSeen | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::BadRequest | Self::BadCursor => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            // The client's own precondition was not met in time: not a server failure.
-            Self::MinOffsetsTimeout => StatusCode::PRECONDITION_FAILED,
-            Self::RequestTimeout | Self::Database => StatusCode::SERVICE_UNAVAILABLE,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApiError {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::BadRequest, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.code.status();
-        match self.code {
-            ErrorCode::Unauthorized => {
-                (status, [(header::WWW_AUTHENTICATE, "Bearer")], Json(self)).into_response()
-            }
-            _ => (status, Json(self)).into_response(),
-        }
-    }
-}
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {

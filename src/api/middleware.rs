@@ -137,7 +137,7 @@ pub async fn require_token(State(s): State<ApiState>, request: Request, next: Ne
     if crate::http::bearer_matches(request.headers(), token) {
         next.run(request).await
     } else {
-        ApiError::new(ErrorCode::Unauthorized, "a valid bearer token is required").into_response()
+        crate::problem::unauthorized()
     }
 }
 

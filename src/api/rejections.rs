@@ -30,8 +30,8 @@ pub struct RejectionsQuery {
 /// Rejected requests in time order (rejected at, then id), paged.
 #[utoipa::path(get, path = "/v1/rejections", tag = "rejections",
     params(RejectionsQuery, PageParams, Consistency),
-    responses((status = 200, body = Page<Rejection>), (status = "4XX", body = ApiError),
-              (status = 503, body = ApiError)))]
+    responses((status = 200, body = Page<Rejection>), (status = "4XX", body = ApiError, content_type = "application/problem+json"),
+              (status = 503, body = ApiError, content_type = "application/problem+json")))]
 pub async fn rejections(
     State(s): State<ApiState>,
     Params(q): Params<RejectionsQuery>,

@@ -47,8 +47,8 @@ pub struct Report<T: ToSchema> {
 /// Debit and credit totals per entity and currency (equal when the ledger balances).
 #[utoipa::path(get, path = "/v1/reports/trial-balance", tag = "reports",
     params(AnyEntity, AsOfQuery, Consistency),
-    responses((status = 200, body = Report<TrialBalanceRow>), (status = "4XX", body = ApiError),
-              (status = 503, body = ApiError)))]
+    responses((status = 200, body = Report<TrialBalanceRow>), (status = "4XX", body = ApiError, content_type = "application/problem+json"),
+              (status = 503, body = ApiError, content_type = "application/problem+json")))]
 pub async fn trial_balance(
     State(s): State<ApiState>,
     Params(e): Params<AnyEntity>,
@@ -63,8 +63,8 @@ pub async fn trial_balance(
 /// An entity's assets, liabilities and equity (with current earnings) per currency.
 #[utoipa::path(get, path = "/v1/reports/balance-sheet", tag = "reports",
     params(OneEntity, AsOfQuery, Consistency),
-    responses((status = 200, body = Report<AccountBalanceRow>), (status = "4XX", body = ApiError),
-              (status = 503, body = ApiError)))]
+    responses((status = 200, body = Report<AccountBalanceRow>), (status = "4XX", body = ApiError, content_type = "application/problem+json"),
+              (status = 503, body = ApiError, content_type = "application/problem+json")))]
 pub async fn balance_sheet(
     State(s): State<ApiState>,
     Params(e): Params<OneEntity>,
@@ -78,8 +78,8 @@ pub async fn balance_sheet(
 /// An entity's income and expense accounts with their activity from `from`.
 #[utoipa::path(get, path = "/v1/reports/income-statement", tag = "reports",
     params(OneEntity, Period, AsOfQuery, Consistency),
-    responses((status = 200, body = Report<AccountBalanceRow>), (status = "4XX", body = ApiError),
-              (status = 503, body = ApiError)))]
+    responses((status = 200, body = Report<AccountBalanceRow>), (status = "4XX", body = ApiError, content_type = "application/problem+json"),
+              (status = 503, body = ApiError, content_type = "application/problem+json")))]
 pub async fn income_statement(
     State(s): State<ApiState>,
     Params(e): Params<OneEntity>,
@@ -97,7 +97,7 @@ pub async fn income_statement(
 /// `--integrity-timeout`.
 #[utoipa::path(get, path = "/v1/integrity", tag = "reports",
     responses((status = 200, body = IntegrityReport), (status = 409, body = IntegrityReport),
-              (status = "4XX", body = ApiError), (status = 503, body = ApiError)))]
+              (status = "4XX", body = ApiError, content_type = "application/problem+json"), (status = 503, body = ApiError, content_type = "application/problem+json")))]
 pub async fn integrity(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let run = crate::verify::run(&s.pool, false);
     let report = match tokio::time::timeout(s.limits.integrity, run).await {

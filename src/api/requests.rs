@@ -31,8 +31,8 @@ pub struct RequestResponse {
 /// position), held or released; later conflicting requests under its key.
 #[utoipa::path(get, path = "/v1/requests/{key}", tag = "requests",
     params(("key" = String, Path, description = "The request's idempotency key"), RawParam, Consistency),
-    responses((status = 200, body = RequestResponse), (status = "4XX", body = ApiError),
-              (status = 503, body = ApiError)))]
+    responses((status = 200, body = RequestResponse), (status = "4XX", body = ApiError, content_type = "application/problem+json"),
+              (status = 503, body = ApiError, content_type = "application/problem+json")))]
 pub async fn request_outcome(
     State(s): State<ApiState>,
     PathParam(key): PathParam<String>,

@@ -76,6 +76,14 @@ async fn error_of(port: u16, path: &str) -> (u16, String) {
         .as_str()
         .unwrap_or_else(|| panic!("{path}: {body}"));
     assert!(body["message"].is_string(), "{path}: {body}");
+    // RFC 9457 problem details, with the code in the type.
+    assert_eq!(body["status"], status, "{path}: {body}");
+    assert_eq!(body["detail"], body["message"], "{path}: {body}");
+    assert_eq!(
+        body["type"],
+        format!("urn:ledgerline:problem:{code}"),
+        "{path}: {body}"
+    );
     (status, code.to_string())
 }
 
@@ -186,6 +194,13 @@ async fn the_api_answers_what_became_of_each_request() {
     let response = raw_get(port, "/v1/requests/traced", "x-request-id: trace-77-abc").await;
     assert!(
         response.contains("x-request-id: trace-77-abc"),
+        "{response}"
+    );
+    // Errors are application/problem+json (this one is a 404 NOT_SEEN).
+    assert!(
+        response
+            .to_lowercase()
+            .contains("content-type: application/problem+json"),
         "{response}"
     );
     let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))

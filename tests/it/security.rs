@@ -31,11 +31,16 @@ async fn bearer_token_guards_ledger_data_and_leaves_health_and_metrics_open() {
     assert_eq!(status, 410);
     assert!(body.contains("/v1/reports/trial-balance"), "{body}");
     for path in ["/recovery", "/status"] {
+        let (status, body) = http_get(port, path).await.unwrap();
+        assert_eq!(status, 401, "{path} without a token");
+        // One 401 shape everywhere: the query API's problem details body.
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["code"], "UNAUTHORIZED", "{body}");
         assert_eq!(
-            http_get(port, path).await.unwrap().0,
-            401,
-            "{path} without a token"
+            body["type"], "urn:ledgerline:problem:UNAUTHORIZED",
+            "{body}"
         );
+        assert_eq!(body["status"], 401, "{body}");
         assert_eq!(
             http_get_auth(port, path, Some("tok-3f9a-wrong"))
                 .await
