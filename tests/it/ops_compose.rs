@@ -1,5 +1,6 @@
 //! docker-compose.yml: valid for docker-compose, and wired the way the code expects (services,
-//! ports, settings, health checks, volumes). No Docker engine is needed.
+//! ports without a clash, settings, health checks, volumes); `.env.example` names every secret
+//! it requires; the image has a health check. No Docker engine is needed.
 
 use std::process::Command;
 
@@ -80,6 +81,7 @@ fn compose_file_is_valid_and_matches_what_the_code_expects() {
     assert_eq!(
         names,
         [
+            "api",
             "create-topics",
             "grafana",
             "kafka",
@@ -114,14 +116,19 @@ fn compose_file_is_valid_and_matches_what_the_code_expects() {
     for entry in std::fs::read_dir(cli_dir).unwrap() {
         source += &std::fs::read_to_string(entry.unwrap().path()).unwrap();
     }
-    for name in ["poster-1", "poster-2", "reporter"] {
+    for name in ["poster-1", "poster-2", "reporter", "api"] {
         let s = &services[name];
         let env = s["environment"].as_object().unwrap();
         assert_eq!(env["LEDGERLINE_KAFKA_BROKERS"], "kafka:9092", "{name}");
+        let role = if name == "api" {
+            "ledgerline_viewer:rpw"
+        } else {
+            "ledgerline_poster:wpw"
+        };
         assert_eq!(
             env["LEDGERLINE_DATABASE_URL"],
-            "postgres://ledgerline_poster:wpw@postgres:5432/ledgerline",
-            "{name} logs in as the writer, not the superuser"
+            format!("postgres://{role}@postgres:5432/ledgerline"),
+            "{name} logs in as its least-privileged role, not the superuser"
         );
         assert_eq!(
             s["depends_on"]["migrate"]["condition"], "service_completed_successfully",
@@ -202,6 +209,31 @@ fn compose_file_is_valid_and_matches_what_the_code_expects() {
         port("reporter"),
         Some(9465),
         "the reporter's default HTTP port"
+    );
+    assert_eq!(port("api"), Some(9466), "the query API's default HTTP port");
+    let mut host_ports: Vec<u64> = services.keys().filter_map(|s| port(s)).collect();
+    let published = host_ports.len();
+    host_ports.sort();
+    host_ports.dedup();
+    assert_eq!(
+        host_ports.len(),
+        published,
+        "two services publish one host port"
+    );
+    // .env.example names every secret the file requires; the image checks its own health.
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    for (secret, _) in &secrets {
+        assert!(
+            example.lines().any(|l| l == format!("{secret}=")),
+            ".env.example lists {secret}"
+        );
+    }
+    let image =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/Dockerfile")).unwrap();
+    assert!(
+        image.contains("\nHEALTHCHECK "),
+        "ops/Dockerfile has a HEALTHCHECK"
     );
     for v in [
         "kafka-data",
