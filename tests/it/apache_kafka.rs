@@ -446,11 +446,12 @@ async fn compacted_balances_read_by_an_independent_group_match_postgresql() {
     }
 }
 
-/// The latest balance per account as the independent client's own consumer group reads it.
-fn read_balances_independently(topic: &str) -> serde_json::Value {
+/// The latest balance per account as the independent client's own consumer group reads it:
+/// the project's Python consumer example (`examples/python-consumer/balances.py`).
+pub(crate) fn read_balances_independently(topic: &str) -> serde_json::Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/read_balances.py"
+        "/examples/python-consumer/balances.py"
     );
     let out = Command::new(required_env("LEDGERLINE_PYTHON"))
         .args([
@@ -464,7 +465,7 @@ fn read_balances_independently(topic: &str) -> serde_json::Value {
         .unwrap();
     assert!(
         out.status.success(),
-        "read_balances.py: {}",
+        "balances.py: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()

@@ -2,7 +2,8 @@
 //! balance, anomaly and rejection events that Python's jsonschema accepts against
 //! `schemas/json/`, each record with headers naming its content type, event type and schema
 //! version; kcat's JSON envelope (`kcat -J`) and Kafka's own console consumer print them as
-//! readable JSON; and `ledgerline tail` reads them as it reads Avro.
+//! readable JSON; the Python consumer example keeps the same balances as PostgreSQL; and
+//! `ledgerline tail` reads them as it reads Avro.
 
 use crate::common;
 
@@ -100,6 +101,24 @@ async fn json_events_are_read_by_tools_that_are_not_ledgerline() {
         rejections["events"], 2,
         "conflict and unbalanced: {rejections}"
     );
+
+    // The Python consumer example keeps the last balance per account from JSON events, as it
+    // does from Avro ones (`apache_kafka.rs`): the same as PostgreSQL's.
+    let latest = crate::apache_kafka::read_balances_independently(&topics[0]);
+    let rows: Vec<(String, rust_decimal::Decimal, i64)> = sqlx::query_as(
+        "SELECT account_id, balance, version FROM account_balances WHERE version > 0",
+    )
+    .fetch_all(&ledger.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    for (account, balance, version) in rows {
+        assert_eq!(
+            latest[&account],
+            serde_json::json!([balance.to_string(), version]),
+            "{latest}"
+        );
+    }
 
     // kcat's envelope holds the event as a JSON string, with the headers beside it.
     let envelopes = kcat(&topics[2]);

@@ -18,6 +18,7 @@ mod balance_events;
 mod bench_short;
 mod broker_failover;
 mod broker_roundtrip;
+mod client_examples;
 mod codec_roundtrip;
 mod event_formats;
 mod fault_matrix;
