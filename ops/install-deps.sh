@@ -16,6 +16,8 @@ need c++ build-essential
 need make build-essential
 need pkg-config pkg-config
 need java openjdk-17-jre-headless
+# javac: the Java client example (examples/java-producer) is compiled in the suite.
+need javac openjdk-17-jdk-headless
 need mvn maven
 # OpenSSL headers: librdkafka is built with SSL for TLS and SASL/SCRAM to the broker.
 pkg-config --exists openssl 2>/dev/null || packages+=(libssl-dev)

@@ -143,16 +143,22 @@ impl Collected {
 
 /// How long a batch that has messages waits for more while no commit runs: the configured
 /// wait, or as long as the last round's slowest commit took if that was shorter (`last_commit_us`,
-/// 0 before the first commit). Waiting longer than a commit takes saves less than it costs: at
-/// 10% of the steady rate the fixed 50 ms wait was most of produce-to-commit latency (p50
-/// 46-51 ms against 26-31 ms with 5 ms), while under load commits take longer than the
-/// configured wait and batches keep growing to amortize them (docs/BENCHMARKS.md).
+/// 0 before the first commit), but never under `ADAPTIVE_WAIT_MIN`. Waiting longer than a
+/// commit takes saves less than it costs: at 10% of the steady rate the fixed 50 ms wait was
+/// most of produce-to-commit latency (p50 46-51 ms against 26-31 ms with 5 ms), while under
+/// load commits take longer than the configured wait and batches keep growing to amortize them
+/// (docs/BENCHMARKS.md). The floor keeps a round that did almost nothing (a fenced commit takes
+/// microseconds) from shrinking the next batch to a message or two: closing batches as soon as
+/// the database was idle once tripled latency (docs/BENCHMARKS-HISTORY.md point 6).
 pub(super) fn adaptive_wait(configured: Duration, last_commit_us: u64) -> Duration {
     match last_commit_us {
         0 => configured,
-        us => configured.min(Duration::from_micros(us)),
+        us => configured.min(Duration::from_micros(us).max(ADAPTIVE_WAIT_MIN)),
     }
 }
+
+/// The shortest wait `adaptive_wait` gives (the wait measured best at 10% load).
+const ADAPTIVE_WAIT_MIN: Duration = Duration::from_millis(5);
 
 /// A polled message, owned, stamped with where it stands in its partition's fetch stream
 /// (`Positions::stamp`), at the moment it was polled.
@@ -257,6 +263,17 @@ mod tests {
             "before any commit"
         );
         assert_eq!(adaptive_wait(configured, 7_000), Duration::from_millis(7));
+        assert_eq!(
+            adaptive_wait(configured, 40),
+            ADAPTIVE_WAIT_MIN,
+            "a fenced round"
+        );
+        let short = Duration::from_millis(2);
+        assert_eq!(
+            adaptive_wait(short, 40),
+            short,
+            "never above the configured wait"
+        );
         assert_eq!(adaptive_wait(configured, 400_000), configured, "under load");
     }
 }

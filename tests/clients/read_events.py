@@ -1,9 +1,10 @@
 """A downstream system that is not ledgerline: reads JSON events with Python's confluent-kafka
 and checks each against its JSON Schema (schemas/json/) with the jsonschema library.
 
-    read_events.py BOOTSTRAP TOPIC SCHEMA_FILE IDLE_SECONDS
+    read_events.py BOOTSTRAP TOPIC SCHEMA_FILE EXPECTED
 
-Reads the topic from its start until nothing arrives for IDLE_SECONDS. Every record must carry
+Reads the topic from its start until it has read EXPECTED events (at most 60 s), then for 3 s
+more, so that an extra event is seen too. Every record must carry
 the headers content-type (application/json), ledgerline.event-type (the schema's title) and
 ledgerline.schema-version, and its value must be one JSON object the schema accepts. Prints one
 JSON object: {"events": N, "event_ids": [...], "versions": [...]}; exits non-zero naming the
@@ -19,7 +20,7 @@ from confluent_kafka import Consumer
 
 
 def main():
-    bootstrap, topic, schema_file, idle = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    bootstrap, topic, schema_file, expected = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     with open(schema_file) as f:
         schema = json.load(f)
     validator = jsonschema.Draft202012Validator(schema)
@@ -30,14 +31,14 @@ def main():
         "enable.auto.commit": False,
     })
     consumer.subscribe([topic])
-    ids, versions, last = [], set(), time.monotonic()
-    while time.monotonic() - last < idle:
+    ids, versions = [], set()
+    started, enough_at = time.monotonic(), None
+    while time.monotonic() - started < 60 and (enough_at is None or time.monotonic() - enough_at < 3):
         msg = consumer.poll(0.5)
         if msg is None:
             continue
         if msg.error():
             raise SystemExit(f"consume error: {msg.error()}")
-        last = time.monotonic()
         where = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
         headers = {k: v.decode() for k, v in (msg.headers() or [])}
         if headers.get("content-type") != "application/json":
@@ -50,6 +51,8 @@ def main():
         if errors:
             raise SystemExit(f"{where}: {errors[0].message} in {event}")
         ids.append(event["event_id"])
+        if len(ids) >= expected and enough_at is None:
+            enough_at = time.monotonic()
     consumer.close()
     print(json.dumps({"events": len(ids), "event_ids": ids, "versions": sorted(versions)}))
 

@@ -176,7 +176,8 @@ async fn an_assets_scale_is_fixed_once_a_line_uses_it() {
         .unwrap());
 }
 
-/// Every command that lists speaks `--format table|json|csv`: the same rows in each.
+/// Every command that lists speaks `--format table|json|csv`: the same rows in each; and a
+/// flag can come from its variable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_list_command_prints_json_and_csv() {
     let ledger = Ledger::new(3, 1).await;
@@ -198,4 +199,14 @@ async fn every_list_command_prints_json_and_csv() {
         assert!(json_rows >= rows, "{args:?}: {json}");
         assert_eq!((csv_rows, table_rows), (json_rows, json_rows), "{args:?}");
     }
+    // A flag's variable (cli/tree.rs) sets it; the command line wins over the variable.
+    let listed = |args: &[&str]| {
+        let mut all = vec!["accounts", "list", "--entity", "demo", "--format", "csv"];
+        all.extend_from_slice(args);
+        let env = [("LEDGERLINE_ACCOUNTS_LIST_LIMIT", "1")];
+        let out = common::run_ledgerline(&ledger.db_url, &all, &env);
+        String::from_utf8(out).unwrap().lines().count() - 1
+    };
+    assert_eq!(listed(&[]), 1, "from the variable");
+    assert_eq!(listed(&["--limit", "2"]), 2, "from the command line");
 }

@@ -10,8 +10,9 @@ use crate::common;
 use common::cluster::kafka_tool;
 use common::{required_env, spawn_ledgerline, transfer, Ledger};
 
-/// What the Python reader (`tests/clients/read_events.py`) found on a topic.
-fn python_read(topic: &str, schema: &str) -> serde_json::Value {
+/// What the Python reader (`tests/clients/read_events.py`) found on a topic, once it has read
+/// `expected` events (or after 60 s).
+fn python_read(topic: &str, schema: &str, expected: usize) -> serde_json::Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/read_events.py");
     let schema = format!("{}/schemas/json/{schema}", env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new(required_env("LEDGERLINE_PYTHON"))
@@ -20,7 +21,7 @@ fn python_read(topic: &str, schema: &str) -> serde_json::Value {
             &required_env("LEDGERLINE_KAFKA_BROKERS"),
             topic,
             &schema,
-            "5",
+            &expected.to_string(),
         ])
         .output()
         .expect("the Python client starts (installed by ops/install-deps.sh --test)");
@@ -89,9 +90,9 @@ async fn json_events_are_read_by_tools_that_are_not_ledgerline() {
     );
 
     // The Python reader validates every event against its JSON Schema and checks the headers.
-    let balances = python_read(&topics[0], "balance_event.schema.json");
-    let anomalies = python_read(&topics[1], "anomaly_event.schema.json");
-    let rejections = python_read(&topics[2], "rejection.schema.json");
+    let balances = python_read(&topics[0], "balance_event.schema.json", 2);
+    let anomalies = python_read(&topics[1], "anomaly_event.schema.json", 1);
+    let rejections = python_read(&topics[2], "rejection.schema.json", 2);
     common::signal(&reporter, "TERM");
     let _ = reporter.wait();
     assert_eq!(balances["events"], 2, "two accounts changed: {balances}");
