@@ -120,11 +120,9 @@ async fn recovery(State(s): State<AppState>) -> Response {
     let group = s.group.as_deref().unwrap_or_default();
     match crate::store::checkpoints::recovery(&s.pool, group).await {
         Ok(rows) => Json(rows).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "error": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => {
+            crate::problem::response(StatusCode::SERVICE_UNAVAILABLE, "DATABASE", e.to_string())
+        }
     }
 }
 
@@ -176,29 +174,27 @@ const MOVED: [(&str, &str); 6] = [
 ];
 
 async fn moved(new: &'static str) -> Response {
-    let error = format!("moved to the query API (ledgerline api): GET {new}");
-    (
-        StatusCode::GONE,
-        Json(serde_json::json!({ "error": error })),
-    )
-        .into_response()
+    let detail = format!("moved to the query API (ledgerline api): GET {new}");
+    crate::problem::response(StatusCode::GONE, "MOVED", detail)
 }
 
 /// The one mapping of store errors to HTTP: not found 404, conflict 409, a database that
-/// cannot be reached or refuses work 503, anything else 500; the error's text as JSON.
+/// cannot be reached or refuses work 503, anything else 500; a problem details body.
 fn store_error(e: crate::store::StoreError) -> Response {
     use crate::store::posting::{classify, SqlErrorKind};
     use crate::store::StoreError;
-    let status = match &e {
-        StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-        StoreError::Conflict(_) => StatusCode::CONFLICT,
-        StoreError::Connect(_) => StatusCode::SERVICE_UNAVAILABLE,
+    let (status, code) = match &e {
+        StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        StoreError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
+        StoreError::Connect(_) => (StatusCode::SERVICE_UNAVAILABLE, "DATABASE"),
         StoreError::Sql(sql) if classify(sql) == SqlErrorKind::Unavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
+            (StatusCode::SERVICE_UNAVAILABLE, "DATABASE")
         }
-        StoreError::Sql(_) | StoreError::Migrate(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        StoreError::Sql(_) | StoreError::Migrate(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
+        }
     };
-    (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+    crate::problem::response(status, code, e.to_string())
 }
 
 /// Serves a service's operations endpoints (/health, /ready, /metrics, /recovery, /status)

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The stable codes; clients match on these, not on messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// No request with this idempotency key has been applied (yet).
@@ -66,6 +66,12 @@ impl ErrorCode {
         }
     }
 
+    /// The title of the API's code written `code`, if it is one.
+    fn title_of(code: &str) -> Option<&'static str> {
+        let code: ErrorCode = serde_json::from_value(code.into()).ok()?;
+        Some(code.title())
+    }
+
     /// The code as written in bodies: `NOT_SEEN`.
     fn name(self) -> String {
         serde_json::to_value(self)
@@ -113,16 +119,33 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.code.status();
         let unauthorized = self.code == ErrorCode::Unauthorized;
-        let mut response = (status, Json(self)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        let mut response = response(self.code.status(), &self.code.name(), self.detail);
         if unauthorized {
+            let headers = response.headers_mut();
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
+}
+
+/// The one place a problem details body is written: `ApiError`'s fields, for any status and
+/// code (the services' own endpoints use codes of their own, such as `MOVED`).
+pub fn response(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+    let detail = detail.into();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = serde_json::json!({
+        "type": format!("urn:ledgerline:problem:{code}"),
+        "title": ErrorCode::title_of(code).unwrap_or(title),
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+        "message": detail,
+    });
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
 }
 
 /// The answer to a request without the bearer token, on every server.
@@ -150,6 +173,15 @@ mod tests {
                 "status": 404, "detail": "no request k", "code": "NOT_SEEN",
                 "message": "no request k"
             })
+        );
+        // The struct the OpenAPI document describes is the body sent.
+        let error = ApiError::new(ErrorCode::BadCursor, "cursor x");
+        let described = serde_json::to_value(&error).unwrap();
+        let sent = error.into_response().into_body();
+        let sent = axum::body::to_bytes(sent, 1 << 16).await.unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&sent).unwrap(),
+            described
         );
         let refused = unauthorized();
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);

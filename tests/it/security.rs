@@ -30,6 +30,11 @@ async fn bearer_token_guards_ledger_data_and_leaves_health_and_metrics_open() {
     let (status, body) = http_get(port, "/reports/trial-balance").await.unwrap();
     assert_eq!(status, 410);
     assert!(body.contains("/v1/reports/trial-balance"), "{body}");
+    let gone: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (gone["code"].as_str(), gone["status"].as_u64()),
+        (Some("MOVED"), Some(410))
+    );
     for path in ["/recovery", "/status"] {
         let (status, body) = http_get(port, path).await.unwrap();
         assert_eq!(status, 401, "{path} without a token");
