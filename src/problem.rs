@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The stable codes; clients match on these, not on messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// No request with this idempotency key has been applied (yet).
@@ -66,12 +66,6 @@ impl ErrorCode {
         }
     }
 
-    /// The title of the API's code written `code`, if it is one.
-    fn title_of(code: &str) -> Option<&'static str> {
-        let code: ErrorCode = serde_json::from_value(code.into()).ok()?;
-        Some(code.title())
-    }
-
     /// The code as written in bodies: `NOT_SEEN`.
     fn name(self) -> String {
         serde_json::to_value(self)
@@ -120,7 +114,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let unauthorized = self.code == ErrorCode::Unauthorized;
-        let mut response = response(self.code.status(), &self.code.name(), self.detail);
+        let code = self.code;
+        let mut response = send(code.status(), &code.name(), code.title(), self.detail);
         if unauthorized {
             let headers = response.headers_mut();
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -129,14 +124,18 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The one place a problem details body is written: `ApiError`'s fields, for any status and
-/// code (the services' own endpoints use codes of their own, such as `MOVED`).
+/// A problem details body with a code of the services' own endpoints (such as `MOVED`), titled
+/// by its status.
 pub fn response(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
-    let detail = detail.into();
     let title = status.canonical_reason().unwrap_or("Error");
+    send(status, code, title, detail.into())
+}
+
+/// The one place a problem details body is written: `ApiError`'s fields, for any code.
+fn send(status: StatusCode, code: &str, title: &str, detail: String) -> Response {
     let body = serde_json::json!({
         "type": format!("urn:ledgerline:problem:{code}"),
-        "title": ErrorCode::title_of(code).unwrap_or(title),
+        "title": title,
         "status": status.as_u16(),
         "detail": detail,
         "code": code,

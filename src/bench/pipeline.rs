@@ -414,10 +414,7 @@ async fn copy_limit(
     let postings = rows.postings;
     let rate = postings as f64 / elapsed.as_secs_f64();
     let postgres_us = cpu.postgres * elapsed.as_secs_f64() / postings.max(1) as f64 * 1e6;
-    let statements = match counting {
-        Ok(()) => Ok(statements::read(&db.pool).await?),
-        Err(why) => Err(why),
-    };
+    let statements = statements::read_after(&db.pool, counting).await?;
     let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
         .fetch_one(&mut *conn)
         .await?;
@@ -623,10 +620,7 @@ async fn run_posters(
     .await?;
     let wall = started.elapsed();
     let cpu = CpuSample::take(std::process::id()).since(&cpu_before, wall);
-    let statements = match counting {
-        Ok(()) => Ok(statements::read(&db.pool).await?),
-        Err(why) => Err(why),
-    };
+    let statements = statements::read_after(&db.pool, counting).await?;
     let api = match api_load {
         Some(load) => Some(load.finish().await?),
         None => None,

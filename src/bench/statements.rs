@@ -45,8 +45,16 @@ pub async fn reset(pool: &PgPool) -> std::result::Result<(), String> {
     prepare.await.map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// The statements that ran since `reset`, when it succeeded; otherwise why there are none.
+pub async fn read_after(pool: &PgPool, reset: std::result::Result<(), String>) -> Result<Costs> {
+    Ok(match reset {
+        Ok(()) => Ok(read(pool).await?),
+        Err(why) => Err(why),
+    })
+}
+
 /// The statements that ran in this database since `reset`.
-pub async fn read(pool: &PgPool) -> Result<BTreeMap<String, Cost>> {
+async fn read(pool: &PgPool) -> Result<BTreeMap<String, Cost>> {
     let rows: Vec<(String, i64, f64)> = sqlx::query_as(
         "SELECT query, calls, total_exec_time FROM pg_stat_statements
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
@@ -108,15 +116,18 @@ pub fn per_posting_rows(phases: &[(&BTreeMap<String, Cost>, usize)], floor_us: f
             .map(|i| rows.iter().map(|r| r.us[i]).sum())
             .collect()
     };
+    let (shown_sum, rest_sum) = (sum(&shown), sum(&rest));
     let total = Row {
         label: "total".into(),
-        us: (0..phases.len())
-            .map(|i| sum(&shown)[i] + sum(&rest)[i])
+        us: shown_sum
+            .iter()
+            .zip(&rest_sum)
+            .map(|(a, b)| a + b)
             .collect(),
     };
     shown.push(Row {
         label: format!("{} other statements", rest.len()),
-        us: sum(&rest),
+        us: rest_sum,
     });
     shown.push(total);
     shown

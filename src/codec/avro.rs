@@ -175,7 +175,7 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
                     _ => self.decode_datum(rest),
                 }
             }
-            _ if self.accept_json && first_non_space(bytes) == Some(b'{') => {
+            _ if self.accept_json && looks_like_json(bytes) => {
                 serde_json::from_slice(bytes).map_err(|e| malformed(&format!("JSON: {e}")))
             }
             _ => Err(malformed(
@@ -262,8 +262,9 @@ fn has_references(schema: &Schema) -> bool {
     }
 }
 
-fn first_non_space(bytes: &[u8]) -> Option<u8> {
-    bytes.iter().copied().find(|b| !b.is_ascii_whitespace())
+/// Whether bytes are framed as JSON: an object, after any ASCII whitespace.
+pub fn looks_like_json(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 fn malformed(detail: &str) -> DecodeError {

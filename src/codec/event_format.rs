@@ -7,7 +7,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::avro::{DecodeError, EncodeError, Framing, RecordCodec};
+use super::avro::{looks_like_json, DecodeError, EncodeError, Framing, RecordCodec};
 use super::events::{AnomalyEvent, BalanceEvent, RejectionEvent};
 
 /// An event's wire format.
@@ -140,7 +140,7 @@ impl<T: Event> EventCodec<T> {
 
     /// An event in either format: a JSON object, or Avro of any published version.
     pub fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        if looks_like_json(bytes) {
             let value: serde_json::Value = serde_json::from_slice(bytes)
                 .map_err(|e| DecodeError::Malformed(format!("JSON: {e}")))?;
             return T::from_json(value).map_err(|e| DecodeError::Malformed(format!("JSON: {e}")));

@@ -177,7 +177,7 @@ fn request_fingerprint(request: &PostingRequest) -> [u8; 32] {
 /// The idempotency key of bytes that are a JSON object (but not a request the schema
 /// accepts), when its `idempotency_key` is a string that passes the identifier rules.
 fn readable_json_key(payload: &[u8]) -> Option<String> {
-    if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if !crate::codec::avro::looks_like_json(payload) {
         return None;
     }
     /// Only the key; serde refuses an object that names it twice (no guessing which one counts).
