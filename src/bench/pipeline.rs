@@ -861,7 +861,7 @@ async fn load_and_watch(
 /// The load producer. It stands in for upstream systems, which run on other machines, so it
 /// must take as little of the two cores as it can:
 /// - It keeps one request in flight: with librdkafka's idempotent default of five its broker
-///   thread spun on poll() while Tansu answered one request at a time (0.54 of a core at
+///   thread spun on poll() while an earlier broker answered one request at a time (0.54 of a core at
 ///   8,900/s, 0.13 with one; produce-to-commit p99 1,160 ms against 425 ms). It stays
 ///   idempotent. (The spinning was first taken for linger wake-ups, and the linger raised to
 ///   20 ms; with one request in flight the project's 5 ms costs the same CPU and halves the

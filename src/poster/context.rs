@@ -234,7 +234,7 @@ pub struct PosterContext {
     pub assignments: std::sync::atomic::AtomicU64,
     /// Each partition's high watermark as librdkafka last saw it in a fetch response (from its
     /// statistics, `statistics.interval.ms`): the lag metric reads these instead of asking the
-    /// broker, which took the commit loop about 100 ms on Tansu (docs/BENCHMARKS-HISTORY.md point 26).
+    /// broker, which once took the commit loop about 100 ms (docs/BENCHMARKS-HISTORY.md point 26).
     pub watermarks: Mutex<BTreeMap<i32, i64>>,
     /// Set when the poster abandons this consumer for a new one (`consumer.rs`): from then on
     /// its callbacks leave the shared health alone.

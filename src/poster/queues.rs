@@ -1,8 +1,8 @@
 //! One librdkafka queue per assigned partition, so that collecting a batch takes from every
 //! partition in turn. Without them, poll returns whatever the broker sent first: a broker that
 //! fills one fetch response with one partition's backlog would make every batch a single
-//! partition's, and partitions could never commit side by side. (Tansu did so; Apache Kafka
-//! also serves a backlog largely partition by partition, up to max.partition.fetch.bytes each.)
+//! partition's, and partitions could never commit side by side. (Apache Kafka serves a
+//! backlog largely partition by partition, up to max.partition.fetch.bytes each.)
 //! An error in place of a message is kept with its partition, never skipped (`halts.rs`).
 //! `collect` fills one round's batch from these queues.
 
