@@ -70,6 +70,15 @@ pub const KAFKA_CLIENT_RENEW_AFTER_FAILURES: u32 = 5;
 /// its checkpoint (fencing), and the new owner starts from the checkpoint.
 pub const KAFKA_SESSION_TIMEOUT_MS: u64 = 30_000;
 
+/// How long the exactly-once reporter's transaction may stay open, and its messages wait
+/// (`kafka::transactional_producer`): a commit that cannot finish in this time fails, and the
+/// reporter says it is stalled. At most the broker's `transaction.max.timeout.ms` (15 min by
+/// default).
+pub const KAFKA_TRANSACTION_TIMEOUT_MS: u64 = 60_000;
+/// Outbox rows per exactly-once round at most: the round's progress record names each by its
+/// event id (37 bytes), and must stay well under the broker's 1 MB message limit.
+pub const TRANSACTION_ROWS_MAX: i64 = 10_000;
+
 // How the bounds relate. A failing assertion here is a build error, not a runtime surprise.
 const _: () = assert!(MESSAGE_BYTES_MAX <= BATCH_BYTES_MAX);
 // A stall is judged over at least one lag measurement.

@@ -338,7 +338,22 @@ pub(super) async fn topics(args: TopicsArgs) -> Result<()> {
         &[("cleanup.policy", "compact")],
     )
     .await?;
-    println!("topics ready: {}", topics.all().join(", "));
+    // The exactly-once reporter's progress (`reporter::transactions`): one partition, the
+    // latest record is all it reads.
+    let progress =
+        crate::reporter::transactions::Transactions::for_balances_topic(&topics.balances);
+    crate::kafka::create_topics_with(
+        kafka,
+        &[&progress.progress_topic],
+        1,
+        &[("cleanup.policy", "compact")],
+    )
+    .await?;
+    println!(
+        "topics ready: {}, {}",
+        topics.all().join(", "),
+        progress.progress_topic
+    );
     Ok(())
 }
 

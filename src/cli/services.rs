@@ -8,6 +8,7 @@ use clap::Args;
 use super::{ledger_topics, postings_topic, schema_checked, schema_checked_pool};
 use crate::codec::{EventFormat, EventFormats};
 use crate::config::{database_url, KafkaSettings};
+use crate::reporter::transactions::{Delivery, Transactions};
 use crate::{limits, store};
 
 #[derive(Debug, Args)]
@@ -131,6 +132,12 @@ fn api_database_url() -> Result<crate::config::Secret> {
     Ok(crate::config::database_url()?)
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DeliveryArg {
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
 #[derive(Debug, Args)]
 pub struct ReporterArgs {
     /// HTTP address for /health, /ready, /metrics.
@@ -165,6 +172,19 @@ pub struct ReporterArgs {
     /// Format of the rejection events, instead of --event-format.
     #[arg(long, env = "LEDGERLINE_REJECTIONS_FORMAT", value_enum)]
     pub rejections_format: Option<EventFormat>,
+    /// exactly-once: each round in a Kafka transaction with its progress, so that
+    /// read_committed consumers never see a duplicate; at-least-once: for brokers without
+    /// transactions (consumers drop duplicates by event id).
+    #[arg(long, value_enum, default_value = "exactly-once")]
+    pub delivery: DeliveryArg,
+    /// Exactly once: the ledger's transactional id, the same for all its reporters [default:
+    /// ledgerline-reporter:BALANCES_TOPIC].
+    #[arg(long)]
+    pub transactional_id: Option<String>,
+    /// Exactly once: the compacted topic of the reporter's progress [default:
+    /// BALANCES_TOPIC.progress].
+    #[arg(long)]
+    pub progress_topic: Option<String>,
     /// Anomaly detectors to run: all, none, or a list such as LARGE_AMOUNT,VELOCITY_SPIKE.
     #[arg(long, env = "LEDGERLINE_DETECTORS", default_value = "all")]
     pub detectors: String,
@@ -285,7 +305,18 @@ pub(super) async fn replay(args: ReplayArgs) -> Result<()> {
 pub(super) async fn reporter(args: ReporterArgs) -> Result<()> {
     let pool = schema_checked_pool().await?;
     let topics = ledger_topics();
+    let delivery = match args.delivery {
+        DeliveryArg::AtLeastOnce => Delivery::AtLeastOnce,
+        DeliveryArg::ExactlyOnce => {
+            let defaults = Transactions::for_balances_topic(&topics.balances);
+            Delivery::ExactlyOnce(Transactions {
+                transactional_id: args.transactional_id.unwrap_or(defaults.transactional_id),
+                progress_topic: args.progress_topic.unwrap_or(defaults.progress_topic),
+            })
+        }
+    };
     let settings = crate::reporter::ReporterSettings {
+        delivery,
         balances_topic: topics.balances,
         anomalies_topic: topics.anomalies,
         rejections_topic: topics.rejections,

@@ -124,6 +124,53 @@ fn watched_producer_config(settings: &KafkaSettings) -> rdkafka::ClientConfig {
     )
 }
 
+/// The exactly-once reporter's producer (`reporter::transactions`): transactional under
+/// `transactional_id`, so that a new one with the same id fences the old and completes or
+/// aborts its open transaction. Inside a transaction a failed message makes the transaction
+/// abortable instead of leaving a gap, so the gapless guarantee (a fatal error) is off; a
+/// message waits at most as long as a transaction may stay open.
+pub fn transactional_producer(
+    settings: &KafkaSettings,
+    transactional_id: &str,
+) -> Result<FutureProducer, KafkaError> {
+    Ok(transactional_producer_config(settings, transactional_id).create()?)
+}
+
+fn transactional_producer_config(
+    settings: &KafkaSettings,
+    transactional_id: &str,
+) -> rdkafka::ClientConfig {
+    let timeout = crate::limits::KAFKA_TRANSACTION_TIMEOUT_MS.to_string();
+    producer_config(
+        settings,
+        &[
+            ("transactional.id", transactional_id),
+            ("transaction.timeout.ms", &timeout),
+            ("message.timeout.ms", &timeout),
+            ("enable.gapless.guarantee", "false"),
+        ],
+    )
+}
+
+/// A reader of one partition that sees only committed records (aborted ones and transaction
+/// markers are skipped) and says when it reached the end (`PartitionEOF`), whatever the
+/// operator's properties say.
+pub fn committed_reader(settings: &KafkaSettings) -> Result<BaseConsumer, KafkaError> {
+    Ok(committed_reader_config(settings).create()?)
+}
+
+fn committed_reader_config(settings: &KafkaSettings) -> rdkafka::ClientConfig {
+    let mut config = settings.client_config_with(&[(
+        "group.id",
+        format!("ledgerline-reader-{}", uuid::Uuid::new_v4().simple()),
+    )]);
+    config
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false");
+    config
+}
+
 /// Why `p` will deliver nothing more, if so: a fatal error (the idempotent producer's
 /// guarantees could no longer hold, e.g. the gapless guarantee's `_GAPLESS_GUARANTEE`; every
 /// queued message fails and every new one is refused), or a client that knows no broker any
@@ -345,6 +392,32 @@ mod tests {
         // librdkafka accepts the combination (it refuses gapless without idempotence).
         watched_producer(&s).expect("librdkafka takes the reporter's settings");
         let _producer = producer(&s).expect("librdkafka takes the producer's settings");
+    }
+
+    #[test]
+    fn the_transactional_producer_keeps_its_id_and_guarantees_whatever_the_environment_says() {
+        let mut s = settings();
+        s.properties
+            .insert("transactional.id".into(), Secret::new("someone-else"));
+        let config = transactional_producer_config(&s, "ledgerline-reporter:t");
+        assert_eq!(
+            config.get("transactional.id"),
+            Some("ledgerline-reporter:t")
+        );
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("acks"), Some("all"));
+        // librdkafka refuses a message timeout longer than the transaction's.
+        assert_eq!(
+            config.get("message.timeout.ms"),
+            config.get("transaction.timeout.ms")
+        );
+        let _producer = transactional_producer(&s, "ledgerline-reporter:t")
+            .expect("librdkafka takes the transactional settings");
+        s.properties
+            .insert("isolation.level".into(), Secret::new("read_uncommitted"));
+        let reader = committed_reader_config(&s);
+        assert_eq!(reader.get("isolation.level"), Some("read_committed"));
+        committed_reader(&s).expect("a reader");
     }
 
     #[test]

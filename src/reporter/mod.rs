@@ -1,12 +1,17 @@
-//! The reporter: publishes outbox rows to Kafka with an idempotent producer, then marks them.
+//! The reporter: publishes outbox rows to Kafka, then marks them.
 //!
 //! Phases: become leader (advisory lock; others wait as standby) -> read the oldest unpublished
 //! rows in id order -> encode (Avro single-object or JSON, per topic, with headers naming the
-//! event: `codec::event_format`) and enqueue them in that order -> wait for
-//! every acknowledgement -> mark them published. A crash between publish and mark re-publishes
-//! the same events (same ids, same bytes): consumers drop duplicates by event id.
+//! event: `codec::event_format`) and enqueue them in that order -> commit -> mark them
+//! published. Two ways to commit (`--delivery`):
+//! - exactly-once (the default): the round is one Kafka transaction together with a progress
+//!   record naming its rows (`transactions.rs`); a crash anywhere leaves no duplicate visible to
+//!   `read_committed` consumers.
+//! - at-least-once: wait for every acknowledgement. A crash between publish and mark
+//!   re-publishes the same events (same ids, same bytes): consumers drop duplicates by event
+//!   id.
 //!
-//! The producer is idempotent and gapless, and its messages never time out
+//! At least once, the producer is idempotent and gapless, and its messages never time out
 //! (`kafka::watched_producer`): what it delivered of a partition's events is a prefix of what
 //! it was given, in order. A producer that can deliver nothing more (a fatal error, as the
 //! gapless guarantee raises; lost brokers) is replaced, and the new one re-sends from the
@@ -18,13 +23,15 @@ pub mod expiry;
 pub mod metrics;
 pub mod records;
 pub mod serve;
+pub mod transactions;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::client::ClientContext;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::Deserialize;
 use sqlx::PgPool;
 
@@ -33,9 +40,10 @@ use crate::codec::outbox::balance_events;
 use crate::codec::outbox::OutboxKind;
 use crate::codec::{AnomalyEvent, BalanceEvent, EventCodec, EventFormats, RejectionEvent};
 use crate::health::Health;
-use crate::limits::REJECTION_EVENT_RAW_BYTES_MAX;
+use crate::limits::{REJECTION_EVENT_RAW_BYTES_MAX, TRANSACTION_ROWS_MAX};
 use crate::store::outbox::{self, OutboxRow};
 pub use metrics::ReporterMetrics;
+use transactions::{Delivery, ExactlyOnce, Progress, Transactions};
 
 #[derive(Debug, Clone)]
 pub struct ReporterSettings {
@@ -49,6 +57,7 @@ pub struct ReporterSettings {
     pub exit_when_idle: Option<Duration>,
     /// Each events topic's format (`codec::event_format`).
     pub formats: EventFormats,
+    pub delivery: Delivery,
 }
 
 struct Codecs {
@@ -124,6 +133,8 @@ pub struct Reporter {
     pub detection: tokio::sync::Mutex<detect::Detection>,
     pub expiry: tokio::sync::Mutex<expiry::Expiry>,
     pub records: tokio::sync::Mutex<records::RecordsWatch>,
+    /// The exactly-once producer, once recovered; dropped on any error and on losing the lead.
+    pub transactions: tokio::sync::Mutex<Option<ExactlyOnce>>,
 }
 
 impl Reporter {
@@ -164,6 +175,7 @@ impl Reporter {
                 }
             }
             self.metrics.leader.set(0);
+            *self.transactions.lock().await = None;
         }
         Ok(())
     }
@@ -310,36 +322,110 @@ impl Reporter {
 
     /// Publishes the oldest unpublished rows; returns how many.
     async fn publish_round(&self, codecs: &Codecs) -> Result<usize> {
+        match &self.settings.delivery {
+            Delivery::AtLeastOnce => self.publish_acknowledged(codecs).await,
+            Delivery::ExactlyOnce(settings) => self.publish_transaction(codecs, settings).await,
+        }
+    }
+
+    /// At least once: every event acknowledged, then the rows marked.
+    async fn publish_acknowledged(&self, codecs: &Codecs) -> Result<usize> {
         let rows = outbox::unpublished(&self.pool, self.settings.batch_events).await?;
         if rows.is_empty() {
             return Ok(0);
         }
         let started = Instant::now();
-        let producer = self.producer();
-        let mut deliveries = Vec::with_capacity(rows.iter().map(|r| r.events as usize).sum());
-        for row in &rows {
-            let topic = self.topic(row.kind);
-            for (key, event) in codecs.encode(row)? {
-                let record = FutureRecord::to(topic)
-                    .key(&key)
-                    .payload(&event.bytes)
-                    .headers(headers(&event));
-                let delivery = crate::kafka::enqueue(&producer, record)
-                    .await
-                    .context("enqueueing an event")?;
-                deliveries.push((row.id, delivery));
-            }
-        }
+        let deliveries = self.enqueue(&self.producer(), &rows, codecs).await?;
         let check = || self.stop_waiting(started);
         for (row_id, delivery) in deliveries {
             crate::kafka::delivered(delivery, &check)
                 .await
                 .with_context(|| format!("publishing outbox row {row_id}"))?;
         }
+        self.finish_round(&rows, started).await
+    }
+
+    /// Exactly once: the round and its progress in one transaction, then the rows marked. Any
+    /// error drops the producer: the next round recovers first (`transactions.rs`).
+    async fn publish_transaction(&self, codecs: &Codecs, settings: &Transactions) -> Result<usize> {
+        let mut slot = self.transactions.lock().await;
+        let txn = match slot.take() {
+            Some(txn) => txn,
+            None => self.recover(settings).await?,
+        };
+        let limit = self.settings.batch_events.min(TRANSACTION_ROWS_MAX);
+        let rows = outbox::unpublished(&self.pool, limit).await?;
+        if rows.is_empty() {
+            *slot = Some(txn);
+            return Ok(0);
+        }
+        let started = Instant::now();
+        let committed = async {
+            txn.begin()?;
+            // Their outcome is the commit's: the futures are not needed.
+            drop(self.enqueue(txn.producer(), &rows, codecs).await?);
+            txn.commit(&Progress::of(&rows)).await
+        }
+        .await;
+        if let Err(e) = committed {
+            txn.abort().await;
+            self.metrics.transactions_aborted.inc();
+            return Err(e);
+        }
+        let published = self.finish_round(&rows, started).await?;
+        *slot = Some(txn);
+        Ok(published)
+    }
+
+    /// A new transactional producer (fencing any earlier one), and the rows of the last
+    /// committed round marked published.
+    async fn recover(&self, settings: &Transactions) -> Result<ExactlyOnce> {
+        let (txn, progress) = ExactlyOnce::start(&self.kafka, settings).await?;
+        if let Some(progress) = progress {
+            let marked =
+                outbox::mark_published_events(&self.pool, &progress.outbox_event_ids).await?;
+            if marked > 0 {
+                tracing::info!(
+                    rows = marked,
+                    "marked the rows of a round committed before a crash"
+                );
+            }
+            self.metrics.recovered_rows.inc_by(marked);
+        }
+        self.metrics.transaction_recoveries.inc();
+        Ok(txn)
+    }
+
+    /// Enqueues every event of `rows`, in order; their deliveries, with their row's id.
+    async fn enqueue<C: ClientContext + 'static>(
+        &self,
+        producer: &FutureProducer<C>,
+        rows: &[OutboxRow],
+        codecs: &Codecs,
+    ) -> Result<Vec<(i64, DeliveryFuture)>> {
+        let mut deliveries = Vec::with_capacity(rows.iter().map(|r| r.events as usize).sum());
+        for row in rows {
+            let topic = self.topic(row.kind);
+            for (key, event) in codecs.encode(row)? {
+                let record = FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(&event.bytes)
+                    .headers(headers(&event));
+                let delivery = crate::kafka::enqueue(producer, record)
+                    .await
+                    .context("enqueueing an event")?;
+                deliveries.push((row.id, delivery));
+            }
+        }
+        Ok(deliveries)
+    }
+
+    /// Marks a published round's rows and counts it.
+    async fn finish_round(&self, rows: &[OutboxRow], started: Instant) -> Result<usize> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         outbox::mark_published(&self.pool, &ids).await?;
         self.health.set_stalled(None);
-        self.metrics.observe_round(&rows, started.elapsed());
+        self.metrics.observe_round(rows, started.elapsed());
         Ok(rows.len())
     }
 
@@ -385,6 +471,7 @@ mod tests {
         };
         OutboxRow {
             id: 1,
+            event_id: uuid::Uuid::new_v4(),
             kind: OutboxKind::Rejection,
             event_key: "k".into(),
             payload: serde_json::to_value(&event).unwrap(),
@@ -423,6 +510,7 @@ mod tests {
     fn balances_row(events: &[BalanceEvent], count: i32) -> OutboxRow {
         OutboxRow {
             id: 9,
+            event_id: uuid::Uuid::new_v4(),
             kind: OutboxKind::Balances,
             event_key: "batch".into(),
             payload: serde_json::to_value(events).unwrap(),

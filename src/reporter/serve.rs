@@ -43,6 +43,7 @@ pub async fn serve_reporter(
         detection,
         expiry: tokio::sync::Mutex::new(super::expiry::Expiry::new()),
         records: Default::default(),
+        transactions: Default::default(),
     };
     let result = reporter.run().await;
     let producer = reporter.producer();

@@ -14,6 +14,9 @@ pub const REPORTER_LOCK_KEY: i64 = 0x6c65_6467_6572_7270;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
     pub id: i64,
+    /// Never reused (unlike `id`, which a restored sequence may hand out again): the
+    /// exactly-once reporter's progress record names rows by it.
+    pub event_id: uuid::Uuid,
     #[sqlx(try_from = "String")]
     pub kind: OutboxKind,
     pub event_key: String,
@@ -30,7 +33,7 @@ pub struct OutboxRow {
 /// `max_events` events, but always at least one row.
 pub async fn unpublished(pool: &PgPool, max_events: i64) -> Result<Vec<OutboxRow>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT o.id, o.kind, o.event_key, o.payload, o.events, r.raw
+        "SELECT o.id, o.event_id, o.kind, o.event_key, o.payload, o.events, r.raw
          FROM (SELECT id, sum(events) OVER (ORDER BY id) - events AS before
                FROM (SELECT id, events FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1) AS oldest) AS w
          JOIN outbox o ON o.id = w.id
@@ -76,6 +79,22 @@ pub async fn mark_published(pool: &PgPool, ids: &[i64]) -> Result<(), StoreError
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Marks published the rows a committed Kafka transaction published (its progress record
+/// names them: `reporter::transactions`); how many were not marked yet.
+pub async fn mark_published_events(
+    pool: &PgPool,
+    event_ids: &[uuid::Uuid],
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE outbox SET published_at = now() WHERE event_id = ANY($1) AND published_at IS NULL",
+    )
+    .persistent(false) // planned each time: see "Lookups by a list" in store/mod.rs
+    .bind(event_ids)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Unpublished events and the age of the oldest, for metrics.

@@ -198,6 +198,107 @@ impl Downstream {
             assert_eq!(last.version, version);
         }
     }
+
+    /// A SIGKILL of a reporter started with `args` in the worst place: after its first round
+    /// reached Kafka, before PostgreSQL marked it. The outbox table is locked against writes
+    /// until the reporter waits to mark the round (nothing else it does first writes there);
+    /// then it is killed.
+    async fn kill_between_publish_and_mark(&self, args: &[&str]) {
+        let mut lock = self.ledger.pool.begin().await.unwrap();
+        sqlx::query("LOCK TABLE outbox IN SHARE MODE")
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+        // No anomaly detection: it would write to the outbox before the first round.
+        let args = [args, &["--detectors", "none"]].concat();
+        let mut reporter = self.reporter(&args);
+        let started = Instant::now();
+        loop {
+            let marking: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+                 AND query LIKE 'UPDATE outbox SET published_at = now() WHERE id = ANY%'",
+            )
+            .fetch_one(&self.ledger.pool)
+            .await
+            .unwrap();
+            if marking > 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the reporter never came to mark its first round"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        signal(&reporter, "KILL");
+        reporter.wait().unwrap();
+        lock.rollback().await.unwrap();
+        assert_eq!(self.published().await, 0, "killed before marking");
+    }
+
+    /// One kill between publish and mark, then ten SIGKILLs of a reporter started with `args`,
+    /// each after some progress and a random pause, the outbox never drained before; then the
+    /// last one drains it and stops. How many kills land in the middle of a round is not known,
+    /// but ten of them with rounds of 300 events leave some (read_uncommitted shows them).
+    async fn kill_ten_times_then_drain(&self, args: &[&str]) -> usize {
+        self.kill_between_publish_and_mark(args).await;
+        let balance_rows = self.balance_rows().await;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut reporter = self.reporter(args);
+        let mut kills = 0;
+        while kills < 10 {
+            let before = self.published().await;
+            let started = Instant::now();
+            while self.published().await <= before {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "reporter made no progress"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Short enough that ten kills land before the outbox drains (a round of 300 events
+            // takes tens of milliseconds once the reporter is warm).
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..60))).await;
+            signal(&reporter, "KILL");
+            reporter.wait().unwrap();
+            assert!(
+                self.published().await < balance_rows,
+                "kill loop must end before the outbox drains"
+            );
+            kills += 1;
+            reporter = self.reporter(args);
+        }
+        self.wait_published(Duration::from_secs(180)).await;
+        signal(&reporter, "TERM");
+        assert!(reporter.wait().unwrap().success());
+        kills
+    }
+}
+
+/// What an independent consumer (`tests/clients/read_isolated.py`, Python confluent-kafka) read
+/// of `topic` at `isolation`, once it had `expected` records: how many, and the JSON events.
+fn python_read_isolated(
+    topic: &str,
+    isolation: &str,
+    expected: usize,
+) -> (usize, Vec<BalanceEvent>) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/read_isolated.py"
+    );
+    let out = std::process::Command::new(common::required_env("LEDGERLINE_PYTHON"))
+        .args([script, &common::required_env("LEDGERLINE_KAFKA_BROKERS")])
+        .args([topic, isolation, &expected.to_string()])
+        .output()
+        .expect("the Python client starts (installed by ops/install-deps.sh --test)");
+    assert!(
+        out.status.success(),
+        "read_isolated.py {topic} {isolation}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events = serde_json::from_value(read["events"].clone()).unwrap();
+    (read["received"].as_u64().unwrap() as usize, events)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,37 +306,45 @@ async fn sigkilled_reporter_publishes_every_balance_change_in_version_order() {
     let d = Downstream::with_outbox(8_000, 400).await;
     let balance_rows = d.balance_rows().await;
     assert!(balance_rows >= 20_000, "{balance_rows}");
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let mut reporter = d.reporter(&[]);
-    let mut kills = 0;
-    while kills < 10 {
-        let before = d.published().await;
-        let started = Instant::now();
-        while d.published().await <= before {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "reporter made no progress"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Short enough that ten kills land before the outbox drains (a round of 300 events
-        // takes tens of milliseconds once the reporter is warm).
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..60))).await;
-        signal(&reporter, "KILL");
-        reporter.wait().unwrap();
-        assert!(
-            d.published().await < balance_rows,
-            "kill loop must end before the outbox drains"
-        );
-        kills += 1;
-        reporter = d.reporter(&[]);
-    }
-    d.wait_published(Duration::from_secs(180)).await;
-    signal(&reporter, "TERM");
-    assert!(reporter.wait().unwrap().success());
+    let kills = d
+        .kill_ten_times_then_drain(&["--delivery", "at-least-once"])
+        .await;
     let (per_account, received) = d.consume_balances(balance_rows as usize);
     d.assert_rebuilt(&per_account).await;
-    println!("reporter kill loop: {balance_rows} balance events, {kills} SIGKILLs, {received} received ({} re-published)", received as i64 - balance_rows);
+    assert!(
+        received > balance_rows as usize,
+        "the round killed before its mark was sent again"
+    );
+    println!("reporter kill loop, at least once: {balance_rows} balance events, one SIGKILL between publish and mark and {kills} more, {received} received ({} re-published)", received as i64 - balance_rows);
+}
+
+/// Exactly once (the default delivery): the reporter SIGKILLed between publishing a round and
+/// marking it, then ten times more while publishing, and a read_committed consumer that is not
+/// ledgerline reads every balance event once, each account's versions contiguous from 1 in the
+/// order received, the last one PostgreSQL's balance. A read_uncommitted consumer of the same
+/// topic also reads what the killed transactions had sent before they were aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_transactional_reporter_shows_each_event_once_to_read_committed_consumers() {
+    let d = Downstream::with_outbox(8_000, 400).await;
+    let balance_rows = d.balance_rows().await as usize;
+    let kills = d
+        .kill_ten_times_then_drain(&["--balances-format", "json"])
+        .await;
+    let (received, events) = python_read_isolated(&d.balances, "read_committed", balance_rows);
+    let distinct: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(
+        (received, distinct.len()),
+        (balance_rows, balance_rows),
+        "read_committed: every event, none twice"
+    );
+    let mut per_account: BTreeMap<String, Vec<BalanceEvent>> = BTreeMap::new();
+    for e in events {
+        per_account.entry(e.account_id.clone()).or_default().push(e);
+    }
+    d.assert_rebuilt(&per_account).await;
+    let (uncommitted, _) = python_read_isolated(&d.balances, "read_uncommitted", balance_rows);
+    assert!(uncommitted >= balance_rows, "{uncommitted}");
+    println!("reporter kill loop, exactly once: {balance_rows} balance events, one SIGKILL between publish and mark and {kills} more; read_committed received {received}, read_uncommitted {uncommitted} ({} from aborted transactions)", uncommitted - balance_rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,6 +407,7 @@ async fn a_fatal_producer_error_makes_the_reporter_resend_from_the_outbox_with_a
             idle_wait: Duration::from_millis(50),
             exit_when_idle: Some(Duration::from_secs(2)),
             formats: Default::default(),
+            delivery: ledgerline::reporter::transactions::Delivery::AtLeastOnce,
         },
         pool,
         producer: std::sync::RwLock::new(ledgerline::kafka::watched_producer(&kafka).unwrap()),
@@ -313,6 +423,7 @@ async fn a_fatal_producer_error_makes_the_reporter_resend_from_the_outbox_with_a
         )),
         expiry: Default::default(),
         records: Default::default(),
+        transactions: Default::default(),
     });
     let run = tokio::spawn({
         let reporter = reporter.clone();
