@@ -12,7 +12,7 @@ pub use probe::{require_broker, BrokerProbe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::ToBytes;
@@ -152,9 +152,40 @@ fn transactional_producer_config(
     )
 }
 
+/// A topic's partition count and `cleanup.policy`, as the broker has them.
+pub async fn topic_shape(settings: &KafkaSettings, topic: &str) -> anyhow::Result<(usize, String)> {
+    let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &options)
+        .await?;
+    let policy = match described.into_iter().next() {
+        Some(Ok(config)) => config
+            .get("cleanup.policy")
+            .and_then(|e| e.value.clone())
+            .unwrap_or_default(),
+        Some(Err(code)) => anyhow::bail!("describing topic {topic}: {code}"),
+        None => anyhow::bail!("describing topic {topic}: no answer"),
+    };
+    let name = topic.to_string();
+    let partitions = tokio::task::spawn_blocking(move || {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(&name), Duration::from_secs(30))?;
+        anyhow::Ok(
+            metadata
+                .topics()
+                .first()
+                .map_or(0, |t| t.partitions().len()),
+        )
+    })
+    .await??;
+    Ok((partitions, policy))
+}
+
 /// A reader of one partition that sees only committed records (aborted ones and transaction
-/// markers are skipped) and says when it reached the end (`PartitionEOF`), whatever the
-/// operator's properties say.
+/// markers are skipped), says when it reached the end (`PartitionEOF`), and fails rather than
+/// jump to the end when its start offset is gone, whatever the operator's properties say.
 pub fn committed_reader(settings: &KafkaSettings) -> Result<BaseConsumer, KafkaError> {
     Ok(committed_reader_config(settings).create()?)
 }
@@ -167,6 +198,7 @@ fn committed_reader_config(settings: &KafkaSettings) -> rdkafka::ClientConfig {
     config
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "error")
         .set("enable.auto.commit", "false");
     config
 }

@@ -153,6 +153,7 @@ impl Reporter {
                 self.watch_records().await;
                 match self.publish_round(&codecs).await {
                     Ok(0) => {
+                        self.health.set_stalled(None);
                         let since = *idle_since.get_or_insert_with(Instant::now);
                         if self
                             .settings
@@ -219,7 +220,9 @@ impl Reporter {
                     }
                     Err(e) => {
                         let e = format!("{e:#}");
-                        tracing::warn!(error = %e, overdue, "publishing hold expiries failed; will retry")
+                        tracing::warn!(error = %e, overdue, "publishing hold expiries failed; will retry");
+                        // Exactly once, only expiries use this producer: nothing else renews it.
+                        self.renew_producer_if_failed();
                     }
                 }
             }
@@ -382,8 +385,7 @@ impl Reporter {
     async fn recover(&self, settings: &Transactions) -> Result<ExactlyOnce> {
         let (txn, progress) = ExactlyOnce::start(&self.kafka, settings).await?;
         if let Some(progress) = progress {
-            let marked =
-                outbox::mark_published_events(&self.pool, &progress.outbox_event_ids).await?;
+            let marked = outbox::mark_published(&self.pool, &progress.outbox_event_ids).await?;
             if marked > 0 {
                 tracing::info!(
                     rows = marked,
@@ -420,9 +422,10 @@ impl Reporter {
         Ok(deliveries)
     }
 
-    /// Marks a published round's rows and counts it.
+    /// Marks a published round's rows and counts it. By event id, never reused: after a
+    /// failover that lost commits, a new row may have an old row's id.
     async fn finish_round(&self, rows: &[OutboxRow], started: Instant) -> Result<usize> {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.event_id).collect();
         outbox::mark_published(&self.pool, &ids).await?;
         self.health.set_stalled(None);
         self.metrics.observe_round(rows, started.elapsed());

@@ -95,6 +95,16 @@ impl ExactlyOnce {
             &[("cleanup.policy", "compact")],
         )
         .await?;
+        let topic = &settings.progress_topic;
+        let (partitions, policy) = crate::kafka::topic_shape(kafka, topic).await?;
+        // Records sent to partition 0 only are read back from there; deletion by time could
+        // remove the last one of an idle ledger.
+        anyhow::ensure!(
+            partitions == 1 && policy == "compact",
+            "the progress topic {topic} has {partitions} partitions and cleanup.policy={policy}: \
+             it needs one partition and cleanup.policy=compact (delete it and let the reporter \
+             create it while no reporter runs, or name another with --progress-topic)"
+        );
         let producer = crate::kafka::transactional_producer(kafka, &settings.transactional_id)?;
         blocking(&producer, |p| p.init_transactions(TIMEOUT))
             .await
@@ -124,6 +134,7 @@ impl ExactlyOnce {
     pub async fn commit(&self, progress: &Progress) -> Result<()> {
         let value = serde_json::to_vec(progress)?;
         let record = FutureRecord::to(&self.settings.progress_topic)
+            .partition(0)
             .key(&self.settings.transactional_id)
             .payload(&value);
         // Its delivery is part of the commit: the future itself is not needed.
@@ -158,9 +169,10 @@ async fn blocking(
     Ok(tokio::task::spawn_blocking(move || call(&producer)).await??)
 }
 
-/// Records read back at first from the end of the progress topic; more (up to all) when none
-/// of them is this reporter's (aborted records and transaction markers take offsets too).
-const PROGRESS_WINDOW: i64 = 1_000;
+/// Offsets read back at first from the end of the progress topic: the last record and its
+/// commit marker. Eight times more each time none of them is a committed record of this
+/// reporter (aborted records and their markers take offsets too), up to the whole topic.
+const PROGRESS_WINDOW: i64 = 2;
 
 /// The last committed progress record keyed `key` in `topic` (partition 0), if any. Called
 /// after initializing transactions: no transaction of this id is open any more, and only this
@@ -189,7 +201,8 @@ fn read_from(
     tpl.add_partition_offset(topic, 0, Offset::Offset(start))?;
     reader.assign(&tpl)?;
     let started = Instant::now();
-    let mut last = None;
+    // Only the last one counts: earlier records are not even parsed.
+    let mut last: Option<(i64, Vec<u8>)> = None;
     loop {
         anyhow::ensure!(
             started.elapsed() < TIMEOUT,
@@ -197,14 +210,10 @@ fn read_from(
         );
         match reader.poll(Duration::from_millis(500)) {
             None => {}
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(last),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(m)) if m.key() == Some(key.as_bytes()) => {
-                let value = m.payload().unwrap_or_default();
-                last = Some(
-                    serde_json::from_slice(value)
-                        .with_context(|| format!("progress record at {topic}/0/{}", m.offset()))?,
-                );
+                last = Some((m.offset(), m.payload().unwrap_or_default().to_vec()));
             }
             Some(Ok(m)) => tracing::warn!(
                 offset = m.offset(),
@@ -212,6 +221,11 @@ fn read_from(
             ),
         }
     }
+    last.map(|(offset, value)| {
+        serde_json::from_slice(&value)
+            .with_context(|| format!("progress record at {topic}/0/{offset}"))
+    })
+    .transpose()
 }
 
 #[cfg(test)]

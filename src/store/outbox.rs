@@ -70,23 +70,10 @@ pub async fn insert_one_in_tx<T: serde::Serialize>(
     Ok(())
 }
 
-pub async fn mark_published(pool: &PgPool, ids: &[i64]) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL",
-    )
-    .persistent(false) // planned each time: see "Lookups by a list" in store/mod.rs
-    .bind(ids)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Marks published the rows a committed Kafka transaction published (its progress record
-/// names them: `reporter::transactions`); how many were not marked yet.
-pub async fn mark_published_events(
-    pool: &PgPool,
-    event_ids: &[uuid::Uuid],
-) -> Result<u64, StoreError> {
+/// Marks rows published, by event id (a round just published, or the one a committed Kafka
+/// transaction's progress record names: `reporter::transactions`); how many were not marked
+/// yet.
+pub async fn mark_published(pool: &PgPool, event_ids: &[uuid::Uuid]) -> Result<u64, StoreError> {
     let done = sqlx::query(
         "UPDATE outbox SET published_at = now() WHERE event_id = ANY($1) AND published_at IS NULL",
     )

@@ -216,7 +216,7 @@ impl Downstream {
         loop {
             let marking: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
-                 AND query LIKE 'UPDATE outbox SET published_at = now() WHERE id = ANY%'",
+                 AND query LIKE 'UPDATE outbox SET published_at = now() WHERE event_id = ANY%'",
             )
             .fetch_one(&self.ledger.pool)
             .await
@@ -486,4 +486,37 @@ async fn a_fatal_producer_error_makes_the_reporter_resend_from_the_outbox_with_a
         "fatal producer errors: {balance_rows} balance events, 5 producers replaced, {received} received ({} sent again)",
         received as i64 - balance_rows
     );
+}
+
+/// A progress topic of another shape (several partitions, or deletion by time) is refused with
+/// what to do, not used: the reader would not find the last round there, or retention could
+/// remove it, and a round would be sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exactly_once_reporter_refuses_a_progress_topic_it_could_not_read_back() {
+    use ledgerline::reporter::transactions::{ExactlyOnce, Transactions};
+    let kafka = common::kafka();
+    let settings = Transactions::for_balances_topic(&common::unique("balances"));
+    let topic = settings.progress_topic.as_str();
+    ledgerline::kafka::create_topics_with(&kafka, &[topic], 3, &[("cleanup.policy", "compact")])
+        .await
+        .unwrap();
+    let err = ExactlyOnce::start(&kafka, &settings).await.err().unwrap();
+    assert!(
+        format!("{err:#}").contains("has 3 partitions and cleanup.policy=compact"),
+        "{err:#}"
+    );
+    let settings = Transactions::for_balances_topic(&common::unique("balances"));
+    let topic = settings.progress_topic.as_str();
+    ledgerline::kafka::create_topics(&kafka, &[topic], 1)
+        .await
+        .unwrap();
+    let err = ExactlyOnce::start(&kafka, &settings).await.err().unwrap();
+    assert!(
+        format!("{err:#}").contains("cleanup.policy=delete"),
+        "{err:#}"
+    );
+    // The shape the reporter creates is taken, and a fresh topic holds no progress.
+    let settings = Transactions::for_balances_topic(&common::unique("balances"));
+    let (_, progress) = ExactlyOnce::start(&kafka, &settings).await.unwrap();
+    assert_eq!(progress, None);
 }

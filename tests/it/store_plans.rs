@@ -51,9 +51,13 @@ async fn list_lookups_in_growing_tables_are_planned_for_each_call() {
         let kept = if k % 2 == 0 { &fresh } else { &cache };
         let outcome = ledger.commit_chunk(&one, kept, &batch, (k, BATCH)).await;
         assert_eq!(outcome.posted, BATCH, "batch {k} posts in full");
-        outbox::mark_published(&one, &[k as i64 + 1, k as i64 + 2])
-            .await
-            .unwrap();
+        let rows: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT event_id FROM outbox WHERE id IN ($1, $1 + 1)")
+                .bind(k as i64 + 1)
+                .fetch_all(&ledger.pool)
+                .await
+                .unwrap();
+        outbox::mark_published(&one, &rows).await.unwrap();
     }
 
     // A lookup by list takes the list as an array: `= ANY($1)` or `unnest($1 ...)`. An INSERT
