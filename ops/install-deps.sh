@@ -31,15 +31,16 @@ if [ "${1:-}" = --test ]; then
     need kcat kcat
 fi
 # The independent Kafka client of the interoperability tests, Python's confluent-kafka (with
-# its own librdkafka) and fastavro, schemathesis, which tests the query API against its
+# its own librdkafka, and its Schema Registry client and Avro serializer) and fastavro,
+# schemathesis, which tests the query API against its
 # OpenAPI document, and jsonschema, which checks JSON events against schemas/json/: from PyPI,
 # in a virtual environment in the cache.
 if [ "${1:-}" = --test ]; then
     venv="${XDG_CACHE_HOME:-$HOME/.cache}/ledgerline/venv-py"
-    if ! "$venv/bin/python" -c 'import confluent_kafka, fastavro, schemathesis, jsonschema' 2>/dev/null; then
+    if ! "$venv/bin/python" -c 'import confluent_kafka.schema_registry.avro, fastavro, schemathesis, jsonschema' 2>/dev/null; then
         command -v python3 >/dev/null 2>&1 || die "python3 is needed for the interoperability tests"
         say "installing confluent-kafka, fastavro, schemathesis and jsonschema from PyPI into $venv (once)..."
-        { python3 -m venv "$venv" && "$venv/bin/pip" install -q confluent-kafka==2.16.1 fastavro==1.13.1 schemathesis==4.32.5 jsonschema==4.26.0; } \
+        { python3 -m venv "$venv" && "$venv/bin/pip" install -q "confluent-kafka[schemaregistry,avro]==2.16.1" fastavro==1.13.1 schemathesis==4.32.5 jsonschema==4.26.0; } \
             >/tmp/ledgerline-pip.log 2>&1 || die "pip install confluent-kafka fastavro schemathesis jsonschema failed; see /tmp/ledgerline-pip.log"
     fi
 fi

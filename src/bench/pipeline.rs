@@ -676,6 +676,7 @@ fn bench_poster(
         exit_when_idle_ms: Some(3000),
         stall_seconds: crate::limits::STALL_SECONDS,
         group_instance: crate::poster::GroupInstance::Off,
+        confluent_schemas: Default::default(),
     };
     Poster::new(
         settings,

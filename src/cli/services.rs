@@ -49,6 +49,12 @@ pub struct PosterArgs {
     /// back at once), `off` (dynamic membership), or an id unique to this poster.
     #[arg(long, env = "LEDGERLINE_GROUP_INSTANCE_ID", default_value = "auto")]
     pub group_instance_id: crate::poster::GroupInstance,
+    /// A directory of `<id>.avsc` files: the posting request schema's versions under the ids
+    /// your Schema Registry gave them. Confluent-framed requests are then read by their writer
+    /// schema id, and an id not among them is rejected UNKNOWN_SCHEMA; without it they are read
+    /// as the current version whatever their id.
+    #[arg(long, env = "LEDGERLINE_CONFLUENT_SCHEMAS")]
+    pub confluent_schemas: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +138,17 @@ fn api_database_url() -> Result<crate::config::Secret> {
     Ok(crate::config::database_url()?)
 }
 
+/// The request schema's versions by Confluent schema id, from `--confluent-schemas DIR`.
+fn confluent_schemas(dir: Option<&std::path::Path>) -> Result<crate::codec::ConfluentSchemas> {
+    let Some(dir) = dir else {
+        return Ok(Default::default());
+    };
+    let schemas =
+        crate::codec::ConfluentSchemas::read_dir(dir, crate::codec::POSTING_REQUEST_SCHEMA)?;
+    tracing::info!(ids = ?schemas.ids(), "Confluent-framed requests are read by their writer schema id");
+    Ok(schemas)
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum DeliveryArg {
     ExactlyOnce,
@@ -156,21 +173,20 @@ pub struct ReporterArgs {
     /// Format of the events on every events topic: avro (single-object encoding) or json
     /// (schemas/json/); each record's headers name its content type, event type and schema
     /// version.
-    #[arg(
-        long,
-        env = "LEDGERLINE_EVENT_FORMAT",
-        value_enum,
-        default_value = "avro"
-    )]
+    #[arg(long, env = "LEDGERLINE_EVENT_FORMAT", default_value = "avro")]
     pub event_format: EventFormat,
-    /// Format of the balance events, instead of --event-format.
-    #[arg(long, env = "LEDGERLINE_BALANCES_FORMAT", value_enum)]
+    /// Format of the balance events, instead of --event-format; also confluent:SCHEMA_ID,
+    /// Avro with Confluent framing under the id your Schema Registry gave
+    /// schemas/balance_event.avsc.
+    #[arg(long, env = "LEDGERLINE_BALANCES_FORMAT")]
     pub balances_format: Option<EventFormat>,
-    /// Format of the anomaly events, instead of --event-format.
-    #[arg(long, env = "LEDGERLINE_ANOMALIES_FORMAT", value_enum)]
+    /// Format of the anomaly events, instead of --event-format; also confluent:SCHEMA_ID (of
+    /// schemas/anomaly_event.avsc).
+    #[arg(long, env = "LEDGERLINE_ANOMALIES_FORMAT")]
     pub anomalies_format: Option<EventFormat>,
-    /// Format of the rejection events, instead of --event-format.
-    #[arg(long, env = "LEDGERLINE_REJECTIONS_FORMAT", value_enum)]
+    /// Format of the rejection events, instead of --event-format; also confluent:SCHEMA_ID (of
+    /// schemas/rejection.avsc).
+    #[arg(long, env = "LEDGERLINE_REJECTIONS_FORMAT")]
     pub rejections_format: Option<EventFormat>,
     /// exactly-once: each round in a Kafka transaction with its progress, so that
     /// read_committed consumers never see a duplicate; at-least-once: for brokers without
@@ -257,6 +273,7 @@ pub(super) async fn poster(args: PosterArgs) -> Result<()> {
         exit_when_idle_ms: args.exit_when_idle_ms,
         stall_seconds: args.stall_seconds,
         group_instance: args.group_instance_id,
+        confluent_schemas: confluent_schemas(args.confluent_schemas.as_deref())?,
     };
     let assets = store::assets::table(&pool).await?;
     crate::poster::serve_poster(
@@ -315,6 +332,9 @@ pub(super) async fn reporter(args: ReporterArgs) -> Result<()> {
             })
         }
     };
+    if let EventFormat::Confluent { .. } = args.event_format {
+        bail!("--event-format confluent:ID would give three schemas one id: set --balances-format, --anomalies-format and --rejections-format each to confluent:<its schema id>");
+    }
     let settings = crate::reporter::ReporterSettings {
         delivery,
         balances_topic: topics.balances,

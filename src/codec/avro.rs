@@ -8,6 +8,7 @@
 //! - Confluent Schema Registry: `00` + 4-byte big-endian schema id + datum.
 //! - JSON: an object, for upstreams without Avro (when enabled).
 
+use std::collections::HashMap;
 use std::io::{Cursor, Read};
 use std::marker::PhantomData;
 
@@ -80,8 +81,9 @@ pub struct RecordCodec<T> {
     /// written with one is read through Avro schema resolution into the current version.
     writers: Vec<(Vec<u8>, Schema)>,
     accept_json: bool,
-    /// When set, Confluent-framed messages must carry this schema id.
-    confluent_schema_id: Option<u32>,
+    /// When set, a Confluent-framed message is read with the writer schema its id names (the
+    /// versions of this schema a registry gave ids to); an id not among them is unknown.
+    confluent_writers: Option<HashMap<u32, Schema>>,
     max_bytes: usize,
     _record: PhantomData<fn() -> T>,
 }
@@ -102,7 +104,7 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
             single_object_header,
             writers: Vec::new(),
             accept_json: true,
-            confluent_schema_id: None,
+            confluent_writers: None,
             max_bytes,
             _record: PhantomData,
         }
@@ -125,8 +127,13 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
         self
     }
 
-    pub fn require_confluent_schema_id(mut self, id: Option<u32>) -> Self {
-        self.confluent_schema_id = id;
+    /// Reads Confluent-framed messages by their writer schema id: `writers` are the versions of
+    /// this schema and the ids a Schema Registry gave them (`ConfluentSchemas`). Without this,
+    /// a Confluent-framed message is read as the current version whatever its id.
+    pub fn with_confluent_writers(mut self, writers: &ConfluentSchemas) -> Self {
+        if !writers.0.is_empty() {
+            self.confluent_writers = Some(writers.0.iter().cloned().collect());
+        }
         self
     }
 
@@ -168,11 +175,12 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
             [0xC3, 0x01, ..] => self.decode_single_object(bytes),
             [CONFLUENT_MAGIC, a, b, c, d, rest @ ..] => {
                 let id = u32::from_be_bytes([*a, *b, *c, *d]);
-                match self.confluent_schema_id {
-                    Some(expected) if expected != id => Err(malformed(&format!(
-                        "Confluent schema id {id}, expected {expected}"
+                match self.confluent_writers.as_ref().map(|w| w.get(&id)) {
+                    None => self.decode_datum(rest),
+                    Some(Some(writer)) => self.decode_resolved(writer, rest),
+                    Some(None) => Err(DecodeError::UnknownSchema(format!(
+                        "Confluent schema id {id}"
                     ))),
-                    _ => self.decode_datum(rest),
                 }
             }
             _ if self.accept_json && looks_like_json(bytes) => {
@@ -199,7 +207,12 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
             let fingerprint: String = head[2..].iter().map(|b| format!("{b:02x}")).collect();
             return Err(DecodeError::UnknownSchema(fingerprint));
         };
-        let value = read_whole_datum(datum, "Avro (an earlier schema version)", |r| {
+        self.decode_resolved(writer, datum)
+    }
+
+    /// A datum written with `writer`, read through schema resolution into the current version.
+    fn decode_resolved(&self, writer: &Schema, datum: &[u8]) -> Result<T, DecodeError> {
+        let value = read_whole_datum(datum, "Avro (by its writer schema)", |r| {
             from_avro_datum(writer, r, Some(&self.schema))
         })?;
         from_value::<T>(&value).map_err(|e| malformed(&format!("Avro value: {e}")))
@@ -274,4 +287,93 @@ fn malformed(detail: &str) -> DecodeError {
         d.push('…');
     }
     DecodeError::Malformed(d)
+}
+
+/// Versions of one schema and the ids a Confluent Schema Registry gave them, read from a
+/// directory of `<id>.avsc` files (an export of the registry's subject: `--confluent-schemas`).
+#[derive(Debug, Clone, Default)]
+pub struct ConfluentSchemas(Vec<(u32, Schema)>);
+
+/// A directory of Confluent schema versions that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfluentSchemasError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: the name is not <schema id>.avsc")]
+    Name { path: String },
+    #[error("{path}: not an Avro schema: {source}")]
+    Parse {
+        path: String,
+        source: apache_avro::Error,
+    },
+    #[error("{path}: a {found} schema, not a version of {expected}")]
+    OtherRecord {
+        path: String,
+        found: String,
+        expected: String,
+    },
+    #[error("{dir}: no <schema id>.avsc file")]
+    Empty { dir: String },
+}
+
+impl ConfluentSchemas {
+    /// Every `<id>.avsc` of `dir`, each a version of `current` (the same record name).
+    pub fn read_dir(dir: &std::path::Path, current: &str) -> Result<Self, ConfluentSchemasError> {
+        let expected = record_name(&Schema::parse_str(current).expect("bundled schemas are valid"));
+        let read = |path: &std::path::Path, source| ConfluentSchemasError::Read {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut versions = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| read(dir, e))? {
+            let path = entry.map_err(|e| read(dir, e))?.path();
+            let shown = path.display().to_string();
+            let id = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".avsc"))
+                .and_then(|n| n.parse::<u32>().ok())
+                .ok_or(ConfluentSchemasError::Name {
+                    path: shown.clone(),
+                })?;
+            let text = std::fs::read_to_string(&path).map_err(|e| read(&path, e))?;
+            let schema =
+                Schema::parse_str(&text).map_err(|source| ConfluentSchemasError::Parse {
+                    path: shown.clone(),
+                    source,
+                })?;
+            let found = record_name(&schema);
+            if found != expected {
+                return Err(ConfluentSchemasError::OtherRecord {
+                    path: shown,
+                    found,
+                    expected,
+                });
+            }
+            versions.push((id, schema));
+        }
+        if versions.is_empty() {
+            return Err(ConfluentSchemasError::Empty {
+                dir: dir.display().to_string(),
+            });
+        }
+        versions.sort_by_key(|(id, _)| *id);
+        Ok(ConfluentSchemas(versions))
+    }
+
+    /// The schema ids, in order.
+    pub fn ids(&self) -> Vec<u32> {
+        self.0.iter().map(|(id, _)| *id).collect()
+    }
+}
+
+/// A record schema's full name (empty for anything else).
+fn record_name(schema: &Schema) -> String {
+    match schema {
+        Schema::Record(r) => r.name.fullname(None),
+        _ => String::new(),
+    }
 }

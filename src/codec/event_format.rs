@@ -1,5 +1,5 @@
-//! How events reach their consumers: Avro single-object encoding (the default) or JSON, chosen
-//! per topic, each record with headers naming the event's type, its schema version and its
+//! How events reach their consumers: Avro single-object encoding (the default), JSON, or Avro
+//! with Confluent framing under the id a Schema Registry gave the schema, chosen per topic, each record with headers naming the event's type, its schema version and its
 //! format. JSON events follow the JSON Schemas in `schemas/json/`; a rejection's raw bytes are
 //! hex there (`raw_hex`), as in the query API. Readers decode either format, and Avro events of
 //! every published schema version (`schemas/history/`).
@@ -11,12 +11,15 @@ use super::avro::{looks_like_json, DecodeError, EncodeError, Framing, RecordCode
 use super::events::{AnomalyEvent, BalanceEvent, RejectionEvent};
 
 /// An event's wire format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventFormat {
     /// Avro single-object encoding: `C3 01`, the writer schema's fingerprint, the body.
     Avro,
     /// One JSON object (UTF-8), as described by `schemas/json/`.
     Json,
+    /// Avro with Confluent framing: `00`, the id a Schema Registry gave the event type's
+    /// current schema (4 bytes, big-endian), the body.
+    Confluent { schema_id: u32 },
 }
 
 impl EventFormat {
@@ -25,6 +28,26 @@ impl EventFormat {
         match self {
             EventFormat::Avro => "avro/binary",
             EventFormat::Json => "application/json",
+            EventFormat::Confluent { .. } => "avro/binary; framing=confluent",
+        }
+    }
+}
+
+/// A format name none of `avro`, `json` or `confluent:SCHEMA_ID`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown event format {0:?}: use avro, json or confluent:SCHEMA_ID")]
+pub struct UnknownEventFormat(String);
+
+impl std::str::FromStr for EventFormat {
+    type Err = UnknownEventFormat;
+    fn from_str(text: &str) -> Result<Self, UnknownEventFormat> {
+        match text {
+            "avro" => Ok(EventFormat::Avro),
+            "json" => Ok(EventFormat::Json),
+            other => match other.strip_prefix("confluent:").map(str::parse::<u32>) {
+                Some(Ok(schema_id)) => Ok(EventFormat::Confluent { schema_id }),
+                _ => Err(UnknownEventFormat(text.into())),
+            },
         }
     }
 }
@@ -127,6 +150,9 @@ impl<T: Event> EventCodec<T> {
         let bytes = match format {
             EventFormat::Avro => self.avro.encode(event, Framing::AvroSingleObject)?,
             EventFormat::Json => serde_json::to_vec(&event.to_json())?,
+            EventFormat::Confluent { schema_id } => self
+                .avro
+                .encode(event, Framing::AvroConfluent { schema_id })?,
         };
         Ok(EncodedEvent {
             bytes,
@@ -172,13 +198,22 @@ mod tests {
     #[test]
     fn events_round_trip_in_both_formats_with_headers() {
         let codec = EventCodec::<RejectionEvent>::new(1 << 20);
-        for format in [EventFormat::Avro, EventFormat::Json] {
+        for format in [
+            EventFormat::Avro,
+            EventFormat::Json,
+            EventFormat::Confluent { schema_id: 7 },
+        ] {
             let encoded = codec.encode(&rejection(), format).unwrap();
             assert_eq!(codec.decode(&encoded.bytes).unwrap(), rejection());
             assert_eq!(encoded.headers[0].1, format.content_type());
             assert_eq!(encoded.headers[1].1, "Rejection");
             assert_eq!(encoded.headers[2].1, "2");
         }
+        let confluent = codec
+            .encode(&rejection(), "confluent:7".parse().unwrap())
+            .unwrap();
+        assert_eq!(confluent.bytes[..5], [0, 0, 0, 0, 7]);
+        assert!("confluent:x".parse::<EventFormat>().is_err());
         let json = codec.encode(&rejection(), EventFormat::Json).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&json.bytes).unwrap();
         assert_eq!(value["raw_hex"], "00ff7b");

@@ -7,7 +7,7 @@ pub mod outbox;
 
 use std::sync::Once;
 
-pub use avro::{DecodeError, EncodeError, Framing, RecordCodec};
+pub use avro::{ConfluentSchemas, DecodeError, EncodeError, Framing, RecordCodec};
 pub use event_format::{EventCodec, EventFormat, EventFormats};
 pub use events::{AnomalyEvent, BalanceEvent, RejectionEvent};
 

@@ -64,6 +64,9 @@ pub struct PosterSettings {
     pub stall_seconds: u64,
     /// Kafka static group membership (`group.instance.id`).
     pub group_instance: GroupInstance,
+    /// The request schema's versions by Confluent schema id (`--confluent-schemas`); empty:
+    /// Confluent-framed requests are read as the current version.
+    pub confluent_schemas: crate::codec::ConfluentSchemas,
 }
 
 /// How a poster joins its consumer group. With an instance id (static membership) a poster
@@ -216,7 +219,7 @@ impl Poster {
     /// Runs until shutdown (or until idle, when asked). Call from a blocking thread.
     pub fn run(&self, kafka: &KafkaSettings) -> anyhow::Result<()> {
         let mut member = self.join(kafka)?;
-        let codec = posting_codec();
+        let codec = posting_codec().with_confluent_writers(&self.settings.confluent_schemas);
         let mut last_message = Instant::now();
         let mut last_lag_update = Instant::now();
         let mut halts = halts::Halts::new(

@@ -495,3 +495,70 @@ async fn a_request_over_the_brokers_limit_is_refused_at_produce_time() {
     );
     assert_eq!(ledger.end_offsets()[&0], 0, "nothing was stored");
 }
+
+/// Confluent-framed requests of two schema versions, written by confluent-kafka's own
+/// AvroSerializer with the ids its Schema Registry client gave them (`tests/clients/publish.py
+/// registry:DIR`; the client is confluent-kafka's in-process `mock://` registry, as no Schema
+/// Registry server runs here), are posted by their writer schema id once the poster has the
+/// exported versions (`--confluent-schemas DIR`); an id the export lacks is rejected
+/// UNKNOWN_SCHEMA, not read as the current version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_framed_requests_are_read_by_the_schema_id_their_registry_gave() {
+    use ledgerline::codec::{posting_codec, Framing};
+    let ledger = Ledger::new(50, 2).await;
+    let mut messages: Vec<Message> = generate(&GeneratorSettings {
+        count: 400,
+        accounts: 50,
+        key_prefix: unique("registry"),
+        ..Default::default()
+    });
+    let export = std::env::temp_dir().join(unique("confluent-schemas"));
+    let format = format!("registry:{}", export.display());
+    let version_1 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/history/posting_request/1.avsc"
+    );
+    let requests = |slice: &[Message]| -> Vec<String> {
+        slice
+            .iter()
+            .map(|m| serde_json::to_string(m.request.as_ref().unwrap()).unwrap())
+            .collect()
+    };
+    common::python_publish(
+        &ledger.topic,
+        &["none", &format, version_1],
+        &requests(&messages[..200]),
+    );
+    common::python_publish(
+        &ledger.topic,
+        &["none", &format],
+        &requests(&messages[200..]),
+    );
+    let mut exported: Vec<String> = std::fs::read_dir(&export)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    exported.sort();
+    assert_eq!(exported, ["1.avsc", "2.avsc"], "the registry's ids");
+
+    let mut unknown = messages[0].request.clone().unwrap();
+    unknown.idempotency_key = unique("unknown-id");
+    let bytes = posting_codec()
+        .encode(&unknown, Framing::AvroConfluent { schema_id: 3 })
+        .unwrap();
+    let unknown = Message {
+        key: unknown.idempotency_key.clone(),
+        request: None,
+        raw: Some(bytes),
+        expected: ledgerline::generator::Expected::Rejected("UNKNOWN_SCHEMA"),
+    };
+    ledger.produce(std::slice::from_ref(&unknown)).await;
+    messages.push(unknown);
+
+    let export_arg = export.display().to_string();
+    let _poster = ledger.poster(free_port(), &["--confluent-schemas", &export_arg]);
+    ledger.wait_drained(Duration::from_secs(120)).await;
+    ledger.assert_invariants(&messages).await;
+    assert_eq!(ledger.rejections_with("UNKNOWN_SCHEMA").await, 1);
+    let _ = std::fs::remove_dir_all(&export);
+}

@@ -177,12 +177,6 @@ fn wrong_schema_trailing_bytes_and_oversize_are_named() {
         "MESSAGE_TOO_LARGE"
     );
 
-    let confluent_checked = posting_codec().require_confluent_schema_id(Some(8));
-    let seven = codec
-        .encode(&request(), Framing::AvroConfluent { schema_id: 7 })
-        .unwrap();
-    assert!(confluent_checked.decode(&seven).is_err());
-
     let json_off = posting_codec().accept_json(false);
     let json = codec.encode(&request(), Framing::Json).unwrap();
     assert!(json_off.decode(&json).is_err());
@@ -324,5 +318,64 @@ fn every_cut_of_a_request_is_malformed_never_a_shorter_request() {
                 bytes.len()
             );
         }
+    }
+}
+
+/// Confluent-framed requests with a directory of schema versions by id: each read with the
+/// writer schema its id names (an older version through resolution), an id not among them is
+/// UNKNOWN_SCHEMA. Without the directory the id is not looked at (the current version is
+/// assumed), which is why an older version's bytes are then misread or refused.
+#[test]
+fn confluent_framed_requests_are_read_by_their_writer_schema_id() {
+    use ledgerline::codec::{ConfluentSchemas, POSTING_REQUEST_VERSIONS};
+    let dir = std::env::temp_dir().join(format!("confluent-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir(&dir).unwrap();
+    let dir = DirGuard(dir);
+    let v1 = POSTING_REQUEST_VERSIONS[0];
+    std::fs::write(dir.0.as_path().join("11.avsc"), v1).unwrap();
+    std::fs::write(dir.0.as_path().join("12.avsc"), POSTING_REQUEST_SCHEMA).unwrap();
+    let schemas = ConfluentSchemas::read_dir(dir.0.as_path(), POSTING_REQUEST_SCHEMA).unwrap();
+    assert_eq!(schemas.ids(), [11, 12]);
+    let codec = posting_codec().with_confluent_writers(&schemas);
+
+    let mut request = request();
+    request.reverses = None;
+    request.metadata.clear();
+    let old = RecordCodec::<PostingRequest>::new(v1, 1 << 16)
+        .encode(&request, Framing::AvroConfluent { schema_id: 11 })
+        .unwrap();
+    assert_eq!(codec.decode(&old).unwrap(), request);
+    let new = codec
+        .encode(&request, Framing::AvroConfluent { schema_id: 12 })
+        .unwrap();
+    assert_eq!(codec.decode(&new).unwrap(), request);
+    let mut unknown = new.clone();
+    unknown[1..5].copy_from_slice(&13u32.to_be_bytes());
+    assert_eq!(
+        decode_posting(&codec, &unknown).unwrap_err().code(),
+        "UNKNOWN_SCHEMA"
+    );
+    assert_ne!(
+        posting_codec().decode(&old).ok(),
+        Some(request),
+        "without the ids, version 1's bytes are read as the current version"
+    );
+
+    // A directory that is not what it should be is refused, saying why.
+    std::fs::write(dir.0.as_path().join("balance.avsc"), v1).unwrap();
+    let err = ConfluentSchemas::read_dir(dir.0.as_path(), POSTING_REQUEST_SCHEMA).unwrap_err();
+    assert!(err.to_string().contains("not <schema id>.avsc"), "{err}");
+    std::fs::remove_file(dir.0.as_path().join("balance.avsc")).unwrap();
+    std::fs::write(dir.0.as_path().join("14.avsc"), BALANCE_EVENT_SCHEMA).unwrap();
+    let err = ConfluentSchemas::read_dir(dir.0.as_path(), POSTING_REQUEST_SCHEMA).unwrap_err();
+    assert!(err.to_string().contains("not a version of"), "{err}");
+}
+
+/// Removes its directory when dropped.
+struct DirGuard(std::path::PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
