@@ -177,3 +177,101 @@ async fn json_events_are_read_by_tools_that_are_not_ledgerline() {
     );
     assert!(!tail.contains("undecodable"), "{tail}");
 }
+
+/// What confluent-kafka's own AvroDeserializer read of `topic` (`tests/clients/read_registry_events.py`),
+/// with `schema` registered for the topic first: the id its registry gave, and the events.
+fn python_read_registry(topic: &str, schema: &str, expected: usize) -> serde_json::Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/read_registry_events.py"
+    );
+    let schema = format!("{}/schemas/{schema}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(required_env("LEDGERLINE_PYTHON"))
+        .args([script, &required_env("LEDGERLINE_KAFKA_BROKERS"), topic])
+        .args([&schema, &expected.to_string()])
+        .output()
+        .expect("the Python client starts (installed by ops/install-deps.sh --test)");
+    assert!(
+        out.status.success(),
+        "read_registry_events.py {topic}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Events in Confluent framing (`--balances-format confluent:ID`), under the id a registry
+/// gave the schema, are read by confluent-kafka's AvroDeserializer through that registry: the
+/// same balances as PostgreSQL's, and the rejections with their raw bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_framed_events_are_read_by_confluent_kafkas_avro_deserializer() {
+    let ledger = Ledger::new(2, 1).await;
+    let posted = transfer("confluent-events-posted", None, Some("10.00"), "D");
+    let mut unbalanced = transfer("confluent-events-bad", None, Some("5.00"), "D");
+    unbalanced.lines[0].amount = "5.01".into();
+    let stream: Vec<(String, Vec<u8>)> = [posted, unbalanced]
+        .iter()
+        .map(|r| (r.idempotency_key.clone(), serde_json::to_vec(r).unwrap()))
+        .collect();
+    ledger.produce_raw(&stream).await;
+    ledger.run_poster_until_idle().await;
+
+    let topics = ["balances", "anomalies", "rejections"].map(common::unique);
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    ledgerline::kafka::create_topics(&common::kafka(), &names, 2)
+        .await
+        .unwrap();
+    let http = format!("127.0.0.1:{}", common::free_port());
+    // The in-process registry of each reader gives its one schema the id 1.
+    let args = ["reporter", "--http-addr", &http];
+    let formats = ["--balances-format", "confluent:1"];
+    let mut reporter = spawn_ledgerline(
+        &format!("reporter-{}", topics[0]),
+        &[&args[..], &formats, &["--rejections-format", "confluent:1"]].concat(),
+        &[
+            (
+                "LEDGERLINE_DATABASE_URL",
+                &common::writer_url(&ledger.db_url),
+            ),
+            ("LEDGERLINE_BALANCES_TOPIC", &topics[0]),
+            ("LEDGERLINE_ANOMALIES_TOPIC", &topics[1]),
+            ("LEDGERLINE_REJECTIONS_TOPIC", &topics[2]),
+            ("LEDGERLINE_DETECTORS", "none"),
+        ],
+    );
+    let balances = python_read_registry(&topics[0], "balance_event.avsc", 2);
+    let rejections = python_read_registry(&topics[2], "rejection.avsc", 1);
+    common::signal(&reporter, "TERM");
+    let _ = reporter.wait();
+    for read in [&balances, &rejections] {
+        assert_eq!(read["schema_id"], 1, "{read}");
+        assert_eq!(
+            read["content_types"],
+            serde_json::json!(["avro/binary; framing=confluent"])
+        );
+    }
+    let rows: Vec<(String, rust_decimal::Decimal)> = sqlx::query_as(
+        "SELECT account_id, balance FROM account_balances WHERE version > 0 ORDER BY account_id",
+    )
+    .fetch_all(&ledger.pool)
+    .await
+    .unwrap();
+    let mut read: Vec<(String, rust_decimal::Decimal)> = balances["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let balance = e["balance_after"].as_str().unwrap().parse().unwrap();
+            (e["account_id"].as_str().unwrap().to_string(), balance)
+        })
+        .collect();
+    read.sort();
+    assert_eq!(read, rows, "{balances}");
+    let events = rejections["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "the unbalanced request: {rejections}");
+    assert_eq!(events[0]["reason_code"], "UNBALANCED");
+    assert_eq!(
+        hex::decode(events[0]["raw"].as_str().unwrap()).unwrap(),
+        stream[1].1,
+        "the raw bytes, as published"
+    );
+}
