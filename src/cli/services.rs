@@ -144,7 +144,7 @@ fn confluent_schemas(dir: Option<&std::path::Path>) -> Result<crate::codec::Conf
         return Ok(Default::default());
     };
     let schemas =
-        crate::codec::ConfluentSchemas::read_dir(dir, crate::codec::POSTING_REQUEST_SCHEMA)?;
+        crate::codec::ConfluentSchemas::read_dir(dir, crate::codec::POSTING_REQUEST_VERSIONS)?;
     tracing::info!(ids = ?schemas.ids(), "Confluent-framed requests are read by their writer schema id");
     Ok(schemas)
 }

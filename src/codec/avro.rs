@@ -55,8 +55,9 @@ impl std::str::FromStr for Framing {
 pub enum DecodeError {
     #[error("message is {bytes} bytes, the maximum is {max}")]
     TooLarge { bytes: usize, max: usize },
-    /// A single-object message whose schema fingerprint is none of the versions published.
-    #[error("single-object fingerprint {0} is no published version of this schema")]
+    /// A message whose writer schema (single-object fingerprint, Confluent id) is none of the
+    /// versions published (or given ids).
+    #[error("{0} is no published version of this schema")]
     UnknownSchema(String),
     #[error("{0}")]
     Malformed(String),
@@ -81,9 +82,9 @@ pub struct RecordCodec<T> {
     /// written with one is read through Avro schema resolution into the current version.
     writers: Vec<(Vec<u8>, Schema)>,
     accept_json: bool,
-    /// When set, a Confluent-framed message is read with the writer schema its id names (the
-    /// versions of this schema a registry gave ids to); an id not among them is unknown.
-    confluent_writers: Option<HashMap<u32, Schema>>,
+    /// When set, a Confluent-framed message is read with the published version its id names
+    /// (`None`: the current one); an id not among them is unknown.
+    confluent_writers: Option<HashMap<u32, Option<Schema>>>,
     max_bytes: usize,
     _record: PhantomData<fn() -> T>,
 }
@@ -132,7 +133,12 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
     /// a Confluent-framed message is read as the current version whatever its id.
     pub fn with_confluent_writers(mut self, writers: &ConfluentSchemas) -> Self {
         if !writers.0.is_empty() {
-            self.confluent_writers = Some(writers.0.iter().cloned().collect());
+            let current = &self.single_object_header;
+            let by_id = writers.0.iter().map(|v| {
+                let writer = (v.header != *current).then(|| v.schema.clone());
+                (v.id, writer)
+            });
+            self.confluent_writers = Some(by_id.collect());
         }
         self
     }
@@ -176,8 +182,8 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
             [CONFLUENT_MAGIC, a, b, c, d, rest @ ..] => {
                 let id = u32::from_be_bytes([*a, *b, *c, *d]);
                 match self.confluent_writers.as_ref().map(|w| w.get(&id)) {
-                    None => self.decode_datum(rest),
-                    Some(Some(writer)) => self.decode_resolved(writer, rest),
+                    None | Some(Some(None)) => self.decode_datum(rest),
+                    Some(Some(Some(writer))) => self.decode_resolved(writer, rest),
                     Some(None) => Err(DecodeError::UnknownSchema(format!(
                         "Confluent schema id {id}"
                     ))),
@@ -205,7 +211,9 @@ impl<T: Serialize + DeserializeOwned> RecordCodec<T> {
         }
         let Some((_, writer)) = self.writers.iter().find(|(h, _)| h.as_slice() == head) else {
             let fingerprint: String = head[2..].iter().map(|b| format!("{b:02x}")).collect();
-            return Err(DecodeError::UnknownSchema(fingerprint));
+            return Err(DecodeError::UnknownSchema(format!(
+                "single-object schema fingerprint {fingerprint}"
+            )));
         };
         self.decode_resolved(writer, datum)
     }
@@ -289,10 +297,19 @@ fn malformed(detail: &str) -> DecodeError {
     DecodeError::Malformed(d)
 }
 
-/// Versions of one schema and the ids a Confluent Schema Registry gave them, read from a
-/// directory of `<id>.avsc` files (an export of the registry's subject: `--confluent-schemas`).
+/// Published versions of one schema and the ids a Confluent Schema Registry gave them, read
+/// from a directory of `<id>.avsc` files (an export of the registry's subject:
+/// `--confluent-schemas`).
 #[derive(Debug, Clone, Default)]
-pub struct ConfluentSchemas(Vec<(u32, Schema)>);
+pub struct ConfluentSchemas(Vec<ConfluentVersion>);
+
+#[derive(Debug, Clone)]
+struct ConfluentVersion {
+    id: u32,
+    /// Its single-object header: which published version it is.
+    header: Vec<u8>,
+    schema: Schema,
+}
 
 /// A directory of Confluent schema versions that cannot be used.
 #[derive(Debug, Error)]
@@ -302,27 +319,33 @@ pub enum ConfluentSchemasError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: the name is not <schema id>.avsc")]
+    #[error(
+        "{path}: the name is not <schema id>.avsc (an id of 1 to 2147483647, no leading zeros)"
+    )]
     Name { path: String },
     #[error("{path}: not an Avro schema: {source}")]
     Parse {
         path: String,
         source: apache_avro::Error,
     },
-    #[error("{path}: a {found} schema, not a version of {expected}")]
-    OtherRecord {
-        path: String,
-        found: String,
-        expected: String,
-    },
+    #[error("{path}: not a published version of the schema (schemas/history/): the ledger reads only versions it knows, never one by field names alone")]
+    Unpublished { path: String },
     #[error("{dir}: no <schema id>.avsc file")]
     Empty { dir: String },
 }
 
 impl ConfluentSchemas {
-    /// Every `<id>.avsc` of `dir`, each a version of `current` (the same record name).
-    pub fn read_dir(dir: &std::path::Path, current: &str) -> Result<Self, ConfluentSchemasError> {
-        let expected = record_name(&Schema::parse_str(current).expect("bundled schemas are valid"));
+    /// Every `<id>.avsc` file of `dir` (entries whose name starts with `.`, as a Kubernetes
+    /// volume's, and directories are passed over), each one of the `published` versions.
+    pub fn read_dir(
+        dir: &std::path::Path,
+        published: &[&str],
+    ) -> Result<Self, ConfluentSchemasError> {
+        let headers: Vec<Vec<u8>> = published
+            .iter()
+            .map(|json| Schema::parse_str(json).expect("bundled schemas are valid"))
+            .map(|s| RabinFingerprintHeader::from_schema(&s).build_header())
+            .collect();
         let read = |path: &std::path::Path, source| ConfluentSchemasError::Read {
             path: path.display().to_string(),
             source,
@@ -330,50 +353,49 @@ impl ConfluentSchemas {
         let mut versions = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| read(dir, e))? {
             let path = entry.map_err(|e| read(dir, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with('.') || path.is_dir() {
+                continue;
+            }
             let shown = path.display().to_string();
-            let id = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".avsc"))
-                .and_then(|n| n.parse::<u32>().ok())
-                .ok_or(ConfluentSchemasError::Name {
-                    path: shown.clone(),
-                })?;
+            let id = confluent_id(name).ok_or(ConfluentSchemasError::Name {
+                path: shown.clone(),
+            })?;
             let text = std::fs::read_to_string(&path).map_err(|e| read(&path, e))?;
             let schema =
                 Schema::parse_str(&text).map_err(|source| ConfluentSchemasError::Parse {
                     path: shown.clone(),
                     source,
                 })?;
-            let found = record_name(&schema);
-            if found != expected {
-                return Err(ConfluentSchemasError::OtherRecord {
-                    path: shown,
-                    found,
-                    expected,
-                });
+            let header = RabinFingerprintHeader::from_schema(&schema).build_header();
+            if !headers.contains(&header) {
+                return Err(ConfluentSchemasError::Unpublished { path: shown });
             }
-            versions.push((id, schema));
+            versions.push(ConfluentVersion { id, header, schema });
         }
         if versions.is_empty() {
             return Err(ConfluentSchemasError::Empty {
                 dir: dir.display().to_string(),
             });
         }
-        versions.sort_by_key(|(id, _)| *id);
+        versions.sort_by_key(|v| v.id);
         Ok(ConfluentSchemas(versions))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// The schema ids, in order.
     pub fn ids(&self) -> Vec<u32> {
-        self.0.iter().map(|(id, _)| *id).collect()
+        self.0.iter().map(|v| v.id).collect()
     }
 }
 
-/// A record schema's full name (empty for anything else).
-fn record_name(schema: &Schema) -> String {
-    match schema {
-        Schema::Record(r) => r.name.fullname(None),
-        _ => String::new(),
-    }
+/// The id of a file named `<id>.avsc`: a Schema Registry id (a positive 32-bit signed integer)
+/// written plainly, so that two names never give one id.
+fn confluent_id(name: &str) -> Option<u32> {
+    let digits = name.strip_suffix(".avsc")?;
+    let id: u32 = digits.parse().ok()?;
+    (id >= 1 && id <= i32::MAX as u32 && id.to_string() == digits).then_some(id)
 }

@@ -44,8 +44,11 @@ impl std::str::FromStr for EventFormat {
         match text {
             "avro" => Ok(EventFormat::Avro),
             "json" => Ok(EventFormat::Json),
+            // A registry's ids are positive 32-bit signed integers (Java reads them so).
             other => match other.strip_prefix("confluent:").map(str::parse::<u32>) {
-                Some(Ok(schema_id)) => Ok(EventFormat::Confluent { schema_id }),
+                Some(Ok(schema_id)) if (1..=i32::MAX as u32).contains(&schema_id) => {
+                    Ok(EventFormat::Confluent { schema_id })
+                }
                 _ => Err(UnknownEventFormat(text.into())),
             },
         }
@@ -213,7 +216,9 @@ mod tests {
             .encode(&rejection(), "confluent:7".parse().unwrap())
             .unwrap();
         assert_eq!(confluent.bytes[..5], [0, 0, 0, 0, 7]);
-        assert!("confluent:x".parse::<EventFormat>().is_err());
+        for bad in ["confluent:x", "confluent:0", "confluent:2147483648"] {
+            assert!(bad.parse::<EventFormat>().is_err(), "{bad}");
+        }
         let json = codec.encode(&rejection(), EventFormat::Json).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&json.bytes).unwrap();
         assert_eq!(value["raw_hex"], "00ff7b");

@@ -26,7 +26,7 @@ pub enum Rejection {
     MessageTooLarge { bytes: usize, max: usize },
     #[error("cannot decode message: {0}")]
     Malformed(String),
-    #[error("single-object schema fingerprint {0} is no published version of the request schema")]
+    #[error("{0} is no published version of the request schema")]
     UnknownSchema(String),
 
     // --- structure and limits (pure) ---

@@ -136,6 +136,38 @@ impl Halts {
         self.export();
     }
 
+    /// A Confluent-framed message at the partition's position names a schema id the poster was
+    /// not given: fetching stops there until the id's schema is added (and the posters
+    /// restarted), or an operator skips the message.
+    pub(super) fn halt_unknown_schema(
+        &mut self,
+        consumer: &BaseConsumer<PosterContext>,
+        partition: i32,
+        raw: &[u8],
+        offset: i64,
+    ) {
+        self.metrics
+            .consume_errors
+            .with_label_values(&[&self.topic, &partition.to_string()])
+            .inc();
+        let id = raw
+            .get(1..5)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let reason = format!(
+            "{} partition {partition}: offset {offset} is Confluent-framed with schema id {id}, which is not among --confluent-schemas; fetching stopped. Add the version's {id}.avsc to every poster's directory and restart them; if it is not a request, skip it with `ledgerline replay --partition {partition} --to-offset {} --force` (recorded)",
+            self.topic,
+            offset + 1
+        );
+        tracing::error!(
+            partition,
+            offset,
+            id,
+            "unknown Confluent schema id; partition halted"
+        );
+        self.stop(consumer, partition, reason);
+        self.export();
+    }
+
     fn stop(&mut self, consumer: &BaseConsumer<PosterContext>, partition: i32, reason: String) {
         let retry_at = Instant::now() + Duration::from_secs(limits::HALT_RETRY_SECONDS);
         self.pause(consumer, partition, true);

@@ -143,11 +143,37 @@ impl Poster {
             }
             tracing::debug!(partition, position, first = first.offset, "offsets the broker did not serve after a fresh seek (transaction markers, aborted transactions or compaction); recorded with the batch");
         }
+        let mut messages = messages;
+        if let Some(at) = messages.iter().position(|m| self.needs_unknown_schema(m)) {
+            let unknown = &messages[at];
+            halts.halt_unknown_schema(consumer, partition, &unknown.raw, unknown.offset);
+            // What comes before it still commits (as before a consume error); the halt's retry
+            // reads the partition again from its checkpoint, at this message.
+            messages.truncate(at);
+            if messages.is_empty() {
+                return None;
+            }
+        }
         Some(Job {
             partition,
             position,
             batch: messages,
         })
+    }
+
+    /// A Confluent-framed message whose schema id the poster was not given
+    /// (`--confluent-schemas`): not decided (a rejection would be final, and the id may only be
+    /// missing here so far), but waited for, with the partition halted.
+    fn needs_unknown_schema(&self, m: &BatchMessage) -> bool {
+        !self.settings.confluent_schemas.is_empty()
+            && m.raw.first() == Some(&0)
+            && matches!(
+                m.candidate,
+                Candidate::Refused {
+                    rejection: crate::domain::Rejection::UnknownSchema(_),
+                    ..
+                }
+            )
     }
 
     /// The partition's log start offset, which a gap must not lie below: past the position, the

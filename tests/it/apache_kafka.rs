@@ -500,8 +500,9 @@ async fn a_request_over_the_brokers_limit_is_refused_at_produce_time() {
 /// AvroSerializer with the ids its Schema Registry client gave them (`tests/clients/publish.py
 /// registry:DIR`; the client is confluent-kafka's in-process `mock://` registry, as no Schema
 /// Registry server runs here), are posted by their writer schema id once the poster has the
-/// exported versions (`--confluent-schemas DIR`); an id the export lacks is rejected
-/// UNKNOWN_SCHEMA, not read as the current version.
+/// exported versions (`--confluent-schemas`). A message under an id the export lacks is not
+/// decided: its partition halts there, `/ready` says why, and once the id's version is added
+/// and the poster restarted, it posts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confluent_framed_requests_are_read_by_the_schema_id_their_registry_gave() {
     use ledgerline::codec::{posting_codec, Framing};
@@ -541,24 +542,47 @@ async fn confluent_framed_requests_are_read_by_the_schema_id_their_registry_gave
     exported.sort();
     assert_eq!(exported, ["1.avsc", "2.avsc"], "the registry's ids");
 
-    let mut unknown = messages[0].request.clone().unwrap();
-    unknown.idempotency_key = unique("unknown-id");
+    // A request under an id the export does not have yet, last in its partition.
+    let mut request = messages[0].request.clone().unwrap();
+    request.idempotency_key = unique("unknown-id");
     let bytes = posting_codec()
-        .encode(&unknown, Framing::AvroConfluent { schema_id: 3 })
+        .encode(&request, Framing::AvroConfluent { schema_id: 3 })
         .unwrap();
     let unknown = Message {
-        key: unknown.idempotency_key.clone(),
-        request: None,
+        key: request.idempotency_key.clone(),
+        request: Some(request),
         raw: Some(bytes),
-        expected: ledgerline::generator::Expected::Rejected("UNKNOWN_SCHEMA"),
+        expected: ledgerline::generator::Expected::Posted,
     };
     ledger.produce(std::slice::from_ref(&unknown)).await;
     messages.push(unknown);
 
     let export_arg = export.display().to_string();
+    let http = free_port();
+    let mut poster = ledger.poster(http, &["--confluent-schemas", &export_arg]);
+    eventually("/ready names the unknown schema id", Duration::from_secs(60), async || {
+        matches!(http_get(http, "/ready").await, Some((503, body)) if body.contains("schema id 3"))
+    })
+    .await;
+    eventually(
+        "everything before it posted",
+        Duration::from_secs(60),
+        async || common::LedgerFacts::read(&ledger.pool).await.entries == 400,
+    )
+    .await;
+    let facts = common::LedgerFacts::read(&ledger.pool).await;
+    assert_eq!(facts.rejections, 0, "nothing decided for the unknown id");
+    common::signal(&poster, "TERM");
+    poster.wait().unwrap();
+
+    // The registry's version for id 3 (the current one), and a restart: it posts.
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/posting_request.avsc"),
+        export.join("3.avsc"),
+    )
+    .unwrap();
     let _poster = ledger.poster(free_port(), &["--confluent-schemas", &export_arg]);
     ledger.wait_drained(Duration::from_secs(120)).await;
     ledger.assert_invariants(&messages).await;
-    assert_eq!(ledger.rejections_with("UNKNOWN_SCHEMA").await, 1);
     let _ = std::fs::remove_dir_all(&export);
 }

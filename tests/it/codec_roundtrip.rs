@@ -322,53 +322,85 @@ fn every_cut_of_a_request_is_malformed_never_a_shorter_request() {
 }
 
 /// Confluent-framed requests with a directory of schema versions by id: each read with the
-/// writer schema its id names (an older version through resolution), an id not among them is
-/// UNKNOWN_SCHEMA. Without the directory the id is not looked at (the current version is
-/// assumed), which is why an older version's bytes are then misread or refused.
+/// published version its id names (an older one through resolution), holds included; bytes
+/// under another version's id, or cut short, are malformed, never a shorter request; an id not
+/// among them is UNKNOWN_SCHEMA (the poster halts there instead: `apache_kafka.rs`). Without the
+/// directory the id is not looked at, which is why version 1's bytes are then refused.
 #[test]
 fn confluent_framed_requests_are_read_by_their_writer_schema_id() {
     use ledgerline::codec::{ConfluentSchemas, POSTING_REQUEST_VERSIONS};
     let dir = std::env::temp_dir().join(format!("confluent-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir(&dir).unwrap();
     let dir = DirGuard(dir);
+    let path = dir.0.as_path();
     let v1 = POSTING_REQUEST_VERSIONS[0];
-    std::fs::write(dir.0.as_path().join("11.avsc"), v1).unwrap();
-    std::fs::write(dir.0.as_path().join("12.avsc"), POSTING_REQUEST_SCHEMA).unwrap();
-    let schemas = ConfluentSchemas::read_dir(dir.0.as_path(), POSTING_REQUEST_SCHEMA).unwrap();
+    std::fs::write(path.join("11.avsc"), v1).unwrap();
+    std::fs::write(path.join("12.avsc"), POSTING_REQUEST_SCHEMA).unwrap();
+    // What a Kubernetes volume holds beside its files is passed over.
+    std::fs::create_dir(path.join("..2026_12_07")).unwrap();
+    std::fs::write(path.join("..data"), "").unwrap();
+    let schemas = ConfluentSchemas::read_dir(path, POSTING_REQUEST_VERSIONS).unwrap();
     assert_eq!(schemas.ids(), [11, 12]);
     let codec = posting_codec().with_confluent_writers(&schemas);
+    let v1_codec = RecordCodec::<PostingRequest>::new(v1, 1 << 16);
 
-    let mut request = request();
-    request.reverses = None;
-    request.metadata.clear();
-    let old = RecordCodec::<PostingRequest>::new(v1, 1 << 16)
+    let request = request();
+    let old = v1_codec
         .encode(&request, Framing::AvroConfluent { schema_id: 11 })
         .unwrap();
     assert_eq!(codec.decode(&old).unwrap(), request);
+    let mut hold = request.clone();
+    hold.kind = Some("PENDING".into());
+    hold.expires_at = Some("2026-12-31T00:00:00Z".into());
     let new = codec
-        .encode(&request, Framing::AvroConfluent { schema_id: 12 })
+        .encode(&hold, Framing::AvroConfluent { schema_id: 12 })
         .unwrap();
-    assert_eq!(codec.decode(&new).unwrap(), request);
+    assert_eq!(codec.decode(&new).unwrap(), hold);
+
+    // Another version's id: trailing bytes, or a datum cut short. Never a request.
+    let mut swapped = new.clone();
+    swapped[1..5].copy_from_slice(&11u32.to_be_bytes());
+    assert_eq!(
+        decode_posting(&codec, &swapped).unwrap_err().code(),
+        "MALFORMED"
+    );
+    let mut swapped = old.clone();
+    swapped[1..5].copy_from_slice(&12u32.to_be_bytes());
+    assert_eq!(
+        decode_posting(&codec, &swapped).unwrap_err().code(),
+        "MALFORMED"
+    );
+    for cut in 5..old.len() {
+        assert!(codec.decode(&old[..cut]).is_err(), "cut at {cut}");
+    }
     let mut unknown = new.clone();
     unknown[1..5].copy_from_slice(&13u32.to_be_bytes());
-    assert_eq!(
-        decode_posting(&codec, &unknown).unwrap_err().code(),
-        "UNKNOWN_SCHEMA"
+    let refused = decode_posting(&codec, &unknown).unwrap_err();
+    assert_eq!(refused.code(), "UNKNOWN_SCHEMA");
+    assert!(
+        refused.to_string().contains("Confluent schema id 13"),
+        "{refused}"
     );
-    assert_ne!(
-        posting_codec().decode(&old).ok(),
-        Some(request),
-        "without the ids, version 1's bytes are read as the current version"
+    assert!(
+        posting_codec().decode(&old).is_err(),
+        "without the ids, version 1's bytes are read as the current version, and refused"
     );
 
-    // A directory that is not what it should be is refused, saying why.
-    std::fs::write(dir.0.as_path().join("balance.avsc"), v1).unwrap();
-    let err = ConfluentSchemas::read_dir(dir.0.as_path(), POSTING_REQUEST_SCHEMA).unwrap_err();
-    assert!(err.to_string().contains("not <schema id>.avsc"), "{err}");
-    std::fs::remove_file(dir.0.as_path().join("balance.avsc")).unwrap();
-    std::fs::write(dir.0.as_path().join("14.avsc"), BALANCE_EVENT_SCHEMA).unwrap();
-    let err = ConfluentSchemas::read_dir(dir.0.as_path(), POSTING_REQUEST_SCHEMA).unwrap_err();
-    assert!(err.to_string().contains("not a version of"), "{err}");
+    // A directory that is not what it should be is refused, naming the file and why.
+    let refused_with = |name: &str, text: &str, why: &str| {
+        std::fs::write(path.join(name), text).unwrap();
+        let err = ConfluentSchemas::read_dir(path, POSTING_REQUEST_VERSIONS).unwrap_err();
+        assert!(err.to_string().contains(why), "{name}: {err}");
+        std::fs::remove_file(path.join(name)).unwrap();
+    };
+    refused_with("011.avsc", v1, "not <schema id>.avsc");
+    refused_with("2147483648.avsc", v1, "not <schema id>.avsc");
+    refused_with("balance.avsc", v1, "not <schema id>.avsc");
+    refused_with("14.avsc", BALANCE_EVENT_SCHEMA, "not a published version");
+    // Same record name, a field renamed: resolution by name would lose it silently.
+    let renamed = POSTING_REQUEST_SCHEMA.replace("\"kind\"", "\"posting_kind\"");
+    assert_ne!(renamed, POSTING_REQUEST_SCHEMA);
+    refused_with("15.avsc", &renamed, "not a published version");
 }
 
 /// Removes its directory when dropped.
