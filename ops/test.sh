@@ -44,7 +44,9 @@ cargo test --test it --features bench --no-run
 modules=$(cargo test --test it --features bench -q -- --list --format terse 2>/dev/null |
     sed -n 's/^\([a-z0-9_]*\)::.*: test$/\1/p' | sort -u)
 [ -n "$modules" ] || die "no integration-test modules found in tests/it"
+# --show-output: the figures tests print (e.g. the reporter's kill loops: events received by a
+# read_committed consumer) are in the log of every run, not only of a failed one.
 for module in $modules; do
     echo "== cargo test: integration tests, $module"
-    cargo test --test it --features bench -- --test-threads "$threads" "$module::"
+    cargo test --test it --features bench -- --test-threads "$threads" --show-output "$module::"
 done
