@@ -49,10 +49,10 @@ pub struct PosterArgs {
     /// back at once), `off` (dynamic membership), or an id unique to this poster.
     #[arg(long, env = "LEDGERLINE_GROUP_INSTANCE_ID", default_value = "auto")]
     pub group_instance_id: crate::poster::GroupInstance,
-    /// A directory of `<id>.avsc` files: the posting request schema's versions under the ids
-    /// your Schema Registry gave them. Confluent-framed requests are then read by their writer
-    /// schema id, and an id not among them is rejected UNKNOWN_SCHEMA; without it they are read
-    /// as the current version whatever their id.
+    /// A directory of `<id>.avsc` files: the published versions of the posting request schema
+    /// under the ids your Schema Registry gave them. Confluent-framed requests are then read by
+    /// their writer schema id, and one under an id not among them halts its partition (until
+    /// the file is added); without it they are read as the current version whatever their id.
     #[arg(long, env = "LEDGERLINE_CONFLUENT_SCHEMAS")]
     pub confluent_schemas: Option<std::path::PathBuf>,
 }
