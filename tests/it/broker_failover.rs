@@ -33,12 +33,17 @@ fn leaders(topic: &str) -> (BTreeMap<i32, i32>, BTreeMap<i32, usize>) {
     )
 }
 
+/// Waits until the topic's metadata lists its partitions, each with all three replicas in sync.
 async fn wait_fully_replicated(topic: &str) {
     let started = Instant::now();
-    while leaders(topic).1.values().any(|isr| *isr < 3) {
+    loop {
+        let isr = leaders(topic).1;
+        if !isr.is_empty() && isr.values().all(|n| *n >= 3) {
+            return;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "ISR never back to 3"
+            "ISR never back to 3: {isr:?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -63,7 +68,10 @@ async fn leader_crash_and_rolling_restart_lose_and_double_nothing() {
     // This binary's only test: everything it and its posters do goes to the cluster.
     std::env::set_var("LEDGERLINE_KAFKA_BROKERS", cluster.bootstrap());
     let ledger = Ledger::new(200, 4).await;
+    // A broker may not know a topic created a moment ago (no partitions in its metadata yet).
+    wait_fully_replicated(&ledger.topic).await;
     let (lead, isr) = leaders(&ledger.topic);
+    assert_eq!(lead.len(), 4, "every partition has a leader: {lead:?}");
     assert!(
         isr.values().all(|n| *n == 3),
         "replication factor 3: {isr:?}"
