@@ -12,11 +12,9 @@ first record that fails.
 """
 import json
 import sys
-import time
-import uuid
-
 import jsonschema
-from confluent_kafka import Consumer
+
+from topic_reader import records
 
 
 def main():
@@ -24,21 +22,8 @@ def main():
     with open(schema_file) as f:
         schema = json.load(f)
     validator = jsonschema.Draft202012Validator(schema)
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"read-events-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
-    consumer.subscribe([topic])
     ids, versions = [], set()
-    started, enough_at = time.monotonic(), None
-    while time.monotonic() - started < 60 and (enough_at is None or time.monotonic() - enough_at < 3):
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error():
-            raise SystemExit(f"consume error: {msg.error()}")
+    for msg in records(bootstrap, topic, expected):
         where = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
         headers = {k: v.decode() for k, v in (msg.headers() or [])}
         if headers.get("content-type") != "application/json":
@@ -51,9 +36,6 @@ def main():
         if errors:
             raise SystemExit(f"{where}: {errors[0].message} in {event}")
         ids.append(event["event_id"])
-        if len(ids) >= expected and enough_at is None:
-            enough_at = time.monotonic()
-    consumer.close()
     print(json.dumps({"events": len(ids), "event_ids": ids, "versions": sorted(versions)}))
 
 

@@ -10,37 +10,19 @@ received per partition]}; exits non-zero on a consume error or a value that is n
 """
 import json
 import sys
-import time
-import uuid
 
-from confluent_kafka import Consumer
+from topic_reader import records
 
 
 def main():
     bootstrap, topic, isolation, expected = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"read-isolated-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "isolation.level": isolation,
-    })
-    consumer.subscribe([topic])
     events = []
-    started, enough_at = time.monotonic(), None
-    while time.monotonic() - started < 120 and (enough_at is None or time.monotonic() - enough_at < 5):
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error():
-            raise SystemExit(f"consume error: {msg.error()}")
+    for msg in records(bootstrap, topic, expected, limit=120, settle=5,
+                       settings={"isolation.level": isolation}):
         try:
             events.append(json.loads(msg.value()))
         except ValueError as e:
             raise SystemExit(f"{msg.topic()}/{msg.partition()}/{msg.offset()}: not JSON: {e}")
-        if len(events) >= expected and enough_at is None:
-            enough_at = time.monotonic()
-    consumer.close()
     print(json.dumps({"received": len(events), "events": events}))
 
 

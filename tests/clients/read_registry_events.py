@@ -14,13 +14,12 @@ deserializer refuses.
 import json
 import pathlib
 import sys
-import time
-import uuid
 
-from confluent_kafka import Consumer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+
+from topic_reader import records
 
 
 def main():
@@ -29,28 +28,12 @@ def main():
     schema_id = registry.register_schema(f"{topic}-value", Schema(pathlib.Path(schema_file).read_text(), "AVRO"))
     deserializer = AvroDeserializer(registry)
     context = SerializationContext(topic, MessageField.VALUE)
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"read-registry-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
-    consumer.subscribe([topic])
     events, content_types = [], set()
-    started, enough_at = time.monotonic(), None
-    while time.monotonic() - started < 60 and (enough_at is None or time.monotonic() - enough_at < 3):
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error():
-            raise SystemExit(f"consume error: {msg.error()}")
+    for msg in records(bootstrap, topic, expected):
         headers = {k: v.decode() for k, v in (msg.headers() or [])}
         content_types.add(headers.get("content-type"))
         event = deserializer(msg.value(), context)
         events.append({k: (v.hex() if isinstance(v, bytes) else v) for k, v in event.items()})
-        if len(events) >= expected and enough_at is None:
-            enough_at = time.monotonic()
-    consumer.close()
     print(json.dumps({"schema_id": schema_id, "content_types": sorted(content_types), "events": events}))
 
 

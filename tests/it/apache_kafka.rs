@@ -449,26 +449,11 @@ async fn compacted_balances_read_by_an_independent_group_match_postgresql() {
 /// The latest balance per account as the independent client's own consumer group reads it:
 /// the project's Python consumer example (`examples/python-consumer/balances.py`).
 pub(crate) fn read_balances_independently(topic: &str) -> serde_json::Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/python-consumer/balances.py"
-    );
-    let out = Command::new(required_env("LEDGERLINE_PYTHON"))
-        .args([
-            script,
-            &required_env("LEDGERLINE_KAFKA_BROKERS"),
-            topic,
-            &unique("downstream"),
-            "5",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "balances.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let group = unique("downstream");
+    common::python_client(
+        "examples/python-consumer/balances.py",
+        &[topic, &group, "5"],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,29 +8,14 @@
 use crate::common;
 
 use common::cluster::kafka_tool;
-use common::{required_env, spawn_ledgerline, transfer, Ledger};
+use common::{required_env, spawn_ledgerline, transfer, Ledger, PosterProcess};
 
 /// What the Python reader (`tests/clients/read_events.py`) found on a topic, once it has read
 /// `expected` events (or after 60 s).
 fn python_read(topic: &str, schema: &str, expected: usize) -> serde_json::Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/read_events.py");
     let schema = format!("{}/schemas/json/{schema}", env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(required_env("LEDGERLINE_PYTHON"))
-        .args([
-            script,
-            &required_env("LEDGERLINE_KAFKA_BROKERS"),
-            topic,
-            &schema,
-            &expected.to_string(),
-        ])
-        .output()
-        .expect("the Python client starts (installed by ops/install-deps.sh --test)");
-    assert!(
-        out.status.success(),
-        "read_events.py {topic}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let expected = expected.to_string();
+    common::python_client("tests/clients/read_events.py", &[topic, &schema, &expected])
 }
 
 /// `kcat -C -J` of a whole topic: one JSON envelope per record.
@@ -52,6 +37,32 @@ fn kcat(topic: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// New balances, anomalies and rejections topics, and a reporter (started with `args`, no
+/// anomaly detection) publishing `ledger`'s outbox to them.
+async fn reporter_on_new_topics(ledger: &Ledger, args: &[&str]) -> ([String; 3], PosterProcess) {
+    let topics = ["balances", "anomalies", "rejections"].map(common::unique);
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    ledgerline::kafka::create_topics(&common::kafka(), &names, 2)
+        .await
+        .unwrap();
+    let http = format!("127.0.0.1:{}", common::free_port());
+    let reporter = spawn_ledgerline(
+        &format!("reporter-{}", topics[0]),
+        &[&["reporter", "--http-addr", &http][..], args].concat(),
+        &[
+            (
+                "LEDGERLINE_DATABASE_URL",
+                &common::writer_url(&ledger.db_url),
+            ),
+            ("LEDGERLINE_BALANCES_TOPIC", &topics[0]),
+            ("LEDGERLINE_ANOMALIES_TOPIC", &topics[1]),
+            ("LEDGERLINE_REJECTIONS_TOPIC", &topics[2]),
+            ("LEDGERLINE_DETECTORS", "none"),
+        ],
+    );
+    (topics, reporter)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_events_are_read_by_tools_that_are_not_ledgerline() {
     let ledger = Ledger::new(2, 1).await;
@@ -68,26 +79,7 @@ async fn json_events_are_read_by_tools_that_are_not_ledgerline() {
     ledger.produce_raw(&stream).await;
     ledger.run_poster_until_idle().await;
 
-    let topics = ["balances", "anomalies", "rejections"].map(common::unique);
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    ledgerline::kafka::create_topics(&common::kafka(), &names, 2)
-        .await
-        .unwrap();
-    let http = format!("127.0.0.1:{}", common::free_port());
-    let mut reporter = spawn_ledgerline(
-        &format!("reporter-{}", topics[0]),
-        &["reporter", "--http-addr", &http, "--event-format", "json"],
-        &[
-            (
-                "LEDGERLINE_DATABASE_URL",
-                &common::writer_url(&ledger.db_url),
-            ),
-            ("LEDGERLINE_BALANCES_TOPIC", &topics[0]),
-            ("LEDGERLINE_ANOMALIES_TOPIC", &topics[1]),
-            ("LEDGERLINE_REJECTIONS_TOPIC", &topics[2]),
-            ("LEDGERLINE_DETECTORS", "none"),
-        ],
-    );
+    let (topics, mut reporter) = reporter_on_new_topics(&ledger, &["--event-format", "json"]).await;
 
     // The Python reader validates every event against its JSON Schema and checks the headers.
     let balances = python_read(&topics[0], "balance_event.schema.json", 2);
@@ -178,25 +170,13 @@ async fn json_events_are_read_by_tools_that_are_not_ledgerline() {
     assert!(!tail.contains("undecodable"), "{tail}");
 }
 
-/// What confluent-kafka's own AvroDeserializer read of `topic` (`tests/clients/read_registry_events.py`),
-/// with `schema` registered for the topic first: the id its registry gave, and the events.
+/// What confluent-kafka's own AvroDeserializer read of `topic`
+/// (`tests/clients/read_registry_events.py`), with `schema` registered for the topic first: the
+/// id its registry gave, and the events.
 fn python_read_registry(topic: &str, schema: &str, expected: usize) -> serde_json::Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/read_registry_events.py"
-    );
     let schema = format!("{}/schemas/{schema}", env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(required_env("LEDGERLINE_PYTHON"))
-        .args([script, &required_env("LEDGERLINE_KAFKA_BROKERS"), topic])
-        .args([&schema, &expected.to_string()])
-        .output()
-        .expect("the Python client starts (installed by ops/install-deps.sh --test)");
-    assert!(
-        out.status.success(),
-        "read_registry_events.py {topic}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let script = "tests/clients/read_registry_events.py";
+    common::python_client(script, &[topic, &schema, &expected.to_string()])
 }
 
 /// Events in Confluent framing (`--balances-format confluent:ID`), under the id a registry
@@ -215,29 +195,14 @@ async fn confluent_framed_events_are_read_by_confluent_kafkas_avro_deserializer(
     ledger.produce_raw(&stream).await;
     ledger.run_poster_until_idle().await;
 
-    let topics = ["balances", "anomalies", "rejections"].map(common::unique);
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    ledgerline::kafka::create_topics(&common::kafka(), &names, 2)
-        .await
-        .unwrap();
-    let http = format!("127.0.0.1:{}", common::free_port());
     // The in-process registry of each reader gives its one schema the id 1.
-    let args = ["reporter", "--http-addr", &http];
-    let formats = ["--balances-format", "confluent:1"];
-    let mut reporter = spawn_ledgerline(
-        &format!("reporter-{}", topics[0]),
-        &[&args[..], &formats, &["--rejections-format", "confluent:1"]].concat(),
-        &[
-            (
-                "LEDGERLINE_DATABASE_URL",
-                &common::writer_url(&ledger.db_url),
-            ),
-            ("LEDGERLINE_BALANCES_TOPIC", &topics[0]),
-            ("LEDGERLINE_ANOMALIES_TOPIC", &topics[1]),
-            ("LEDGERLINE_REJECTIONS_TOPIC", &topics[2]),
-            ("LEDGERLINE_DETECTORS", "none"),
-        ],
-    );
+    let formats = [
+        "--balances-format",
+        "confluent:1",
+        "--rejections-format",
+        "confluent:1",
+    ];
+    let (topics, mut reporter) = reporter_on_new_topics(&ledger, &formats).await;
     let balances = python_read_registry(&topics[0], "balance_event.avsc", 2);
     let rejections = python_read_registry(&topics[2], "rejection.avsc", 1);
     common::signal(&reporter, "TERM");

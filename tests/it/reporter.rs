@@ -282,21 +282,8 @@ fn python_read_isolated(
     isolation: &str,
     expected: usize,
 ) -> (usize, Vec<BalanceEvent>) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/read_isolated.py"
-    );
-    let out = std::process::Command::new(common::required_env("LEDGERLINE_PYTHON"))
-        .args([script, &common::required_env("LEDGERLINE_KAFKA_BROKERS")])
-        .args([topic, isolation, &expected.to_string()])
-        .output()
-        .expect("the Python client starts (installed by ops/install-deps.sh --test)");
-    assert!(
-        out.status.success(),
-        "read_isolated.py {topic} {isolation}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let script = "tests/clients/read_isolated.py";
+    let read = common::python_client(script, &[topic, isolation, &expected.to_string()]);
     let events = serde_json::from_value(read["events"].clone()).unwrap();
     (read["received"].as_u64().unwrap() as usize, events)
 }

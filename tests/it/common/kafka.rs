@@ -80,6 +80,24 @@ impl Publisher {
     }
 }
 
+/// Runs a Python client that is not ledgerline (`script`, relative to the repository: one of
+/// `tests/clients/` or an example) with the broker's address, then `args`; what it printed, one
+/// JSON object.
+pub fn python_client(script: &str, args: &[&str]) -> serde_json::Value {
+    let path = format!("{}/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(required_env("LEDGERLINE_PYTHON"))
+        .args([&path, &required_env("LEDGERLINE_KAFKA_BROKERS")])
+        .args(args)
+        .output()
+        .expect("the Python client starts (installed by ops/install-deps.sh --test)");
+    assert!(
+        out.status.success(),
+        "{script} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Publishes JSON requests (one per line) with the independent client, `tests/clients/publish.py`
 /// (Python confluent-kafka and fastavro): `args` are its CODEC FORMAT [SCHEMA]. Expects one
 /// delivery report per request.
